@@ -1,0 +1,179 @@
+// The ChatService implementation: validates a request, streams the upstream's deltas to the caller
+// one message each, and ends every stream with exactly one finish or error.
+import { status, type ServerWritableStream } from "@grpc/grpc-js";
+import type { ChatRequest, ChatResponse, ChatServiceServer } from "../gen/chat/v1/chat.js";
+import type { ChatUpstream, UpstreamEvent } from "../upstream/openai.js";
+import { StreamStopped, toGatewayStatus, trailersFor, type GatewayStatus } from "../errors.js";
+import type { Logger } from "../logger.js";
+import { toUpstreamRequest, type RequestLimits } from "./validate.js";
+
+export interface StreamLimits extends RequestLimits {
+  maxConcurrentStreams: number;
+  /** No data from the upstream for this long ends the stream (0: never). */
+  idleTimeoutMs: number;
+  /** A stream still open after this long is ended (0: never). */
+  maxStreamDurationMs: number;
+}
+
+export interface ChatServiceDeps {
+  upstream: ChatUpstream;
+  defaultModel: string;
+  limits: StreamLimits;
+  logger: Logger;
+  /** Strings that must never reach a caller (API keys), scrubbed from upstream messages. */
+  secrets: readonly string[];
+}
+
+export interface ChatService {
+  readonly implementation: ChatServiceServer;
+  /** Streams in flight now. */
+  readonly active: number;
+  /**
+   * Refuses new streams, lets the open ones finish for up to `graceMs`, then ends the rest with an
+   * in-band error. Resolves when no stream is open.
+   */
+  drain(graceMs: number): Promise<void>;
+}
+
+type Call = ServerWritableStream<ChatRequest, ChatResponse>;
+
+export function createChatService(deps: ChatServiceDeps): ChatService {
+  const { upstream, limits, logger } = deps;
+  const open = new Set<(why: StreamStopped["why"]) => void>();
+  let draining = false;
+  let allClosed: (() => void) | undefined;
+
+  async function chat(call: Call): Promise<void> {
+    if (draining) return refuse(call, status.UNAVAILABLE, "gateway is shutting down; retry");
+    if (open.size >= limits.maxConcurrentStreams) {
+      return refuse(call, status.RESOURCE_EXHAUSTED, `too many concurrent streams (limit ${limits.maxConcurrentStreams}); retry later`);
+    }
+    const validated = toUpstreamRequest(call.request, deps.defaultModel, limits);
+    if (!validated.ok) return refuse(call, status.INVALID_ARGUMENT, validated.problem);
+    const request = validated.request;
+
+    const started = performance.now();
+    const controller = new AbortController();
+    const stop = (why: StreamStopped["why"]) => {
+      if (!controller.signal.aborted) controller.abort(new StreamStopped(why, performance.now() - started));
+    };
+    open.add(stop);
+    call.on("cancelled", () => stop(deadlinePassed(call) ? "deadline" : "cancelled"));
+
+    let lastActivity = started;
+    const idleTimer = limits.idleTimeoutMs > 0 ? setTimeout(function checkIdle() {
+      // Re-armed lazily, so the per-delta cost is one assignment rather than a timer reset.
+      const quiet = performance.now() - lastActivity;
+      if (quiet >= limits.idleTimeoutMs) stop("idle");
+      else idleTimer?.refresh();
+    }, limits.idleTimeoutMs) : undefined;
+    const durationTimer = limits.maxStreamDurationMs > 0 ? setTimeout(() => stop("max-duration"), limits.maxStreamDurationMs) : undefined;
+
+    let deltas = 0;
+    let firstDeltaMs: number | undefined;
+    let outcome: GatewayStatus | undefined;
+    let finish: Extract<UpstreamEvent, { type: "finish" }> | undefined;
+    try {
+      for await (const event of upstream.stream(request, controller.signal)) {
+        lastActivity = performance.now();
+        if (event.type === "delta") {
+          if (deltas++ === 0) firstDeltaMs = lastActivity - started;
+          if (!call.write({ event: { $case: "delta", value: { text: event.text } } })) {
+            await drained(call, controller.signal);
+            lastActivity = performance.now();
+          }
+        } else {
+          finish = event;
+          call.write({
+            event: {
+              $case: "finish",
+              value: {
+                finishReason: event.finishReason,
+                model: event.model,
+                usage: event.usage,
+              },
+            },
+          });
+        }
+      }
+      call.end();
+    } catch (error: unknown) {
+      outcome = toGatewayStatus(controller.signal.aborted ? controller.signal.reason : error, deps.secrets);
+      if (!call.cancelled) {
+        // Once a message went out, the HTTP status through Envoy is already 200: the error must
+        // travel inside the stream too, or an HTTP client would see a clean end.
+        if (deltas > 0) {
+          call.write({ event: { $case: "error", value: { code: outcome.code, status: status[outcome.code], message: outcome.details } } });
+        }
+        call.emit("error", { code: outcome.code, details: outcome.details, metadata: trailersFor(outcome) });
+      }
+    } finally {
+      clearTimeout(idleTimer);
+      clearTimeout(durationTimer);
+      open.delete(stop);
+      if (open.size === 0) allClosed?.();
+    }
+
+    logger.info(
+      {
+        model: request.model,
+        code: status[outcome?.code ?? status.OK],
+        ...(outcome && { cause: outcome.cause }),
+        deltas,
+        ...(firstDeltaMs !== undefined && { ttftMs: round(firstDeltaMs) }),
+        durationMs: round(performance.now() - started),
+        ...(finish && { finishReason: finish.finishReason }),
+        ...(finish?.usage && { promptTokens: finish.usage.promptTokens, completionTokens: finish.usage.completionTokens }),
+      },
+      "stream ended",
+    );
+  }
+
+  return {
+    implementation: {
+      chat: (call: Call) => {
+        chat(call).catch((error: unknown) => logger.error({ err: error }, "chat handler failed"));
+      },
+    },
+    get active() {
+      return open.size;
+    },
+    async drain(graceMs) {
+      draining = true;
+      if (open.size === 0) return;
+      const closed = new Promise<void>((resolve) => (allClosed = resolve));
+      const timer = setTimeout(() => {
+        for (const stop of open) stop("shutdown");
+      }, graceMs);
+      await closed;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** Ends a call before anything was written: a trailers-only response Envoy can map to an HTTP status. */
+function refuse(call: Call, code: status, details: string): void {
+  call.emit("error", { code, details });
+}
+
+function drained(call: Call, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const done = () => {
+      call.off("drain", done);
+      signal.removeEventListener("abort", done);
+      if (signal.aborted) reject(signal.reason as Error);
+      else resolve();
+    };
+    call.on("drain", done);
+    signal.addEventListener("abort", done);
+  });
+}
+
+function deadlinePassed(call: Call): boolean {
+  const deadline = call.getDeadline();
+  return (deadline instanceof Date ? deadline.getTime() : deadline) <= Date.now();
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 10) / 10;
+}

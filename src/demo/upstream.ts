@@ -1,0 +1,209 @@
+// A small, real OpenAI-compatible chat-completions server: `POST /v1/chat/completions` answering in
+// the streaming SSE wire format (role chunk, content chunks, finish chunk, usage chunk, `[DONE]`).
+// `npm start` runs it as the demo upstream when no real one is configured; the tests and the
+// benchmark run the same code with knobs, so the real `openai` SDK is exercised end to end.
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { once } from "node:events";
+import { setTimeout as sleep } from "node:timers/promises";
+
+export interface RecordedRequest {
+  readonly index: number;
+  readonly headers: IncomingMessage["headers"];
+  readonly body: ChatCompletionBody;
+}
+
+export interface ChatCompletionBody {
+  model?: string;
+  messages?: { role: string; content: string }[];
+  stream?: boolean;
+  stream_options?: { include_usage?: boolean };
+  [key: string]: unknown;
+}
+
+/** What the server does with one request. Every field is optional; the defaults stream a short reply. */
+export interface Reply {
+  /** The content deltas, in order. */
+  tokens?: readonly string[];
+  /** Delay before the first content delta, and between deltas after it (0: as fast as possible). */
+  firstTokenDelayMs?: number;
+  tokenDelayMs?: number;
+  /** Awaited before content delta `index` is written: lets a test hold the stream at a chosen point. */
+  gate?: (index: number) => Promise<void> | undefined;
+  finishReason?: string;
+  /** Send the usage chunk when the client asks for it (`stream_options.include_usage`). Default true. */
+  usage?: boolean;
+  /** Answer with this HTTP status and an OpenAI-style error body instead of streaming. */
+  status?: number;
+  errorMessage?: string;
+  headers?: Record<string, string>;
+  /** How the stream ends after the tokens: normally, cut without `[DONE]`, an SSE error event, or garbage. */
+  end?: "done" | "cut" | "error-event" | "malformed";
+  /** Refuse requests that carry `stream_options`, like some older compatible servers do. */
+  rejectStreamOptions?: boolean;
+}
+
+export interface FakeUpstreamOptions {
+  /** Decides the reply to each request; defaults to the demo reply echoing the last user message. */
+  reply?: (request: RecordedRequest) => Reply;
+  host?: string;
+  port?: number;
+}
+
+export interface FakeUpstream {
+  /** Base URL for the openai SDK, ending in `/v1`. */
+  readonly baseURL: string;
+  readonly requests: RecordedRequest[];
+  /** Request index → how its response ended: `finished` when fully written, `closed` when cut early. */
+  readonly outcomes: Map<number, "finished" | "closed">;
+  /** Resolves when the response to request `index` has ended either way. */
+  ended(index: number): Promise<"finished" | "closed">;
+  close(): Promise<void>;
+}
+
+export function demoReply(request: RecordedRequest): Reply {
+  const last = [...(request.body.messages ?? [])].reverse().find((m) => m.role === "user");
+  const said = (last?.content ?? "").trim().slice(0, 200);
+  const text =
+    `This is the demo upstream of chat-gateway. You said: "${said}". ` +
+    "Set OPENAI_BASE_URL and OPENAI_API_KEY to talk to a real model; until then every reply is this one, " +
+    "streamed word by word so you can watch it arrive.";
+  return { tokens: text.split(/(?<= )/), tokenDelayMs: 40 };
+}
+
+export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Promise<FakeUpstream> {
+  const decide = options.reply ?? demoReply;
+  const requests: RecordedRequest[] = [];
+  const outcomes = new Map<number, "finished" | "closed">();
+  const waiters = new Map<number, ((o: "finished" | "closed") => void)[]>();
+
+  const settle = (index: number, outcome: "finished" | "closed") => {
+    if (outcomes.has(index)) return;
+    outcomes.set(index, outcome);
+    for (const w of waiters.get(index) ?? []) w(outcome);
+    waiters.delete(index);
+  };
+
+  const server = createServer((req, res) => {
+    void handle(req, res).catch(() => res.destroy());
+  });
+  server.keepAliveTimeout = 60_000;
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (req.method !== "POST" || !req.url?.endsWith("/chat/completions")) {
+      sendError(res, 404, `no route for ${req.method} ${req.url}`);
+      return;
+    }
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    let body: ChatCompletionBody;
+    try {
+      body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as ChatCompletionBody;
+    } catch {
+      sendError(res, 400, "request body is not JSON");
+      return;
+    }
+    const recorded: RecordedRequest = { index: requests.length, headers: req.headers, body };
+    requests.push(recorded);
+    res.on("close", () => settle(recorded.index, res.writableFinished ? "finished" : "closed"));
+
+    const reply = decide(recorded);
+    if (reply.rejectStreamOptions && body.stream_options !== undefined) {
+      sendError(res, 400, "Unrecognized request argument supplied: stream_options");
+      return;
+    }
+    if (reply.status !== undefined) {
+      sendError(res, reply.status, reply.errorMessage ?? `fake upstream error ${reply.status}`, reply.headers);
+      return;
+    }
+    await stream(res, body, reply);
+  }
+
+  async function stream(res: ServerResponse, body: ChatCompletionBody, reply: Reply): Promise<void> {
+    const model = body.model ?? "demo";
+    const id = `chatcmpl-${Math.random().toString(36).slice(2)}`;
+    const created = Math.floor(Date.now() / 1000);
+    const chunk = (choices: unknown[], extra: Record<string, unknown> = {}) =>
+      `data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model, choices, ...extra })}\n\n`;
+    // Honours TCP backpressure, so a slow gateway slows this server down like a real one.
+    const write = (data: string): Promise<void> | undefined => {
+      if (res.write(data)) return undefined;
+      return new Promise((resolve) => {
+        const done = () => {
+          res.off("drain", done);
+          res.off("close", done);
+          resolve();
+        };
+        res.on("drain", done);
+        res.on("close", done);
+      });
+    };
+
+    res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", ...reply.headers });
+    res.flushHeaders();
+    await write(chunk([{ index: 0, delta: { role: "assistant", content: "" }, finish_reason: null }]));
+
+    const tokens = reply.tokens ?? ["Hello", " world", "!"];
+    for (let i = 0; i < tokens.length; i++) {
+      const delay = i === 0 ? reply.firstTokenDelayMs : reply.tokenDelayMs;
+      if (delay) await sleep(delay);
+      await reply.gate?.(i);
+      if (res.destroyed) return;
+      const token = tokens[i] ?? "";
+      await write(chunk([{ index: 0, delta: { content: token }, finish_reason: null }]));
+    }
+
+    switch (reply.end ?? "done") {
+      case "cut":
+        res.destroy();
+        return;
+      case "error-event":
+        await write(`data: ${JSON.stringify({ error: { message: "the model crashed", type: "server_error" } })}\n\n`);
+        res.end();
+        return;
+      case "malformed":
+        await write("data: {this is not json\n\n");
+        res.end();
+        return;
+      case "done":
+        break;
+    }
+    await write(chunk([{ index: 0, delta: {}, finish_reason: reply.finishReason ?? "stop" }]));
+    if (body.stream_options?.include_usage && reply.usage !== false) {
+      const promptChars = (body.messages ?? []).reduce((n, m) => n + m.content.length, 0);
+      const usage = {
+        prompt_tokens: Math.ceil(promptChars / 4),
+        completion_tokens: tokens.length,
+        total_tokens: Math.ceil(promptChars / 4) + tokens.length,
+      };
+      await write(chunk([], { usage }));
+    }
+    res.end("data: [DONE]\n\n");
+  }
+
+  server.listen(options.port ?? 0, options.host ?? "127.0.0.1");
+  await once(server, "listening");
+  const { port } = server.address() as AddressInfo;
+
+  return {
+    baseURL: `http://127.0.0.1:${port}/v1`,
+    requests,
+    outcomes,
+    ended(index) {
+      const known = outcomes.get(index);
+      if (known) return Promise.resolve(known);
+      return new Promise((resolve) => waiters.set(index, [...(waiters.get(index) ?? []), resolve]));
+    },
+    async close() {
+      server.closeAllConnections();
+      server.close();
+      await once(server, "close").catch(() => undefined);
+    },
+  };
+}
+
+function sendError(res: ServerResponse, status: number, message: string, headers: Record<string, string> = {}): void {
+  const body = JSON.stringify({ error: { message, type: "invalid_request_error", code: null } });
+  res.writeHead(status, { "content-type": "application/json", ...headers });
+  res.end(body);
+}

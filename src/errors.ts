@@ -1,0 +1,115 @@
+// One table from every way a stream can fail to the gRPC status the caller gets (and, through
+// Envoy's convert_grpc_status, the HTTP status). Messages are written here, never copied from
+// an exception, except an upstream's own 4xx explanation with secrets scrubbed.
+import { Metadata, status } from "@grpc/grpc-js";
+import OpenAI from "openai";
+
+/** Why the gateway itself stopped a stream; carried as the AbortSignal's reason. */
+export class StreamStopped extends Error {
+  constructor(readonly why: "cancelled" | "deadline" | "idle" | "max-duration" | "shutdown", readonly afterMs: number) {
+    super(`stream stopped: ${why}`);
+    this.name = "StreamStopped";
+  }
+}
+
+export interface GatewayStatus {
+  code: status;
+  details: string;
+  /** A short label for logs and metrics: which row of the table matched. */
+  cause: string;
+  /** Seconds the caller should wait before retrying, when the upstream said. */
+  retryAfterSeconds?: number;
+}
+
+export function toGatewayStatus(error: unknown, secrets: readonly string[] = []): GatewayStatus {
+  if (error instanceof StreamStopped) {
+    const seconds = (error.afterMs / 1000).toFixed(1);
+    switch (error.why) {
+      case "cancelled":
+        return { code: status.CANCELLED, details: "cancelled by the caller", cause: "cancelled" };
+      case "deadline":
+        return { code: status.DEADLINE_EXCEEDED, details: "deadline exceeded", cause: "deadline" };
+      case "idle":
+        return { code: status.UNAVAILABLE, details: `upstream stalled: no data for ${seconds}s`, cause: "upstream_idle" };
+      case "max-duration":
+        return {
+          code: status.DEADLINE_EXCEEDED,
+          details: `stream exceeded the gateway's maximum duration of ${seconds}s`,
+          cause: "max_duration",
+        };
+      case "shutdown":
+        return { code: status.UNAVAILABLE, details: "gateway is shutting down; retry", cause: "shutdown" };
+    }
+  }
+  if (error instanceof OpenAI.APIUserAbortError) {
+    return { code: status.CANCELLED, details: "cancelled", cause: "cancelled" };
+  }
+  if (error instanceof OpenAI.APIConnectionTimeoutError) {
+    return { code: status.UNAVAILABLE, details: "upstream did not answer in time", cause: "upstream_timeout" };
+  }
+  if (error instanceof OpenAI.APIConnectionError) {
+    return { code: status.UNAVAILABLE, details: "upstream unreachable", cause: "upstream_unreachable" };
+  }
+  if (error instanceof OpenAI.APIError) {
+    const said = upstreamMessage(error, secrets);
+    switch (error.status) {
+      case undefined:
+        // An error event inside the SSE stream, after it had started.
+        return { code: status.UNAVAILABLE, details: `upstream failed mid-stream${said}`, cause: "upstream_stream_error" };
+      case 400:
+      case 422:
+        return { code: status.INVALID_ARGUMENT, details: `upstream rejected the request${said}`, cause: "upstream_invalid" };
+      case 401:
+      case 403:
+        // The gateway's own credentials are wrong: the caller can do nothing about it, and the
+        // upstream's message may quote part of the key.
+        return { code: status.INTERNAL, details: "upstream refused the gateway's credentials", cause: "upstream_auth" };
+      case 404:
+        return { code: status.NOT_FOUND, details: `upstream has no such model or route${said}`, cause: "upstream_not_found" };
+      case 408:
+        return { code: status.DEADLINE_EXCEEDED, details: "upstream timed out", cause: "upstream_timeout" };
+      case 429: {
+        const retryAfter = retryAfterSeconds(error.headers);
+        return {
+          code: status.RESOURCE_EXHAUSTED,
+          details: `upstream rate limit reached${retryAfter === undefined ? "" : `; retry after ${retryAfter}s`}`,
+          cause: "upstream_rate_limited",
+          ...(retryAfter !== undefined && { retryAfterSeconds: retryAfter }),
+        };
+      }
+      default:
+        if (error.status >= 500) {
+          return { code: status.UNAVAILABLE, details: `upstream error ${error.status}`, cause: "upstream_5xx" };
+        }
+        return { code: status.INTERNAL, details: `upstream answered ${error.status}`, cause: "upstream_other" };
+    }
+  }
+  if (error instanceof SyntaxError) {
+    return { code: status.INTERNAL, details: "upstream sent malformed data", cause: "upstream_malformed" };
+  }
+  return { code: status.INTERNAL, details: "internal error", cause: "internal" };
+}
+
+export function trailersFor(s: GatewayStatus): Metadata {
+  const metadata = new Metadata();
+  if (s.retryAfterSeconds !== undefined) metadata.set("retry-after", String(s.retryAfterSeconds));
+  return metadata;
+}
+
+function upstreamMessage(error: InstanceType<typeof OpenAI.APIError>, secrets: readonly string[]): string {
+  const body = error.error as { message?: unknown } | undefined;
+  const raw = typeof body?.message === "string" ? body.message : "";
+  if (!raw) return "";
+  let text = raw.replace(/\b(sk|key|Bearer)[-_ ][A-Za-z0-9_\-.]{6,}/g, "[redacted]");
+  for (const secret of secrets) if (secret) text = text.split(secret).join("[redacted]");
+  return `: ${text.slice(0, 300)}`;
+}
+
+function retryAfterSeconds(headers: Headers | undefined): number | undefined {
+  const value = headers?.get("retry-after");
+  if (!value) return undefined;
+  const seconds = Number(value);
+  if (Number.isFinite(seconds) && seconds >= 0) return Math.ceil(seconds);
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? undefined : Math.max(0, Math.ceil((date - Date.now()) / 1000));
+}

@@ -1,0 +1,47 @@
+// Composition root of the gRPC service: read the configuration, build the gateway, serve until a
+// signal, then drain.
+import { ConfigError, loadConfig } from "./config.js";
+import { createLogger } from "./logger.js";
+import { startGateway } from "./gateway.js";
+
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig(process.env);
+  } catch (error: unknown) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`${error.message}\n`);
+      process.exit(2);
+    }
+    throw error;
+  }
+  const logger = createLogger({ level: config.logLevel });
+  const gateway = await startGateway(config, logger);
+  logger.info(
+    { port: gateway.port, upstream: config.upstream.baseURL, model: config.upstream.model },
+    "chat gateway listening",
+  );
+
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal, graceMs: config.shutdownGraceMs }, "draining");
+    gateway
+      .shutdown(config.shutdownGraceMs)
+      .then(() => {
+        logger.info("stopped");
+        logger.flush();
+        process.exitCode = 0;
+      })
+      .catch((error: unknown) => {
+        logger.error({ err: error }, "shutdown failed");
+        gateway.forceShutdown();
+        process.exitCode = 1;
+      });
+  };
+  process.on("SIGTERM", stop);
+  process.on("SIGINT", stop);
+}
+
+void main();

@@ -1,0 +1,60 @@
+// Builds the gRPC server: ChatService, grpc.health.v1 and server reflection, on one port.
+import { Server, ServerCredentials } from "@grpc/grpc-js";
+import { loadFileDescriptorSetFromBuffer } from "@grpc/proto-loader";
+import { ReflectionService } from "@grpc/reflection";
+import { HealthImplementation } from "grpc-health-check";
+import { ChatServiceService } from "./gen/chat/v1/chat.js";
+import type { ChatService } from "./chat/service.js";
+import { readDescriptorSet } from "./descriptor.js";
+
+export const CHAT_SERVICE_NAME = "chat.v1.ChatService";
+
+export interface GatewayServer {
+  readonly port: number;
+  /** Marks the service NOT_SERVING, drains open streams within `graceMs`, then closes the port. */
+  shutdown(graceMs: number): Promise<void>;
+  /** Closes everything now. */
+  forceShutdown(): void;
+}
+
+export interface ServerOptions {
+  host: string;
+  port: number;
+  credentials?: ServerCredentials;
+}
+
+export async function startServer(chat: ChatService, options: ServerOptions): Promise<GatewayServer> {
+  const server = new Server({
+    // Keep idle client connections healthy through NATs and proxies without flooding them.
+    "grpc.keepalive_time_ms": 60_000,
+    "grpc.keepalive_permit_without_calls": 1,
+  });
+  server.addService(ChatServiceService, chat.implementation);
+
+  const health = new HealthImplementation({ "": "SERVING", [CHAT_SERVICE_NAME]: "SERVING" });
+  health.addToServer(server);
+
+  const reflection = new ReflectionService(loadFileDescriptorSetFromBuffer(readDescriptorSet()));
+  reflection.addToServer(server);
+
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(
+      `${options.host.includes(":") ? `[${options.host}]` : options.host}:${options.port}`,
+      options.credentials ?? ServerCredentials.createInsecure(),
+      (error, boundPort) => (error ? reject(error) : resolve(boundPort)),
+    );
+  });
+
+  return {
+    port,
+    async shutdown(graceMs) {
+      health.setStatus("", "NOT_SERVING");
+      health.setStatus(CHAT_SERVICE_NAME, "NOT_SERVING");
+      await chat.drain(graceMs);
+      await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+    },
+    forceShutdown() {
+      server.forceShutdown();
+    },
+  };
+}

@@ -1,0 +1,106 @@
+// The upstream model, reached through the official openai SDK: any OpenAI-compatible
+// chat-completions API (OpenAI, DeepSeek, Yi, vLLM, Ollama, llama.cpp server, ...).
+import OpenAI from "openai";
+import type { ChatCompletionChunk, ChatCompletionCreateParamsStreaming } from "openai/resources/chat/completions";
+
+export interface UpstreamMessage {
+  role: "system" | "developer" | "user" | "assistant";
+  content: string;
+}
+
+export interface UpstreamRequest {
+  model: string;
+  messages: UpstreamMessage[];
+  temperature?: number;
+  topP?: number;
+  maxTokens?: number;
+  stop?: string[];
+}
+
+export interface UpstreamUsage {
+  promptTokens: number;
+  completionTokens: number;
+  totalTokens: number;
+}
+
+export type UpstreamEvent =
+  | { type: "delta"; text: string }
+  | { type: "finish"; finishReason: string; model: string; usage: UpstreamUsage | undefined };
+
+/** One streamed completion: deltas as they arrive, then exactly one finish. Aborting `signal` ends it. */
+export interface ChatUpstream {
+  stream(request: UpstreamRequest, signal: AbortSignal): AsyncIterable<UpstreamEvent>;
+}
+
+export interface OpenAIUpstreamOptions {
+  baseURL: string;
+  apiKey: string | undefined;
+  maxRetries: number;
+  timeoutMs: number;
+}
+
+export class OpenAIUpstream implements ChatUpstream {
+  private readonly client: OpenAI;
+  /** Cleared the first time the server refuses `stream_options`: some compatible servers do. */
+  private sendStreamOptions = true;
+
+  constructor(options: OpenAIUpstreamOptions) {
+    this.client = new OpenAI({
+      baseURL: options.baseURL,
+      // The SDK insists on a key; local servers (Ollama, llama.cpp) ignore whatever is sent.
+      apiKey: options.apiKey ?? "no-key",
+      maxRetries: options.maxRetries,
+      timeout: options.timeoutMs,
+      logLevel: "off",
+    });
+  }
+
+  async *stream(request: UpstreamRequest, signal: AbortSignal): AsyncIterable<UpstreamEvent> {
+    const chunks = await this.open(request, signal);
+    let finishReason = "";
+    let model = request.model;
+    let usage: UpstreamUsage | undefined;
+    for await (const chunk of chunks) {
+      model = chunk.model || model;
+      const choice = chunk.choices[0];
+      if (choice) {
+        const text = choice.delta?.content;
+        if (text) yield { type: "delta", text };
+        if (choice.finish_reason) finishReason = choice.finish_reason;
+      }
+      if (chunk.usage) {
+        usage = {
+          promptTokens: chunk.usage.prompt_tokens,
+          completionTokens: chunk.usage.completion_tokens,
+          totalTokens: chunk.usage.total_tokens,
+        };
+      }
+    }
+    // An abort mid-stream ends the SDK's iterator quietly; the caller reads signal.reason.
+    if (signal.aborted) throw signal.reason;
+    yield { type: "finish", finishReason, model, usage };
+  }
+
+  private async open(request: UpstreamRequest, signal: AbortSignal): Promise<AsyncIterable<ChatCompletionChunk>> {
+    const params: ChatCompletionCreateParamsStreaming = {
+      model: request.model,
+      messages: request.messages,
+      stream: true,
+      ...(request.temperature !== undefined && { temperature: request.temperature }),
+      ...(request.topP !== undefined && { top_p: request.topP }),
+      ...(request.maxTokens !== undefined && { max_tokens: request.maxTokens }),
+      ...(request.stop !== undefined && request.stop.length > 0 && { stop: request.stop }),
+    };
+    if (!this.sendStreamOptions) return this.client.chat.completions.create(params, { signal });
+    try {
+      return await this.client.chat.completions.create(
+        { ...params, stream_options: { include_usage: true } },
+        { signal },
+      );
+    } catch (error: unknown) {
+      if (!(error instanceof OpenAI.BadRequestError && /stream_options/i.test(error.message))) throw error;
+      this.sendStreamOptions = false;
+      return this.client.chat.completions.create(params, { signal });
+    }
+  }
+}

@@ -1,0 +1,70 @@
+// A real gRPC server on port 0 with a fake upstream, and a real client, for in-process tests.
+import { credentials, Metadata, status, type ServiceError } from "@grpc/grpc-js";
+import { ChatServiceClient, type ChatRequest, type ChatResponse } from "../../src/gen/chat/v1/chat.js";
+import { loadConfig } from "../../src/config.js";
+import { createLogger } from "../../src/logger.js";
+import { startGateway, type Gateway } from "../../src/gateway.js";
+import { startFakeUpstream, type FakeUpstream, type FakeUpstreamOptions } from "../../src/demo/upstream.js";
+
+export interface Harness {
+  upstream: FakeUpstream;
+  gateway: Gateway;
+  client: ChatServiceClient;
+  close(): Promise<void>;
+}
+
+export async function startHarness(
+  options: { upstream?: FakeUpstreamOptions; env?: Record<string, string> } = {},
+): Promise<Harness> {
+  const upstream = await startFakeUpstream(options.upstream);
+  const config = loadConfig({
+    GRPC_HOST: "127.0.0.1",
+    GRPC_PORT: "0",
+    OPENAI_BASE_URL: upstream.baseURL,
+    OPENAI_API_KEY: "sk-test-harness-key",
+    CHAT_MODEL: "fake-model",
+    UPSTREAM_MAX_RETRIES: "0",
+    ...options.env,
+  });
+  const gateway = await startGateway(config, createLogger({ level: "silent" }));
+  const client = new ChatServiceClient(`127.0.0.1:${gateway.port}`, credentials.createInsecure());
+  return {
+    upstream,
+    gateway,
+    client,
+    async close() {
+      client.close();
+      gateway.forceShutdown();
+      await upstream.close();
+    },
+  };
+}
+
+export interface StreamResult {
+  responses: ChatResponse[];
+  /** The concatenated delta texts. */
+  text: string;
+  /** The final status: OK, or the error's code and details. */
+  code: status;
+  details: string;
+  trailers: Metadata | undefined;
+}
+
+export function collect(client: ChatServiceClient, request: Partial<ChatRequest>, metadata = new Metadata(), deadline?: Date): Promise<StreamResult> {
+  const full: ChatRequest = { text: "", messages: [], model: "", stop: [], ...request };
+  return new Promise((resolve) => {
+    const call = client.chat(full, metadata, deadline ? { deadline } : {});
+    const responses: ChatResponse[] = [];
+    let trailers: Metadata | undefined;
+    call.on("data", (r: ChatResponse) => responses.push(r));
+    call.on("status", (s) => (trailers = s.metadata));
+    const done = (code: status, details: string) =>
+      resolve({ responses, text: textOf(responses), code, details, trailers });
+    call.on("error", (e: ServiceError) => done(e.code, e.details));
+    call.on("end", () => done(status.OK, ""));
+  });
+}
+
+export function textOf(responses: ChatResponse[]): string {
+  return responses.map((r) => (r.event?.$case === "delta" ? r.event.value.text : "")).join("");
+}
