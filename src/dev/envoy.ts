@@ -1,0 +1,121 @@
+// Runs the real Envoy with the project's envoy.yaml for `npm start`, the end-to-end tests and the
+// benchmark. Only addresses are changed (ports, the service's port, the CORS origin): the filters,
+// routes and timeouts under test are the ones in envoy.yaml.
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { setTimeout as sleep } from "node:timers/promises";
+import { parse } from "yaml";
+
+export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+export const TOOLS_BIN = join(ROOT, ".tools", "bin");
+
+export interface EnvoyOptions {
+  /** Port of the gRPC service Envoy forwards to. */
+  servicePort: number;
+  /** HTTP listener port; 0 picks a free one. */
+  httpPort?: number;
+  httpHost?: string;
+  /** Admin port; 0 picks a free one. Admin listens on 127.0.0.1 only. */
+  adminPort?: number;
+  corsAllowOrigin?: string;
+  logLevel?: string;
+  /** Extra output from Envoy goes here (defaults to this process's stderr). */
+  stderr?: "inherit" | "pipe" | "ignore";
+}
+
+export interface RunningEnvoy {
+  readonly httpPort: number;
+  readonly adminPort: number;
+  readonly process: ChildProcess;
+  stop(): Promise<void>;
+}
+
+interface SocketAddress {
+  address: string;
+  port_value: number;
+}
+
+export function renderEnvoyConfig(options: EnvoyOptions): string {
+  const config = parse(readFileSync(join(ROOT, "envoy.yaml"), "utf8"));
+  const admin: SocketAddress = config.admin.address.socket_address;
+  admin.port_value = options.adminPort ?? 9901;
+
+  const listener: SocketAddress = config.static_resources.listeners[0].address.socket_address;
+  listener.port_value = options.httpPort ?? 8080;
+  if (options.httpHost) listener.address = options.httpHost;
+
+  const hcm = config.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
+  const transcoder = hcm.http_filters.find((f: { name: string }) => f.name === "envoy.filters.http.grpc_json_transcoder");
+  transcoder.typed_config.proto_descriptor = join(ROOT, transcoder.typed_config.proto_descriptor);
+  if (options.corsAllowOrigin) {
+    const cors = hcm.route_config.virtual_hosts[0].typed_per_filter_config["envoy.filters.http.cors"];
+    cors.allow_origin_string_match = [{ exact: options.corsAllowOrigin }];
+  }
+
+  const endpoint: SocketAddress =
+    config.static_resources.clusters[0].load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address;
+  endpoint.port_value = options.servicePort;
+  // JSON, which Envoy reads as YAML too, so no scalar changes type between YAML versions.
+  return JSON.stringify(config, null, 2);
+}
+
+export async function startEnvoy(options: EnvoyOptions): Promise<RunningEnvoy> {
+  const dir = mkdtempSync(join(tmpdir(), "chat-envoy-"));
+  const configPath = join(dir, "envoy.json");
+  const adminPath = join(dir, "admin-address");
+  writeFileSync(configPath, renderEnvoyConfig({ httpPort: 0, adminPort: 0, ...options }));
+
+  const child = spawn(
+    join(TOOLS_BIN, "envoy"),
+    [
+      "-c", configPath,
+      "--admin-address-path", adminPath,
+      // Several Envoys (tests, npm start) may run on one machine at once.
+      "--disable-hot-restart",
+      "--log-level", options.logLevel ?? "warn",
+      "--concurrency", "2",
+    ],
+    { stdio: ["ignore", "inherit", options.stderr ?? "inherit"] },
+  );
+  let exited: string | undefined;
+  child.once("exit", (code, signal) => (exited = `envoy exited (${code ?? signal})`));
+
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill("SIGTERM");
+      await new Promise((resolve) => child.once("exit", resolve));
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
+
+  try {
+    const deadline = Date.now() + 20_000;
+    let adminPort = 0;
+    let httpPort = 0;
+    while (Date.now() < deadline) {
+      if (exited) throw new Error(exited);
+      try {
+        adminPort ||= Number(readFileSync(adminPath, "utf8").trim().split(":").pop());
+        const listeners = (await (await fetch(`http://127.0.0.1:${adminPort}/listeners?format=json`)).json()) as {
+          listener_statuses: { local_address: { socket_address: { port_value: number } } }[];
+        };
+        httpPort = listeners.listener_statuses[0]?.local_address.socket_address.port_value ?? 0;
+        const clusters = await (await fetch(`http://127.0.0.1:${adminPort}/clusters`)).text();
+        // Wait for the first health check to pass, so the first request is routed normally.
+        if (httpPort && /chat_service::.*::health_flags::healthy/.test(clusters)) {
+          return { httpPort, adminPort, process: child, stop };
+        }
+      } catch {
+        // Not up yet.
+      }
+      await sleep(50);
+    }
+    throw new Error("envoy did not become ready within 20 s");
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
