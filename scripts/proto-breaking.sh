@@ -13,6 +13,8 @@ old=$(mktemp -d)
 trap 'rm -rf "$old"' EXIT
 git archive "$base" proto buf.yaml | tar -x -C "$old"
 cp -r third_party "$old/"
-(cd "$old" && "$OLDPWD/node_modules/.bin/buf" build -o image.binpb)
-node_modules/.bin/buf breaking --against "$old/image.binpb"
+buf=$PWD/node_modules/.bin/buf
+(cd "$old" && "$buf" build --path proto/chat -o image.binpb)
+"$buf" build --path proto/chat -o "$old/current.binpb"
+"$buf" breaking "$old/current.binpb" --against "$old/image.binpb" --exclude-imports
 echo "no breaking change since ${base:0:12}"

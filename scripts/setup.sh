@@ -23,7 +23,7 @@ if newer node_modules/.package-lock.json package.json package-lock.json; then
   npm ci --no-audit --no-fund --loglevel=error
 fi
 
-if newer src/gen/chat.binpb proto buf.yaml buf.gen.yaml; then
+if newer src/gen/chat.binpb proto buf.yaml buf.gen.yaml scripts/generate.sh; then
   log "generating code from proto/"
   bash scripts/generate.sh
 fi

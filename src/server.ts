@@ -34,6 +34,7 @@ export async function startServer(chat: ChatService, options: ServerOptions): Pr
   const health = new HealthImplementation({ "": "SERVING", [CHAT_SERVICE_NAME]: "SERVING" });
   health.addToServer(server);
 
+  // The descriptor set holds grpc.health.v1 too, so grpcurl can call health checks.
   const reflection = new ReflectionService(loadFileDescriptorSetFromBuffer(readDescriptorSet()));
   reflection.addToServer(server);
 

@@ -1,0 +1,87 @@
+// A plain HTTP client for the Envoy gateway, reading the response the way `curl -N` does: bytes as
+// they arrive, split into server-sent events.
+import { request, type IncomingHttpHeaders } from "node:http";
+
+export interface SseEvent {
+  delta?: { text: string };
+  finish?: { finishReason?: string; model?: string; usage?: { promptTokens?: number; completionTokens?: number } };
+  error?: { code: number; status: string; message: string };
+}
+
+export interface HttpResponse {
+  status: number;
+  headers: IncomingHttpHeaders;
+  /** SSE events as they arrive (for text/event-stream responses). */
+  events: AsyncIterable<SseEvent>;
+  /** The whole body, once it has ended. */
+  body(): Promise<string>;
+  destroy(): void;
+}
+
+export function post(
+  port: number,
+  path: string,
+  body: string,
+  headers: Record<string, string> = { "content-type": "application/json" },
+  method = "POST",
+): Promise<HttpResponse> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: "127.0.0.1", port, path, method, headers }, (res) => {
+      let raw = "";
+      const chunks: string[] = [];
+      let wake: (() => void) | undefined;
+      let ended = false;
+      res.setEncoding("utf8");
+      res.on("data", (chunk: string) => {
+        raw += chunk;
+        chunks.push(chunk);
+        wake?.();
+      });
+      const finish = () => {
+        ended = true;
+        wake?.();
+      };
+      res.on("end", finish);
+      res.on("close", finish);
+      res.on("error", finish);
+
+      async function* events(): AsyncGenerator<SseEvent> {
+        let pending = "";
+        for (;;) {
+          while (chunks.length > 0) pending += chunks.shift();
+          let cut: number;
+          while ((cut = pending.indexOf("\n\n")) >= 0) {
+            const frame = pending.slice(0, cut);
+            pending = pending.slice(cut + 2);
+            const data = frame
+              .split("\n")
+              .filter((line) => line.startsWith("data: "))
+              .map((line) => line.slice(6))
+              .join("\n");
+            if (data) yield JSON.parse(data) as SseEvent;
+          }
+          if (ended && chunks.length === 0) return;
+          await new Promise<void>((r) => (wake = r));
+          wake = undefined;
+        }
+      }
+
+      resolve({
+        status: res.statusCode ?? 0,
+        headers: res.headers,
+        events: { [Symbol.asyncIterator]: events },
+        body: () =>
+          ended ? Promise.resolve(raw) : new Promise((r) => res.once("end", () => r(raw)).once("close", () => r(raw))),
+        destroy: () => req.destroy(),
+      });
+    });
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+
+export async function allEvents(response: HttpResponse): Promise<SseEvent[]> {
+  const out: SseEvent[] = [];
+  for await (const event of response.events) out.push(event);
+  return out;
+}

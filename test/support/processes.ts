@@ -1,0 +1,96 @@
+// The real processes of an end-to-end test: the built service (`node dist/main.js`), the real Envoy
+// with the project's envoy.yaml, and grpcurl; each on free loopback ports.
+import { spawn, execFile, type ChildProcess } from "node:child_process";
+import { createInterface } from "node:readline";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { ROOT, TOOLS_BIN, startEnvoy, type RunningEnvoy } from "../../src/dev/envoy.js";
+
+export interface ServiceProcess {
+  readonly port: number;
+  readonly process: ChildProcess;
+  /** Every line the process wrote to stdout and stderr so far. */
+  readonly output: string[];
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+export async function startServiceProcess(env: Record<string, string>): Promise<ServiceProcess> {
+  const child = spawn(process.execPath, [join(ROOT, "dist", "main.js")], {
+    env: { PATH: process.env.PATH ?? "", GRPC_HOST: "127.0.0.1", GRPC_PORT: "0", LOG_LEVEL: "info", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const output: string[] = [];
+  createInterface({ input: child.stderr! }).on("line", (line) => output.push(line));
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+
+  const port = await new Promise<number>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).on("line", (line) => {
+      output.push(line);
+      try {
+        const entry = JSON.parse(line) as { msg?: string; port?: number };
+        if (entry.msg === "chat gateway listening" && entry.port) resolve(entry.port);
+      } catch {
+        // not JSON
+      }
+    });
+    void exited.then((code) => reject(new Error(`service exited (${code}) before listening:\n${output.join("\n")}`)));
+  });
+
+  return {
+    port,
+    process: child,
+    output,
+    async stop(signal = "SIGTERM") {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      return exited;
+    },
+  };
+}
+
+export interface Stack {
+  service: ServiceProcess;
+  envoy: RunningEnvoy;
+  stop(): Promise<void>;
+}
+
+export async function startStack(env: Record<string, string>): Promise<Stack> {
+  const service = await startServiceProcess(env);
+  try {
+    const envoy = await startEnvoy({ servicePort: service.port, httpHost: "127.0.0.1", stderr: "ignore" });
+    return {
+      service,
+      envoy,
+      async stop() {
+        await envoy.stop();
+        await service.stop("SIGKILL");
+      },
+    };
+  } catch (error) {
+    await service.stop("SIGKILL");
+    throw error;
+  }
+}
+
+const execFileAsync = promisify(execFile);
+
+/**
+ * Runs `grpcurl -plaintext [flags] 127.0.0.1:port [verb and arguments]` with no proto files:
+ * everything comes from server reflection.
+ */
+export async function grpcurl(
+  port: number,
+  flags: string[],
+  ...rest: string[]
+): Promise<{ stdout: string; stderr: string; code: number }> {
+  try {
+    const { stdout, stderr } = await execFileAsync(
+      join(TOOLS_BIN, "grpcurl"),
+      ["-plaintext", ...flags, `127.0.0.1:${port}`, ...rest],
+      { timeout: 15_000 },
+    );
+    return { stdout, stderr, code: 0 };
+  } catch (error: unknown) {
+    const e = error as { stdout?: string; stderr?: string; code?: number };
+    return { stdout: e.stdout ?? "", stderr: e.stderr ?? "", code: e.code ?? -1 };
+  }
+}
