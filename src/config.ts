@@ -27,6 +27,9 @@ const schema = z.object({
   SHUTDOWN_GRACE_MS: optionalMs.default(30_000),
 });
 
+/** Every environment variable the gateway reads. */
+export const CONFIG_VARIABLES: readonly string[] = Object.keys(schema.shape);
+
 const examples: Record<string, string> = {
   GRPC_PORT: "50051",
   LOG_LEVEL: "info",
