@@ -2,11 +2,10 @@
 // fake upstream, and the clients users have: plain HTTP (as `curl -N`), grpcurl, and grpc-js.
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { credentials, status } from "@grpc/grpc-js";
-import { ChatServiceClient } from "../src/gen/chat/v1/chat.js";
+import { ChatRequest, ChatServiceClient, type ChatResponse } from "../src/client.js";
 import { demoReply, startFakeUpstream, type FakeUpstream, type Reply, type RecordedRequest } from "../src/demo/upstream.js";
 import { grpcurl, startStack, type Stack } from "./support/processes.js";
 import { allEvents, post } from "./support/http.js";
-import { collect } from "./support/grpc.js";
 
 const TOKENS = ["Streaming", " through", " Envoy", " works", "."];
 let upstream: FakeUpstream;
@@ -128,13 +127,18 @@ describe("grpcurl with server reflection", () => {
 });
 
 describe("a grpc-js client of the built service", () => {
-  it("streams the demo reply", async () => {
+  it("streams the demo reply, as the README shows", async () => {
     reply = (r) => ({ ...demoReply(r), tokenDelayMs: 0 });
     const client = new ChatServiceClient(`127.0.0.1:${stack.service.port}`, credentials.createInsecure());
     try {
-      const result = await collect(client, { text: "hi there" });
-      expect(result.code).toBe(status.OK);
-      expect(result.text).toContain('You said: "hi there"');
+      let text = "";
+      const events: ChatResponse["event"][] = [];
+      for await (const response of client.chat(ChatRequest.fromPartial({ text: "hi there" })) as AsyncIterable<ChatResponse>) {
+        events.push(response.event);
+        if (response.event?.$case === "delta") text += response.event.value.text;
+      }
+      expect(text).toContain('You said: "hi there"');
+      expect(events.at(-1)?.$case).toBe("finish");
     } finally {
       client.close();
     }
