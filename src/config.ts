@@ -16,6 +16,10 @@ const schema = z.object({
   OPENAI_BASE_URL: z.url({ protocol: /^https?$/ }).default("https://api.openai.com/v1"),
   OPENAI_API_KEY: z.string().min(1).optional(),
   CHAT_MODEL: z.string().min(1).default("gpt-4o-mini"),
+  // Tried when the upstream fails before sending any text (unreachable, 429, 5xx, timeout).
+  FALLBACK_BASE_URL: z.url({ protocol: /^https?$/ }).optional(),
+  FALLBACK_API_KEY: z.string().min(1).optional(),
+  FALLBACK_MODEL: z.string().min(1).optional(),
   UPSTREAM_MAX_RETRIES: z.coerce.number().int().min(0).max(10).default(2),
   UPSTREAM_TIMEOUT_MS: positiveMs.default(60_000),
   UPSTREAM_IDLE_TIMEOUT_MS: optionalMs.default(60_000),
@@ -50,6 +54,8 @@ export interface Config {
     timeoutMs: number;
     idleTimeoutMs: number;
   };
+  /** A second upstream for failures before the first token; absent when not configured. */
+  fallback: { baseURL: string; apiKey: string | undefined; model: string | undefined } | undefined;
   limits: {
     maxInputBytes: number;
     maxMessages: number;
@@ -92,6 +98,9 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       timeoutMs: e.UPSTREAM_TIMEOUT_MS,
       idleTimeoutMs: e.UPSTREAM_IDLE_TIMEOUT_MS,
     },
+    fallback: e.FALLBACK_BASE_URL
+      ? { baseURL: e.FALLBACK_BASE_URL, apiKey: e.FALLBACK_API_KEY, model: e.FALLBACK_MODEL }
+      : undefined,
     limits: {
       maxInputBytes: e.MAX_INPUT_BYTES,
       maxMessages: e.MAX_MESSAGES,

@@ -12,6 +12,14 @@ export class StreamStopped extends Error {
   }
 }
 
+/** The upstream's stream broke: cut mid-body, unparseable, or ended without a finish reason. */
+export class UpstreamProtocolError extends Error {
+  constructor(readonly kind: "cut" | "malformed" | "unfinished") {
+    super(`upstream stream ${kind}`);
+    this.name = "UpstreamProtocolError";
+  }
+}
+
 export interface GatewayStatus {
   code: status;
   details: string;
@@ -39,6 +47,16 @@ export function toGatewayStatus(error: unknown, secrets: readonly string[] = [])
         };
       case "shutdown":
         return { code: status.UNAVAILABLE, details: "gateway is shutting down; retry", cause: "shutdown" };
+    }
+  }
+  if (error instanceof UpstreamProtocolError) {
+    switch (error.kind) {
+      case "cut":
+        return { code: status.UNAVAILABLE, details: "upstream connection lost mid-stream", cause: "upstream_cut" };
+      case "unfinished":
+        return { code: status.UNAVAILABLE, details: "upstream ended the stream without finishing", cause: "upstream_cut" };
+      case "malformed":
+        return { code: status.INTERNAL, details: "upstream sent malformed data", cause: "upstream_malformed" };
     }
   }
   if (error instanceof OpenAI.APIUserAbortError) {
@@ -84,9 +102,6 @@ export function toGatewayStatus(error: unknown, secrets: readonly string[] = [])
         return { code: status.INTERNAL, details: `upstream answered ${error.status}`, cause: "upstream_other" };
     }
   }
-  if (error instanceof SyntaxError) {
-    return { code: status.INTERNAL, details: "upstream sent malformed data", cause: "upstream_malformed" };
-  }
   return { code: status.INTERNAL, details: "internal error", cause: "internal" };
 }
 
@@ -100,7 +115,8 @@ function upstreamMessage(error: InstanceType<typeof OpenAI.APIError>, secrets: r
   const body = error.error as { message?: unknown } | undefined;
   const raw = typeof body?.message === "string" ? body.message : "";
   if (!raw) return "";
-  let text = raw.replace(/\b(sk|key|Bearer)[-_ ][A-Za-z0-9_\-.]{6,}/g, "[redacted]");
+  // The configured keys, and anything shaped like an OpenAI-style key, never reach the caller.
+  let text = raw.replace(/\bsk-[A-Za-z0-9_-]{6,}/g, "[redacted]");
   for (const secret of secrets) if (secret) text = text.split(secret).join("[redacted]");
   return `: ${text.slice(0, 300)}`;
 }

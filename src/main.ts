@@ -31,13 +31,13 @@ async function main(): Promise<void> {
       .shutdown(config.shutdownGraceMs)
       .then(() => {
         logger.info("stopped");
-        logger.flush();
-        process.exitCode = 0;
+        // Idle keep-alive sockets to the upstream would otherwise hold the process open.
+        logger.flush(() => process.exit(0));
       })
       .catch((error: unknown) => {
         logger.error({ err: error }, "shutdown failed");
         gateway.forceShutdown();
-        process.exitCode = 1;
+        logger.flush(() => process.exit(1));
       });
   };
   process.on("SIGTERM", stop);

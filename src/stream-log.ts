@@ -16,6 +16,7 @@ export function logStreamEnd(logger: Logger, s: StreamSummary): void {
       durationMs: round(s.durationMs),
       ...(s.finishReason !== undefined && { finishReason: s.finishReason }),
       ...(s.usage && { promptTokens: s.usage.promptTokens, completionTokens: s.usage.completionTokens }),
+      peakBufferedChars: s.peakBufferedChars,
     },
     "stream ended",
   );

@@ -39,6 +39,8 @@ export interface StreamSummary {
   durationMs: number;
   finishReason: string | undefined;
   usage: UpstreamUsage | undefined;
+  /** The most delta text this stream ever had queued in the server, waiting for the caller. */
+  peakBufferedChars: number;
 }
 
 export interface ChatService {
@@ -87,6 +89,9 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
     const durationTimer = limits.maxStreamDurationMs > 0 ? setTimeout(() => stop("max-duration"), limits.maxStreamDurationMs) : undefined;
 
     let deltas = 0;
+    // Characters of delta text handed to grpc-js and not yet written to the connection.
+    let buffered = 0;
+    let peakBuffered = 0;
     let firstDeltaMs: number | undefined;
     let lastDeltaMs: number | undefined;
     let outcome: GatewayStatus | undefined;
@@ -97,7 +102,15 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
         if (event.type === "delta") {
           if (deltas++ === 0) firstDeltaMs = lastActivity - started;
           lastDeltaMs = lastActivity - started;
-          if (!call.write({ event: { $case: "delta", value: { text: event.text } } })) {
+          const size = event.text.length;
+          buffered += size;
+          if (buffered > peakBuffered) peakBuffered = buffered;
+          const writable = call.write({ event: { $case: "delta", value: { text: event.text } } }, () => {
+            buffered -= size;
+          });
+          if (!writable) {
+            // The caller reads more slowly than the upstream writes: stop pulling from the
+            // upstream until the transport has taken what is queued, so memory stays bounded.
             await drained(call, controller.signal);
             lastActivity = performance.now();
           }
@@ -144,6 +157,7 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
       durationMs: performance.now() - started,
       finishReason: finish?.finishReason,
       usage: finish?.usage,
+      peakBufferedChars: peakBuffered,
     });
   }
 

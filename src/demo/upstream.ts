@@ -28,17 +28,25 @@ export interface Reply {
   /** Delay before the first content delta, and between deltas after it (0: as fast as possible). */
   firstTokenDelayMs?: number;
   tokenDelayMs?: number;
-  /** Awaited before content delta `index` is written: lets a test hold the stream at a chosen point. */
+  /**
+   * Awaited before content delta `index` is written, and with `index === tokens.length` before the
+   * stream ends: lets a test hold the stream at a chosen point.
+   */
   gate?: (index: number) => Promise<void> | undefined;
   finishReason?: string;
   /** Send the usage chunk when the client asks for it (`stream_options.include_usage`). Default true. */
   usage?: boolean;
+  /** Wait this long before sending the response headers. */
+  headersDelayMs?: number;
   /** Answer with this HTTP status and an OpenAI-style error body instead of streaming. */
   status?: number;
   errorMessage?: string;
   headers?: Record<string, string>;
-  /** How the stream ends after the tokens: normally, cut without `[DONE]`, an SSE error event, or garbage. */
-  end?: "done" | "cut" | "error-event" | "malformed";
+  /**
+   * How the stream ends after the tokens: normally; the connection cut; an SSE error event;
+   * garbage; or a clean close with no finish reason and no `[DONE]`.
+   */
+  end?: "done" | "cut" | "error-event" | "malformed" | "quiet";
   /** Refuse requests that carry `stream_options`, like some older compatible servers do. */
   rejectStreamOptions?: boolean;
 }
@@ -58,6 +66,10 @@ export interface FakeUpstream {
   readonly outcomes: Map<number, "finished" | "closed">;
   /** Resolves when the response to request `index` has ended either way. */
   ended(index: number): Promise<"finished" | "closed">;
+  /** Resolves when request `index` has arrived. */
+  received(index: number): Promise<RecordedRequest>;
+  /** Resolves the first time the response to request `index` could not be written (the reader is full). */
+  blocked(index: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -76,6 +88,18 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
   const requests: RecordedRequest[] = [];
   const outcomes = new Map<number, "finished" | "closed">();
   const waiters = new Map<number, ((o: "finished" | "closed") => void)[]>();
+  const arrivals = new Map<number, ((r: RecordedRequest) => void)[]>();
+  const blockages = new Map<number, { promise: Promise<void>; resolve: () => void }>();
+  const blockage = (index: number) => {
+    let entry = blockages.get(index);
+    if (!entry) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => (resolve = r));
+      entry = { promise, resolve };
+      blockages.set(index, entry);
+    }
+    return entry;
+  };
 
   const settle = (index: number, outcome: "finished" | "closed") => {
     if (outcomes.has(index)) return;
@@ -105,9 +129,13 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
     }
     const recorded: RecordedRequest = { index: requests.length, headers: req.headers, body };
     requests.push(recorded);
+    for (const w of arrivals.get(recorded.index) ?? []) w(recorded);
+    arrivals.delete(recorded.index);
     res.on("close", () => settle(recorded.index, res.writableFinished ? "finished" : "closed"));
 
     const reply = decide(recorded);
+    if (reply.headersDelayMs) await sleep(reply.headersDelayMs);
+    if (res.destroyed) return;
     if (reply.rejectStreamOptions && body.stream_options !== undefined) {
       sendError(res, 400, "Unrecognized request argument supplied: stream_options");
       return;
@@ -116,10 +144,10 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
       sendError(res, reply.status, reply.errorMessage ?? `fake upstream error ${reply.status}`, reply.headers);
       return;
     }
-    await stream(res, body, reply);
+    await stream(res, body, reply, () => blockage(recorded.index).resolve());
   }
 
-  async function stream(res: ServerResponse, body: ChatCompletionBody, reply: Reply): Promise<void> {
+  async function stream(res: ServerResponse, body: ChatCompletionBody, reply: Reply, onBlocked: () => void): Promise<void> {
     const model = body.model ?? "demo";
     const id = `chatcmpl-${Math.random().toString(36).slice(2)}`;
     const created = Math.floor(Date.now() / 1000);
@@ -128,6 +156,7 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
     // Honours TCP backpressure, so a slow gateway slows this server down like a real one.
     const write = (data: string): Promise<void> | undefined => {
       if (res.write(data)) return undefined;
+      onBlocked();
       return new Promise((resolve) => {
         const done = () => {
           res.off("drain", done);
@@ -153,6 +182,8 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
       await write(chunk([{ index: 0, delta: { content: token }, finish_reason: null }]));
     }
 
+    await reply.gate?.(tokens.length);
+    if (res.destroyed) return;
     switch (reply.end ?? "done") {
       case "cut":
         res.destroy();
@@ -163,6 +194,9 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
         return;
       case "malformed":
         await write("data: {this is not json\n\n");
+        res.end();
+        return;
+      case "quiet":
         res.end();
         return;
       case "done":
@@ -193,6 +227,14 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
       const known = outcomes.get(index);
       if (known) return Promise.resolve(known);
       return new Promise((resolve) => waiters.set(index, [...(waiters.get(index) ?? []), resolve]));
+    },
+    blocked(index) {
+      return blockage(index).promise;
+    },
+    received(index) {
+      const known = requests[index];
+      if (known) return Promise.resolve(known);
+      return new Promise((resolve) => arrivals.set(index, [...(arrivals.get(index) ?? []), resolve]));
     },
     async close() {
       server.closeAllConnections();

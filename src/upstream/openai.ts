@@ -2,6 +2,7 @@
 // chat-completions API (OpenAI, DeepSeek, Yi, vLLM, Ollama, llama.cpp server, ...).
 import OpenAI from "openai";
 import type { ChatCompletionChunk, ChatCompletionCreateParamsStreaming } from "openai/resources/chat/completions";
+import { UpstreamProtocolError } from "../errors.js";
 
 export interface UpstreamMessage {
   role: "system" | "developer" | "user" | "assistant";
@@ -60,24 +61,31 @@ export class OpenAIUpstream implements ChatUpstream {
     let finishReason = "";
     let model = request.model;
     let usage: UpstreamUsage | undefined;
-    for await (const chunk of chunks) {
-      model = chunk.model || model;
-      const choice = chunk.choices[0];
-      if (choice) {
-        const text = choice.delta?.content;
-        if (text) yield { type: "delta", text };
-        if (choice.finish_reason) finishReason = choice.finish_reason;
+    try {
+      for await (const chunk of chunks) {
+        model = chunk.model || model;
+        const choice = chunk.choices[0];
+        if (choice) {
+          const text = choice.delta?.content;
+          if (text) yield { type: "delta", text };
+          if (choice.finish_reason) finishReason = choice.finish_reason;
+        }
+        if (chunk.usage) {
+          usage = {
+            promptTokens: chunk.usage.prompt_tokens,
+            completionTokens: chunk.usage.completion_tokens,
+            totalTokens: chunk.usage.total_tokens,
+          };
+        }
       }
-      if (chunk.usage) {
-        usage = {
-          promptTokens: chunk.usage.prompt_tokens,
-          completionTokens: chunk.usage.completion_tokens,
-          totalTokens: chunk.usage.total_tokens,
-        };
-      }
+    } catch (error: unknown) {
+      if (signal.aborted) throw signal.reason;
+      throw classifyStreamError(error);
     }
     // An abort mid-stream ends the SDK's iterator quietly; the caller reads signal.reason.
     if (signal.aborted) throw signal.reason;
+    // A stream that stops without saying why was cut, even if the connection closed cleanly.
+    if (!finishReason) throw new UpstreamProtocolError("unfinished");
     yield { type: "finish", finishReason, model, usage };
   }
 
@@ -103,4 +111,12 @@ export class OpenAIUpstream implements ChatUpstream {
       return this.client.chat.completions.create(params, { signal });
     }
   }
+}
+
+/** Errors while reading the body: the SDK's own (an SSE error event) pass, the transport's are named. */
+function classifyStreamError(error: unknown): unknown {
+  if (error instanceof OpenAI.APIError) return error;
+  if (error instanceof SyntaxError) return new UpstreamProtocolError("malformed");
+  // undici reports a socket closed mid-body as `TypeError: terminated`.
+  return new UpstreamProtocolError("cut");
 }

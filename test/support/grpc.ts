@@ -8,6 +8,8 @@ import { startFakeUpstream, type FakeUpstream, type FakeUpstreamOptions } from "
 
 export interface Harness {
   upstream: FakeUpstream;
+  /** Every log line the gateway wrote, parsed. */
+  logs: Record<string, unknown>[];
   gateway: Gateway;
   client: ChatServiceClient;
   close(): Promise<void>;
@@ -26,10 +28,13 @@ export async function startHarness(
     UPSTREAM_MAX_RETRIES: "0",
     ...options.env,
   });
-  const gateway = await startGateway(config, createLogger({ level: "silent" }));
+  const logs: Record<string, unknown>[] = [];
+  const destination = { write: (line: string) => void logs.push(JSON.parse(line) as Record<string, unknown>) };
+  const gateway = await startGateway(config, createLogger({ level: "info", destination }));
   const client = new ChatServiceClient(`127.0.0.1:${gateway.port}`, credentials.createInsecure());
   return {
     upstream,
+    logs,
     gateway,
     client,
     async close() {
@@ -60,7 +65,10 @@ export function collect(client: ChatServiceClient, request: Partial<ChatRequest>
     call.on("status", (s) => (trailers = s.metadata));
     const done = (code: status, details: string) =>
       resolve({ responses, text: textOf(responses), code, details, trailers });
-    call.on("error", (e: ServiceError) => done(e.code, e.details));
+    call.on("error", (e: ServiceError) => {
+      trailers = e.metadata;
+      done(e.code, e.details);
+    });
     call.on("end", () => done(status.OK, ""));
   });
 }

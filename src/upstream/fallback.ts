@@ -1,0 +1,45 @@
+// A second upstream (another base URL and/or model) tried when the first fails before sending any
+// text. Once text went out, nothing is retried anywhere: the caller would get it twice.
+import OpenAI from "openai";
+import { toGatewayStatus } from "../errors.js";
+import type { ChatUpstream, UpstreamEvent, UpstreamRequest } from "./openai.js";
+
+export interface FallbackOptions {
+  /** The model to ask the fallback for; the request's model when absent. */
+  model?: string | undefined;
+  /** Called with the error table's cause each time the fallback is used. */
+  onFallback?: (cause: string) => void;
+}
+
+export class FallbackUpstream implements ChatUpstream {
+  constructor(
+    private readonly primary: ChatUpstream,
+    private readonly fallback: ChatUpstream,
+    private readonly options: FallbackOptions = {},
+  ) {}
+
+  async *stream(request: UpstreamRequest, signal: AbortSignal): AsyncIterable<UpstreamEvent> {
+    let started = false;
+    try {
+      for await (const event of this.primary.stream(request, signal)) {
+        started = true;
+        yield event;
+      }
+      return;
+    } catch (error: unknown) {
+      if (started || signal.aborted || !worthAnotherUpstream(error)) throw error;
+      this.options.onFallback?.(toGatewayStatus(error).cause);
+    }
+    yield* this.fallback.stream({ ...request, model: this.options.model ?? request.model }, signal);
+  }
+}
+
+/** Failures of the upstream itself (unreachable, overloaded, broken), not of the request. */
+function worthAnotherUpstream(error: unknown): boolean {
+  if (error instanceof OpenAI.APIUserAbortError) return false;
+  if (error instanceof OpenAI.APIConnectionError) return true; // includes timeouts
+  if (error instanceof OpenAI.APIError) {
+    return error.status === 408 || error.status === 429 || (error.status !== undefined && error.status >= 500);
+  }
+  return false;
+}
