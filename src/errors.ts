@@ -4,7 +4,10 @@
 import { Metadata, status } from "@grpc/grpc-js";
 import OpenAI from "openai";
 
-/** Why the gateway itself stopped a stream; carried as the AbortSignal's reason. */
+/**
+ * Why the gateway itself stopped a stream; carried as the AbortSignal's reason. `afterMs` is the
+ * limit that was reached (idle, max-duration), or the stream's age.
+ */
 export class StreamStopped extends Error {
   constructor(readonly why: "cancelled" | "deadline" | "idle" | "max-duration" | "shutdown", readonly afterMs: number) {
     super(`stream stopped: ${why}`);

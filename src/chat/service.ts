@@ -73,20 +73,27 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
 
     const started = performance.now();
     const controller = new AbortController();
-    const stop = (why: StreamStopped["why"]) => {
-      if (!controller.signal.aborted) controller.abort(new StreamStopped(why, performance.now() - started));
+    const stop = (why: StreamStopped["why"], afterMs = performance.now() - started) => {
+      if (!controller.signal.aborted) controller.abort(new StreamStopped(why, afterMs));
     };
     open.add(stop);
     call.on("cancelled", () => stop(deadlinePassed(call) ? "deadline" : "cancelled"));
 
     let lastActivity = started;
-    const idleTimer = limits.idleTimeoutMs > 0 ? setTimeout(function checkIdle() {
-      // Re-armed lazily, so the per-delta cost is one assignment rather than a timer reset.
-      const quiet = performance.now() - lastActivity;
-      if (quiet >= limits.idleTimeoutMs) stop("idle");
-      else idleTimer?.refresh();
-    }, limits.idleTimeoutMs) : undefined;
-    const durationTimer = limits.maxStreamDurationMs > 0 ? setTimeout(() => stop("max-duration"), limits.maxStreamDurationMs) : undefined;
+    let idleTimer: NodeJS.Timeout | undefined;
+    if (limits.idleTimeoutMs > 0) {
+      // Checked lazily, so the per-delta cost is one assignment rather than a timer reset.
+      const checkIdle = () => {
+        const quiet = performance.now() - lastActivity;
+        if (quiet >= limits.idleTimeoutMs) stop("idle", limits.idleTimeoutMs);
+        else idleTimer = setTimeout(checkIdle, limits.idleTimeoutMs - quiet);
+      };
+      idleTimer = setTimeout(checkIdle, limits.idleTimeoutMs);
+    }
+    const durationTimer =
+      limits.maxStreamDurationMs > 0
+        ? setTimeout(() => stop("max-duration", limits.maxStreamDurationMs), limits.maxStreamDurationMs)
+        : undefined;
 
     let deltas = 0;
     // Characters of delta text handed to grpc-js and not yet written to the connection.

@@ -15,6 +15,9 @@ export interface HttpResponse {
   events: AsyncIterable<SseEvent>;
   /** The whole body, once it has ended. */
   body(): Promise<string>;
+  /** Stop reading from the socket, like a client that fell behind; and carry on. */
+  pause(): void;
+  resume(): void;
   destroy(): void;
 }
 
@@ -60,7 +63,9 @@ export function post(
               .join("\n");
             if (data) yield JSON.parse(data) as SseEvent;
           }
-          if (ended && chunks.length === 0) return;
+          // More may have arrived while the consumer held a yielded event.
+          if (chunks.length > 0) continue;
+          if (ended) return;
           await new Promise<void>((r) => (wake = r));
           wake = undefined;
         }
@@ -72,6 +77,8 @@ export function post(
         events: { [Symbol.asyncIterator]: events },
         body: () =>
           ended ? Promise.resolve(raw) : new Promise((r) => res.once("end", () => r(raw)).once("close", () => r(raw))),
+        pause: () => res.pause(),
+        resume: () => res.resume(),
         destroy: () => req.destroy(),
       });
     });

@@ -11,6 +11,8 @@ export interface ServiceProcess {
   readonly process: ChildProcess;
   /** Every line the process wrote to stdout and stderr so far. */
   readonly output: string[];
+  /** Resolves with the first JSON log line, past or future, that `match` accepts. */
+  logLine(match: (line: Record<string, unknown>) => boolean): Promise<Record<string, unknown>>;
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
@@ -20,12 +22,17 @@ export async function startServiceProcess(env: Record<string, string>): Promise<
     stdio: ["ignore", "pipe", "pipe"],
   });
   const output: string[] = [];
-  createInterface({ input: child.stderr! }).on("line", (line) => output.push(line));
+  const listeners = new Set<(line: string) => void>();
+  const record = (line: string) => {
+    output.push(line);
+    for (const l of listeners) l(line);
+  };
+  createInterface({ input: child.stderr! }).on("line", record);
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
 
   const port = await new Promise<number>((resolve, reject) => {
     createInterface({ input: child.stdout! }).on("line", (line) => {
-      output.push(line);
+      record(line);
       try {
         const entry = JSON.parse(line) as { msg?: string; port?: number };
         if (entry.msg === "chat gateway listening" && entry.port) resolve(entry.port);
@@ -36,10 +43,32 @@ export async function startServiceProcess(env: Record<string, string>): Promise<
     void exited.then((code) => reject(new Error(`service exited (${code}) before listening:\n${output.join("\n")}`)));
   });
 
+  const parse = (line: string): Record<string, unknown> | undefined => {
+    try {
+      return JSON.parse(line) as Record<string, unknown>;
+    } catch {
+      return undefined;
+    }
+  };
+
   return {
     port,
     process: child,
     output,
+    logLine(match) {
+      return new Promise((resolve) => {
+        const check = (line: string) => {
+          const entry = parse(line);
+          if (entry && match(entry)) {
+            listeners.delete(check);
+            resolve(entry);
+            return true;
+          }
+          return false;
+        };
+        if (!output.some(check)) listeners.add(check);
+      });
+    },
     async stop(signal = "SIGTERM") {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       return exited;

@@ -1,0 +1,192 @@
+// The same failures as robustness.test.ts, seen by an HTTP client through the real Envoy and the
+// built service process: HTTP statuses before the first event, in-band errors after it.
+import { request } from "node:http";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startFakeUpstream, type FakeUpstream, type Reply, type RecordedRequest } from "../src/demo/upstream.js";
+import { startStack, type Stack } from "./support/processes.js";
+import { allEvents, post, type HttpResponse, type SseEvent } from "./support/http.js";
+
+const never = new Promise<void>(() => undefined);
+function hold(): { promise: Promise<void>; release: () => void } {
+  let release!: () => void;
+  const promise = new Promise<void>((resolve) => (release = resolve));
+  return { promise, release };
+}
+
+/** A fake upstream whose reply each test sets, behind a service and Envoy started with `env`. */
+function useStack(env: Record<string, string>) {
+  const ctx = {} as { upstream: FakeUpstream; stack: Stack; reply: (r: RecordedRequest) => Reply };
+  beforeAll(async () => {
+    ctx.reply = () => ({ tokens: ["ok"] });
+    ctx.upstream = await startFakeUpstream({ reply: (r) => ctx.reply(r) });
+    ctx.stack = await startStack({ OPENAI_BASE_URL: ctx.upstream.baseURL, OPENAI_API_KEY: "sk-e2e-secret", UPSTREAM_MAX_RETRIES: "0", ...env });
+  });
+  afterAll(async () => {
+    await ctx.stack?.stop();
+    await ctx.upstream?.close();
+  });
+  return ctx;
+}
+
+const chat = (ctx: { stack: Stack }, text = "hi") =>
+  post(ctx.stack.envoy.httpPort, "/chat", JSON.stringify({ text }));
+
+/** Reads events until `count` deltas have arrived; returns them and the rest of the stream. */
+async function readDeltas(response: HttpResponse, count: number) {
+  const iterator = response.events[Symbol.asyncIterator]();
+  const seen: SseEvent[] = [];
+  while (seen.filter((e) => e.delta).length < count) {
+    const next = await iterator.next();
+    if (next.done) break;
+    seen.push(next.value);
+  }
+  return {
+    seen,
+    async rest() {
+      for (let n = await iterator.next(); !n.done; n = await iterator.next()) seen.push(n.value);
+      return seen;
+    },
+  };
+}
+
+describe("through Envoy, default limits", () => {
+  const ctx = useStack({ MAX_CONCURRENT_STREAMS: "3" });
+
+  it("closes the upstream request when the HTTP client leaves before the first token", async () => {
+    ctx.reply = () => ({ tokens: ["a"], gate: () => never });
+    const index = ctx.upstream.requests.length;
+    // No response headers come before the first event, so act on the request itself.
+    const req = request({ host: "127.0.0.1", port: ctx.stack.envoy.httpPort, path: "/chat", method: "POST", headers: { "content-type": "application/json" } });
+    req.on("error", () => undefined);
+    req.end(JSON.stringify({ text: "hi" }));
+    await ctx.upstream.received(index);
+    req.destroy();
+    expect(await ctx.upstream.ended(index)).toBe("closed");
+  });
+
+  it("closes the upstream request when the HTTP client leaves mid-stream", async () => {
+    ctx.reply = () => ({ tokens: ["a", "b", "c"], gate: (i) => (i === 2 ? never : undefined) });
+    const index = ctx.upstream.requests.length;
+    const response = await chat(ctx);
+    await readDeltas(response, 2);
+    response.destroy();
+    expect(await ctx.upstream.ended(index)).toBe("closed");
+  });
+
+  it.each([
+    ["400", { status: 400, errorMessage: "bad" }, 400],
+    ["401", { status: 401, errorMessage: "Incorrect API key provided: sk-e2e-secret" }, 500],
+    ["404", { status: 404 }, 404],
+    ["408", { status: 408 }, 504],
+    ["429", { status: 429, headers: { "retry-after": "7" } }, 429],
+    ["503", { status: 503 }, 503],
+  ] as [string, Reply, number][])("maps upstream %s before the first token to HTTP $2", async (_name, reply, httpStatus) => {
+    ctx.reply = () => reply;
+    const response = await chat(ctx);
+    expect(response.status).toBe(httpStatus);
+    const body = await response.body();
+    expect(JSON.parse(body)).toMatchObject({ code: expect.any(Number), message: expect.any(String) });
+    expect(body).not.toContain("sk-e2e-secret");
+    if (httpStatus === 429) expect(response.headers["retry-after"]).toBe("7");
+  });
+
+  it("ends a stream cut mid-way with an error event, never a clean end", async () => {
+    const delivered = hold();
+    ctx.reply = () => ({ tokens: ["a"], end: "cut", gate: (i) => (i === 1 ? delivered.promise : undefined) });
+    const response = await chat(ctx);
+    expect(response.status).toBe(200);
+    const stream = await readDeltas(response, 1);
+    delivered.release();
+    const events = await stream.rest();
+    expect(events).toEqual([
+      { delta: { text: "a" } },
+      { error: { code: 14, status: "UNAVAILABLE", message: "upstream connection lost mid-stream" } },
+    ]);
+  });
+
+  it("answers an oversized body with 413 and malformed JSON with 400", async () => {
+    const big = await post(ctx.stack.envoy.httpPort, "/chat", JSON.stringify({ text: "x".repeat(2 * 1024 * 1024) }));
+    expect(big.status).toBe(413);
+    const malformed = await post(ctx.stack.envoy.httpPort, "/chat", '{"text": "unterminated');
+    expect(malformed.status).toBe(400);
+  });
+
+  it("answers a stream over the concurrency limit with 429, and the open ones carry on", async () => {
+    const gate = hold();
+    ctx.reply = () => ({ tokens: ["a", "b"], gate: (i) => (i === 1 ? gate.promise : undefined) });
+    const open = await Promise.all([chat(ctx), chat(ctx), chat(ctx)]);
+    const streams = await Promise.all(open.map((r) => readDeltas(r, 1)));
+    const refused = await chat(ctx);
+    expect(refused.status).toBe(429);
+    gate.release();
+    for (const s of streams) {
+      const events = await s.rest();
+      expect(events.filter((e) => e.delta).map((e) => e.delta?.text).join("")).toBe("ab");
+      expect(events.at(-1)?.finish).toBeDefined();
+    }
+  });
+
+  it("holds a fast upstream back while the HTTP client does not read, and loses nothing", async () => {
+    const tokens = Array.from({ length: 50_000 }, (_, i) => `${String(i).padStart(6, "0")}${"x".repeat(194)}`);
+    ctx.reply = () => ({ tokens });
+    const index = ctx.upstream.requests.length;
+    const response = await chat(ctx, "a lot");
+    response.pause();
+    // Envoy's buffers fill, HTTP/2 flow control stops the service's writes, and the service must
+    // stop reading the upstream: otherwise the upstream never blocks and this never resolves.
+    await ctx.upstream.blocked(index);
+    response.resume();
+    const events = await allEvents(response);
+    expect(events.filter((e) => e.delta).map((e) => e.delta?.text).join("")).toBe(tokens.join(""));
+    expect(events.at(-1)?.finish).toBeDefined();
+    const line = await ctx.stack.service.logLine((l) => l.msg === "stream ended" && l.deltas === tokens.length);
+    expect(line.peakBufferedChars).toBeGreaterThan(0);
+    expect(line.peakBufferedChars).toBeLessThan(256 * 1024);
+  });
+});
+
+describe("through Envoy, stalls and long streams", () => {
+  const ctx = useStack({ UPSTREAM_IDLE_TIMEOUT_MS: "300", MAX_STREAM_DURATION_MS: "2000" });
+
+  it("reports a stalled upstream in-band after the first token", async () => {
+    ctx.reply = () => ({ tokens: ["a", "b"], gate: (i) => (i === 1 ? never : undefined) });
+    const events = await allEvents(await chat(ctx));
+    expect(events).toEqual([{ delta: { text: "a" } }, { error: { code: 14, status: "UNAVAILABLE", message: "upstream stalled: no data for 0.3s" } }]);
+  });
+
+  it("answers a stall before the first token with 503", async () => {
+    ctx.reply = () => ({ tokens: ["a"], gate: () => never });
+    const response = await chat(ctx);
+    expect(response.status).toBe(503);
+  });
+
+  it("ends a stream at the maximum duration with an error event", async () => {
+    ctx.reply = () => ({ tokens: Array.from({ length: 1000 }, () => "x"), tokenDelayMs: 50 });
+    const events = await allEvents(await chat(ctx));
+    expect(events.at(-1)).toEqual({ error: { code: 4, status: "DEADLINE_EXCEEDED", message: "stream exceeded the gateway's maximum duration of 2.0s" } });
+  });
+});
+
+describe("graceful drain of the service process", () => {
+  const ctx = useStack({ SHUTDOWN_GRACE_MS: "30000" });
+
+  it("on SIGTERM refuses new streams, finishes the open ones, and exits 0", async () => {
+    const gate = hold();
+    ctx.reply = () => ({ tokens: ["a", "b"], gate: (i) => (i === 1 ? gate.promise : undefined) });
+    const open = await Promise.all([chat(ctx), chat(ctx), chat(ctx)]);
+    const streams = await Promise.all(open.map((r) => readDeltas(r, 1)));
+
+    const exited = ctx.stack.service.stop("SIGTERM");
+    // Wait for the drain to begin, as its log line says.
+    await ctx.stack.service.logLine((l) => l.msg === "draining");
+    const refused = await chat(ctx, "late");
+    expect(refused.status).toBe(503);
+
+    gate.release();
+    for (const s of streams) {
+      const events = await s.rest();
+      expect(events.map((e) => e.delta?.text ?? Object.keys(e)[0])).toEqual(["a", "b", "finish"]);
+    }
+    expect(await exited).toBe(0);
+  });
+});
