@@ -75,10 +75,13 @@ describe("through Envoy, default limits", () => {
 
   it.each([
     ["400", { status: 400, errorMessage: "bad" }, 400],
+    ["422", { status: 422 }, 400],
     ["401", { status: 401, errorMessage: "Incorrect API key provided: sk-e2e-secret" }, 500],
+    ["403", { status: 403 }, 500],
     ["404", { status: 404 }, 404],
     ["408", { status: 408 }, 504],
     ["429", { status: 429, headers: { "retry-after": "7" } }, 429],
+    ["500", { status: 500 }, 503],
     ["503", { status: 503 }, 503],
   ] as [string, Reply, number][])("maps upstream %s before the first token to HTTP $2", async (_name, reply, httpStatus) => {
     ctx.reply = () => reply;
@@ -90,18 +93,20 @@ describe("through Envoy, default limits", () => {
     if (httpStatus === 429) expect(response.headers["retry-after"]).toBe("7");
   });
 
-  it("ends a stream cut mid-way with an error event, never a clean end", async () => {
+  it.each([
+    ["a cut connection", "cut", 14, "UNAVAILABLE", "upstream connection lost mid-stream"],
+    ["an SSE error event", "error-event", 14, "UNAVAILABLE", "upstream failed mid-stream: the model crashed"],
+    ["malformed JSON", "malformed", 13, "INTERNAL", "upstream sent malformed data"],
+    ["a close without a finish", "quiet", 14, "UNAVAILABLE", "upstream ended the stream without finishing"],
+  ] as const)("ends a stream with %s mid-way with an error event, never a clean end", async (_name, end, code, name, message) => {
     const delivered = hold();
-    ctx.reply = () => ({ tokens: ["a"], end: "cut", gate: (i) => (i === 1 ? delivered.promise : undefined) });
+    ctx.reply = () => ({ tokens: ["a"], end, gate: (i) => (i === 1 ? delivered.promise : undefined) });
     const response = await chat(ctx);
     expect(response.status).toBe(200);
     const stream = await readDeltas(response, 1);
     delivered.release();
     const events = await stream.rest();
-    expect(events).toEqual([
-      { delta: { text: "a" } },
-      { error: { code: 14, status: "UNAVAILABLE", message: "upstream connection lost mid-stream" } },
-    ]);
+    expect(events).toEqual([{ delta: { text: "a" } }, { error: { code, status: name, message } }]);
   });
 
   it("answers an oversized body with 413 and malformed JSON with 400", async () => {
