@@ -1,20 +1,11 @@
 // Composition root of the gRPC service: read the configuration, build the gateway, serve until a
 // signal, then drain.
-import { ConfigError, loadConfig } from "./config.js";
+import { loadConfigOrExit } from "./config.js";
 import { createLogger } from "./logger.js";
 import { startGateway } from "./gateway.js";
 
 async function main(): Promise<void> {
-  let config;
-  try {
-    config = loadConfig(process.env);
-  } catch (error: unknown) {
-    if (error instanceof ConfigError) {
-      process.stderr.write(`${error.message}\n`);
-      process.exit(2);
-    }
-    throw error;
-  }
+  const config = loadConfigOrExit(process.env);
   const logger = createLogger({ level: config.logLevel });
   const gateway = await startGateway(config, logger);
   logger.info(

@@ -1,6 +1,6 @@
 // `npm start`: the whole stack on one machine. The gRPC service (in this process), Envoy in front of
 // it, and, when no upstream is configured, the built-in demo upstream so it works with no setup.
-import { ConfigError, loadConfig } from "./config.js";
+import { loadConfigOrExit } from "./config.js";
 import { createLogger } from "./logger.js";
 import { startGateway } from "./gateway.js";
 import { startFakeUpstream, type FakeUpstream } from "./demo/upstream.js";
@@ -14,16 +14,7 @@ async function main(): Promise<void> {
     env.OPENAI_BASE_URL = demo.baseURL;
     env.CHAT_MODEL ??= "demo";
   }
-  let config;
-  try {
-    config = loadConfig(env);
-  } catch (error: unknown) {
-    if (error instanceof ConfigError) {
-      process.stderr.write(`${error.message}\n`);
-      process.exit(2);
-    }
-    throw error;
-  }
+  const config = loadConfigOrExit(env);
   const logger = createLogger({ level: config.logLevel });
   const gateway = await startGateway(config, logger);
   const httpPort = Number(env.HTTP_PORT ?? 8080);
