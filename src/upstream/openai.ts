@@ -38,6 +38,8 @@ export interface OpenAIUpstreamOptions {
   apiKey: string | undefined;
   maxRetries: number;
   timeoutMs: number;
+  /** Used instead of the global fetch (tracing headers, retry counting). */
+  fetch?: typeof fetch;
 }
 
 export class OpenAIUpstream implements ChatUpstream {
@@ -53,6 +55,7 @@ export class OpenAIUpstream implements ChatUpstream {
       maxRetries: options.maxRetries,
       timeout: options.timeoutMs,
       logLevel: "off",
+      ...(options.fetch && { fetch: options.fetch }),
     });
   }
 
