@@ -176,7 +176,7 @@ describe("a configuration error at start-up", () => {
     let output = "";
     child.stdout.on("data", (c: Buffer) => (output += c.toString()));
     child.stderr.on("data", (c: Buffer) => (output += c.toString()));
-    const [code] = (await new Promise((resolve) => child.once("exit", (...a) => resolve(a)))) as [number];
+    const code = await new Promise<number | null>((resolve) => child.once("exit", (c) => resolve(c)));
     expect(code).toBe(2);
     expect(output).toContain("invalid configuration:");
     expect(output).toContain("GRPC_PORT: must be at least 0");
