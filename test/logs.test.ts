@@ -4,6 +4,7 @@
 // logged only when LOG_PROMPTS says so.
 import { spawn } from "node:child_process";
 import { join } from "node:path";
+import { once } from "node:events";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { credentials, Metadata, status } from "@grpc/grpc-js";
 import { ChatServiceClient } from "../src/gen/chat/v1/chat.js";
@@ -79,6 +80,13 @@ describe("a run of the service with keys", () => {
       client.close();
     }
     expect(await service.stop("SIGTERM")).toBe(0);
+    // "exit" can come before the last output is read: wait for the pipes to close too.
+    await Promise.all(
+      [service.process.stdout, service.process.stderr].map((pipe) =>
+        pipe && !pipe.closed ? once(pipe, "close") : undefined,
+      ),
+    );
+    await new Promise((resolve) => setImmediate(resolve));
   });
   afterAll(async () => {
     await service?.stop("SIGKILL");
