@@ -49,6 +49,11 @@ const schema = z.object({
   TLS_CERT_FILE: file.optional(),
   TLS_KEY_FILE: file.optional(),
   TLS_CLIENT_CA_FILE: file.optional(),
+
+  // Read by `npm start` only (src/stack.ts), for the Envoy it runs beside the service.
+  HTTP_PORT: port.default(8080),
+  ENVOY_ADMIN_PORT: port.default(9901),
+  CORS_ALLOW_ORIGIN: z.string().min(1).optional(),
 });
 
 /** Every environment variable the gateway reads. */
@@ -84,6 +89,9 @@ const examples: Record<string, string> = {
   TLS_CERT_FILE: "/etc/chat-gateway/tls.crt",
   TLS_KEY_FILE: "/etc/chat-gateway/tls.key",
   TLS_CLIENT_CA_FILE: "/etc/chat-gateway/clients-ca.crt",
+  HTTP_PORT: "8080",
+  ENVOY_ADMIN_PORT: "9901",
+  CORS_ALLOW_ORIGIN: "https://app.example.com",
 };
 
 export interface Config {
@@ -121,6 +129,8 @@ export interface Config {
   /** Caller keys; absent when none are configured, and then every call is let in. */
   auth: { keys: CallerKey[] } | undefined;
   tls: { certFile: string; keyFile: string; clientCaFile: string | undefined } | undefined;
+  /** The Envoy of `npm start`. */
+  stack: { httpPort: number; adminPort: number; corsAllowOrigin: string | undefined };
 }
 
 export class ConfigError extends Error {
@@ -206,6 +216,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       e.TLS_CERT_FILE && e.TLS_KEY_FILE
         ? { certFile: e.TLS_CERT_FILE, keyFile: e.TLS_KEY_FILE, clientCaFile: e.TLS_CLIENT_CA_FILE }
         : undefined,
+    stack: { httpPort: e.HTTP_PORT, adminPort: e.ENVOY_ADMIN_PORT, corsAllowOrigin: e.CORS_ALLOW_ORIGIN },
   };
 }
 

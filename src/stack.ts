@@ -20,12 +20,12 @@ async function main(): Promise<void> {
   const config = loadConfigOrExit(env);
   const logger = createLogger({ level: config.logLevel, format: config.log.format });
   const gateway = await startGateway(config, logger);
-  const httpPort = Number(env.HTTP_PORT ?? 8080);
+  const httpPort = config.stack.httpPort;
   const envoy = await startEnvoy({
     servicePort: gateway.port,
     httpPort,
-    adminPort: Number(env.ENVOY_ADMIN_PORT ?? 9901),
-    ...(env.CORS_ALLOW_ORIGIN && { corsAllowOrigin: env.CORS_ALLOW_ORIGIN }),
+    adminPort: config.stack.adminPort,
+    ...(config.stack.corsAllowOrigin && { corsAllowOrigin: config.stack.corsAllowOrigin }),
   });
   logger.info(
     {
