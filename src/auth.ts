@@ -21,7 +21,7 @@ export interface CallerAuth {
 
 export interface CallerAuthOptions {
   /** A call refused here, for metrics. */
-  onRefused?: (path: string, responseStream: boolean, code: status) => void;
+  onRefused?: (path: string, responseStream: boolean, code: status, caller: string | undefined) => void;
 }
 
 export function createCallerAuth(keys: readonly CallerKey[], options: CallerAuthOptions = {}): CallerAuth {
@@ -49,8 +49,8 @@ export function createCallerAuth(keys: readonly CallerKey[], options: CallerAuth
       else open.delete(holder);
       holder = undefined;
     };
-    const refuse = (code: status, details: string) => {
-      options.onRefused?.(method.path, method.responseStream, code);
+    const refuse = (code: status, details: string, caller?: string) => {
+      options.onRefused?.(method.path, method.responseStream, code, caller);
       call.sendStatus({ code, details });
     };
     return new ServerInterceptingCall(call, {
@@ -69,7 +69,7 @@ export function createCallerAuth(keys: readonly CallerKey[], options: CallerAuth
             }
             const current = open.get(key.name) ?? 0;
             if (key.maxStreams !== undefined && current >= key.maxStreams) {
-              refuse(status.RESOURCE_EXHAUSTED, `caller "${key.name}" has ${current} streams open, its limit; retry when one ends`);
+              refuse(status.RESOURCE_EXHAUSTED, `caller "${key.name}" has ${current} streams open, its limit; retry when one ends`, key.name);
               return;
             }
             open.set(key.name, current + 1);
@@ -92,7 +92,7 @@ export function createCallerAuth(keys: readonly CallerKey[], options: CallerAuth
   return { interceptor, active: () => open };
 }
 
-/** With caller keys off: nobody may claim a caller name by sending the internal metadata key. */
+/** Nobody may claim a caller name by sending the internal metadata key themselves. */
 export const stripCallerName: ServerInterceptor = (_method, call) =>
   new ServerInterceptingCall(call, {
     start(next) {

@@ -11,7 +11,7 @@ import { FallbackUpstream } from "./upstream/fallback.js";
 import { UpstreamRouter } from "./upstream/router.js";
 import { upstreamFetch } from "./upstream/fetch.js";
 import { createMetrics, type GatewayMetrics } from "./metrics.js";
-import { createCallerAuth, stripCallerName } from "./auth.js";
+import { createCallerAuth } from "./auth.js";
 import { createTracing } from "./tracing.js";
 import { instrumentChatService } from "./instrument.js";
 import { streamContext } from "./stream-context.js";
@@ -27,9 +27,13 @@ export async function startGateway(config: Config, logger: Logger, upstream?: Ch
   let chat: ChatService | undefined;
   let metrics: GatewayMetrics | undefined;
   const auth = config.auth
-    ? createCallerAuth(config.auth.keys, { onRefused: (path, stream, code) => metrics?.refused(path, stream, code) })
+    ? createCallerAuth(config.auth.keys, { onRefused: (path, stream, code, caller) => metrics?.refused(path, stream, code, caller) })
     : undefined;
-  metrics = createMetrics({ activeStreams: () => chat?.active ?? 0, ...(auth && { activeByCaller: () => auth.active() }) });
+  metrics = createMetrics({
+    callerFromMetadata: auth !== undefined,
+    activeStreams: () => chat?.active ?? 0,
+    ...(auth && { activeByCaller: () => auth.active() }),
+  });
   const m = metrics;
   const tracing = await createTracing(config.tracing);
 
@@ -69,12 +73,18 @@ export async function startGateway(config: Config, logger: Logger, upstream?: Ch
       });
     },
   });
-  const served = instrumentChatService(chat, { tracing, defaultModel: config.upstream.model, logPrompts: config.log.prompts });
+  const served = instrumentChatService(chat, {
+    tracing,
+    defaultModel: config.upstream.model,
+    callerFromMetadata: auth !== undefined,
+    logPrompts: config.log.prompts,
+  });
   const server = await startServer(served, {
     ...config.grpc,
     credentials: credentialsFrom(config),
-    // Auth first, so refused calls never reach the metrics interceptor's caller label unchecked.
-    interceptors: [auth?.interceptor ?? stripCallerName, m.interceptor],
+    // Auth first, so the metrics interceptor sees the caller's name; with neither caller keys nor
+    // metrics on, calls pass through no interceptor at all.
+    interceptors: [...(auth ? [auth.interceptor] : []), ...(config.metrics ? [m.interceptor] : [])],
   });
   let metricsServer;
   try {

@@ -10,6 +10,8 @@ import { metadataText, type Tracing } from "./tracing.js";
 export interface InstrumentOptions {
   tracing: Tracing;
   defaultModel: string;
+  /** Whether the caller-name metadata was set by the auth interceptor (caller keys on). */
+  callerFromMetadata: boolean;
   /** Collect the prompt and the reply for the log line (LOG_PROMPTS). */
   logPrompts: boolean;
 }
@@ -25,7 +27,7 @@ export function instrumentChatService(chat: ChatService, options: InstrumentOpti
         const model = call.request.model || options.defaultModel;
         const context: StreamContext = {
           requestId: metadataText(call.metadata, "x-request-id")?.slice(0, 128) || randomUUID(),
-          caller: metadataText(call.metadata, CALLER_METADATA_KEY) ?? "anonymous",
+          caller: (options.callerFromMetadata && metadataText(call.metadata, CALLER_METADATA_KEY)) || "anonymous",
           span: options.tracing.start(call.metadata, model),
           upstream: "default",
           retries: 0,

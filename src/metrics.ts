@@ -21,8 +21,8 @@ export interface GatewayMetrics {
   readonly registry: Registry;
   /** Counts every call's start and final code, by method and caller. Goes after the auth interceptor. */
   readonly interceptor: ServerInterceptor;
-  /** A call refused before it reached the handler (by the auth interceptor). */
-  refused(path: string, responseStream: boolean, code: status): void;
+  /** A call refused before it reached the handler (by the auth interceptor); caller when known. */
+  refused(path: string, responseStream: boolean, code: status, caller: string | undefined): void;
   streamEnded(summary: StreamSummary, labels: StreamLabels): void;
   upstreamRetry(upstream: string): void;
   fallback(upstream: string, cause: string): void;
@@ -36,6 +36,8 @@ export interface MetricsServer {
 }
 
 export interface MetricsSources {
+  /** Whether the caller-name metadata was set by the auth interceptor (caller keys on). */
+  callerFromMetadata: boolean;
   /** Streams open now. */
   activeStreams: () => number;
   /** Streams open now per caller (with caller keys on). */
@@ -139,7 +141,7 @@ export function createMetrics(sources: MetricsSources): GatewayMetrics {
       start(next) {
         next({
           onReceiveMetadata(metadata, nextMetadata) {
-            const named = metadata.get(CALLER_METADATA_KEY)[0];
+            const named = sources.callerFromMetadata ? metadata.get(CALLER_METADATA_KEY)[0] : undefined;
             if (named !== undefined) caller = String(named);
             nextMetadata(metadata);
           },
@@ -155,10 +157,10 @@ export function createMetrics(sources: MetricsSources): GatewayMetrics {
   return {
     registry,
     interceptor,
-    refused(path, responseStream, code) {
+    refused(path, responseStream, code, caller) {
       const labels = methodLabels(path, responseStream);
       started.inc(labels);
-      handled.inc({ ...labels, grpc_code: status[code], caller: "unauthenticated" });
+      handled.inc({ ...labels, grpc_code: status[code], caller: caller ?? "unauthenticated" });
     },
     streamEnded(s, { model, upstream, caller }) {
       const base = { gen_ai_operation_name: "chat", gen_ai_request_model: model, upstream };

@@ -81,6 +81,8 @@ describe("caller keys over gRPC", () => {
     const second = await collect(harness.client, { text: "hi" }, bearer(BOB));
     expect(second.code).toBe(status.RESOURCE_EXHAUSTED);
     expect(second.details).toBe('caller "bob" has 1 streams open, its limit; retry when one ends');
+    const after = await scrape(harness.gateway.metricsPort ?? 0);
+    expect(after.value("grpc_server_handled_total", { grpc_code: "RESOURCE_EXHAUSTED", caller: "bob" })).toBe(1);
     // Other callers are not held back by bob's limit.
     expect((await collect(harness.client, { text: "hi" }, bearer(ALICE))).code).toBe(status.OK);
 
