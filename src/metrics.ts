@@ -158,9 +158,8 @@ export function createMetrics(sources: MetricsSources): GatewayMetrics {
     registry,
     interceptor,
     refused(path, responseStream, code, caller) {
-      const labels = methodLabels(path, responseStream);
-      started.inc(labels);
-      handled.inc({ ...labels, grpc_code: status[code], caller: caller ?? "unauthenticated" });
+      // Its start was counted by the interceptor, which every call passes through first.
+      handled.inc({ ...methodLabels(path, responseStream), grpc_code: status[code], caller: caller ?? "unauthenticated" });
     },
     streamEnded(s, { model, upstream, caller }) {
       const base = { gen_ai_operation_name: "chat", gen_ai_request_model: model, upstream };

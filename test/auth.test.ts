@@ -68,7 +68,9 @@ describe("caller keys over gRPC", () => {
 
     const s = await scrape(harness.gateway.metricsPort ?? 0);
     expect(s.value("grpc_server_handled_total", { grpc_method: "Chat", grpc_code: "OK", caller: "alice" })).toBeGreaterThanOrEqual(1);
-    expect(s.value("grpc_server_handled_total", { grpc_method: "Chat", grpc_code: "UNAUTHENTICATED", caller: "unauthenticated" })).toBeGreaterThanOrEqual(3);
+    expect(s.value("grpc_server_handled_total", { grpc_method: "Chat", grpc_code: "UNAUTHENTICATED", caller: "unauthenticated" })).toBe(3);
+    // Each call counted once at its start, refused or not.
+    expect(s.value("grpc_server_started_total", { grpc_method: "Chat" })).toBe(s.value("grpc_server_handled_total", { grpc_method: "Chat" }));
   });
 
   it("holds each caller to its concurrent-stream limit with RESOURCE_EXHAUSTED, and frees the slot when a stream ends", async () => {
