@@ -154,7 +154,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     }
   }
   // Named upstreams and caller keys have formats of their own; their problems join the same list.
-  const upstreams = parseNamedUpstreams(present, (name, what) => problems.push(problem(name, what, upstreamExample(name))));
+  const upstreams = parseNamedUpstreams(present, new Set(CONFIG_VARIABLES), (name, what) => problems.push(problem(name, what, upstreamExample(name))));
   let callerKeys: CallerKey[] = [];
   if (present.CALLER_KEYS !== undefined) {
     callerKeys = parseCallerKeys(present.CALLER_KEYS, (what) => problems.push(problem("CALLER_KEYS", what)));

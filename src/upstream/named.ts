@@ -10,16 +10,16 @@ export interface NamedUpstream {
 }
 
 const VARIABLE = /^UPSTREAM_([A-Z0-9]+)_(BASE_URL|API_KEY|MODELS)$/;
-/** The gateway's fixed UPSTREAM_* settings, which are not named upstreams. */
-const FIXED = new Set(["UPSTREAM_MAX_RETRIES", "UPSTREAM_TIMEOUT_MS", "UPSTREAM_IDLE_TIMEOUT_MS"]);
 
+/** `fixed`: the gateway's own settings (UPSTREAM_TIMEOUT_MS, ...), which are not named upstreams. */
 export function parseNamedUpstreams(
   env: Record<string, string>,
+  fixed: ReadonlySet<string>,
   report: (variable: string, problem: string) => void,
 ): NamedUpstream[] {
   const found = new Map<string, { baseURL?: string; apiKey?: string; models?: string }>();
   for (const [variable, value] of Object.entries(env)) {
-    if (!variable.startsWith("UPSTREAM_") || FIXED.has(variable)) continue;
+    if (!variable.startsWith("UPSTREAM_") || fixed.has(variable)) continue;
     const match = VARIABLE.exec(variable);
     if (!match?.[1] || !match[2]) {
       report(variable, "not a setting: named upstreams take UPSTREAM_<NAME>_BASE_URL, _API_KEY and _MODELS, <NAME> in capital letters and digits");
