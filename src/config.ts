@@ -168,6 +168,11 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       ];
     }
   }
+  if (present.OPENAI_CUSTOM_HEADERS !== undefined) {
+    problems.push(
+      problem("OPENAI_CUSTOM_HEADERS", "not supported: the openai SDK would send these headers to every upstream, whatever its key; unset it"),
+    );
+  }
   const names = new Set<string>();
   for (const key of callerKeys) {
     if (names.has(key.name)) problems.push(problem("CALLER_KEYS", `the caller name "${key.name}" is used twice`));

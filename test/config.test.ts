@@ -69,6 +69,12 @@ describe("configuration", () => {
     expect(problems.join("\n")).not.toContain("SECRET");
   });
 
+  it("refuses the openai SDK's OPENAI_CUSTOM_HEADERS, which would reach every upstream", () => {
+    expect(problemsOf({ OPENAI_CUSTOM_HEADERS: "x-secret: abc" })).toEqual([
+      "OPENAI_CUSTOM_HEADERS: not supported: the openai SDK would send these headers to every upstream, whatever its key; unset it",
+    ]);
+  });
+
   it(".env.example documents every variable of the schema with its default", () => {
     const example = readFileSync(join(ROOT, ".env.example"), "utf8");
     const documented = new Map(

@@ -53,6 +53,25 @@ describe("named upstreams", () => {
     expect(harness.upstream.requests[0]?.headers.authorization).toBe("Bearer sk-test-harness-key");
   });
 
+  it("sends no organization or project from the SDK's own environment variables", async () => {
+    process.env.OPENAI_ORG_ID = "org-from-the-environment";
+    process.env.OPENAI_PROJECT_ID = "proj-from-the-environment";
+    try {
+      const other = await startHarness({ upstream: { reply: () => ({ tokens: ["ok"] }) } });
+      try {
+        expect((await collect(other.client, { text: "hi" })).code).toBe(status.OK);
+        const headers = other.upstream.requests[0]?.headers ?? {};
+        expect(headers["openai-organization"]).toBeUndefined();
+        expect(headers["openai-project"]).toBeUndefined();
+      } finally {
+        await other.close();
+      }
+    } finally {
+      delete process.env.OPENAI_ORG_ID;
+      delete process.env.OPENAI_PROJECT_ID;
+    }
+  });
+
   it("labels metrics with the upstream", async () => {
     const s = await scrape(harness.gateway.metricsPort ?? 0);
     expect(s.value("gen_ai_server_request_duration_seconds_count", { upstream: "deepseek", gen_ai_request_model: "deepseek-chat" })).toBe(1);

@@ -55,6 +55,9 @@ export class OpenAIUpstream implements ChatUpstream {
       maxRetries: options.maxRetries,
       timeout: options.timeoutMs,
       logLevel: "off",
+      // Not the SDK's OPENAI_ORG_ID / OPENAI_PROJECT_ID: they would go to every upstream.
+      organization: null,
+      project: null,
       ...(options.fetch && { fetch: options.fetch }),
     });
   }
