@@ -193,3 +193,28 @@ describe("a configuration error at start-up", () => {
     for (const secret of SECRETS) expect(output).not.toContain(secret);
   });
 });
+
+describe("log format", () => {
+  it("is human-readable with LOG_FORMAT=pretty (as `auto` is on a terminal)", async () => {
+    const child = spawn(process.execPath, [join(ROOT, "dist", "main.js")], {
+      env: { PATH: process.env.PATH ?? "", GRPC_HOST: "127.0.0.1", GRPC_PORT: "0", LOG_FORMAT: "pretty" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    try {
+      let output = "";
+      await new Promise<void>((resolve, reject) => {
+        child.stdout.on("data", (c: Buffer) => {
+          output += c.toString();
+          if (output.includes("chat gateway listening")) resolve();
+        });
+        child.once("exit", () => reject(new Error(`exited before listening: ${output}`)));
+      });
+      const line = output.split("\n").find((l) => l.includes("chat gateway listening")) ?? "";
+      expect(line).toMatch(/INFO/);
+      expect(() => JSON.parse(line)).toThrow();
+      expect(output).toContain("open: no CALLER_KEYS or CALLER_KEYS_FILE, so any caller may call");
+    } finally {
+      child.kill("SIGKILL");
+    }
+  });
+});
