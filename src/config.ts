@@ -1,11 +1,18 @@
 // The gateway's whole configuration, read once from the environment and validated together, so a
 // bad deployment fails at start-up with every problem listed instead of at the first request.
+import { accessSync, constants, readFileSync } from "node:fs";
 import { z } from "zod";
+import { parseCallerKeys, type CallerKey } from "./caller-keys.js";
+import { parseNamedUpstreams, type NamedUpstream } from "./upstream/named.js";
 
 const port = z.coerce.number().int().min(0).max(65535);
 const positiveMs = z.coerce.number().int().positive();
 const optionalMs = z.coerce.number().int().min(0); // 0 turns the limit off
 const bytes = z.coerce.number().int().positive();
+const flag = z
+  .enum(["true", "false", "1", "0", "yes", "no"])
+  .transform((v) => v === "true" || v === "1" || v === "yes");
+const file = z.string().min(1);
 
 const schema = z.object({
   GRPC_HOST: z.string().default("0.0.0.0"),
@@ -29,17 +36,62 @@ const schema = z.object({
   MAX_MESSAGES: z.coerce.number().int().positive().default(256),
   MAX_CONCURRENT_STREAMS: z.coerce.number().int().positive().default(10_000),
   SHUTDOWN_GRACE_MS: optionalMs.default(30_000),
+
+  // Operations: logs, metrics, tracing, caller auth, TLS.
+  LOG_FORMAT: z.enum(["auto", "json", "pretty"]).default("auto"),
+  LOG_PROMPTS: flag.default(false),
+  METRICS_HOST: z.string().min(1).default("0.0.0.0"),
+  METRICS_PORT: port.optional(),
+  OTEL_EXPORTER_OTLP_ENDPOINT: z.url({ protocol: /^https?$/ }).optional(),
+  OTEL_SERVICE_NAME: z.string().min(1).default("chat-gateway"),
+  CALLER_KEYS: z.string().min(1).optional(),
+  CALLER_KEYS_FILE: file.optional(),
+  TLS_CERT_FILE: file.optional(),
+  TLS_KEY_FILE: file.optional(),
+  TLS_CLIENT_CA_FILE: file.optional(),
+
+  // Read by `npm start` only (src/stack.ts), for the Envoy it runs beside the service.
+  HTTP_PORT: port.default(8080),
+  ENVOY_ADMIN_PORT: port.default(9901),
+  CORS_ALLOW_ORIGIN: z.string().min(1).optional(),
 });
 
 /** Every environment variable the gateway reads. */
 export const CONFIG_VARIABLES: readonly string[] = Object.keys(schema.shape);
 
+/** A right value for each variable, quoted in start-up errors. */
 const examples: Record<string, string> = {
+  GRPC_HOST: "0.0.0.0",
   GRPC_PORT: "50051",
   LOG_LEVEL: "info",
   OPENAI_BASE_URL: "http://127.0.0.1:11434/v1",
   OPENAI_API_KEY: "sk-...",
   CHAT_MODEL: "gpt-4o-mini",
+  FALLBACK_BASE_URL: "https://api.openai.com/v1",
+  FALLBACK_API_KEY: "sk-...",
+  FALLBACK_MODEL: "gpt-4o-mini",
+  UPSTREAM_MAX_RETRIES: "2",
+  UPSTREAM_TIMEOUT_MS: "60000",
+  UPSTREAM_IDLE_TIMEOUT_MS: "60000",
+  MAX_STREAM_DURATION_MS: "900000",
+  MAX_INPUT_BYTES: "262144",
+  MAX_MESSAGES: "256",
+  MAX_CONCURRENT_STREAMS: "10000",
+  SHUTDOWN_GRACE_MS: "30000",
+  LOG_FORMAT: "json",
+  LOG_PROMPTS: "false",
+  METRICS_HOST: "0.0.0.0",
+  METRICS_PORT: "9464",
+  OTEL_EXPORTER_OTLP_ENDPOINT: "http://otel-collector:4318",
+  OTEL_SERVICE_NAME: "chat-gateway",
+  CALLER_KEYS: "billing sha256:<64 hex digits> 20, search <a key of 16+ characters>",
+  CALLER_KEYS_FILE: "/run/secrets/caller-keys",
+  TLS_CERT_FILE: "/etc/chat-gateway/tls.crt",
+  TLS_KEY_FILE: "/etc/chat-gateway/tls.key",
+  TLS_CLIENT_CA_FILE: "/etc/chat-gateway/clients-ca.crt",
+  HTTP_PORT: "8080",
+  ENVOY_ADMIN_PORT: "9901",
+  CORS_ALLOW_ORIGIN: "https://app.example.com",
 };
 
 export interface Config {
@@ -63,6 +115,22 @@ export interface Config {
     maxStreamDurationMs: number;
   };
   shutdownGraceMs: number;
+  /** More upstreams, each serving the models it names; every other model goes to `upstream`. */
+  upstreams: NamedUpstream[];
+  log: {
+    /** `auto`: human-readable on a terminal, JSON lines otherwise. */
+    format: "auto" | "json" | "pretty";
+    /** Put prompts and replies in the per-stream log line (off: never logged). */
+    prompts: boolean;
+  };
+  /** The Prometheus endpoint; absent when METRICS_PORT is unset. */
+  metrics: { host: string; port: number } | undefined;
+  tracing: { otlpEndpoint: string | undefined; serviceName: string };
+  /** Caller keys; absent when none are configured, and then every call is let in. */
+  auth: { keys: CallerKey[] } | undefined;
+  tls: { certFile: string; keyFile: string; clientCaFile: string | undefined } | undefined;
+  /** The Envoy of `npm start`. */
+  stack: { httpPort: number; adminPort: number; corsAllowOrigin: string | undefined };
 }
 
 export class ConfigError extends Error {
@@ -74,18 +142,54 @@ export class ConfigError extends Error {
 
 export function loadConfig(env: Record<string, string | undefined>): Config {
   // An empty variable means "not set", as in most shells' `FOO= cmd` and compose files.
-  const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ""));
+  const present = Object.fromEntries(
+    Object.entries(env).filter((entry): entry is [string, string] => entry[1] !== undefined && entry[1] !== ""),
+  );
+  const problems: string[] = [];
   const parsed = schema.safeParse(present);
   if (!parsed.success) {
-    throw new ConfigError(
-      parsed.error.issues.map((issue) => {
-        const name = String(issue.path[0] ?? "?");
-        const example = examples[name];
-        // Never echo the value: it may be a secret.
-        return `${name}: ${issue.message}${example ? ` (for example ${name}=${example})` : ""}`;
-      }),
+    for (const issue of parsed.error.issues) {
+      const name = String(issue.path[0] ?? "?");
+      problems.push(problem(name, plainWords(issue)));
+    }
+  }
+  // Named upstreams and caller keys have formats of their own; their problems join the same list.
+  const upstreams = parseNamedUpstreams(present, new Set(CONFIG_VARIABLES), (name, what) => problems.push(problem(name, what, upstreamExample(name))));
+  let callerKeys: CallerKey[] = [];
+  if (present.CALLER_KEYS !== undefined) {
+    callerKeys = parseCallerKeys(present.CALLER_KEYS, (what) => problems.push(problem("CALLER_KEYS", what)));
+  }
+  if (present.CALLER_KEYS_FILE !== undefined) {
+    const text = readable(present.CALLER_KEYS_FILE, "CALLER_KEYS_FILE", problems);
+    if (text !== undefined) {
+      callerKeys = [
+        ...callerKeys,
+        ...parseCallerKeys(text, (what) => problems.push(problem("CALLER_KEYS_FILE", what))),
+      ];
+    }
+  }
+  if (present.OPENAI_CUSTOM_HEADERS !== undefined) {
+    problems.push(
+      problem("OPENAI_CUSTOM_HEADERS", "not supported: the openai SDK would send these headers to every upstream, whatever its key; unset it"),
     );
   }
+  const names = new Set<string>();
+  for (const key of callerKeys) {
+    if (names.has(key.name)) problems.push(problem("CALLER_KEYS", `the caller name "${key.name}" is used twice`));
+    names.add(key.name);
+  }
+  if ((present.TLS_CERT_FILE === undefined) !== (present.TLS_KEY_FILE === undefined)) {
+    problems.push(problem(present.TLS_CERT_FILE ? "TLS_KEY_FILE" : "TLS_CERT_FILE", "TLS needs both TLS_CERT_FILE and TLS_KEY_FILE"));
+  }
+  if (present.TLS_CLIENT_CA_FILE !== undefined && present.TLS_CERT_FILE === undefined) {
+    problems.push(problem("TLS_CERT_FILE", "TLS_CLIENT_CA_FILE is set, but client certificates need TLS: set TLS_CERT_FILE and TLS_KEY_FILE too"));
+  }
+  for (const name of ["TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CLIENT_CA_FILE"] as const) {
+    const path = present[name];
+    if (path !== undefined) readable(path, name, problems, false);
+  }
+
+  if (problems.length > 0 || !parsed.success) throw new ConfigError(problems);
   const e = parsed.data;
   return {
     grpc: { host: e.GRPC_HOST, port: e.GRPC_PORT },
@@ -108,6 +212,16 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       maxStreamDurationMs: e.MAX_STREAM_DURATION_MS,
     },
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
+    upstreams,
+    log: { format: e.LOG_FORMAT, prompts: e.LOG_PROMPTS },
+    metrics: e.METRICS_PORT === undefined ? undefined : { host: e.METRICS_HOST, port: e.METRICS_PORT },
+    tracing: { otlpEndpoint: e.OTEL_EXPORTER_OTLP_ENDPOINT, serviceName: e.OTEL_SERVICE_NAME },
+    auth: callerKeys.length > 0 ? { keys: callerKeys } : undefined,
+    tls:
+      e.TLS_CERT_FILE && e.TLS_KEY_FILE
+        ? { certFile: e.TLS_CERT_FILE, keyFile: e.TLS_KEY_FILE, clientCaFile: e.TLS_CLIENT_CA_FILE }
+        : undefined,
+    stack: { httpPort: e.HTTP_PORT, adminPort: e.ENVOY_ADMIN_PORT, corsAllowOrigin: e.CORS_ALLOW_ORIGIN },
   };
 }
 
@@ -119,5 +233,50 @@ export function loadConfigOrExit(env: Record<string, string | undefined>): Confi
     if (!(error instanceof ConfigError)) throw error;
     process.stderr.write(`${error.message}\n`);
     process.exit(2);
+  }
+}
+
+// Never echo the value in a problem: it may be a secret.
+function problem(name: string, what: string, example = examples[name]): string {
+  return `${name}: ${what}${example ? ` (for example ${name}=${example})` : ""}`;
+}
+
+function plainWords(issue: z.core.$ZodIssue): string {
+  switch (issue.code) {
+    case "invalid_type":
+      return issue.expected === "number" ? "must be a number" : `must be a ${issue.expected}`;
+    case "too_small":
+      return `must be ${issue.inclusive ? "at least" : "more than"} ${String(issue.minimum)}`;
+    case "too_big":
+      return `must be ${issue.inclusive ? "at most" : "less than"} ${String(issue.maximum)}`;
+    case "invalid_format":
+      return issue.format === "url" ? "must be an http:// or https:// URL" : `is not a valid ${issue.format}`;
+    case "invalid_value":
+      return `must be one of ${issue.values.map(String).join(", ")}`;
+    default:
+      return issue.message;
+  }
+}
+
+function upstreamExample(name: string): string | undefined {
+  const suffix = /_(BASE_URL|API_KEY|MODELS)$/.exec(name)?.[1];
+  if (suffix === "BASE_URL") return "https://api.deepseek.com/v1";
+  if (suffix === "API_KEY") return "sk-...";
+  if (suffix === "MODELS") return "deepseek-chat,deepseek-reasoner";
+  return undefined;
+}
+
+/** The file's text, or a problem when it cannot be read. */
+function readable(path: string, name: string, problems: string[], read = true): string | undefined {
+  try {
+    if (!read) {
+      accessSync(path, constants.R_OK);
+      return undefined;
+    }
+    return readFileSync(path, "utf8");
+  } catch (error: unknown) {
+    const code = (error as NodeJS.ErrnoException).code;
+    problems.push(problem(name, `cannot read ${path}${code === "ENOENT" ? ": no such file" : code ? ` (${code})` : ""}`));
+    return undefined;
   }
 }

@@ -1,35 +1,139 @@
 // Wires a configured gateway from its parts; main.ts and the `npm start` stack both call it.
+import { readFileSync } from "node:fs";
+import { ServerCredentials } from "@grpc/grpc-js";
 import type { Config } from "./config.js";
 import type { Logger } from "./logger.js";
-import { createChatService } from "./chat/service.js";
+import { createChatService, type ChatService } from "./chat/service.js";
 import { logStreamEnd } from "./stream-log.js";
 import { startServer, type GatewayServer } from "./server.js";
 import { OpenAIUpstream, type ChatUpstream } from "./upstream/openai.js";
 import { FallbackUpstream } from "./upstream/fallback.js";
+import { UpstreamRouter } from "./upstream/router.js";
+import { upstreamFetch } from "./upstream/fetch.js";
+import { createMetrics, type GatewayMetrics } from "./metrics.js";
+import { createCallerAuth } from "./auth.js";
+import { createTracing } from "./tracing.js";
+import { instrumentChatService } from "./instrument.js";
+import { streamContext } from "./stream-context.js";
 
 export interface Gateway extends GatewayServer {
   readonly config: Config;
+  readonly metrics: GatewayMetrics;
+  /** Port of the Prometheus endpoint; undefined when METRICS_PORT is unset. */
+  readonly metricsPort: number | undefined;
 }
 
 export async function startGateway(config: Config, logger: Logger, upstream?: ChatUpstream): Promise<Gateway> {
-  const chat = createChatService({
-    upstream: upstream ?? upstreamFrom(config),
+  let chat: ChatService | undefined;
+  let metrics: GatewayMetrics | undefined;
+  const auth = config.auth
+    ? createCallerAuth(config.auth.keys, { onRefused: (path, stream, code, caller) => metrics?.refused(path, stream, code, caller) })
+    : undefined;
+  metrics = createMetrics({
+    callerFromMetadata: auth !== undefined,
+    activeStreams: () => chat?.active ?? 0,
+    ...(auth && { activeByCaller: () => auth.active() }),
+  });
+  const m = metrics;
+  const tracing = await createTracing(config.tracing);
+
+  // Metric labels name only models the configuration lists: callers choose the model, and each new
+  // label value is a new time series.
+  const knownModels = new Set<string>([
+    config.upstream.model,
+    ...(config.fallback?.model ? [config.fallback.model] : []),
+    ...config.upstreams.flatMap((u) => u.models.filter((model) => !model.endsWith("*"))),
+  ]);
+
+  chat = createChatService({
+    upstream: upstream ?? upstreamFrom(config, m),
     defaultModel: config.upstream.model,
     limits: {
       ...config.limits,
       idleTimeoutMs: config.upstream.idleTimeoutMs,
     },
     logger,
-    secrets: [config.upstream.apiKey, config.fallback?.apiKey].filter((k): k is string => k !== undefined),
-    onStreamEnd: (s) => logStreamEnd(logger, s),
+    secrets: [config.upstream.apiKey, config.fallback?.apiKey, ...config.upstreams.map((u) => u.apiKey)].filter(
+      (k): k is string => k !== undefined,
+    ),
+    onStreamEnd: (s) => {
+      const context = streamContext.getStore();
+      logStreamEnd(logger, s, context);
+      const caller = context?.caller ?? "anonymous";
+      const upstreamName = context?.upstream ?? "default";
+      m.streamEnded(s, { model: knownModels.has(s.model) ? s.model : "other", upstream: upstreamName, caller });
+      context?.span.end({
+        code: s.code,
+        cause: s.cause,
+        upstream: upstreamName,
+        caller,
+        inputTokens: s.usage?.promptTokens,
+        outputTokens: s.usage?.completionTokens,
+        finishReason: s.finishReason,
+      });
+    },
   });
-  const server = await startServer(chat, config.grpc);
-  return Object.assign(server, { config });
+  const served = instrumentChatService(chat, {
+    tracing,
+    defaultModel: config.upstream.model,
+    callerFromMetadata: auth !== undefined,
+    logPrompts: config.log.prompts,
+  });
+  const server = await startServer(served, {
+    ...config.grpc,
+    credentials: credentialsFrom(config),
+    // Auth first, so the metrics interceptor sees the caller's name; with neither caller keys nor
+    // metrics on, calls pass through no interceptor at all.
+    interceptors: [...(auth ? [auth.interceptor] : []), ...(config.metrics ? [m.interceptor] : [])],
+  });
+  let metricsServer;
+  try {
+    metricsServer = config.metrics ? await m.serve(config.metrics.host, config.metrics.port) : undefined;
+  } catch (error) {
+    server.forceShutdown();
+    throw error;
+  }
+  return {
+    port: server.port,
+    config,
+    metrics: m,
+    metricsPort: metricsServer?.port,
+    async shutdown(graceMs) {
+      await server.shutdown(graceMs);
+      await Promise.all([metricsServer?.close(), tracing.shutdown()]);
+    },
+    forceShutdown() {
+      server.forceShutdown();
+      void metricsServer?.close();
+      void tracing.shutdown();
+    },
+  };
 }
 
-function upstreamFrom(config: Config): ChatUpstream {
-  const primary = new OpenAIUpstream(config.upstream);
-  if (!config.fallback) return primary;
-  const fallback = new OpenAIUpstream({ ...config.upstream, ...config.fallback });
-  return new FallbackUpstream(primary, fallback, { model: config.fallback.model });
+function credentialsFrom(config: Config): ServerCredentials {
+  if (!config.tls) return ServerCredentials.createInsecure();
+  const ca = config.tls.clientCaFile ? readFileSync(config.tls.clientCaFile) : null;
+  return ServerCredentials.createSsl(
+    ca,
+    [{ cert_chain: readFileSync(config.tls.certFile), private_key: readFileSync(config.tls.keyFile) }],
+    ca !== null,
+  );
+}
+
+function upstreamFrom(config: Config, metrics: GatewayMetrics): ChatUpstream {
+  const make = (name: string, where: { baseURL: string; apiKey: string | undefined }) =>
+    new OpenAIUpstream({ ...config.upstream, ...where, fetch: upstreamFetch(name, (u) => metrics.upstreamRetry(u)) });
+  const routed = new UpstreamRouter(
+    { name: "default", upstream: make("default", config.upstream), models: [] },
+    config.upstreams.map((u) => ({ name: u.name, upstream: make(u.name, u), models: u.models })),
+  );
+  if (!config.fallback) return routed;
+  return new FallbackUpstream(routed, make("fallback", config.fallback), {
+    model: config.fallback.model,
+    onFallback: (cause) => {
+      const context = streamContext.getStore();
+      metrics.fallback(context?.upstream ?? "default", cause);
+      if (context) context.upstream = "fallback";
+    },
+  });
 }

@@ -3,15 +3,13 @@
 import { loadConfigOrExit } from "./config.js";
 import { createLogger } from "./logger.js";
 import { startGateway } from "./gateway.js";
+import { startupFields } from "./startup.js";
 
 async function main(): Promise<void> {
   const config = loadConfigOrExit(process.env);
-  const logger = createLogger({ level: config.logLevel });
+  const logger = createLogger({ level: config.logLevel, format: config.log.format });
   const gateway = await startGateway(config, logger);
-  logger.info(
-    { port: gateway.port, upstream: config.upstream.baseURL, model: config.upstream.model },
-    "chat gateway listening",
-  );
+  logger.info(startupFields(config, gateway), "chat gateway listening");
 
   let stopping = false;
   const stop = (signal: NodeJS.Signals) => {

@@ -1,5 +1,5 @@
 // Builds the gRPC server: ChatService, grpc.health.v1 and server reflection, on one port.
-import { Server, ServerCredentials } from "@grpc/grpc-js";
+import { Server, ServerCredentials, type ServerInterceptor } from "@grpc/grpc-js";
 import { loadFileDescriptorSetFromBuffer } from "@grpc/proto-loader";
 import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation } from "grpc-health-check";
@@ -21,6 +21,8 @@ export interface ServerOptions {
   host: string;
   port: number;
   credentials?: ServerCredentials;
+  /** Run on every call, first to last from the network to the handler (auth, metrics). */
+  interceptors?: ServerInterceptor[];
 }
 
 export async function startServer(chat: ChatService, options: ServerOptions): Promise<GatewayServer> {
@@ -28,6 +30,7 @@ export async function startServer(chat: ChatService, options: ServerOptions): Pr
     // Keep idle client connections healthy through NATs and proxies without flooding them.
     "grpc.keepalive_time_ms": 60_000,
     "grpc.keepalive_permit_without_calls": 1,
+    interceptors: options.interceptors ?? [],
   });
   server.addService(ChatServiceService, chat.implementation);
 

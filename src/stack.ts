@@ -3,6 +3,7 @@
 import { loadConfigOrExit } from "./config.js";
 import { createLogger } from "./logger.js";
 import { startGateway } from "./gateway.js";
+import { startupFields } from "./startup.js";
 import { startFakeUpstream, type FakeUpstream } from "./demo/upstream.js";
 import { startEnvoy } from "./dev/envoy.js";
 
@@ -14,18 +15,21 @@ async function main(): Promise<void> {
     env.OPENAI_BASE_URL = demo.baseURL;
     env.CHAT_MODEL ??= "demo";
   }
+  // Metrics on by default here, on the port OpenTelemetry's Prometheus exporter uses.
+  env.METRICS_PORT ??= "9464";
   const config = loadConfigOrExit(env);
-  const logger = createLogger({ level: config.logLevel });
+  const logger = createLogger({ level: config.logLevel, format: config.log.format });
   const gateway = await startGateway(config, logger);
-  const httpPort = Number(env.HTTP_PORT ?? 8080);
+  const httpPort = config.stack.httpPort;
   const envoy = await startEnvoy({
     servicePort: gateway.port,
     httpPort,
-    adminPort: Number(env.ENVOY_ADMIN_PORT ?? 9901),
-    ...(env.CORS_ALLOW_ORIGIN && { corsAllowOrigin: env.CORS_ALLOW_ORIGIN }),
+    adminPort: config.stack.adminPort,
+    ...(config.stack.corsAllowOrigin && { corsAllowOrigin: config.stack.corsAllowOrigin }),
   });
   logger.info(
     {
+      ...startupFields(config, gateway),
       grpc: `localhost:${gateway.port}`,
       http: `http://localhost:${envoy.httpPort}/chat`,
       envoyAdmin: `http://127.0.0.1:${envoy.adminPort}`,

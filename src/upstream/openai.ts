@@ -38,6 +38,8 @@ export interface OpenAIUpstreamOptions {
   apiKey: string | undefined;
   maxRetries: number;
   timeoutMs: number;
+  /** Used instead of the global fetch (tracing headers, retry counting). */
+  fetch?: typeof fetch;
 }
 
 export class OpenAIUpstream implements ChatUpstream {
@@ -53,6 +55,10 @@ export class OpenAIUpstream implements ChatUpstream {
       maxRetries: options.maxRetries,
       timeout: options.timeoutMs,
       logLevel: "off",
+      // Not the SDK's OPENAI_ORG_ID / OPENAI_PROJECT_ID: they would go to every upstream.
+      organization: null,
+      project: null,
+      ...(options.fetch && { fetch: options.fetch }),
     });
   }
 
