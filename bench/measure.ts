@@ -89,7 +89,10 @@ export interface LoadResult {
   concurrency: number;
   /** Tokens received inside the measured window, per second. */
   tokensPerSecond: number;
-  /** TTFT of the streams started inside the window. */
+  /**
+   * TTFT of every stream started before the window's end, the ramp-up included. A stream still
+   * waiting for its first token when the run ends counts with the time it had waited (a lower bound).
+   */
   ttftP50Ms: number;
   ttftP99Ms: number;
   /** CPU time of the gateway's processes (service, and Envoy on the HTTP path) per 1,000 tokens. */
@@ -121,17 +124,17 @@ export async function measureLoad(
   async function worker(): Promise<void> {
     while (!stop.signal.aborted) {
       const started = performance.now();
+      if (started >= windowEnd) break;
       const reply = await client.chat(prompt, { signal: stop.signal });
       const ended = started + reply.totalMs;
       const cancelled = stop.signal.aborted && !reply.complete;
       const tokens = check(integrity, reply, shape, cancelled);
-      if (started >= windowStart && started < windowEnd && reply.ttftMs !== undefined) ttfts.push(reply.ttftMs);
+      ttfts.push(reply.ttftMs ?? reply.totalMs);
       // Tokens are credited to the window pro rata to the stream's overlap with it.
       const overlap = Math.min(ended, windowEnd) - Math.max(started, windowStart);
       if (overlap > 0 && reply.totalMs > 0) tokensInWindow += (tokens * overlap) / reply.totalMs;
     }
   }
-
   const workers = Array.from({ length: concurrency }, () => worker());
   await new Promise((resolve) => setTimeout(resolve, timing.warmupMs));
   for (const [name, pid] of Object.entries(pids)) cpuAtStart[name] = cpuMs(pid);

@@ -26,12 +26,12 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-function stopper(child: ChildProcess): () => Promise<void> {
+function stopper(child: ChildProcess, graceMs = 5_000): () => Promise<void> {
   return async () => {
     if (child.exitCode !== null || child.signalCode !== null) return;
     const exited = once(child, "exit");
     child.kill("SIGTERM");
-    const timer = setTimeout(() => child.kill("SIGKILL"), 5_000);
+    const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
     await exited;
     clearTimeout(timer);
   };
@@ -48,9 +48,9 @@ export async function startUpstream(): Promise<Proc> {
 }
 
 /** The gateway as deployed: `node dist/main.js`, configured by environment. */
-export async function startService(upstreamPort: number, env: Record<string, string> = {}): Promise<Proc> {
+export async function startService(upstreamPort: number, env: Record<string, string> = {}, nodeArgs: string[] = []): Promise<Proc> {
   const port = await freePort();
-  const child = spawn(process.execPath, [join(ROOT, "dist", "main.js")], {
+  const child = spawn(process.execPath, [...nodeArgs, join(ROOT, "dist", "main.js")], {
     cwd: ROOT,
     stdio: ["ignore", "ignore", "inherit"],
     env: {
@@ -78,7 +78,7 @@ export async function startReference(upstreamPort: number): Promise<Proc> {
     ["app:app", "--host", "127.0.0.1", "--port", String(port), "--log-level", "warning", "--no-access-log"],
     {
       cwd: join(ROOT, "bench", "reference"),
-      stdio: ["ignore", "ignore", "inherit"],
+      stdio: ["ignore", "ignore", "pipe"],
       env: {
         PATH: process.env.PATH ?? "",
         OPENAI_BASE_URL: `http://127.0.0.1:${upstreamPort}/v1`,
@@ -88,6 +88,10 @@ export async function startReference(upstreamPort: number): Promise<Proc> {
       },
     },
   );
+  // asyncio warns once per write to a socket the bench has cancelled; pass on anything else.
+  createInterface({ input: child.stderr! }).on("line", (line) => {
+    if (!line.includes("socket.send() raised exception")) process.stderr.write(`[reference] ${line}\n`);
+  });
   await waitForPort(port, child, "reference app");
   return { pid: child.pid!, port, stop: stopper(child) };
 }
