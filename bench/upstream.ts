@@ -23,6 +23,19 @@ interface Body {
   stream_options?: { include_usage?: boolean };
 }
 
+/** Resolves at the response's next 'drain', or when it closes. */
+function writable(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off("drain", done);
+      res.off("close", done);
+      resolve();
+    };
+    res.on("drain", done);
+    res.on("close", done);
+  });
+}
+
 export async function startBenchUpstream(port = 0): Promise<{ port: number; close(): Promise<void> }> {
   let seq = 0;
   const server = createServer((req, res) => {
@@ -58,7 +71,7 @@ export async function startBenchUpstream(port = 0): Promise<{ port: number; clos
     const flush = async (): Promise<boolean> => {
       const ok = res.write(pending);
       pending = "";
-      if (!ok && !res.destroyed) await Promise.race([once(res, "drain"), once(res, "close")]);
+      if (!ok && !res.destroyed) await writable(res);
       return !res.destroyed;
     };
     for (let i = 0; i < shape.tokens; i++) {
