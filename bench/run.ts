@@ -3,6 +3,7 @@
 //   --full             longer windows, more samples, RSS at 1,000 and 10,000 streams
 //   --smoke            the smallest run, Node paths only (the test suite runs it)
 //   --paths a,b        a subset of direct,grpc,http,reference
+//   --sections a,b     a subset of ttft,single,load,rss (for quick A/B runs while optimising)
 //   --out DIR          where the results go (default bench/results)
 import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -74,6 +75,7 @@ async function main(): Promise<void> {
       full: { type: "boolean" },
       smoke: { type: "boolean" },
       paths: { type: "string" },
+      sections: { type: "string" },
       out: { type: "string" },
     },
   });
@@ -81,6 +83,7 @@ async function main(): Promise<void> {
   const plan = PLANS[mode];
   const paths = (values.paths?.split(",") ?? (mode === "smoke" ? ["direct", "grpc", "http"] : PATHS)) as PathName[];
   for (const p of paths) if (!PATHS.includes(p)) throw new Error(`unknown path ${p}`);
+  const sections = new Set(values.sections?.split(",") ?? ["ttft", "single", "load", "rss"]);
   const out = values.out ?? join(ROOT, "bench", "results");
   mkdirSync(out, { recursive: true });
 
@@ -129,16 +132,18 @@ async function main(): Promise<void> {
     log("warming up");
     await measureTtft(clients, mode === "smoke" ? 2 : 50, TTFT_SHAPE);
 
-    log(`time to first token: ${plan.ttftSamples} samples per path, paths taking turns`);
-    const ttft = await measureTtft(clients, plan.ttftSamples, TTFT_SHAPE);
-    for (const [name, r] of ttft) result.ttft[name as PathName] = r;
+    if (sections.has("ttft")) {
+      log(`time to first token: ${plan.ttftSamples} samples per path, paths taking turns`);
+      const ttft = await measureTtft(clients, plan.ttftSamples, TTFT_SHAPE);
+      for (const [name, r] of ttft) result.ttft[name as PathName] = r;
+    }
 
-    for (const client of clients) {
+    for (const client of sections.has("single") ? clients : []) {
       log(`single stream: ${client.name}`);
       result.single[client.name] = await measureSingleStream(client, plan.single.shape, plan.single.runs);
     }
 
-    for (const level of plan.load.levels) {
+    for (const level of sections.has("load") ? plan.load.levels : []) {
       for (const client of clients) {
         log(`load: ${client.name} at ${level} concurrent streams`);
         const r = await measureLoad(client, level, plan.load.shape, plan.load, pidsOf[client.name]);
@@ -149,7 +154,7 @@ async function main(): Promise<void> {
     await stopAll();
 
     // RSS per open stream: fresh processes per measurement, so earlier load does not count.
-    for (const streams of plan.rss.streams) {
+    for (const streams of sections.has("rss") ? plan.rss.streams : []) {
       for (const path of paths) {
         if (path === "direct") continue;
         log(`rss: ${path} with ${streams} slow streams`);
