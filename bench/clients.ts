@@ -64,8 +64,13 @@ export function directClient(upstreamPort: number): PathClient {
   };
 }
 
-/** 2: a grpc-js client → the service. Calls are spread over a few channels (HTTP/2 connections). */
-export function grpcClient(servicePort: number, channels = 4): PathClient {
+/**
+ * 2: a grpc-js client → the service. Calls are spread over a few channels (HTTP/2 connections),
+ * each with a 1 MiB receive window: grpc-js's default (64 KiB per connection, shared by all its
+ * streams) lets only a few hundred bytes per stream be in flight at 1,000 streams, and the
+ * service then waits on the client's WINDOW_UPDATEs rather than on anything of its own.
+ */
+export function grpcClient(servicePort: number, channels = 4, flowControlWindow = 1 << 20): PathClient {
   const clients = Array.from(
     { length: channels },
     (_, i) =>
@@ -73,6 +78,7 @@ export function grpcClient(servicePort: number, channels = 4): PathClient {
         // A distinct option per client, so each gets its own connection.
         "grpc.use_local_subchannel_pool": 1,
         "bench.channel": i,
+        "grpc-node.flow_control_window": flowControlWindow,
       }),
   );
   let next = 0;
