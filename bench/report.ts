@@ -144,7 +144,15 @@ export function renderMarkdown(r: BenchResult): string {
   for (const p of r.paths) {
     lines.push(`| ${p} | ${levels.map((c) => { const x = r.load[p]?.find((l) => l.concurrency === c); return x ? `${fmt(x.ttftP50Ms, 1)} / ${fmt(x.ttftP99Ms, 1)}` : "–"; }).join(" | ")} |`);
   }
-  lines.push("", "(p50 / p99)", "", "Targets:", "");
+  lines.push("", "(p50 / p99)", "");
+  if (r.floor) {
+    lines.push(
+      `Transport floor, same run: first byte between two Node processes ${fmt(r.floor.http2P50Ms, 2)} ms over raw node:http2, ` +
+        `${fmt(r.floor.grpcP50Ms, 2)} ms for a bare grpc-js server-streaming call (p50; the handler writes at once).`,
+      "",
+    );
+  }
+  lines.push("Targets:", "");
   for (const t of targets(r)) lines.push(`- ${t.met === undefined ? "not measured in this mode" : t.met ? "**met**" : "**missed**"}: ${t.name} — ${t.figure}`);
   const errors = r.paths.map((p) => [p, integrityOf(r, p).firstError] as const).filter(([, e]) => e);
   if (errors.length) {

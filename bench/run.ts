@@ -14,6 +14,7 @@ import { directClient, grpcClient, httpClient, PATHS, type PathClient, type Path
 import { measureLoad, measureRss, measureSingleStream, measureTtft, type LoadResult, type RssResult, type SingleStreamResult, type TtftResult } from "./measure.js";
 import { ROOT, startEnvoyFor, startReference, startService, startUpstream, type Proc } from "./procs.js";
 import { renderChart, renderMarkdown } from "./report.js";
+import { measureFloor, type Floor } from "./floor.js";
 import type { ReplyShape } from "./tokens.js";
 
 export type Mode = "smoke" | "quick" | "full";
@@ -30,7 +31,7 @@ const PLANS: Record<Mode, Plan> = {
     ttftSamples: 5,
     single: { shape: { tokens: 2_000, size: 4, firstMs: 0, delayMs: 0 }, runs: 1 },
     load: { levels: [1, 10], shape: { tokens: 50, size: 4, firstMs: 0, delayMs: 0 }, warmupMs: 200, windowMs: 500 },
-    rss: { streams: [20], shape: () => ({ tokens: 3, size: 4, firstMs: 0, delayMs: 300 }) },
+    rss: { streams: [20], shape: () => ({ tokens: 3, size: 4, firstMs: 0, delayMs: 2_000 }) },
   },
   quick: {
     ttftSamples: 200,
@@ -57,10 +58,18 @@ export interface BenchResult {
   shapes: { ttft: ReplyShape; single: ReplyShape; load: ReplyShape; rss: Record<number, ReplyShape> };
   paths: PathName[];
   ttft: Partial<Record<PathName, TtftResult>>;
+  /** First-byte time of raw node:http2 and of a bare grpc-js call between two processes. */
+  floor?: Floor;
   single: Partial<Record<PathName, SingleStreamResult>>;
   load: Partial<Record<PathName, LoadResult[]>>;
   rss: Partial<Record<PathName, RssResult[]>>;
 }
+
+/**
+ * The openai Python SDK's default connection limit: the reference cannot hold more upstream streams
+ * open at once, the rest wait for a connection, so its RSS is measured up to this many.
+ */
+const REFERENCE_MAX_STREAMS = 1_000;
 
 const TTFT_SHAPE: ReplyShape = { tokens: 8, size: 4, firstMs: 0, delayMs: 0 };
 
@@ -136,6 +145,10 @@ async function main(): Promise<void> {
       log(`time to first token: ${plan.ttftSamples} samples per path, paths taking turns`);
       const ttft = await measureTtft(clients, plan.ttftSamples, TTFT_SHAPE);
       for (const [name, r] of ttft) result.ttft[name as PathName] = r;
+      if (paths.includes("grpc")) {
+        log("transport floor: raw node:http2 and bare grpc-js, first byte between two processes");
+        result.floor = await measureFloor(plan.ttftSamples);
+      }
     }
 
     for (const client of sections.has("single") ? clients : []) {
@@ -157,6 +170,10 @@ async function main(): Promise<void> {
     for (const streams of sections.has("rss") ? plan.rss.streams : []) {
       for (const path of paths) {
         if (path === "direct") continue;
+        if (path === "reference" && streams > REFERENCE_MAX_STREAMS) {
+          log(`rss: reference skipped at ${streams} streams (its AsyncOpenAI pool holds ${REFERENCE_MAX_STREAMS} connections)`);
+          continue;
+        }
         log(`rss: ${path} with ${streams} slow streams`);
         const up = await start(startUpstream());
         const svc = path === "reference" ? undefined : await start(startService(up.port));
