@@ -186,14 +186,16 @@ export async function measureRss(
   const started = performance.now();
   let firsts = 0;
   let ended = 0;
+  let neverOpened = 0;
   const replies = Array.from({ length: streams }, () =>
     client.chat(prompt, { onFirstToken: () => firsts++ }).then((reply) => {
-      ended++;
+      if (reply.ttftMs !== undefined) ended++;
+      else neverOpened++;
       check(integrity, reply, shape);
     }),
   );
   const deadline = performance.now() + 60_000;
-  while (firsts < streams && performance.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+  while (firsts + neverOpened < streams && performance.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
   const openMs = performance.now() - started;
   await new Promise((resolve) => setTimeout(resolve, settleMs));
   const loadedKiB = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, rssKiB(pid)]));
