@@ -80,7 +80,8 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
       if (!controller.signal.aborted) controller.abort(new StreamStopped(why, afterMs));
     };
     open.add(stop);
-    call.on("cancelled", () => stop(deadlinePassed(call) ? "deadline" : "cancelled"));
+    const onCancelled = () => stop(deadlinePassed(call) ? "deadline" : "cancelled");
+    call.on("cancelled", onCancelled);
 
     let lastActivity = started;
     let idleTimer: NodeJS.Timeout | undefined;
@@ -173,6 +174,9 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
         call.emit("error", { code: outcome.code, details: outcome.details, metadata: trailersFor(outcome) });
       }
     } finally {
+      // grpc-js emits 'cancelled' when the HTTP/2 stream closes, after a normal end too: aborting
+      // then would build an error and abort a finished upstream request for nothing.
+      call.off("cancelled", onCancelled);
       clearTimeout(idleTimer);
       clearTimeout(durationTimer);
       open.delete(stop);
