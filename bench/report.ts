@@ -139,12 +139,12 @@ export function renderMarkdown(r: BenchResult): string {
     lines.push(`| ${cells.join(" | ")} |`);
   }
   lines.push("");
-  lines.push("p99 TTFT under load (ms), streams started inside the measured window:", "");
+  lines.push("TTFT under load, p50 / p99 (ms): every stream started before the window's end, the ramp-up included:", "");
   lines.push(`| path | ${levels.map((c) => `@${fmt(c)}`).join(" | ")} |`, `|---|${levels.map(() => "---").join("|")}|`);
   for (const p of r.paths) {
     lines.push(`| ${p} | ${levels.map((c) => { const x = r.load[p]?.find((l) => l.concurrency === c); return x ? `${fmt(x.ttftP50Ms, 1)} / ${fmt(x.ttftP99Ms, 1)}` : "–"; }).join(" | ")} |`);
   }
-  lines.push("", "(p50 / p99)", "");
+  lines.push("");
   if (r.floor) {
     lines.push(
       `Transport floor, same run: first byte between two Node processes ${fmt(r.floor.http2P50Ms, 2)} ms over raw node:http2, ` +
