@@ -56,6 +56,9 @@ export interface ChatService {
 
 type Call = ServerWritableStream<ChatRequest, ChatResponse>;
 
+/** Merged delta text beyond which the gateway stops reading the upstream until the caller catches up. */
+const MAX_MERGED_CHARS = 1024;
+
 export function createChatService(deps: ChatServiceDeps): ChatService {
   const { upstream, limits, logger } = deps;
   const open = new Set<(why: StreamStopped["why"]) => void>();
@@ -77,7 +80,8 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
       if (!controller.signal.aborted) controller.abort(new StreamStopped(why, afterMs));
     };
     open.add(stop);
-    call.on("cancelled", () => stop(deadlinePassed(call) ? "deadline" : "cancelled"));
+    const onCancelled = () => stop(deadlinePassed(call) ? "deadline" : "cancelled");
+    call.on("cancelled", onCancelled);
 
     let lastActivity = started;
     let idleTimer: NodeJS.Timeout | undefined;
@@ -96,9 +100,28 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
         : undefined;
 
     let deltas = 0;
-    // Characters of delta text handed to grpc-js and not yet written to the connection.
+    // Characters of delta text held by the gateway: merged, or handed to grpc-js and not yet
+    // written to the connection.
     let buffered = 0;
     let peakBuffered = 0;
+    // While grpc-js holds a full queue for this call (write() said false: the caller or the
+    // connection is behind), arriving deltas are merged here and sent as one message at the next
+    // 'drain'. A caller that keeps up gets every delta as its own message, at once; merging only
+    // joins text that could not have left sooner, and saves a message's cost per delta when behind.
+    let merged = "";
+    const send = (text: string): boolean => {
+      const size = text.length;
+      return call.write({ event: { $case: "delta", value: { text } } }, () => {
+        buffered -= size;
+      });
+    };
+    const flushMerged = () => {
+      call.off("drain", flushMerged);
+      if (merged === "") return;
+      const text = merged;
+      merged = "";
+      send(text);
+    };
     let firstDeltaMs: number | undefined;
     let lastDeltaMs: number | undefined;
     let outcome: GatewayStatus | undefined;
@@ -109,19 +132,22 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
         if (event.type === "delta") {
           if (deltas++ === 0) firstDeltaMs = lastActivity - started;
           lastDeltaMs = lastActivity - started;
-          const size = event.text.length;
-          buffered += size;
+          buffered += event.text.length;
           if (buffered > peakBuffered) peakBuffered = buffered;
-          const writable = call.write({ event: { $case: "delta", value: { text: event.text } } }, () => {
-            buffered -= size;
-          });
-          if (!writable) {
-            // The caller reads more slowly than the upstream writes: stop pulling from the
-            // upstream until the transport has taken what is queued, so memory stays bounded.
-            await drained(call, controller.signal);
-            lastActivity = performance.now();
+          if (!call.writableNeedDrain) {
+            send(event.text);
+          } else {
+            if (merged === "") call.on("drain", flushMerged);
+            merged += event.text;
+            if (merged.length >= MAX_MERGED_CHARS) {
+              // Far behind: stop pulling from the upstream until the transport has taken what is
+              // queued, so memory stays bounded.
+              await drained(call, controller.signal);
+              lastActivity = performance.now();
+            }
           }
         } else {
+          flushMerged();
           finish = event;
           call.write({
             event: {
@@ -139,6 +165,7 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
     } catch (error: unknown) {
       outcome = toGatewayStatus(controller.signal.aborted ? controller.signal.reason : error, deps.secrets);
       if (!call.cancelled) {
+        flushMerged();
         // Once a message went out, the HTTP status through Envoy is already 200: the error must
         // travel inside the stream too, or an HTTP client would see a clean end.
         if (deltas > 0) {
@@ -147,6 +174,9 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
         call.emit("error", { code: outcome.code, details: outcome.details, metadata: trailersFor(outcome) });
       }
     } finally {
+      // grpc-js emits 'cancelled' when the HTTP/2 stream closes, after a normal end too: aborting
+      // then would build an error and abort a finished upstream request for nothing.
+      call.off("cancelled", onCancelled);
       clearTimeout(idleTimer);
       clearTimeout(durationTimer);
       open.delete(stop);

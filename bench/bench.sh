@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# `npm run bench [-- --full | --smoke | --paths grpc,http | --out DIR]`: set up, then run bench/run.ts.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash bench/setup.sh
+# 10,000 open streams hold ~20,000 sockets across the processes.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+exec node --import tsx bench/run.ts "$@"

@@ -1,0 +1,201 @@
+// One client per path, all with the same shape: send one prompt, read the reply's text as it
+// streams, and time the first token and the end. Connections are pooled and kept alive on every path.
+import { Agent, request as httpRequest } from "node:http";
+import OpenAI from "openai";
+import { credentials, type ClientReadableStream, type ServiceError } from "@grpc/grpc-js";
+import { ChatServiceClient, type ChatResponse } from "../src/gen/chat/v1/chat.js";
+
+export type PathName = "direct" | "grpc" | "http" | "reference";
+export const PATHS: readonly PathName[] = ["direct", "grpc", "http", "reference"];
+
+export interface Reply {
+  text: string;
+  /** From the call to the first non-empty delta, and to the end of the stream (ms). */
+  ttftMs: number | undefined;
+  totalMs: number;
+  /** The stream ended normally (not cancelled, no error). */
+  complete: boolean;
+  error?: string;
+}
+
+export interface ChatOptions {
+  signal?: AbortSignal;
+  /** Called when the first non-empty delta arrives. */
+  onFirstToken?: () => void;
+}
+
+export interface PathClient {
+  readonly name: PathName;
+  /** Streams one reply. Aborting `signal` cancels it; the reply then says how far it got. */
+  chat(prompt: string, options?: ChatOptions): Promise<Reply>;
+  close(): void;
+}
+
+/** 1: the openai SDK streaming straight from the upstream: the limit every other path is held to. */
+export function directClient(upstreamPort: number): PathClient {
+  const client = new OpenAI({ baseURL: `http://127.0.0.1:${upstreamPort}/v1`, apiKey: "sk-bench", maxRetries: 0, logLevel: "off" });
+  return {
+    name: "direct",
+    async chat(prompt, { signal, onFirstToken } = {}) {
+      const started = performance.now();
+      let text = "";
+      let ttftMs: number | undefined;
+      try {
+        const stream = await client.chat.completions.create(
+          { model: "bench-model", messages: [{ role: "user", content: prompt }], stream: true, stream_options: { include_usage: true } },
+          signal ? { signal } : {},
+        );
+        for await (const chunk of stream) {
+          const delta = chunk.choices[0]?.delta?.content;
+          if (delta) {
+            if (ttftMs === undefined) {
+              ttftMs = performance.now() - started;
+              onFirstToken?.();
+            }
+            text += delta;
+          }
+        }
+        return { text, ttftMs, totalMs: performance.now() - started, complete: !signal?.aborted };
+      } catch (error: unknown) {
+        return { text, ttftMs, totalMs: performance.now() - started, complete: false, ...(!signal?.aborted && { error: String(error) }) };
+      }
+    },
+    close() {},
+  };
+}
+
+/**
+ * 2: a grpc-js client → the service. Calls are spread over a few channels (HTTP/2 connections),
+ * each with a 1 MiB receive window: grpc-js's default (64 KiB per connection, shared by all its
+ * streams) lets only a few hundred bytes per stream be in flight at 1,000 streams, and the
+ * service then waits on the client's WINDOW_UPDATEs rather than on anything of its own.
+ */
+export function grpcClient(servicePort: number, channels = 4, flowControlWindow = 1 << 20): PathClient {
+  const clients = Array.from(
+    { length: channels },
+    (_, i) =>
+      new ChatServiceClient(`127.0.0.1:${servicePort}`, credentials.createInsecure(), {
+        // A distinct option per client, so each gets its own connection.
+        "grpc.use_local_subchannel_pool": 1,
+        "bench.channel": i,
+        "grpc-node.flow_control_window": flowControlWindow,
+      }),
+  );
+  let next = 0;
+  return {
+    name: "grpc",
+    chat(prompt, { signal, onFirstToken } = {}) {
+      const started = performance.now();
+      const client = clients[next++ % clients.length]!;
+      return new Promise((resolve) => {
+        let text = "";
+        let ttftMs: number | undefined;
+        let finished = false;
+        const call: ClientReadableStream<ChatResponse> = client.chat({ text: prompt, messages: [], model: "", stop: [] });
+        const onAbort = () => call.cancel();
+        signal?.addEventListener("abort", onAbort, { once: true });
+        const done = (complete: boolean, error?: string) => {
+          signal?.removeEventListener("abort", onAbort);
+          resolve({ text, ttftMs, totalMs: performance.now() - started, complete, ...(error !== undefined && { error }) });
+        };
+        call.on("data", (r: ChatResponse) => {
+          if (r.event?.$case === "delta") {
+            if (ttftMs === undefined) {
+              ttftMs = performance.now() - started;
+              onFirstToken?.();
+            }
+            text += r.event.value.text;
+          } else if (r.event?.$case === "finish") finished = true;
+        });
+        call.on("error", (e: ServiceError) => done(false, signal?.aborted ? undefined : `${e.code} ${e.details}`));
+        call.on("end", () => done(finished, finished ? undefined : "ended without a finish event"));
+      });
+    },
+    close() {
+      for (const c of clients) c.close();
+    },
+  };
+}
+
+/**
+ * 3 and 4: an HTTP/1.1 client posting `{"text": ...}` to `/chat`. Through Envoy the body is SSE
+ * (`data: {"delta":{"text":...}}` per message); the reference writes the deltas' bare text, as the
+ * article's endpoint does.
+ */
+export function httpClient(name: "http" | "reference", port: number): PathClient {
+  const agent = new Agent({ keepAlive: true, maxSockets: Infinity, maxFreeSockets: 20_000 });
+  const sse = name === "http";
+  return {
+    name,
+    chat(prompt, { signal, onFirstToken } = {}) {
+      const started = performance.now();
+      const body = JSON.stringify({ text: prompt });
+      return new Promise((resolve) => {
+        let text = "";
+        let ttftMs: number | undefined;
+        let settled = false;
+        const done = (complete: boolean, error?: string) => {
+          if (settled) return;
+          settled = true;
+          resolve({ text, ttftMs, totalMs: performance.now() - started, complete, ...(error !== undefined && !signal?.aborted && { error }) });
+        };
+        const req = httpRequest(
+          {
+            host: "127.0.0.1",
+            port,
+            path: "/chat",
+            method: "POST",
+            agent,
+            headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) },
+            ...(signal && { signal }),
+          },
+          (res) => {
+            res.setEncoding("utf8");
+            if (res.statusCode !== 200) {
+              res.resume();
+              res.on("end", () => done(false, `HTTP ${res.statusCode}`));
+              return;
+            }
+            let buffered = "";
+            let finished = !sse;
+            let failure: string | undefined;
+            res.on("data", (chunk: string) => {
+              if (!sse) {
+                if (ttftMs === undefined) {
+              ttftMs = performance.now() - started;
+              onFirstToken?.();
+            }
+                text += chunk;
+                return;
+              }
+              buffered += chunk;
+              let end: number;
+              while ((end = buffered.indexOf("\n\n")) >= 0) {
+                const event = buffered.slice(0, end);
+                buffered = buffered.slice(end + 2);
+                if (!event.startsWith("data: ")) continue;
+                const message = JSON.parse(event.slice(6)) as { delta?: { text?: string }; finish?: unknown; error?: { message?: string } };
+                if (message.delta) {
+                  if (ttftMs === undefined) {
+              ttftMs = performance.now() - started;
+              onFirstToken?.();
+            }
+                  text += message.delta.text ?? "";
+                } else if (message.finish) finished = true;
+                else if (message.error) failure = message.error.message ?? "error event";
+              }
+            });
+            res.on("end", () => done(finished && !failure, failure ?? (finished ? undefined : "ended without a finish event")));
+            res.on("error", (e) => done(false, String(e)));
+            res.on("close", () => done(false, "connection closed"));
+          },
+        );
+        req.on("error", (e) => done(false, String(e)));
+        req.end(body);
+      });
+    },
+    close() {
+      agent.destroy();
+    },
+  };
+}

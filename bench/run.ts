@@ -1,0 +1,245 @@
+// `npm run bench`: every path against the same bench upstream, in one run, on loopback.
+//   --quick (default)  a few minutes on 2 cores: RSS at 1,000 streams
+//   --full             longer windows, more samples, RSS at 1,000 and 10,000 streams
+//   --smoke            the smallest run, Node paths only (the test suite runs it)
+//   --paths a,b        a subset of direct,grpc,http,reference
+//   --sections a,b     a subset of ttft,single,load,rss (for quick A/B runs while optimising)
+//   --out DIR          where the results go (default bench/results)
+import { execFileSync } from "node:child_process";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { cpus, totalmem } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { directClient, grpcClient, httpClient, PATHS, type PathClient, type PathName } from "./clients.js";
+import { measureLoad, measureRss, measureSingleStream, measureTtft, type LoadResult, type RssResult, type SingleStreamResult, type TtftResult } from "./measure.js";
+import { ROOT, startEnvoyFor, startReference, startService, startUpstream, type Proc } from "./procs.js";
+import { renderChart, renderMarkdown } from "./report.js";
+import { measureFloor, type Floor } from "./floor.js";
+import type { ReplyShape } from "./tokens.js";
+
+export type Mode = "smoke" | "quick" | "full";
+
+interface Plan {
+  ttftSamples: number;
+  single: { shape: ReplyShape; runs: number };
+  load: { levels: number[]; shape: ReplyShape; warmupMs: number; windowMs: number };
+  rss: { streams: number[]; shape: (streams: number) => ReplyShape };
+}
+
+const PLANS: Record<Mode, Plan> = {
+  smoke: {
+    ttftSamples: 5,
+    single: { shape: { tokens: 2_000, size: 4, firstMs: 0, delayMs: 0 }, runs: 1 },
+    load: { levels: [1, 10], shape: { tokens: 50, size: 4, firstMs: 0, delayMs: 0 }, warmupMs: 200, windowMs: 500 },
+    rss: { streams: [20], shape: () => ({ tokens: 3, size: 4, firstMs: 0, delayMs: 2_000 }) },
+  },
+  quick: {
+    ttftSamples: 200,
+    single: { shape: { tokens: 20_000, size: 4, firstMs: 0, delayMs: 0 }, runs: 3 },
+    load: { levels: [1, 10, 100, 1_000], shape: { tokens: 200, size: 4, firstMs: 0, delayMs: 0 }, warmupMs: 1_000, windowMs: 3_000 },
+    rss: { streams: [1_000], shape: () => ({ tokens: 4, size: 4, firstMs: 0, delayMs: 3_000 }) },
+  },
+  full: {
+    ttftSamples: 1_000,
+    single: { shape: { tokens: 50_000, size: 4, firstMs: 0, delayMs: 0 }, runs: 5 },
+    load: { levels: [1, 10, 100, 1_000], shape: { tokens: 200, size: 4, firstMs: 0, delayMs: 0 }, warmupMs: 2_000, windowMs: 10_000 },
+    rss: {
+      streams: [1_000, 10_000],
+      // Long enough between tokens that every stream is still open once the last one has started.
+      shape: (n) => ({ tokens: 4, size: 4, firstMs: 0, delayMs: n > 2_000 ? 15_000 : 3_000 }),
+    },
+  },
+};
+
+export interface BenchResult {
+  date: string;
+  mode: Mode;
+  machine: { cpus: number; cpuModel: string; memoryGiB: number; node: string; envoy: string; python: string; commit: string };
+  shapes: { ttft: ReplyShape; single: ReplyShape; load: ReplyShape; rss: Record<number, ReplyShape> };
+  paths: PathName[];
+  ttft: Partial<Record<PathName, TtftResult>>;
+  /** First-byte time of raw node:http2 and of a bare grpc-js call between two processes. */
+  floor?: Floor;
+  single: Partial<Record<PathName, SingleStreamResult>>;
+  load: Partial<Record<PathName, LoadResult[]>>;
+  rss: Partial<Record<PathName, RssResult[]>>;
+}
+
+/**
+ * The openai Python SDK's default connection limit: the reference cannot hold more upstream streams
+ * open at once, the rest wait for a connection, so its RSS is measured up to this many.
+ */
+const REFERENCE_MAX_STREAMS = 1_000;
+
+const TTFT_SHAPE: ReplyShape = { tokens: 8, size: 4, firstMs: 0, delayMs: 0 };
+
+function log(message: string): void {
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      quick: { type: "boolean" },
+      full: { type: "boolean" },
+      smoke: { type: "boolean" },
+      paths: { type: "string" },
+      sections: { type: "string" },
+      out: { type: "string" },
+    },
+  });
+  const mode: Mode = values.smoke ? "smoke" : values.full ? "full" : "quick";
+  const plan = PLANS[mode];
+  const paths = (values.paths?.split(",") ?? (mode === "smoke" ? ["direct", "grpc", "http"] : PATHS)) as PathName[];
+  for (const p of paths) if (!PATHS.includes(p)) throw new Error(`unknown path ${p}`);
+  const sections = new Set(values.sections?.split(",") ?? ["ttft", "single", "load", "rss"]);
+  const out = values.out ?? join(ROOT, "bench", "results");
+  mkdirSync(out, { recursive: true });
+
+  const result: BenchResult = {
+    date: new Date().toISOString(),
+    mode,
+    machine: machine(paths.includes("reference")),
+    shapes: {
+      ttft: TTFT_SHAPE,
+      single: plan.single.shape,
+      load: plan.load.shape,
+      rss: Object.fromEntries(plan.rss.streams.map((n) => [n, plan.rss.shape(n)])),
+    },
+    paths,
+    ttft: {},
+    single: {},
+    load: {},
+    rss: {},
+  };
+
+  const stack: Proc[] = [];
+  const start = async <T extends Proc>(p: Promise<T>): Promise<T> => {
+    const proc = await p;
+    stack.push(proc);
+    return proc;
+  };
+  const stopAll = async () => {
+    for (const p of stack.splice(0).reverse()) await p.stop().catch(() => undefined);
+  };
+  process.once("SIGINT", () => void stopAll().then(() => process.exit(130)));
+
+  try {
+    log(`mode ${mode}, paths ${paths.join(", ")}`);
+    const upstream = await start(startUpstream());
+    const service = await start(startService(upstream.port));
+    const envoy = paths.includes("http") ? await start(startEnvoyFor(service.port)) : undefined;
+    const reference = paths.includes("reference") ? await start(startReference(upstream.port)) : undefined;
+    const pidsOf: Record<PathName, Record<string, number>> = {
+      direct: {},
+      grpc: { service: service.pid },
+      http: { service: service.pid, ...(envoy && { envoy: envoy.pid }) },
+      reference: reference ? { reference: reference.pid } : {},
+    };
+    const clients = paths.map((p) => clientFor(p, { upstream, service, envoy, reference }));
+
+    log("warming up");
+    await measureTtft(clients, mode === "smoke" ? 2 : 50, TTFT_SHAPE);
+
+    if (sections.has("ttft")) {
+      log(`time to first token: ${plan.ttftSamples} samples per path, paths taking turns`);
+      const ttft = await measureTtft(clients, plan.ttftSamples, TTFT_SHAPE);
+      for (const [name, r] of ttft) result.ttft[name as PathName] = r;
+      if (paths.includes("grpc")) {
+        log("transport floor: raw node:http2 and bare grpc-js, first byte between two processes");
+        result.floor = await measureFloor(plan.ttftSamples);
+      }
+    }
+
+    for (const client of sections.has("single") ? clients : []) {
+      log(`single stream: ${client.name}`);
+      result.single[client.name] = await measureSingleStream(client, plan.single.shape, plan.single.runs);
+    }
+
+    for (const level of sections.has("load") ? plan.load.levels : []) {
+      for (const client of clients) {
+        log(`load: ${client.name} at ${level} concurrent streams`);
+        const r = await measureLoad(client, level, plan.load.shape, plan.load, pidsOf[client.name]);
+        (result.load[client.name] ??= []).push(r);
+      }
+    }
+    for (const c of clients) c.close();
+    await stopAll();
+
+    // RSS per open stream: fresh processes per measurement, so earlier load does not count.
+    for (const streams of sections.has("rss") ? plan.rss.streams : []) {
+      for (const path of paths) {
+        if (path === "direct") continue;
+        if (path === "reference" && streams > REFERENCE_MAX_STREAMS) {
+          log(`rss: reference skipped at ${streams} streams (its AsyncOpenAI pool holds ${REFERENCE_MAX_STREAMS} connections)`);
+          continue;
+        }
+        log(`rss: ${path} with ${streams} slow streams`);
+        const up = await start(startUpstream());
+        const svc = path === "reference" ? undefined : await start(startService(up.port));
+        const env = path === "http" ? await start(startEnvoyFor(svc!.port)) : undefined;
+        const ref = path === "reference" ? await start(startReference(up.port)) : undefined;
+        const client = clientFor(path, { upstream: up, service: svc, envoy: env, reference: ref }, Math.ceil(streams / 1_000));
+        await measureTtft([client], 20, TTFT_SHAPE);
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        const pids: Record<string, number> = {
+          ...(svc && { service: svc.pid }),
+          ...(env && { envoy: env.pid }),
+          ...(ref && { reference: ref.pid }),
+        };
+        (result.rss[path] ??= []).push(await measureRss(client, streams, plan.rss.shape(streams), pids));
+        client.close();
+        await stopAll();
+      }
+    }
+  } finally {
+    await stopAll();
+  }
+
+  const stamp = result.date.slice(0, 19).replace(/[:T]/g, "-");
+  const base = mode === "quick" ? "" : `${mode}-`;
+  writeFileSync(join(out, `${base}run-${stamp}.json`), `${JSON.stringify(result, null, 2)}\n`);
+  writeFileSync(join(out, `${base}latest.json`), `${JSON.stringify(result, null, 2)}\n`);
+  writeFileSync(join(out, `${base}latest.md`), renderMarkdown(result));
+  writeFileSync(join(out, `${base}throughput.svg`), renderChart(result));
+  process.stdout.write(renderMarkdown(result));
+  log(`results in ${out}`);
+}
+
+function clientFor(
+  path: PathName,
+  procs: { upstream: Proc; service?: Proc | undefined; envoy?: Proc | undefined; reference?: Proc | undefined },
+  channels = 4,
+): PathClient {
+  switch (path) {
+    case "direct":
+      return directClient(procs.upstream.port);
+    case "grpc":
+      return grpcClient(procs.service!.port, channels);
+    case "http":
+      return httpClient("http", procs.envoy!.port);
+    case "reference":
+      return httpClient("reference", procs.reference!.port);
+  }
+}
+
+function machine(python: boolean): BenchResult["machine"] {
+  const run = (cmd: string, args: string[]) => {
+    try {
+      return execFileSync(cmd, args, { cwd: ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }).trim();
+    } catch {
+      return "unknown";
+    }
+  };
+  return {
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model ?? "unknown",
+    memoryGiB: Math.round(totalmem() / 2 ** 30),
+    node: process.version,
+    envoy: /envoy\/\S+|\d+\.\d+\.\d+/.exec(run(join(ROOT, ".tools", "bin", "envoy"), ["--version"]))?.[0] ?? "unknown",
+    python: python ? run(join(ROOT, ".tools", "bench-venv", "bin", "python"), ["--version"]) : "not used",
+    commit: run("git", ["rev-parse", "--short", "HEAD"]),
+  };
+}
+
+await main();
