@@ -12,6 +12,7 @@ import type { AddressInfo } from "node:net";
 import { once } from "node:events";
 import { pathToFileURL } from "node:url";
 import { token, shapeFromPrompt, type ReplyShape } from "./tokens.js";
+import { drainedOrClosed } from "../src/demo/upstream.js";
 
 const DEFAULT_SHAPE: ReplyShape = { tokens: 16, size: 4, firstMs: 0, delayMs: 0 };
 /** Bytes gathered before a write when tokens are not delayed. */
@@ -21,19 +22,6 @@ interface Body {
   model?: string;
   messages?: { role: string; content: string }[];
   stream_options?: { include_usage?: boolean };
-}
-
-/** Resolves at the response's next 'drain', or when it closes. */
-function writable(res: ServerResponse): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      res.off("drain", done);
-      res.off("close", done);
-      resolve();
-    };
-    res.on("drain", done);
-    res.on("close", done);
-  });
 }
 
 export async function startBenchUpstream(port = 0): Promise<{ port: number; close(): Promise<void> }> {
@@ -71,7 +59,7 @@ export async function startBenchUpstream(port = 0): Promise<{ port: number; clos
     const flush = async (): Promise<boolean> => {
       const ok = res.write(pending);
       pending = "";
-      if (!ok && !res.destroyed) await writable(res);
+      if (!ok && !res.destroyed) await drainedOrClosed(res);
       return !res.destroyed;
     };
     for (let i = 0; i < shape.tokens; i++) {

@@ -157,15 +157,7 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
     const write = (data: string): Promise<void> | undefined => {
       if (res.write(data)) return undefined;
       onBlocked();
-      return new Promise((resolve) => {
-        const done = () => {
-          res.off("drain", done);
-          res.off("close", done);
-          resolve();
-        };
-        res.on("drain", done);
-        res.on("close", done);
-      });
+      return drainedOrClosed(res);
     };
 
     res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", ...reply.headers });
@@ -248,4 +240,17 @@ function sendError(res: ServerResponse, status: number, message: string, headers
   const body = JSON.stringify({ error: { message, type: "invalid_request_error", code: null } });
   res.writeHead(status, { "content-type": "application/json", ...headers });
   res.end(body);
+}
+
+/** Resolves at the response's next 'drain', or when it closes: a writer honouring backpressure. */
+export function drainedOrClosed(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off("drain", done);
+      res.off("close", done);
+      resolve();
+    };
+    res.on("drain", done);
+    res.on("close", done);
+  });
 }
