@@ -54,7 +54,6 @@ const GEN_AI_LABELS = ["gen_ai_operation_name", "gen_ai_request_model", "upstrea
 
 export function createMetrics(sources: MetricsSources): GatewayMetrics {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
 
   const started = new Counter({
     name: "grpc_server_started_total",
@@ -181,7 +180,12 @@ export function createMetrics(sources: MetricsSources): GatewayMetrics {
       upstreamErrors.inc({ upstream, error_type: cause });
       fallbacks.inc({ upstream, error_type: cause });
     },
-    serve: (host, port) => serveMetrics(registry, host, port),
+    serve(host, port) {
+      // Process metrics only when something can scrape them: their collectors include an
+      // event-loop delay monitor that samples every 10 ms for the life of the process.
+      collectDefaultMetrics({ register: registry });
+      return serveMetrics(registry, host, port);
+    },
   };
 }
 
