@@ -4,6 +4,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { Metadata, status, type ClientReadableStream } from "@grpc/grpc-js";
 import { ChatRequest, type ChatResponse } from "../src/gen/chat/v1/chat.js";
 import { collect, startHarness, type Harness } from "./support/grpc.js";
+import { hold } from "./support/gates.js";
 import { scrape } from "./support/metrics.js";
 import { grpcurl } from "./support/processes.js";
 import { allEvents, post } from "./support/http.js";
@@ -26,8 +27,7 @@ const bearer = (key: string) => {
 
 /** A stream the upstream holds open after its first delta until `release` is called. */
 function holder(): { gate: (i: number) => Promise<void> | undefined; release: () => void } {
-  let release!: () => void;
-  const held = new Promise<void>((resolve) => (release = resolve));
+  const { promise: held, release } = hold();
   return { gate: (i) => (i === 1 ? held : undefined), release };
 }
 const firstMessage = (call: ClientReadableStream<ChatResponse>) => new Promise((resolve) => call.once("data", resolve));

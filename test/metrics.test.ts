@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { status } from "@grpc/grpc-js";
 import { ChatRequest } from "../src/gen/chat/v1/chat.js";
 import { collect, startHarness, type Harness } from "./support/grpc.js";
+import { hold } from "./support/gates.js";
 import { scrape } from "./support/metrics.js";
 import { startFakeUpstream, type FakeUpstream, type Reply } from "../src/demo/upstream.js";
 
@@ -67,8 +68,7 @@ describe("metrics", () => {
   });
 
   it("show the streams open now", async () => {
-    let release!: () => void;
-    const held = new Promise<void>((resolve) => (release = resolve));
+    const { promise: held, release } = hold();
     harness = await startHarness({ env: METRICS, upstream: { reply: () => ({ tokens: ["a", "b"], gate: (i) => (i === 1 ? held : undefined) }) } });
     const port = metricsPort(harness);
     const call = harness.client.chat(ChatRequest.fromPartial({ text: "hold" }));

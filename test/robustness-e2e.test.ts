@@ -5,13 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startFakeUpstream, type FakeUpstream, type Reply, type RecordedRequest } from "../src/demo/upstream.js";
 import { startStack, type Stack } from "./support/processes.js";
 import { allEvents, post, type HttpResponse, type SseEvent } from "./support/http.js";
+import { hold, never } from "./support/gates.js";
 
-const never = new Promise<void>(() => undefined);
-function hold(): { promise: Promise<void>; release: () => void } {
-  let release!: () => void;
-  const promise = new Promise<void>((resolve) => (release = resolve));
-  return { promise, release };
-}
 
 /** A fake upstream whose reply each test sets, behind a service and Envoy started with `env`. */
 function useStack(env: Record<string, string>) {

@@ -6,6 +6,7 @@ import { service as healthService } from "grpc-health-check";
 import { ChatRequest, type ChatResponse } from "../src/gen/chat/v1/chat.js";
 import { startFakeUpstream, type FakeUpstream, type Reply } from "../src/demo/upstream.js";
 import { collect, startHarness, textOf, type Harness } from "./support/grpc.js";
+import { hold, never } from "./support/gates.js";
 
 let harness: Harness | undefined;
 const extra: FakeUpstream[] = [];
@@ -15,13 +16,6 @@ afterEach(async () => {
   for (const u of extra.splice(0)) await u.close();
 });
 
-const never = new Promise<void>(() => undefined);
-
-function hold(): { promise: Promise<void>; release: () => void } {
-  let release!: () => void;
-  const promise = new Promise<void>((resolve) => (release = resolve));
-  return { promise, release };
-}
 const deltasOf = (responses: ChatResponse[]) => responses.filter((r) => r.event?.$case === "delta");
 const lastEvent = (responses: ChatResponse[]) => responses.at(-1)?.event;
 
@@ -294,8 +288,7 @@ describe("limits and bad input", () => {
   });
 
   it("refuses streams over the concurrency limit with RESOURCE_EXHAUSTED, and the open one carries on", async () => {
-    let release!: () => void;
-    const gate = new Promise<void>((resolve) => (release = resolve));
+    const { promise: gate, release } = hold();
     harness = await startHarness({ env: { MAX_CONCURRENT_STREAMS: "1" }, upstream: { reply: () => ({ tokens: ["a", "b"], gate: (i) => (i === 1 ? gate : undefined) }) } });
     const first = startStream(harness, 1);
     await first.reached;
@@ -311,8 +304,7 @@ describe("limits and bad input", () => {
 
 describe("graceful drain", () => {
   it("refuses new streams, reports NOT_SERVING, and lets open streams finish", async () => {
-    let release!: () => void;
-    const gate = new Promise<void>((resolve) => (release = resolve));
+    const { promise: gate, release } = hold();
     harness = await startHarness({ upstream: { reply: () => ({ tokens: ["a", "b"], gate: (i) => (i === 1 ? gate : undefined) }) } });
     const open = [startStream(harness, 1), startStream(harness, 1), startStream(harness, 1)];
     await Promise.all(open.map((s) => s.reached));
