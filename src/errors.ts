@@ -15,13 +15,20 @@ export class StreamStopped extends Error {
   }
 }
 
-/** The upstream's stream broke: cut mid-body, unparseable, or ended without a finish reason. */
+/** The upstream's stream broke: cut mid-body, unparseable or of the wrong shape, or ended without a finish reason. */
 export class UpstreamProtocolError extends Error {
   constructor(readonly kind: "cut" | "malformed" | "unfinished") {
     super(`upstream stream ${kind}`);
     this.name = "UpstreamProtocolError";
   }
 }
+
+/**
+ * An error the upstream reported inside its SSE stream before the first token, carrying the HTTP
+ * status it stands for (see upstream/stream-error.ts): mapped, retried and sent to the fallback like
+ * the same error sent as that HTTP status.
+ */
+export class UpstreamStreamError extends OpenAI.APIError {}
 
 export interface GatewayStatus {
   code: status;
@@ -75,7 +82,8 @@ export function toGatewayStatus(error: unknown, secrets: readonly string[] = [])
     const said = upstreamMessage(error, secrets);
     switch (error.status) {
       case undefined:
-        // An error event inside the SSE stream, after it had started.
+        // An error event inside the SSE stream after the first token (before it, one with a status
+        // it stands for is an UpstreamStreamError and takes that status's row).
         return { code: status.UNAVAILABLE, details: `upstream failed mid-stream${said}`, cause: "upstream_stream_error" };
       case 400:
       case 422:

@@ -121,8 +121,14 @@ function credentialsFrom(config: Config): ServerCredentials {
 }
 
 function upstreamFrom(config: Config, metrics: GatewayMetrics): ChatUpstream {
-  const make = (name: string, where: { baseURL: string; apiKey: string | undefined }) =>
-    new OpenAIUpstream({ ...config.upstream, ...where, fetch: upstreamFetch(name, (u) => metrics.upstreamRetry(u)) });
+  const make = (name: string, where: { baseURL: string; apiKey: string | undefined }) => {
+    const onRetry = () => {
+      const context = streamContext.getStore();
+      if (context) context.retries++;
+      metrics.upstreamRetry(name);
+    };
+    return new OpenAIUpstream({ ...config.upstream, ...where, fetch: upstreamFetch(onRetry), onRetry });
+  };
   const routed = new UpstreamRouter(
     { name: "default", upstream: make("default", config.upstream), models: [] },
     config.upstreams.map((u) => ({ name: u.name, upstream: make(u.name, u), models: u.models })),

@@ -143,8 +143,27 @@ const beforeFirstToken: Row[] = [
 const afterFirstToken: Row[] = [
   ["a cut connection", { tokens: ["a"], end: "cut" }, status.UNAVAILABLE, "upstream connection lost mid-stream"],
   ["an SSE error event", { tokens: ["a"], end: "error-event" }, status.UNAVAILABLE, "upstream failed mid-stream: the model crashed"],
+  ["an SSE error event naming a 429", { tokens: ["a"], end: "error-event", errorEvent: { error: { message: "slow down", code: 429 } } }, status.UNAVAILABLE, "upstream failed mid-stream: slow down"],
   ["malformed JSON", { tokens: ["a"], end: "malformed" }, status.INTERNAL, "upstream sent malformed data"],
+  ["valid JSON that is no chunk (no choices)", { tokens: ["a"], end: "no-choices" }, status.INTERNAL, "upstream sent malformed data"],
   ["a clean close without a finish", { tokens: ["a"], end: "quiet" }, status.UNAVAILABLE, "upstream ended the stream without finishing"],
+];
+
+/** Errors streamed as `data: {...}` after a 200, in the dialects of real servers (see src/upstream/stream-error.ts). */
+const inStream = (errorEvent: Record<string, unknown>, roleChunk = true): Reply => ({ tokens: [], end: "error-event", errorEvent, roleChunk });
+const inStreamBeforeFirstToken: Row[] = [
+  [
+    "a 401 as @dwmkerr/mock-llm streams it (OpenAI's body, alone)",
+    inStream({ error: { message: "Incorrect API key provided: sk-test-harness-key", type: "invalid_request_error", param: null, code: "invalid_api_key" } }, false),
+    status.INTERNAL,
+    "upstream refused the gateway's credentials",
+  ],
+  ["a 429 by vLLM's numeric code", inStream({ error: { message: "Too many requests", type: "RateLimitError", param: null, code: 429 } }), status.RESOURCE_EXHAUSTED, "upstream rate limit reached"],
+  ["a 400 by vLLM's numeric code", inStream({ error: { message: "max_tokens is too large", type: "BadRequestError", param: null, code: 400 } }), status.INVALID_ARGUMENT, "upstream rejected the request: max_tokens is too large"],
+  ["a 403 by LiteLLM's string code", inStream({ error: { message: "blocked", type: "None", param: "None", code: "403" } }), status.INTERNAL, "upstream refused the gateway's credentials"],
+  ["a 503 by Google's status", inStream({ error: { code: 503, message: "The model is overloaded.", status: "UNAVAILABLE" } }), status.UNAVAILABLE, "upstream error 503"],
+  ["an overload by Anthropic's type", inStream({ type: "error", error: { type: "overloaded_error", message: "Overloaded" } }), status.UNAVAILABLE, "upstream error 503"],
+  ["one that names no status", inStream({ error: { message: "something odd" } }), status.UNAVAILABLE, "upstream failed mid-stream: something odd"],
 ];
 
 describe("the error table", () => {
@@ -156,6 +175,22 @@ describe("the error table", () => {
     expect(result.responses).toEqual([]);
     expect(result.details).not.toContain("sk-test-harness-key");
     expect(result.details).not.toContain("127.0.0.1");
+  });
+
+  it.each(inStreamBeforeFirstToken)(
+    "maps an error in the stream before the first token, %s, like the HTTP status it names",
+    async (_name, reply, code, details) => {
+      harness = await startHarness({ upstream: { reply: () => reply } });
+      const result = await collect(harness.client, { text: "hi" });
+      expect([result.code, result.details]).toEqual([code, details]);
+      expect(result.responses).toEqual([]);
+    },
+  );
+
+  it("maps valid JSON that is no chunk (no choices) to malformed data, before the first token too", async () => {
+    harness = await startHarness({ upstream: { reply: () => ({ tokens: [], end: "no-choices" }) } });
+    const result = await collect(harness.client, { text: "hi" });
+    expect([result.code, result.details, result.responses]).toEqual([status.INTERNAL, "upstream sent malformed data", []]);
   });
 
   it("carries the upstream's retry-after in trailing metadata", async () => {
@@ -208,6 +243,45 @@ describe("retries and fallback", () => {
     const result = await collect(harness.client, { text: "hi" });
     expect(result.code).toBe(status.UNAVAILABLE);
     expect(harness.upstream.requests).toHaveLength(3);
+  });
+
+  it("retries an error in the stream before the first token like the HTTP status it names", async () => {
+    harness = await startHarness({
+      env: { UPSTREAM_MAX_RETRIES: "1" },
+      upstream: { reply: (r) => (r.index === 0 ? inStream({ error: { message: "busy", code: 429 } }) : { tokens: ["ok"] }) },
+    });
+    const result = await collect(harness.client, { text: "hi" });
+    expect([result.code, result.text]).toEqual([status.OK, "ok"]);
+    expect(harness.upstream.requests).toHaveLength(2);
+    expect(harness.logs.find((l) => l.msg === "stream ended")).toMatchObject({ code: "OK", retries: 1 });
+  });
+
+  it("counts the SDK's retries and its own against the same UPSTREAM_MAX_RETRIES", async () => {
+    harness = await startHarness({
+      env: { UPSTREAM_MAX_RETRIES: "2" },
+      upstream: {
+        reply: (r) =>
+          r.index === 0 ? { status: 503, headers: { "retry-after-ms": "10" } } : r.index <= 2 ? inStream({ error: { message: "busy", code: 503 } }) : { tokens: ["too late"] },
+      },
+    });
+    const result = await collect(harness.client, { text: "hi" });
+    // The SDK's retry of the HTTP 503, then one of the gateway's for the in-stream 503: two, and no more.
+    expect([result.code, result.details]).toEqual([status.UNAVAILABLE, "upstream error 503"]);
+    expect(harness.upstream.requests).toHaveLength(3);
+  });
+
+  it("sends an in-stream 503 before the first token to the fallback, and neither an in-stream 400 nor malformed data", async () => {
+    const fallback = await startFakeUpstream({ reply: () => ({ tokens: ["from", " fallback"] }) });
+    extra.push(fallback);
+    let next = inStream({ error: { message: "overloaded", code: 503 } });
+    harness = await startHarness({ env: { FALLBACK_BASE_URL: fallback.baseURL }, upstream: { reply: () => next } });
+    const rescued = await collect(harness.client, { text: "hi" });
+    expect([rescued.code, rescued.text]).toEqual([status.OK, "from fallback"]);
+    next = inStream({ error: { message: "bad", code: 400 } });
+    expect((await collect(harness.client, { text: "hi" })).code).toBe(status.INVALID_ARGUMENT);
+    next = { tokens: [], end: "no-choices" };
+    expect((await collect(harness.client, { text: "hi" })).code).toBe(status.INTERNAL);
+    expect(fallback.requests).toHaveLength(1);
   });
 
   it("never retries once a token was sent", async () => {
