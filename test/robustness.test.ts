@@ -1,12 +1,15 @@
 // What happens when things go wrong, over gRPC in-process: cancellation, deadlines, stalls,
 // backpressure, the error table, retries and fallback, limits, drain.
+import { randomBytes } from "node:crypto";
 import { afterEach, describe, expect, it } from "vitest";
 import { credentials, makeGenericClientConstructor, Metadata, status, type ServiceError } from "@grpc/grpc-js";
+import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { service as healthService } from "grpc-health-check";
-import { ChatRequest, type ChatResponse } from "../src/gen/chat/v1/chat.js";
+import { ChatRequest, ChatResponse } from "../src/gen/chat/v1/chat.js";
 import { startFakeUpstream, type FakeUpstream, type Reply } from "../src/demo/upstream.js";
 import { collect, startHarness, textOf, type Harness } from "./support/grpc.js";
 import { hold, never } from "./support/gates.js";
+import { grpcurl } from "./support/processes.js";
 
 let harness: Harness | undefined;
 const extra: FakeUpstream[] = [];
@@ -353,12 +356,61 @@ describe("limits and bad input", () => {
     ["top_p out of range", {}, { text: "x", topP: 0 }, "top_p: 0 is outside (0, 1]"],
     ["zero max_tokens", {}, { text: "x", maxTokens: 0 }, undefined],
     ["too many stop sequences", {}, { text: "x", stop: ["a", "b", "c", "d", "e"] }, "stop: 5 sequences, more than the limit of 4"],
+    ["max_tokens past the limit", { MAX_OUTPUT_TOKENS: "1000" }, { text: "x", maxTokens: 1001 }, "max_tokens: 1001 is more than the limit of 1000"],
+    ["the largest uint32 max_tokens", {}, { text: "x", maxTokens: 4294967295 }, "max_tokens: 4294967295 is more than the limit of 131072"],
   ] as const)("rejects %s with INVALID_ARGUMENT naming the field", async (_name, env, request, details) => {
     harness = await startHarness({ env });
     const result = await collect(harness.client, request as Partial<ChatRequest>);
     expect(result.code).toBe(status.INVALID_ARGUMENT);
     if (details) expect(result.details).toBe(details);
     expect(harness.upstream.requests).toHaveLength(0);
+  });
+
+  const LEN = WireType.LengthDelimited;
+  const notUtf8 = Buffer.from([0x63, 0x61, 0x66, 0xc3]); // "caf" and half an "é"
+  it.each([
+    ["text", (w: BinaryWriter) => w.tag(1, LEN).bytes(notUtf8)],
+    ["messages[1].content", (w: BinaryWriter) => w.tag(1, LEN).string("hi").tag(2, LEN).fork().tag(1, LEN).string("user").tag(2, LEN).string("fine").join().tag(2, LEN).fork().tag(1, LEN).string("user").tag(2, LEN).bytes(notUtf8).join()],
+    ["model", (w: BinaryWriter) => w.tag(1, LEN).string("hi").tag(3, LEN).bytes(notUtf8)],
+    ["stop[1]", (w: BinaryWriter) => w.tag(1, LEN).string("hi").tag(7, LEN).string("ok").tag(7, LEN).bytes(notUtf8)],
+  ])("refuses invalid UTF-8 in %s with INVALID_ARGUMENT naming the field", async (field, write) => {
+    harness = await startHarness();
+    const result = await rawCall(harness, Buffer.from(write(new BinaryWriter()).finish()));
+    expect([result.code, result.details]).toEqual([status.INVALID_ARGUMENT, `${field}: not valid UTF-8`]);
+    expect(harness.upstream.requests).toHaveLength(0);
+  });
+
+  it("accepts U+FFFD sent as valid UTF-8", async () => {
+    harness = await startHarness({ upstream: { reply: () => ({ tokens: ["ok"] }) } });
+    const result = await rawCall(harness, Buffer.from(new BinaryWriter().tag(1, LEN).string("\uFFFD?").finish()));
+    expect(result.code).toBe(status.OK);
+    expect(harness.upstream.requests[0]?.body.messages).toEqual([{ role: "user", content: "\uFFFD?" }]);
+  });
+
+  it("refuses the one call whose metadata is over 64 KiB; the other streams on its connection carry on", async () => {
+    const { promise: gate, release } = hold();
+    harness = await startHarness({ upstream: { reply: (r) => ({ tokens: ["a", "b"], gate: (i) => (i === 1 && r.index === 0 ? gate : undefined) }) } });
+    const sibling = startStream(harness, 1);
+    await sibling.reached;
+    // 96 KiB in three values that do not compress, each well under HPACK's own per-header limit.
+    const metadata = new Metadata();
+    for (let i = 0; i < 3; i++) metadata.set(`x-big-${i}`, randomBytes(24 * 1024).toString("base64"));
+    const big = await collect(harness.client, { text: "hi" }, metadata);
+    expect(big.code).toBe(status.RESOURCE_EXHAUSTED);
+    release();
+    expect(await sibling.ended).toBeUndefined();
+    expect(textOf(sibling.responses)).toBe("ab");
+    expect(harness.upstream.requests).toHaveLength(1);
+  });
+
+  it("advertises the metadata limit, so clients that honour it (grpcurl) never send more and keep their connection", async () => {
+    harness = await startHarness({ upstream: { reply: () => ({ tokens: ["ok"] }) } });
+    // Over 64 KiB even HPACK-encoded: sent anyway, it would end the connection (COMPRESSION_ERROR).
+    const header = randomBytes(75 * 1024).toString("base64");
+    const result = await grpcurl(harness.gateway.port, ["-H", `x-big: ${header}`, "-d", '{"text":"hi"}'], "chat.v1.ChatService/Chat");
+    expect(result.code).not.toBe(0);
+    expect(result.stderr).toContain("header list size to send violates the maximum size (65536 bytes) set by server");
+    expect(result.stderr).not.toContain("goaway");
   });
 
   it("refuses streams over the concurrency limit with RESOURCE_EXHAUSTED, and the open one carries on", async () => {
@@ -410,6 +462,16 @@ describe("graceful drain", () => {
     expect(await harness.upstream.ended(0)).toBe("closed");
   });
 });
+
+/** Calls Chat with request bytes as given, bypassing the client's own encoding. */
+function rawCall(h: Harness, bytes: Buffer): Promise<{ code: status; details: string }> {
+  return new Promise((resolve) => {
+    const call = h.client.makeServerStreamRequest("/chat.v1.ChatService/Chat", (b: Buffer) => b, (b: Buffer) => ChatResponse.decode(b), bytes);
+    call.on("data", () => undefined);
+    call.on("error", (e: ServiceError) => resolve({ code: e.code, details: e.details }));
+    call.on("end", () => resolve({ code: status.OK, details: "" }));
+  });
+}
 
 function healthOf(h: Harness, service: string): Promise<string> {
   const Health = makeGenericClientConstructor(healthService, "grpc.health.v1.Health");
