@@ -30,6 +30,17 @@ export class UpstreamProtocolError extends Error {
  */
 export class UpstreamStreamError extends OpenAI.APIError {}
 
+/** A call refused before it became a stream. `detail` is the caller-facing reason for bad input. */
+export class CallRefused extends Error {
+  constructor(
+    readonly why: "invalid" | "concurrency" | "draining",
+    readonly detail: string,
+  ) {
+    super(`call refused: ${why}`);
+    this.name = "CallRefused";
+  }
+}
+
 export interface GatewayStatus {
   code: status;
   details: string;
@@ -40,6 +51,16 @@ export interface GatewayStatus {
 }
 
 export function toGatewayStatus(error: unknown, secrets: readonly string[] = []): GatewayStatus {
+  if (error instanceof CallRefused) {
+    switch (error.why) {
+      case "invalid":
+        return { code: status.INVALID_ARGUMENT, details: error.detail, cause: "invalid_request" };
+      case "concurrency":
+        return { code: status.RESOURCE_EXHAUSTED, details: error.detail, cause: "concurrency_limit" };
+      case "draining":
+        return { code: status.UNAVAILABLE, details: "gateway is shutting down; retry", cause: "draining" };
+    }
+  }
   if (error instanceof StreamStopped) {
     const seconds = (error.afterMs / 1000).toFixed(1);
     switch (error.why) {

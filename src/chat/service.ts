@@ -3,7 +3,7 @@
 import { status, type Metadata, type ServerWritableStream } from "@grpc/grpc-js";
 import type { ChatRequest, ChatResponse, ChatServiceServer } from "../gen/chat/v1/chat.js";
 import type { ChatUpstream, UpstreamEvent, UpstreamUsage } from "../upstream/openai.js";
-import { StreamStopped, toGatewayStatus, trailersFor, type GatewayStatus } from "../errors.js";
+import { CallRefused, StreamStopped, toGatewayStatus, trailersFor, type GatewayStatus } from "../errors.js";
 import type { Logger } from "../logger.js";
 import { IdleWatchdog } from "../upstream/watchdog.js";
 import { toUpstreamRequest, type RequestLimits } from "./validate.js";
@@ -25,6 +25,18 @@ export interface ChatServiceDeps {
   secrets: readonly string[];
   /** Called once per accepted stream when it has ended, for logs and metrics. */
   onStreamEnd?: (summary: StreamSummary) => void;
+  /** Called once per call refused before it became a stream (bad input, limits, draining). */
+  onRefused?: (refusal: Refusal) => void;
+}
+
+export interface Refusal {
+  metadata: Metadata;
+  /** The model asked for, or the default. */
+  model: string;
+  code: status;
+  /** Which row of the error table refused it. */
+  cause: string;
+  details: string;
 }
 
 export interface StreamSummary {
@@ -66,13 +78,26 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
   let draining = false;
   let allClosed: (() => void) | undefined;
 
+  /** Ends a call before anything was written: a trailers-only response Envoy can map to an HTTP status. */
+  function refuse(call: Call, why: CallRefused["why"], detail = ""): void {
+    const outcome = toGatewayStatus(new CallRefused(why, detail));
+    call.emit("error", { code: outcome.code, details: outcome.details });
+    deps.onRefused?.({
+      metadata: call.metadata,
+      model: call.request.model || deps.defaultModel,
+      code: outcome.code,
+      cause: outcome.cause,
+      details: outcome.details,
+    });
+  }
+
   async function chat(call: Call): Promise<void> {
-    if (draining) return refuse(call, status.UNAVAILABLE, "gateway is shutting down; retry");
+    if (draining) return refuse(call, "draining");
     if (open.size >= limits.maxConcurrentStreams) {
-      return refuse(call, status.RESOURCE_EXHAUSTED, `too many concurrent streams (limit ${limits.maxConcurrentStreams}); retry later`);
+      return refuse(call, "concurrency", `too many concurrent streams (limit ${limits.maxConcurrentStreams}); retry later`);
     }
     const validated = toUpstreamRequest(call.request, deps.defaultModel, limits);
-    if (!validated.ok) return refuse(call, status.INVALID_ARGUMENT, validated.problem);
+    if (!validated.ok) return refuse(call, "invalid", validated.problem);
     const request = validated.request;
 
     const started = performance.now();
@@ -212,11 +237,6 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
       clearTimeout(timer);
     },
   };
-}
-
-/** Ends a call before anything was written: a trailers-only response Envoy can map to an HTTP status. */
-function refuse(call: Call, code: status, details: string): void {
-  call.emit("error", { code, details });
 }
 
 function drained(call: Call, signal: AbortSignal): Promise<void> {
