@@ -314,6 +314,18 @@ describe("retries and fallback", () => {
     expect(fallback.requests[0]?.body.messages).toEqual([{ role: "user", content: "hi" }]);
   });
 
+  it.each([
+    ["a cut connection", { tokens: [], end: "cut" }],
+    ["a clean close without a finish", { tokens: [], end: "quiet" }],
+    ["an in-stream error that names no status", inStream({ error: { message: "something odd" } })],
+  ] as [string, Reply][])("falls back when the first upstream's stream ends in %s before the first token", async (_name, reply) => {
+    const fallback = await startFakeUpstream({ reply: () => ({ tokens: ["from", " fallback"] }) });
+    extra.push(fallback);
+    harness = await startHarness({ env: { FALLBACK_BASE_URL: fallback.baseURL }, upstream: { reply: () => reply } });
+    const result = await collect(harness.client, { text: "hi" });
+    expect([result.code, result.text]).toEqual([status.OK, "from fallback"]);
+  });
+
   it("does not fall back after the first token, nor for the caller's own bad request", async () => {
     const fallback = await startFakeUpstream({ reply: () => ({ tokens: ["never"] }) });
     extra.push(fallback);
