@@ -79,71 +79,69 @@ export class OpenAIUpstream implements ChatUpstream {
     });
   }
 
-  async *stream(request: UpstreamRequest, signal: AbortSignal, watch: UpstreamWatch): AsyncIterable<UpstreamEvent> {
+  async *stream(request: UpstreamRequest, parent: AbortSignal, watch: UpstreamWatch): AsyncIterable<UpstreamEvent> {
     const progress: Progress = { retriesLeft: this.options.maxRetries, sent: false };
+    // One generator for every attempt (not one per attempt behind `yield*`): each event passes
+    // through as few async layers as possible.
     for (let retry = 0; ; retry++) {
+      if (retry > 0) {
+        progress.retriesLeft--;
+        this.options.onRetry?.();
+        await backoff(retryDelayMs(retry - 1), parent);
+      }
+      const signal = watch.begin(parent);
       try {
-        yield* this.attempt(request, signal, watch, progress);
+        let chunks: AsyncIterable<ChatCompletionChunk>;
+        try {
+          chunks = await this.open(request, signal, progress);
+        } catch (error: unknown) {
+          throw signal.aborted ? signal.reason : error;
+        }
+        watch.opened();
+        let finishReason = "";
+        let model = request.model;
+        let usage: UpstreamUsage | undefined;
+        try {
+          for await (const chunk of chunks) {
+            watch.chunk();
+            // Valid JSON of the wrong shape is not a chat completion chunk: the upstream is broken.
+            if (!Array.isArray(chunk?.choices)) throw new UpstreamProtocolError("malformed");
+            model = chunk.model || model;
+            const choice = chunk.choices[0];
+            if (choice) {
+              const text = choice.delta?.content;
+              if (text) {
+                progress.sent = true;
+                yield { type: "delta", text };
+              }
+              if (choice.finish_reason) finishReason = choice.finish_reason;
+            }
+            if (chunk.usage) {
+              usage = {
+                promptTokens: chunk.usage.prompt_tokens,
+                completionTokens: chunk.usage.completion_tokens,
+                totalTokens: chunk.usage.total_tokens,
+              };
+            }
+          }
+        } catch (error: unknown) {
+          if (signal.aborted) throw signal.reason;
+          throw classifyStreamError(error, progress.sent);
+        }
+        // An abort mid-stream ends the SDK's iterator quietly; the reason is the parent's or a stall.
+        if (signal.aborted) throw signal.reason;
+        // A stream that stops without saying why was cut, even if the connection closed cleanly.
+        if (!finishReason) throw new UpstreamProtocolError("unfinished");
+        progress.sent = true;
+        yield { type: "finish", finishReason, model, usage };
         return;
       } catch (error: unknown) {
         // Before the first token an error the upstream put in its stream is retried like the same
         // error sent as an HTTP status (the SDK retries only those, before a response).
-        if (progress.sent || signal.aborted || progress.retriesLeft <= 0 || !retryable(error)) throw error;
+        if (progress.sent || parent.aborted || progress.retriesLeft <= 0 || !retryable(error)) throw error;
+      } finally {
+        watch.end();
       }
-      progress.retriesLeft--;
-      this.options.onRetry?.();
-      await backoff(retryDelayMs(retry), signal);
-    }
-  }
-
-  private async *attempt(request: UpstreamRequest, parent: AbortSignal, watch: UpstreamWatch, progress: Progress): AsyncIterable<UpstreamEvent> {
-    const signal = watch.begin(parent);
-    try {
-      let chunks: AsyncIterable<ChatCompletionChunk>;
-      try {
-        chunks = await this.open(request, signal, progress);
-      } catch (error: unknown) {
-        throw signal.aborted ? signal.reason : error;
-      }
-      watch.opened();
-      let finishReason = "";
-      let model = request.model;
-      let usage: UpstreamUsage | undefined;
-      try {
-        for await (const chunk of chunks) {
-          watch.chunk();
-          // Valid JSON of the wrong shape is not a chat completion chunk: the upstream is broken.
-          if (!Array.isArray(chunk?.choices)) throw new UpstreamProtocolError("malformed");
-          model = chunk.model || model;
-          const choice = chunk.choices[0];
-          if (choice) {
-            const text = choice.delta?.content;
-            if (text) {
-              progress.sent = true;
-              yield { type: "delta", text };
-            }
-            if (choice.finish_reason) finishReason = choice.finish_reason;
-          }
-          if (chunk.usage) {
-            usage = {
-              promptTokens: chunk.usage.prompt_tokens,
-              completionTokens: chunk.usage.completion_tokens,
-              totalTokens: chunk.usage.total_tokens,
-            };
-          }
-        }
-      } catch (error: unknown) {
-        if (signal.aborted) throw signal.reason;
-        throw classifyStreamError(error, progress.sent);
-      }
-      // An abort mid-stream ends the SDK's iterator quietly; the reason is the parent's or a stall.
-      if (signal.aborted) throw signal.reason;
-      // A stream that stops without saying why was cut, even if the connection closed cleanly.
-      if (!finishReason) throw new UpstreamProtocolError("unfinished");
-      progress.sent = true;
-      yield { type: "finish", finishReason, model, usage };
-    } finally {
-      watch.end();
     }
   }
 
