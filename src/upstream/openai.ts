@@ -73,7 +73,8 @@ export class OpenAIUpstream implements ChatUpstream {
       project: null,
       fetch: async (input, init) => {
         const response = await base(input, init);
-        this.retriesBefore.set(response, Number(new Headers(init?.headers).get("x-stainless-retry-count") ?? 0));
+        const headers = init?.headers instanceof Headers ? init.headers : new Headers(init?.headers);
+        this.retriesBefore.set(response, Number(headers.get("x-stainless-retry-count") ?? 0));
         return response;
       },
     });
