@@ -129,7 +129,7 @@ export function createMetrics(sources: MetricsSources): GatewayMetrics {
   });
   const retries = new Counter({
     name: "chat_gateway_upstream_retries_total",
-    help: "Upstream HTTP requests repeated after a failure (the SDK's retries).",
+    help: "Upstream HTTP requests repeated after a failure before the first token (the SDK's retries, and the gateway's after an error inside the stream).",
     labelNames: ["upstream"],
     registers: [registry],
   });
