@@ -34,6 +34,7 @@ const schema = z.object({
 
   MAX_INPUT_BYTES: bytes.default(256 * 1024),
   MAX_MESSAGES: z.coerce.number().int().positive().default(256),
+  MAX_OUTPUT_TOKENS: z.coerce.number().int().positive().default(131_072),
   MAX_CONCURRENT_STREAMS: z.coerce.number().int().positive().default(10_000),
   SHUTDOWN_GRACE_MS: optionalMs.default(30_000),
 
@@ -76,6 +77,7 @@ const examples: Record<string, string> = {
   MAX_STREAM_DURATION_MS: "900000",
   MAX_INPUT_BYTES: "262144",
   MAX_MESSAGES: "256",
+  MAX_OUTPUT_TOKENS: "131072",
   MAX_CONCURRENT_STREAMS: "10000",
   SHUTDOWN_GRACE_MS: "30000",
   LOG_FORMAT: "json",
@@ -111,6 +113,8 @@ export interface Config {
   limits: {
     maxInputBytes: number;
     maxMessages: number;
+    /** The largest `max_tokens` a request may ask for. */
+    maxOutputTokens: number;
     maxConcurrentStreams: number;
     maxStreamDurationMs: number;
   };
@@ -208,6 +212,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     limits: {
       maxInputBytes: e.MAX_INPUT_BYTES,
       maxMessages: e.MAX_MESSAGES,
+      maxOutputTokens: e.MAX_OUTPUT_TOKENS,
       maxConcurrentStreams: e.MAX_CONCURRENT_STREAMS,
       maxStreamDurationMs: e.MAX_STREAM_DURATION_MS,
     },

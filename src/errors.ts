@@ -15,11 +15,29 @@ export class StreamStopped extends Error {
   }
 }
 
-/** The upstream's stream broke: cut mid-body, unparseable, or ended without a finish reason. */
+/** The upstream's stream broke: cut mid-body, unparseable or of the wrong shape, or ended without a finish reason. */
 export class UpstreamProtocolError extends Error {
   constructor(readonly kind: "cut" | "malformed" | "unfinished") {
     super(`upstream stream ${kind}`);
     this.name = "UpstreamProtocolError";
+  }
+}
+
+/**
+ * An error the upstream reported inside its SSE stream before the first token, carrying the HTTP
+ * status it stands for (see upstream/stream-error.ts): mapped, retried and sent to the fallback like
+ * the same error sent as that HTTP status.
+ */
+export class UpstreamStreamError extends OpenAI.APIError {}
+
+/** A call refused before it became a stream. `detail` is the caller-facing reason for bad input. */
+export class CallRefused extends Error {
+  constructor(
+    readonly why: "invalid" | "concurrency" | "draining",
+    readonly detail: string,
+  ) {
+    super(`call refused: ${why}`);
+    this.name = "CallRefused";
   }
 }
 
@@ -33,6 +51,16 @@ export interface GatewayStatus {
 }
 
 export function toGatewayStatus(error: unknown, secrets: readonly string[] = []): GatewayStatus {
+  if (error instanceof CallRefused) {
+    switch (error.why) {
+      case "invalid":
+        return { code: status.INVALID_ARGUMENT, details: error.detail, cause: "invalid_request" };
+      case "concurrency":
+        return { code: status.RESOURCE_EXHAUSTED, details: error.detail, cause: "concurrency_limit" };
+      case "draining":
+        return { code: status.UNAVAILABLE, details: "gateway is shutting down; retry", cause: "draining" };
+    }
+  }
   if (error instanceof StreamStopped) {
     const seconds = (error.afterMs / 1000).toFixed(1);
     switch (error.why) {
@@ -75,7 +103,8 @@ export function toGatewayStatus(error: unknown, secrets: readonly string[] = [])
     const said = upstreamMessage(error, secrets);
     switch (error.status) {
       case undefined:
-        // An error event inside the SSE stream, after it had started.
+        // An error event inside the SSE stream after the first token (before it, one with a status
+        // it stands for is an UpstreamStreamError and takes that status's row).
         return { code: status.UNAVAILABLE, details: `upstream failed mid-stream${said}`, cause: "upstream_stream_error" };
       case 400:
       case 422:

@@ -1,10 +1,11 @@
 // Wires a configured gateway from its parts; main.ts and the `npm start` stack both call it.
 import { readFileSync } from "node:fs";
-import { ServerCredentials } from "@grpc/grpc-js";
+import { ServerCredentials, status } from "@grpc/grpc-js";
 import type { Config } from "./config.js";
 import type { Logger } from "./logger.js";
 import { createChatService, type ChatService } from "./chat/service.js";
 import { logStreamEnd } from "./stream-log.js";
+import { createRefusalLog } from "./refusal-log.js";
 import { startServer, type GatewayServer } from "./server.js";
 import { OpenAIUpstream, type ChatUpstream } from "./upstream/openai.js";
 import { FallbackUpstream } from "./upstream/fallback.js";
@@ -26,8 +27,16 @@ export interface Gateway extends GatewayServer {
 export async function startGateway(config: Config, logger: Logger, upstream?: ChatUpstream): Promise<Gateway> {
   let chat: ChatService | undefined;
   let metrics: GatewayMetrics | undefined;
+  const logRefusal = createRefusalLog(logger);
   const auth = config.auth
-    ? createCallerAuth(config.auth.keys, { onRefused: (path, stream, code, caller) => metrics?.refused(path, stream, code, caller) })
+    ? createCallerAuth(config.auth.keys, {
+        onRefused: (path, stream, code, caller) => {
+          metrics?.refused(path, stream, code, caller);
+          const cause = code === status.UNAUTHENTICATED ? "unauthenticated" : "caller_stream_limit";
+          metrics?.callRefused(code, cause, caller ?? "unauthenticated");
+          logRefusal({ code: status[code], cause, caller });
+        },
+      })
     : undefined;
   metrics = createMetrics({
     callerFromMetadata: auth !== undefined,
@@ -70,6 +79,29 @@ export async function startGateway(config: Config, logger: Logger, upstream?: Ch
         inputTokens: s.usage?.promptTokens,
         outputTokens: s.usage?.completionTokens,
         finishReason: s.finishReason,
+      });
+    },
+    onRefused: (r) => {
+      const context = streamContext.getStore();
+      const caller = context?.caller ?? "anonymous";
+      m.callRefused(r.code, r.cause, caller);
+      logRefusal({
+        requestId: context?.requestId,
+        traceId: context?.span.traceId,
+        caller,
+        model: knownModels.has(r.model) ? r.model : "other",
+        code: status[r.code],
+        cause: r.cause,
+        message: r.details,
+      });
+      context?.span.end({
+        code: r.code,
+        cause: r.cause,
+        upstream: undefined,
+        caller,
+        inputTokens: undefined,
+        outputTokens: undefined,
+        finishReason: undefined,
       });
     },
   });
@@ -121,8 +153,14 @@ function credentialsFrom(config: Config): ServerCredentials {
 }
 
 function upstreamFrom(config: Config, metrics: GatewayMetrics): ChatUpstream {
-  const make = (name: string, where: { baseURL: string; apiKey: string | undefined }) =>
-    new OpenAIUpstream({ ...config.upstream, ...where, fetch: upstreamFetch(name, (u) => metrics.upstreamRetry(u)) });
+  const make = (name: string, where: { baseURL: string; apiKey: string | undefined }) => {
+    const onRetry = () => {
+      const context = streamContext.getStore();
+      if (context) context.retries++;
+      metrics.upstreamRetry(name);
+    };
+    return new OpenAIUpstream({ ...config.upstream, ...where, fetch: upstreamFetch(onRetry), onRetry });
+  };
   const routed = new UpstreamRouter(
     { name: "default", upstream: make("default", config.upstream), models: [] },
     config.upstreams.map((u) => ({ name: u.name, upstream: make(u.name, u), models: u.models })),

@@ -23,6 +23,8 @@ export interface GatewayMetrics {
   readonly interceptor: ServerInterceptor;
   /** A call refused before it reached the handler (by the auth interceptor); caller when known. */
   refused(path: string, responseStream: boolean, code: status, caller: string | undefined): void;
+  /** A chat call refused before it became a stream, by the handler or the auth interceptor. */
+  callRefused(code: status, cause: string, caller: string): void;
   streamEnded(summary: StreamSummary, labels: StreamLabels): void;
   upstreamRetry(upstream: string): void;
   fallback(upstream: string, cause: string): void;
@@ -113,6 +115,12 @@ export function createMetrics(sources: MetricsSources): GatewayMetrics {
     buckets: TOKEN_BUCKETS,
     registers: [registry],
   });
+  const refusedCalls = new Counter({
+    name: "chat_gateway_refused_calls_total",
+    help: "Chat calls refused before they became a stream, by gRPC code and cause (invalid_request, concurrency_limit, draining, unauthenticated, caller_stream_limit).",
+    labelNames: ["grpc_code", "cause", "caller"],
+    registers: [registry],
+  });
   const upstreamErrors = new Counter({
     name: "chat_gateway_upstream_errors_total",
     help: "Upstream failures by class (error_type: the error table's cause), including those a fallback recovered.",
@@ -121,7 +129,7 @@ export function createMetrics(sources: MetricsSources): GatewayMetrics {
   });
   const retries = new Counter({
     name: "chat_gateway_upstream_retries_total",
-    help: "Upstream HTTP requests repeated after a failure (the SDK's retries).",
+    help: "Upstream HTTP requests repeated after a failure before the first token (the SDK's retries, and the gateway's after an error inside the stream).",
     labelNames: ["upstream"],
     registers: [registry],
   });
@@ -159,6 +167,9 @@ export function createMetrics(sources: MetricsSources): GatewayMetrics {
     refused(path, responseStream, code, caller) {
       // Its start was counted by the interceptor, which every call passes through first.
       handled.inc({ ...methodLabels(path, responseStream), grpc_code: status[code], caller: caller ?? "unauthenticated" });
+    },
+    callRefused(code, cause, caller) {
+      refusedCalls.inc({ grpc_code: status[code], cause, caller });
     },
     streamEnded(s, { model, upstream, caller }) {
       const base = { gen_ai_operation_name: "chat", gen_ai_request_model: model, upstream };

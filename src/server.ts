@@ -1,13 +1,27 @@
 // Builds the gRPC server: ChatService, grpc.health.v1 and server reflection, on one port.
+import type { ServerOptions as Http2ServerOptions, Settings as Http2Settings } from "node:http2";
 import { Server, ServerCredentials, type ServerInterceptor } from "@grpc/grpc-js";
 import { loadFileDescriptorSetFromBuffer } from "@grpc/proto-loader";
 import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation } from "grpc-health-check";
 import { ChatServiceService } from "./gen/chat/v1/chat.js";
 import type { ChatService } from "./chat/service.js";
+import { chatRequestDecoder } from "./chat/decode.js";
 import { readDescriptorSet } from "./descriptor.js";
 
 export const CHAT_SERVICE_NAME = "chat.v1.ChatService";
+
+/**
+ * The most metadata (HTTP/2 header list, uncompressed) one call may carry: advertised in SETTINGS and
+ * enforced per stream, so an oversized call is reset alone (RESOURCE_EXHAUSTED) and its connection's
+ * other streams carry on. Without it Node advertises no limit. Envoy passes on HTTP headers up to its
+ * own 60 KiB, so this sits just above. Beyond it two limits of nghttp2 itself still end the whole
+ * connection, whatever the server says: a single header of over 64 KiB once HPACK-encoded
+ * (COMPRESSION_ERROR), and a header block spread over more than 8 CONTINUATION frames (about 144 KiB
+ * encoded). Clients that honour the advertised limit (grpc-go and grpcurl, grpc-java, C-core) never
+ * send those; grpc-js clients do not check it.
+ */
+export const MAX_METADATA_BYTES = 64 * 1024;
 
 export interface GatewayServer {
   readonly port: number;
@@ -32,7 +46,10 @@ export async function startServer(chat: ChatService, options: ServerOptions): Pr
     "grpc.keepalive_permit_without_calls": 1,
     interceptors: options.interceptors ?? [],
   });
-  server.addService(ChatServiceService, chat.implementation);
+  setHttp2Settings(server, { maxHeaderListSize: MAX_METADATA_BYTES });
+  // The generated deserializer, but noticing invalid UTF-8 (see chat/decode.ts).
+  const definition = { ...ChatServiceService, chat: { ...ChatServiceService.chat, requestDeserialize: chatRequestDecoder() } };
+  server.addService(definition, chat.implementation);
 
   const health = new HealthImplementation({ "": "SERVING", [CHAT_SERVICE_NAME]: "SERVING" });
   health.addToServer(server);
@@ -61,4 +78,17 @@ export async function startServer(chat: ChatService, options: ServerOptions): Pr
       server.forceShutdown();
     },
   };
+}
+
+/**
+ * grpc-js has no option for the HTTP/2 settings it gives node:http2 (only `grpc.max_concurrent_streams`
+ * becomes one), so they are added to the options object it keeps for creating its http2 servers,
+ * before it binds. Checked, so a grpc-js that stores them elsewhere fails at start-up, not silently.
+ */
+function setHttp2Settings(server: Server, settings: Http2Settings): void {
+  const internals = server as unknown as { commonServerOptions?: Http2ServerOptions };
+  if (typeof internals.commonServerOptions !== "object") {
+    throw new Error("cannot set HTTP/2 settings on this version of grpc-js (no commonServerOptions)");
+  }
+  internals.commonServerOptions.settings = { ...internals.commonServerOptions.settings, ...settings };
 }

@@ -13,7 +13,7 @@ export interface StreamContext {
   readonly span: StreamSpan;
   /** The upstream that served (or last tried) the stream, set by the router and the fallback. */
   upstream: string;
-  /** Upstream HTTP requests repeated by the SDK after a failure. */
+  /** Upstream HTTP requests repeated after a failure: by the SDK, or by the gateway (an error inside the stream). */
   retries: number;
   /** Prompt and reply text, collected only when LOG_PROMPTS is on. */
   prompt?: string;

@@ -45,7 +45,7 @@ export function otlpTracing(endpoint: string, serviceName: string): Tracing {
         end(outcome) {
           span.setAttributes({
             "rpc.grpc.status_code": outcome.code,
-            "chat_gateway.upstream": outcome.upstream,
+            ...(outcome.upstream !== undefined && { "chat_gateway.upstream": outcome.upstream }),
             "chat_gateway.caller": outcome.caller,
             ...(outcome.inputTokens !== undefined && { "gen_ai.usage.input_tokens": outcome.inputTokens }),
             ...(outcome.outputTokens !== undefined && { "gen_ai.usage.output_tokens": outcome.outputTokens }),

@@ -17,7 +17,8 @@ export interface StreamSpan {
 export interface SpanOutcome {
   code: grpcStatus;
   cause: string | undefined;
-  upstream: string;
+  /** Undefined for a call refused before it reached any upstream. */
+  upstream: string | undefined;
   caller: string;
   inputTokens: number | undefined;
   outputTokens: number | undefined;

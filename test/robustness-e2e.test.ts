@@ -8,17 +8,35 @@ import { allEvents, post, type HttpResponse, type SseEvent } from "./support/htt
 import { hold, never } from "./support/gates.js";
 
 
-/** A fake upstream whose reply each test sets, behind a service and Envoy started with `env`. */
-function useStack(env: Record<string, string>) {
-  const ctx = {} as { upstream: FakeUpstream; stack: Stack; reply: (r: RecordedRequest) => Reply };
+/**
+ * A fake upstream whose reply each test sets, behind a service and Envoy started with `env`; with
+ * `fallback`, a second fake as the fallback upstream, with a reply of its own.
+ */
+function useStack(env: Record<string, string>, options: { fallback?: boolean } = {}) {
+  const ctx = {} as {
+    upstream: FakeUpstream;
+    fallback: FakeUpstream | undefined;
+    stack: Stack;
+    reply: (r: RecordedRequest) => Reply;
+    fallbackReply: (r: RecordedRequest) => Reply;
+  };
   beforeAll(async () => {
     ctx.reply = () => ({ tokens: ["ok"] });
+    ctx.fallbackReply = () => ({ tokens: ["from", " fallback"] });
     ctx.upstream = await startFakeUpstream({ reply: (r) => ctx.reply(r) });
-    ctx.stack = await startStack({ OPENAI_BASE_URL: ctx.upstream.baseURL, OPENAI_API_KEY: "sk-e2e-secret", UPSTREAM_MAX_RETRIES: "0", ...env });
+    ctx.fallback = options.fallback ? await startFakeUpstream({ reply: (r) => ctx.fallbackReply(r) }) : undefined;
+    ctx.stack = await startStack({
+      OPENAI_BASE_URL: ctx.upstream.baseURL,
+      OPENAI_API_KEY: "sk-e2e-secret",
+      UPSTREAM_MAX_RETRIES: "0",
+      ...(ctx.fallback && { FALLBACK_BASE_URL: ctx.fallback.baseURL }),
+      ...env,
+    });
   });
   afterAll(async () => {
     await ctx.stack?.stop();
     await ctx.upstream?.close();
+    await ctx.fallback?.close();
   });
   return ctx;
 }
@@ -89,7 +107,28 @@ describe("through Envoy, default limits", () => {
   });
 
   it.each([
+    ["a 429", { error: { message: "Too many requests", type: "RateLimitError", code: 429 } }, true, 429],
+    ["a 400", { error: { message: "bad", type: "BadRequestError", code: 400 } }, true, 400],
+    ["a 401 as @dwmkerr/mock-llm streams it", { error: { message: "Incorrect API key provided: sk-e2e-secret", type: "invalid_request_error", param: null, code: "invalid_api_key" } }, false, 500],
+  ] as const)("maps an error in the stream before the first token, %s, to its HTTP status", async (_name, errorEvent, roleChunk, httpStatus) => {
+    ctx.reply = () => ({ tokens: [], end: "error-event", errorEvent, roleChunk });
+    const response = await chat(ctx);
+    expect(response.status).toBe(httpStatus);
+    const body = await response.body();
+    expect(JSON.parse(body)).toMatchObject({ code: expect.any(Number), message: expect.any(String) });
+    expect(body).not.toContain("sk-e2e-secret");
+  });
+
+  it("answers valid JSON that is no chunk (no choices) before the first token with 500, as malformed data", async () => {
+    ctx.reply = () => ({ tokens: [], end: "no-choices" });
+    const response = await chat(ctx);
+    expect(response.status).toBe(500);
+    expect(JSON.parse(await response.body())).toEqual({ code: 13, message: "upstream sent malformed data" });
+  });
+
+  it.each([
     ["a cut connection", "cut", 14, "UNAVAILABLE", "upstream connection lost mid-stream"],
+    ["valid JSON that is no chunk", "no-choices", 13, "INTERNAL", "upstream sent malformed data"],
     ["an SSE error event", "error-event", 14, "UNAVAILABLE", "upstream failed mid-stream: the model crashed"],
     ["malformed JSON", "malformed", 13, "INTERNAL", "upstream sent malformed data"],
     ["a close without a finish", "quiet", 14, "UNAVAILABLE", "upstream ended the stream without finishing"],
@@ -164,6 +203,59 @@ describe("through Envoy, stalls and long streams", () => {
     ctx.reply = () => ({ tokens: Array.from({ length: 1000 }, () => "x"), tokenDelayMs: 50 });
     const events = await allEvents(await chat(ctx));
     expect(events.at(-1)).toEqual({ error: { code: 4, status: "DEADLINE_EXCEEDED", message: "stream exceeded the gateway's maximum duration of 2.0s" } });
+  });
+});
+
+describe("through Envoy, the upstream's timers in order: timeout and retries, fallback, idle watchdog", () => {
+  const ctx = useStack({ UPSTREAM_TIMEOUT_MS: "300", UPSTREAM_MAX_RETRIES: "1", UPSTREAM_IDLE_TIMEOUT_MS: "300" }, { fallback: true });
+  const SENTINEL = "sentinel: stall before the first token";
+  const stallsIfSentinel = (reply: Reply) => (r: RecordedRequest): Reply =>
+    r.body.messages?.at(-1)?.content === SENTINEL ? { tokens: ["never"], gate: () => never } : reply;
+  const textOf = (events: SseEvent[]) => events.map((e) => e.delta?.text ?? "").join("");
+
+  it("answers from the fallback after the SDK timed out and retried a hung upstream", async () => {
+    ctx.reply = () => ({ holdHeaders: never });
+    const index = ctx.upstream.requests.length;
+    const response = await chat(ctx);
+    expect(response.status).toBe(200);
+    const events = await allEvents(response);
+    expect(textOf(events)).toBe("from fallback");
+    expect(events.at(-1)?.finish).toBeDefined();
+    expect(ctx.upstream.requests.length - index).toBe(2);
+  });
+
+  it("waits out a 429's retry-after longer than the idle timeout, and retries", async () => {
+    const index = ctx.upstream.requests.length;
+    ctx.reply = (r) => (r.index === index ? { status: 429, headers: { "retry-after": "1" } } : { tokens: ["ok"] });
+    const response = await chat(ctx);
+    expect(response.status).toBe(200);
+    expect(textOf(await allEvents(response))).toBe("ok");
+  });
+
+  it("keeps a stream alive through reasoning chunks that last longer than the idle timeout", async () => {
+    ctx.reply = () => ({ tokens: ["answer"], fillers: { kind: "reasoning", everyMs: 25, forMs: 600 } });
+    const events = await allEvents(await chat(ctx));
+    expect(textOf(events)).toBe("answer");
+    expect(events.at(-1)?.finish).toBeDefined();
+  });
+
+  it("lets an HTTP client read more slowly than the idle timeout: the stream completes", async () => {
+    // The service waits on this client only as long as Envoy passes its backpressure on; while Envoy
+    // buffers the whole reply instead (HTTP/2 windows of 256 MiB), this shows only that the stream
+    // completes, and the in-process test (upstream-timers.test.ts) is the one that fails without the pause.
+    const tokens = Array.from({ length: 50_000 }, (_, i) => `${String(i).padStart(6, "0")}${"x".repeat(194)}`);
+    ctx.reply = stallsIfSentinel({ tokens });
+    ctx.fallbackReply = stallsIfSentinel({ tokens: ["never used"] });
+    const index = ctx.upstream.requests.length;
+    const response = await chat(ctx, "a lot");
+    response.pause();
+    await ctx.upstream.blocked(index);
+    // Once the sentinel has stalled (on both upstreams), the idle timeout has surely passed.
+    expect((await chat(ctx, SENTINEL)).status).toBe(503);
+    response.resume();
+    const events = await allEvents(response);
+    expect(textOf(events)).toBe(tokens.join(""));
+    expect(events.at(-1)?.finish).toBeDefined();
   });
 });
 

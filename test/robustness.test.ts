@@ -1,12 +1,15 @@
 // What happens when things go wrong, over gRPC in-process: cancellation, deadlines, stalls,
 // backpressure, the error table, retries and fallback, limits, drain.
+import { randomBytes } from "node:crypto";
 import { afterEach, describe, expect, it } from "vitest";
 import { credentials, makeGenericClientConstructor, Metadata, status, type ServiceError } from "@grpc/grpc-js";
+import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { service as healthService } from "grpc-health-check";
-import { ChatRequest, type ChatResponse } from "../src/gen/chat/v1/chat.js";
+import { ChatRequest, ChatResponse } from "../src/gen/chat/v1/chat.js";
 import { startFakeUpstream, type FakeUpstream, type Reply } from "../src/demo/upstream.js";
 import { collect, startHarness, textOf, type Harness } from "./support/grpc.js";
 import { hold, never } from "./support/gates.js";
+import { grpcurl } from "./support/processes.js";
 
 let harness: Harness | undefined;
 const extra: FakeUpstream[] = [];
@@ -143,8 +146,27 @@ const beforeFirstToken: Row[] = [
 const afterFirstToken: Row[] = [
   ["a cut connection", { tokens: ["a"], end: "cut" }, status.UNAVAILABLE, "upstream connection lost mid-stream"],
   ["an SSE error event", { tokens: ["a"], end: "error-event" }, status.UNAVAILABLE, "upstream failed mid-stream: the model crashed"],
+  ["an SSE error event naming a 429", { tokens: ["a"], end: "error-event", errorEvent: { error: { message: "slow down", code: 429 } } }, status.UNAVAILABLE, "upstream failed mid-stream: slow down"],
   ["malformed JSON", { tokens: ["a"], end: "malformed" }, status.INTERNAL, "upstream sent malformed data"],
+  ["valid JSON that is no chunk (no choices)", { tokens: ["a"], end: "no-choices" }, status.INTERNAL, "upstream sent malformed data"],
   ["a clean close without a finish", { tokens: ["a"], end: "quiet" }, status.UNAVAILABLE, "upstream ended the stream without finishing"],
+];
+
+/** Errors streamed as `data: {...}` after a 200, in the dialects of real servers (see src/upstream/stream-error.ts). */
+const inStream = (errorEvent: Record<string, unknown>, roleChunk = true): Reply => ({ tokens: [], end: "error-event", errorEvent, roleChunk });
+const inStreamBeforeFirstToken: Row[] = [
+  [
+    "a 401 as @dwmkerr/mock-llm streams it (OpenAI's body, alone)",
+    inStream({ error: { message: "Incorrect API key provided: sk-test-harness-key", type: "invalid_request_error", param: null, code: "invalid_api_key" } }, false),
+    status.INTERNAL,
+    "upstream refused the gateway's credentials",
+  ],
+  ["a 429 by vLLM's numeric code", inStream({ error: { message: "Too many requests", type: "RateLimitError", param: null, code: 429 } }), status.RESOURCE_EXHAUSTED, "upstream rate limit reached"],
+  ["a 400 by vLLM's numeric code", inStream({ error: { message: "max_tokens is too large", type: "BadRequestError", param: null, code: 400 } }), status.INVALID_ARGUMENT, "upstream rejected the request: max_tokens is too large"],
+  ["a 403 by LiteLLM's string code", inStream({ error: { message: "blocked", type: "None", param: "None", code: "403" } }), status.INTERNAL, "upstream refused the gateway's credentials"],
+  ["a 503 by Google's status", inStream({ error: { code: 503, message: "The model is overloaded.", status: "UNAVAILABLE" } }), status.UNAVAILABLE, "upstream error 503"],
+  ["an overload by Anthropic's type", inStream({ type: "error", error: { type: "overloaded_error", message: "Overloaded" } }), status.UNAVAILABLE, "upstream error 503"],
+  ["one that names no status", inStream({ error: { message: "something odd" } }), status.UNAVAILABLE, "upstream failed mid-stream: something odd"],
 ];
 
 describe("the error table", () => {
@@ -156,6 +178,22 @@ describe("the error table", () => {
     expect(result.responses).toEqual([]);
     expect(result.details).not.toContain("sk-test-harness-key");
     expect(result.details).not.toContain("127.0.0.1");
+  });
+
+  it.each(inStreamBeforeFirstToken)(
+    "maps an error in the stream before the first token, %s, like the HTTP status it names",
+    async (_name, reply, code, details) => {
+      harness = await startHarness({ upstream: { reply: () => reply } });
+      const result = await collect(harness.client, { text: "hi" });
+      expect([result.code, result.details]).toEqual([code, details]);
+      expect(result.responses).toEqual([]);
+    },
+  );
+
+  it("maps valid JSON that is no chunk (no choices) to malformed data, before the first token too", async () => {
+    harness = await startHarness({ upstream: { reply: () => ({ tokens: [], end: "no-choices" }) } });
+    const result = await collect(harness.client, { text: "hi" });
+    expect([result.code, result.details, result.responses]).toEqual([status.INTERNAL, "upstream sent malformed data", []]);
   });
 
   it("carries the upstream's retry-after in trailing metadata", async () => {
@@ -210,6 +248,45 @@ describe("retries and fallback", () => {
     expect(harness.upstream.requests).toHaveLength(3);
   });
 
+  it("retries an error in the stream before the first token like the HTTP status it names", async () => {
+    harness = await startHarness({
+      env: { UPSTREAM_MAX_RETRIES: "1" },
+      upstream: { reply: (r) => (r.index === 0 ? inStream({ error: { message: "busy", code: 429 } }) : { tokens: ["ok"] }) },
+    });
+    const result = await collect(harness.client, { text: "hi" });
+    expect([result.code, result.text]).toEqual([status.OK, "ok"]);
+    expect(harness.upstream.requests).toHaveLength(2);
+    expect(harness.logs.find((l) => l.msg === "stream ended")).toMatchObject({ code: "OK", retries: 1 });
+  });
+
+  it("counts the SDK's retries and its own against the same UPSTREAM_MAX_RETRIES", async () => {
+    harness = await startHarness({
+      env: { UPSTREAM_MAX_RETRIES: "2" },
+      upstream: {
+        reply: (r) =>
+          r.index === 0 ? { status: 503, headers: { "retry-after-ms": "10" } } : r.index <= 2 ? inStream({ error: { message: "busy", code: 503 } }) : { tokens: ["too late"] },
+      },
+    });
+    const result = await collect(harness.client, { text: "hi" });
+    // The SDK's retry of the HTTP 503, then one of the gateway's for the in-stream 503: two, and no more.
+    expect([result.code, result.details]).toEqual([status.UNAVAILABLE, "upstream error 503"]);
+    expect(harness.upstream.requests).toHaveLength(3);
+  });
+
+  it("sends an in-stream 503 before the first token to the fallback, and neither an in-stream 400 nor malformed data", async () => {
+    const fallback = await startFakeUpstream({ reply: () => ({ tokens: ["from", " fallback"] }) });
+    extra.push(fallback);
+    let next = inStream({ error: { message: "overloaded", code: 503 } });
+    harness = await startHarness({ env: { FALLBACK_BASE_URL: fallback.baseURL }, upstream: { reply: () => next } });
+    const rescued = await collect(harness.client, { text: "hi" });
+    expect([rescued.code, rescued.text]).toEqual([status.OK, "from fallback"]);
+    next = inStream({ error: { message: "bad", code: 400 } });
+    expect((await collect(harness.client, { text: "hi" })).code).toBe(status.INVALID_ARGUMENT);
+    next = { tokens: [], end: "no-choices" };
+    expect((await collect(harness.client, { text: "hi" })).code).toBe(status.INTERNAL);
+    expect(fallback.requests).toHaveLength(1);
+  });
+
   it("never retries once a token was sent", async () => {
     const delivered = hold();
     harness = await startHarness({
@@ -235,6 +312,18 @@ describe("retries and fallback", () => {
     expect(result.text).toBe("from fallback");
     expect(fallback.requests[0]?.body.model).toBe("backup-model");
     expect(fallback.requests[0]?.body.messages).toEqual([{ role: "user", content: "hi" }]);
+  });
+
+  it.each([
+    ["a cut connection", { tokens: [], end: "cut" }],
+    ["a clean close without a finish", { tokens: [], end: "quiet" }],
+    ["an in-stream error that names no status", inStream({ error: { message: "something odd" } })],
+  ] as [string, Reply][])("falls back when the first upstream's stream ends in %s before the first token", async (_name, reply) => {
+    const fallback = await startFakeUpstream({ reply: () => ({ tokens: ["from", " fallback"] }) });
+    extra.push(fallback);
+    harness = await startHarness({ env: { FALLBACK_BASE_URL: fallback.baseURL }, upstream: { reply: () => reply } });
+    const result = await collect(harness.client, { text: "hi" });
+    expect([result.code, result.text]).toEqual([status.OK, "from fallback"]);
   });
 
   it("does not fall back after the first token, nor for the caller's own bad request", async () => {
@@ -279,12 +368,61 @@ describe("limits and bad input", () => {
     ["top_p out of range", {}, { text: "x", topP: 0 }, "top_p: 0 is outside (0, 1]"],
     ["zero max_tokens", {}, { text: "x", maxTokens: 0 }, undefined],
     ["too many stop sequences", {}, { text: "x", stop: ["a", "b", "c", "d", "e"] }, "stop: 5 sequences, more than the limit of 4"],
+    ["max_tokens past the limit", { MAX_OUTPUT_TOKENS: "1000" }, { text: "x", maxTokens: 1001 }, "max_tokens: 1001 is more than the limit of 1000"],
+    ["the largest uint32 max_tokens", {}, { text: "x", maxTokens: 4294967295 }, "max_tokens: 4294967295 is more than the limit of 131072"],
   ] as const)("rejects %s with INVALID_ARGUMENT naming the field", async (_name, env, request, details) => {
     harness = await startHarness({ env });
     const result = await collect(harness.client, request as Partial<ChatRequest>);
     expect(result.code).toBe(status.INVALID_ARGUMENT);
     if (details) expect(result.details).toBe(details);
     expect(harness.upstream.requests).toHaveLength(0);
+  });
+
+  const LEN = WireType.LengthDelimited;
+  const notUtf8 = Buffer.from([0x63, 0x61, 0x66, 0xc3]); // "caf" and half an "é"
+  it.each([
+    ["text", (w: BinaryWriter) => w.tag(1, LEN).bytes(notUtf8)],
+    ["messages[1].content", (w: BinaryWriter) => w.tag(1, LEN).string("hi").tag(2, LEN).fork().tag(1, LEN).string("user").tag(2, LEN).string("fine").join().tag(2, LEN).fork().tag(1, LEN).string("user").tag(2, LEN).bytes(notUtf8).join()],
+    ["model", (w: BinaryWriter) => w.tag(1, LEN).string("hi").tag(3, LEN).bytes(notUtf8)],
+    ["stop[1]", (w: BinaryWriter) => w.tag(1, LEN).string("hi").tag(7, LEN).string("ok").tag(7, LEN).bytes(notUtf8)],
+  ])("refuses invalid UTF-8 in %s with INVALID_ARGUMENT naming the field", async (field, write) => {
+    harness = await startHarness();
+    const result = await rawCall(harness, Buffer.from(write(new BinaryWriter()).finish()));
+    expect([result.code, result.details]).toEqual([status.INVALID_ARGUMENT, `${field}: not valid UTF-8`]);
+    expect(harness.upstream.requests).toHaveLength(0);
+  });
+
+  it("accepts U+FFFD sent as valid UTF-8", async () => {
+    harness = await startHarness({ upstream: { reply: () => ({ tokens: ["ok"] }) } });
+    const result = await rawCall(harness, Buffer.from(new BinaryWriter().tag(1, LEN).string("\uFFFD?").finish()));
+    expect(result.code).toBe(status.OK);
+    expect(harness.upstream.requests[0]?.body.messages).toEqual([{ role: "user", content: "\uFFFD?" }]);
+  });
+
+  it("refuses the one call whose metadata is over 64 KiB; the other streams on its connection carry on", async () => {
+    const { promise: gate, release } = hold();
+    harness = await startHarness({ upstream: { reply: (r) => ({ tokens: ["a", "b"], gate: (i) => (i === 1 && r.index === 0 ? gate : undefined) }) } });
+    const sibling = startStream(harness, 1);
+    await sibling.reached;
+    // 96 KiB in three values that do not compress, each well under HPACK's own per-header limit.
+    const metadata = new Metadata();
+    for (let i = 0; i < 3; i++) metadata.set(`x-big-${i}`, randomBytes(24 * 1024).toString("base64"));
+    const big = await collect(harness.client, { text: "hi" }, metadata);
+    expect(big.code).toBe(status.RESOURCE_EXHAUSTED);
+    release();
+    expect(await sibling.ended).toBeUndefined();
+    expect(textOf(sibling.responses)).toBe("ab");
+    expect(harness.upstream.requests).toHaveLength(1);
+  });
+
+  it("advertises the metadata limit, so clients that honour it (grpcurl) never send more and keep their connection", async () => {
+    harness = await startHarness({ upstream: { reply: () => ({ tokens: ["ok"] }) } });
+    // Over 64 KiB even HPACK-encoded: sent anyway, it would end the connection (COMPRESSION_ERROR).
+    const header = randomBytes(75 * 1024).toString("base64");
+    const result = await grpcurl(harness.gateway.port, ["-H", `x-big: ${header}`, "-d", '{"text":"hi"}'], "chat.v1.ChatService/Chat");
+    expect(result.code).not.toBe(0);
+    expect(result.stderr).toContain("header list size to send violates the maximum size (65536 bytes) set by server");
+    expect(result.stderr).not.toContain("goaway");
   });
 
   it("refuses streams over the concurrency limit with RESOURCE_EXHAUSTED, and the open one carries on", async () => {
@@ -336,6 +474,16 @@ describe("graceful drain", () => {
     expect(await harness.upstream.ended(0)).toBe("closed");
   });
 });
+
+/** Calls Chat with request bytes as given, bypassing the client's own encoding. */
+function rawCall(h: Harness, bytes: Buffer): Promise<{ code: status; details: string }> {
+  return new Promise((resolve) => {
+    const call = h.client.makeServerStreamRequest("/chat.v1.ChatService/Chat", (b: Buffer) => b, (b: Buffer) => ChatResponse.decode(b), bytes);
+    call.on("data", () => undefined);
+    call.on("error", (e: ServiceError) => resolve({ code: e.code, details: e.details }));
+    call.on("end", () => resolve({ code: status.OK, details: "" }));
+  });
+}
 
 function healthOf(h: Harness, service: string): Promise<string> {
   const Health = makeGenericClientConstructor(healthService, "grpc.health.v1.Health");

@@ -3,13 +3,14 @@
 import { status, type Metadata, type ServerWritableStream } from "@grpc/grpc-js";
 import type { ChatRequest, ChatResponse, ChatServiceServer } from "../gen/chat/v1/chat.js";
 import type { ChatUpstream, UpstreamEvent, UpstreamUsage } from "../upstream/openai.js";
-import { StreamStopped, toGatewayStatus, trailersFor, type GatewayStatus } from "../errors.js";
+import { CallRefused, StreamStopped, toGatewayStatus, trailersFor, type GatewayStatus } from "../errors.js";
 import type { Logger } from "../logger.js";
+import { IdleWatchdog } from "../upstream/watchdog.js";
 import { toUpstreamRequest, type RequestLimits } from "./validate.js";
 
 export interface StreamLimits extends RequestLimits {
   maxConcurrentStreams: number;
-  /** No data from the upstream for this long ends the stream (0: never). */
+  /** Silence from the upstream between chunks, from its response headers on, that ends the attempt (0: none). */
   idleTimeoutMs: number;
   /** A stream still open after this long is ended (0: never). */
   maxStreamDurationMs: number;
@@ -24,6 +25,18 @@ export interface ChatServiceDeps {
   secrets: readonly string[];
   /** Called once per accepted stream when it has ended, for logs and metrics. */
   onStreamEnd?: (summary: StreamSummary) => void;
+  /** Called once per call refused before it became a stream (bad input, limits, draining). */
+  onRefused?: (refusal: Refusal) => void;
+}
+
+export interface Refusal {
+  metadata: Metadata;
+  /** The model asked for, or the default. */
+  model: string;
+  code: status;
+  /** Which row of the error table refused it. */
+  cause: string;
+  details: string;
 }
 
 export interface StreamSummary {
@@ -65,13 +78,26 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
   let draining = false;
   let allClosed: (() => void) | undefined;
 
+  /** Ends a call before anything was written: a trailers-only response Envoy can map to an HTTP status. */
+  function refuse(call: Call, why: CallRefused["why"], detail = ""): void {
+    const outcome = toGatewayStatus(new CallRefused(why, detail));
+    call.emit("error", { code: outcome.code, details: outcome.details });
+    deps.onRefused?.({
+      metadata: call.metadata,
+      model: call.request.model || deps.defaultModel,
+      code: outcome.code,
+      cause: outcome.cause,
+      details: outcome.details,
+    });
+  }
+
   async function chat(call: Call): Promise<void> {
-    if (draining) return refuse(call, status.UNAVAILABLE, "gateway is shutting down; retry");
+    if (draining) return refuse(call, "draining");
     if (open.size >= limits.maxConcurrentStreams) {
-      return refuse(call, status.RESOURCE_EXHAUSTED, `too many concurrent streams (limit ${limits.maxConcurrentStreams}); retry later`);
+      return refuse(call, "concurrency", `too many concurrent streams (limit ${limits.maxConcurrentStreams}); retry later`);
     }
     const validated = toUpstreamRequest(call.request, deps.defaultModel, limits);
-    if (!validated.ok) return refuse(call, status.INVALID_ARGUMENT, validated.problem);
+    if (!validated.ok) return refuse(call, "invalid", validated.problem);
     const request = validated.request;
 
     const started = performance.now();
@@ -83,17 +109,9 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
     const onCancelled = () => stop(deadlinePassed(call) ? "deadline" : "cancelled");
     call.on("cancelled", onCancelled);
 
-    let lastActivity = started;
-    let idleTimer: NodeJS.Timeout | undefined;
-    if (limits.idleTimeoutMs > 0) {
-      // Checked lazily, so the per-delta cost is one assignment rather than a timer reset.
-      const checkIdle = () => {
-        const quiet = performance.now() - lastActivity;
-        if (quiet >= limits.idleTimeoutMs) stop("idle", limits.idleTimeoutMs);
-        else idleTimer = setTimeout(checkIdle, limits.idleTimeoutMs - quiet);
-      };
-      idleTimer = setTimeout(checkIdle, limits.idleTimeoutMs);
-    }
+    // Silence from the upstream between chunks, once a response has started; it also keeps the time
+    // of the last chunk, so a delta's time is the time its chunk arrived.
+    const watchdog = new IdleWatchdog(limits.idleTimeoutMs);
     const durationTimer =
       limits.maxStreamDurationMs > 0
         ? setTimeout(() => stop("max-duration", limits.maxStreamDurationMs), limits.maxStreamDurationMs)
@@ -127,11 +145,11 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
     let outcome: GatewayStatus | undefined;
     let finish: Extract<UpstreamEvent, { type: "finish" }> | undefined;
     try {
-      for await (const event of upstream.stream(request, controller.signal)) {
-        lastActivity = performance.now();
+      for await (const event of upstream.stream(request, controller.signal, watchdog)) {
         if (event.type === "delta") {
-          if (deltas++ === 0) firstDeltaMs = lastActivity - started;
-          lastDeltaMs = lastActivity - started;
+          const at = watchdog.lastChunkAt - started;
+          if (deltas++ === 0) firstDeltaMs = at;
+          lastDeltaMs = at;
           buffered += event.text.length;
           if (buffered > peakBuffered) peakBuffered = buffered;
           if (!call.writableNeedDrain) {
@@ -141,9 +159,10 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
             merged += event.text;
             if (merged.length >= MAX_MERGED_CHARS) {
               // Far behind: stop pulling from the upstream until the transport has taken what is
-              // queued, so memory stays bounded.
+              // queued, so memory stays bounded. The upstream's silence meanwhile is the caller's doing.
+              watchdog.pause();
               await drained(call, controller.signal);
-              lastActivity = performance.now();
+              watchdog.resume();
             }
           }
         } else {
@@ -177,7 +196,7 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
       // grpc-js emits 'cancelled' when the HTTP/2 stream closes, after a normal end too: aborting
       // then would build an error and abort a finished upstream request for nothing.
       call.off("cancelled", onCancelled);
-      clearTimeout(idleTimer);
+      watchdog.end();
       clearTimeout(durationTimer);
       open.delete(stop);
       if (open.size === 0) allClosed?.();
@@ -218,11 +237,6 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
       clearTimeout(timer);
     },
   };
-}
-
-/** Ends a call before anything was written: a trailers-only response Envoy can map to an HTTP status. */
-function refuse(call: Call, code: status, details: string): void {
-  call.emit("error", { code, details });
 }
 
 function drained(call: Call, signal: AbortSignal): Promise<void> {

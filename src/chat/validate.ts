@@ -1,10 +1,12 @@
 // Turns a ChatRequest into an upstream request, or says exactly which field is wrong and why.
-import type { ChatRequest } from "../gen/chat/v1/chat.js";
 import type { UpstreamMessage, UpstreamRequest } from "../upstream/openai.js";
+import { INVALID_UTF8, type DecodedChatRequest } from "./decode.js";
 
 export interface RequestLimits {
   maxInputBytes: number;
   maxMessages: number;
+  /** The largest `max_tokens` a request may ask for. */
+  maxOutputTokens: number;
 }
 
 const ROLES = new Set<string>(["system", "developer", "user", "assistant"]);
@@ -13,8 +15,11 @@ const MAX_MODEL_NAME = 256;
 
 export type Validated = { ok: true; request: UpstreamRequest } | { ok: false; problem: string };
 
-export function toUpstreamRequest(req: ChatRequest, defaultModel: string, limits: RequestLimits): Validated {
+export function toUpstreamRequest(req: DecodedChatRequest, defaultModel: string, limits: RequestLimits): Validated {
   const fail = (problem: string): Validated => ({ ok: false, problem });
+
+  const badText = req[INVALID_UTF8];
+  if (badText !== undefined) return fail(`${badText}: not valid UTF-8`);
 
   const messages: UpstreamMessage[] = [];
   let bytes = 0;
@@ -49,6 +54,9 @@ export function toUpstreamRequest(req: ChatRequest, defaultModel: string, limits
   }
   if (req.maxTokens !== undefined && req.maxTokens < 1) {
     return fail("max_tokens: must be at least 1");
+  }
+  if (req.maxTokens !== undefined && req.maxTokens > limits.maxOutputTokens) {
+    return fail(`max_tokens: ${req.maxTokens} is more than the limit of ${limits.maxOutputTokens}`);
   }
   if (req.stop.length > MAX_STOP_SEQUENCES) {
     return fail(`stop: ${req.stop.length} sequences, more than the limit of ${MAX_STOP_SEQUENCES}`);

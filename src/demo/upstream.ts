@@ -38,18 +38,37 @@ export interface Reply {
   usage?: boolean;
   /** Wait this long before sending the response headers. */
   headersDelayMs?: number;
+  /** Awaited before the response headers are sent: a test's way to hang the upstream before it answers. */
+  holdHeaders?: Promise<void>;
+  /** Send the first chunk, `delta: {role: "assistant", content: ""}`. Default true. */
+  roleChunk?: boolean;
+  /**
+   * Chunks that carry no content, sent after the role chunk and before the first content delta, one
+   * every `everyMs` until `forMs` have passed on this server's clock: what a model sends while it
+   * reasons, calls a tool, or keeps the connection busy.
+   */
+  fillers?: { kind: FillerKind; everyMs: number; forMs: number };
   /** Answer with this HTTP status and an OpenAI-style error body instead of streaming. */
   status?: number;
   errorMessage?: string;
   headers?: Record<string, string>;
   /**
-   * How the stream ends after the tokens: normally; the connection cut; an SSE error event;
-   * garbage; or a clean close with no finish reason and no `[DONE]`.
+   * How the stream ends after the tokens: normally; the connection cut; an SSE error event
+   * (`errorEvent`); garbage; valid JSON that is no chunk (no `choices`); or a clean close with no
+   * finish reason and no `[DONE]`.
    */
-  end?: "done" | "cut" | "error-event" | "malformed" | "quiet";
+  end?: "done" | "cut" | "error-event" | "malformed" | "no-choices" | "quiet";
+  /** The data of the `error-event` end. Default `{"error": {"message": "the model crashed", "type": "server_error"}}`. */
+  errorEvent?: Record<string, unknown>;
   /** Refuse requests that carry `stream_options`, like some older compatible servers do. */
   rejectStreamOptions?: boolean;
 }
+
+/**
+ * Content-free chunks in the shapes real servers send: `reasoning_content` deltas (DeepSeek, vLLM),
+ * a repeated role, an empty delta, a tool call's argument fragments, usage with no choices.
+ */
+export type FillerKind = "reasoning" | "role" | "empty" | "tool-call" | "usage";
 
 export interface FakeUpstreamOptions {
   /** Decides the reply to each request; defaults to the demo reply echoing the last user message. */
@@ -135,6 +154,7 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
 
     const reply = decide(recorded);
     if (reply.headersDelayMs) await sleep(reply.headersDelayMs);
+    await reply.holdHeaders;
     if (res.destroyed) return;
     if (reply.rejectStreamOptions && body.stream_options !== undefined) {
       sendError(res, 400, "Unrecognized request argument supplied: stream_options");
@@ -162,7 +182,17 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
 
     res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", ...reply.headers });
     res.flushHeaders();
-    await write(chunk([{ index: 0, delta: { role: "assistant", content: "" }, finish_reason: null }]));
+    if (reply.roleChunk !== false) await write(chunk([{ index: 0, delta: { role: "assistant", content: "" }, finish_reason: null }]));
+
+    if (reply.fillers) {
+      const { kind, everyMs, forMs } = reply.fillers;
+      const until = performance.now() + forMs;
+      while (performance.now() < until) {
+        await sleep(everyMs);
+        if (res.destroyed) return;
+        await write(filler(kind, chunk));
+      }
+    }
 
     const tokens = reply.tokens ?? ["Hello", " world", "!"];
     for (let i = 0; i < tokens.length; i++) {
@@ -181,7 +211,11 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
         res.destroy();
         return;
       case "error-event":
-        await write(`data: ${JSON.stringify({ error: { message: "the model crashed", type: "server_error" } })}\n\n`);
+        await write(`data: ${JSON.stringify(reply.errorEvent ?? { error: { message: "the model crashed", type: "server_error" } })}\n\n`);
+        res.end();
+        return;
+      case "no-choices":
+        await write(`data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model })}\n\n`);
         res.end();
         return;
       case "malformed":
@@ -234,6 +268,21 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
       await once(server, "close").catch(() => undefined);
     },
   };
+}
+
+function filler(kind: FillerKind, chunk: (choices: unknown[], extra?: Record<string, unknown>) => string): string {
+  switch (kind) {
+    case "reasoning":
+      return chunk([{ index: 0, delta: { content: null, reasoning_content: "Let me think. " }, finish_reason: null }]);
+    case "role":
+      return chunk([{ index: 0, delta: { role: "assistant" }, finish_reason: null }]);
+    case "empty":
+      return chunk([{ index: 0, delta: {}, finish_reason: null }]);
+    case "tool-call":
+      return chunk([{ index: 0, delta: { tool_calls: [{ index: 0, function: { arguments: '{"q' } }] }, finish_reason: null }]);
+    case "usage":
+      return chunk([], { usage: { prompt_tokens: 1, completion_tokens: 0, total_tokens: 1 } });
+  }
 }
 
 function sendError(res: ServerResponse, status: number, message: string, headers: Record<string, string> = {}): void {

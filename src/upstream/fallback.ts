@@ -1,8 +1,9 @@
 // A second upstream (another base URL and/or model) tried when the first fails before sending any
 // text. Once text went out, nothing is retried anywhere: the caller would get it twice.
 import OpenAI from "openai";
-import { toGatewayStatus } from "../errors.js";
+import { StreamStopped, toGatewayStatus, UpstreamProtocolError } from "../errors.js";
 import type { ChatUpstream, UpstreamEvent, UpstreamRequest } from "./openai.js";
+import type { UpstreamWatch } from "./watchdog.js";
 
 export interface FallbackOptions {
   /** The model to ask the fallback for; the request's model when absent. */
@@ -18,10 +19,10 @@ export class FallbackUpstream implements ChatUpstream {
     private readonly options: FallbackOptions = {},
   ) {}
 
-  async *stream(request: UpstreamRequest, signal: AbortSignal): AsyncIterable<UpstreamEvent> {
+  async *stream(request: UpstreamRequest, signal: AbortSignal, watch: UpstreamWatch): AsyncIterable<UpstreamEvent> {
     let started = false;
     try {
-      for await (const event of this.primary.stream(request, signal)) {
+      for await (const event of this.primary.stream(request, signal, watch)) {
         started = true;
         yield event;
       }
@@ -30,16 +31,24 @@ export class FallbackUpstream implements ChatUpstream {
       if (started || signal.aborted || !worthAnotherUpstream(error)) throw error;
       this.options.onFallback?.(toGatewayStatus(error).cause);
     }
-    yield* this.fallback.stream({ ...request, model: this.options.model ?? request.model }, signal);
+    yield* this.fallback.stream({ ...request, model: this.options.model ?? request.model }, signal, watch);
   }
 }
 
-/** Failures of the upstream itself (unreachable, overloaded, broken), not of the request. */
+/**
+ * Failures of the upstream itself (unreachable, overloaded, broken, stalled), not of the request. The
+ * caller saw nothing yet, so another upstream may still answer. Malformed data is not among them: an
+ * upstream that speaks something else is a configuration error to surface, not to hide.
+ */
 function worthAnotherUpstream(error: unknown): boolean {
+  if (error instanceof StreamStopped) return error.why === "idle";
+  if (error instanceof UpstreamProtocolError) return error.kind !== "malformed";
   if (error instanceof OpenAI.APIUserAbortError) return false;
   if (error instanceof OpenAI.APIConnectionError) return true; // includes timeouts
   if (error instanceof OpenAI.APIError) {
-    return error.status === 408 || error.status === 429 || (error.status !== undefined && error.status >= 500);
+    // No status: an error event in the stream that did not say what it was.
+    if (error.status === undefined) return true;
+    return error.status === 408 || error.status === 429 || error.status >= 500;
   }
   return false;
 }

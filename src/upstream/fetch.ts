@@ -1,9 +1,9 @@
 // The fetch the openai SDK uses for one upstream: it adds the stream's trace context and request id
-// to each upstream request, and counts the SDK's own retries (it numbers each attempt in the
+// to each upstream request, and reports the SDK's own retries (it numbers each attempt in the
 // `x-stainless-retry-count` header).
 import { streamContext } from "../stream-context.js";
 
-export function upstreamFetch(upstream: string, onRetry: (upstream: string) => void): typeof fetch {
+export function upstreamFetch(onRetry: () => void): typeof fetch {
   return (input, init) => {
     const context = streamContext.getStore();
     const headers = new Headers(init?.headers);
@@ -12,11 +12,7 @@ export function upstreamFetch(upstream: string, onRetry: (upstream: string) => v
       if (context.span.tracestate) headers.set("tracestate", context.span.tracestate);
       headers.set("x-request-id", context.requestId);
     }
-    const attempt = Number(headers.get("x-stainless-retry-count") ?? 0);
-    if (attempt > 0) {
-      if (context) context.retries++;
-      onRetry(upstream);
-    }
+    if (Number(headers.get("x-stainless-retry-count") ?? 0) > 0) onRetry();
     return fetch(input, { ...init, headers });
   };
 }

@@ -2,7 +2,10 @@
 // chat-completions API (OpenAI, DeepSeek, Yi, vLLM, Ollama, llama.cpp server, ...).
 import OpenAI from "openai";
 import type { ChatCompletionChunk, ChatCompletionCreateParamsStreaming } from "openai/resources/chat/completions";
-import { UpstreamProtocolError } from "../errors.js";
+import { setTimeout as sleep } from "node:timers/promises";
+import { UpstreamProtocolError, UpstreamStreamError } from "../errors.js";
+import { statusOfStreamError } from "./stream-error.js";
+import type { UpstreamWatch } from "./watchdog.js";
 
 export interface UpstreamMessage {
   role: "system" | "developer" | "user" | "assistant";
@@ -28,26 +31,36 @@ export type UpstreamEvent =
   | { type: "delta"; text: string }
   | { type: "finish"; finishReason: string; model: string; usage: UpstreamUsage | undefined };
 
-/** One streamed completion: deltas as they arrive, then exactly one finish. Aborting `signal` ends it. */
+/**
+ * One streamed completion: deltas as they arrive, then exactly one finish. Aborting `signal` ends it.
+ * Each attempt at the upstream begins and ends on `watch`, says when its response headers arrived,
+ * and reports every chunk (see watchdog.ts).
+ */
 export interface ChatUpstream {
-  stream(request: UpstreamRequest, signal: AbortSignal): AsyncIterable<UpstreamEvent>;
+  stream(request: UpstreamRequest, signal: AbortSignal, watch: UpstreamWatch): AsyncIterable<UpstreamEvent>;
 }
 
 export interface OpenAIUpstreamOptions {
   baseURL: string;
   apiKey: string | undefined;
+  /** Retries before the first token, the SDK's and the gateway's own (in-stream errors) together. */
   maxRetries: number;
   timeoutMs: number;
   /** Used instead of the global fetch (tracing headers, retry counting). */
   fetch?: typeof fetch;
+  /** Called for each retry the gateway makes itself (the SDK's are seen by `fetch`). */
+  onRetry?: () => void;
 }
 
 export class OpenAIUpstream implements ChatUpstream {
   private readonly client: OpenAI;
   /** Cleared the first time the server refuses `stream_options`: some compatible servers do. */
   private sendStreamOptions = true;
+  /** How many times the SDK had retried before each response it got (the request's retry-count header). */
+  private readonly retriesBefore = new WeakMap<Response, number>();
 
-  constructor(options: OpenAIUpstreamOptions) {
+  constructor(private readonly options: OpenAIUpstreamOptions) {
+    const base = options.fetch ?? globalThis.fetch;
     this.client = new OpenAI({
       baseURL: options.baseURL,
       // The SDK insists on a key; local servers (Ollama, llama.cpp) ignore whatever is sent.
@@ -58,44 +71,83 @@ export class OpenAIUpstream implements ChatUpstream {
       // Not the SDK's OPENAI_ORG_ID / OPENAI_PROJECT_ID: they would go to every upstream.
       organization: null,
       project: null,
-      ...(options.fetch && { fetch: options.fetch }),
+      fetch: async (input, init) => {
+        const response = await base(input, init);
+        const headers = init?.headers instanceof Headers ? init.headers : new Headers(init?.headers);
+        this.retriesBefore.set(response, Number(headers.get("x-stainless-retry-count") ?? 0));
+        return response;
+      },
     });
   }
 
-  async *stream(request: UpstreamRequest, signal: AbortSignal): AsyncIterable<UpstreamEvent> {
-    const chunks = await this.open(request, signal);
-    let finishReason = "";
-    let model = request.model;
-    let usage: UpstreamUsage | undefined;
-    try {
-      for await (const chunk of chunks) {
-        model = chunk.model || model;
-        const choice = chunk.choices[0];
-        if (choice) {
-          const text = choice.delta?.content;
-          if (text) yield { type: "delta", text };
-          if (choice.finish_reason) finishReason = choice.finish_reason;
-        }
-        if (chunk.usage) {
-          usage = {
-            promptTokens: chunk.usage.prompt_tokens,
-            completionTokens: chunk.usage.completion_tokens,
-            totalTokens: chunk.usage.total_tokens,
-          };
-        }
+  async *stream(request: UpstreamRequest, parent: AbortSignal, watch: UpstreamWatch): AsyncIterable<UpstreamEvent> {
+    const progress: Progress = { retriesLeft: this.options.maxRetries, sent: false };
+    // One generator for every attempt (not one per attempt behind `yield*`): each event passes
+    // through as few async layers as possible.
+    for (let retry = 0; ; retry++) {
+      if (retry > 0) {
+        progress.retriesLeft--;
+        this.options.onRetry?.();
+        await backoff(retryDelayMs(retry - 1), parent);
       }
-    } catch (error: unknown) {
-      if (signal.aborted) throw signal.reason;
-      throw classifyStreamError(error);
+      const signal = watch.begin(parent);
+      try {
+        let chunks: AsyncIterable<ChatCompletionChunk>;
+        try {
+          chunks = await this.open(request, signal, progress);
+        } catch (error: unknown) {
+          throw signal.aborted ? signal.reason : error;
+        }
+        watch.opened();
+        let finishReason = "";
+        let model = request.model;
+        let usage: UpstreamUsage | undefined;
+        try {
+          for await (const chunk of chunks) {
+            watch.chunk();
+            // Valid JSON of the wrong shape is not a chat completion chunk: the upstream is broken.
+            if (!Array.isArray(chunk?.choices)) throw new UpstreamProtocolError("malformed");
+            model = chunk.model || model;
+            const choice = chunk.choices[0];
+            if (choice) {
+              const text = choice.delta?.content;
+              if (text) {
+                progress.sent = true;
+                yield { type: "delta", text };
+              }
+              if (choice.finish_reason) finishReason = choice.finish_reason;
+            }
+            if (chunk.usage) {
+              usage = {
+                promptTokens: chunk.usage.prompt_tokens,
+                completionTokens: chunk.usage.completion_tokens,
+                totalTokens: chunk.usage.total_tokens,
+              };
+            }
+          }
+        } catch (error: unknown) {
+          if (signal.aborted) throw signal.reason;
+          throw classifyStreamError(error, progress.sent);
+        }
+        // An abort mid-stream ends the SDK's iterator quietly; the reason is the parent's or a stall.
+        if (signal.aborted) throw signal.reason;
+        // A stream that stops without saying why was cut, even if the connection closed cleanly.
+        if (!finishReason) throw new UpstreamProtocolError("unfinished");
+        progress.sent = true;
+        yield { type: "finish", finishReason, model, usage };
+        return;
+      } catch (error: unknown) {
+        // Before the first token an error the upstream put in its stream is retried like the same
+        // error sent as an HTTP status (the SDK retries only those, before a response).
+        if (progress.sent || parent.aborted || progress.retriesLeft <= 0 || !retryable(error)) throw error;
+      } finally {
+        watch.end();
+      }
     }
-    // An abort mid-stream ends the SDK's iterator quietly; the caller reads signal.reason.
-    if (signal.aborted) throw signal.reason;
-    // A stream that stops without saying why was cut, even if the connection closed cleanly.
-    if (!finishReason) throw new UpstreamProtocolError("unfinished");
-    yield { type: "finish", finishReason, model, usage };
   }
 
-  private async open(request: UpstreamRequest, signal: AbortSignal): Promise<AsyncIterable<ChatCompletionChunk>> {
+  /** Sends the request and waits for the response headers, through the SDK's timeout and retries. */
+  private async open(request: UpstreamRequest, signal: AbortSignal, progress: Progress): Promise<AsyncIterable<ChatCompletionChunk>> {
     const params: ChatCompletionCreateParamsStreaming = {
       model: request.model,
       messages: request.messages,
@@ -105,24 +157,59 @@ export class OpenAIUpstream implements ChatUpstream {
       ...(request.maxTokens !== undefined && { max_tokens: request.maxTokens }),
       ...(request.stop !== undefined && request.stop.length > 0 && { stop: request.stop }),
     };
-    if (!this.sendStreamOptions) return this.client.chat.completions.create(params, { signal });
+    const create = async (body: ChatCompletionCreateParamsStreaming) => {
+      const { data, response } = await this.client.chat.completions
+        .create(body, { signal, maxRetries: progress.retriesLeft })
+        .withResponse();
+      progress.retriesLeft -= this.retriesBefore.get(response) ?? 0;
+      return data;
+    };
+    if (!this.sendStreamOptions) return create(params);
     try {
-      return await this.client.chat.completions.create(
-        { ...params, stream_options: { include_usage: true } },
-        { signal },
-      );
+      return await create({ ...params, stream_options: { include_usage: true } });
     } catch (error: unknown) {
       if (!(error instanceof OpenAI.BadRequestError && /stream_options/i.test(error.message))) throw error;
       this.sendStreamOptions = false;
-      return this.client.chat.completions.create(params, { signal });
+      return create(params);
     }
   }
 }
 
+interface Progress {
+  /** Retries not yet used, by the SDK or by the gateway. */
+  retriesLeft: number;
+  /** Whether anything went to the caller: from then on nothing is retried. */
+  sent: boolean;
+}
+
 /** Errors while reading the body: the SDK's own (an SSE error event) pass, the transport's are named. */
-function classifyStreamError(error: unknown): unknown {
-  if (error instanceof OpenAI.APIError) return error;
+function classifyStreamError(error: unknown, sent: boolean): unknown {
+  if (error instanceof UpstreamProtocolError) return error;
+  if (error instanceof OpenAI.APIError) {
+    // An error event before the first token, saying what it was, is that error.
+    const status = !sent && error.status === undefined ? statusOfStreamError(error.error) : undefined;
+    return status === undefined ? error : new UpstreamStreamError(status, error.error, undefined, error.headers);
+  }
   if (error instanceof SyntaxError) return new UpstreamProtocolError("malformed");
   // undici reports a socket closed mid-body as `TypeError: terminated`.
   return new UpstreamProtocolError("cut");
+}
+
+/** What the SDK retries when it comes as an HTTP status: 408, 409, 429 and 5xx. */
+function retryable(error: unknown): boolean {
+  if (!(error instanceof UpstreamStreamError) || error.status === undefined) return false;
+  return error.status === 408 || error.status === 409 || error.status === 429 || error.status >= 500;
+}
+
+/** The SDK's own backoff: 0.5 s doubling up to 8 s, less up to 25% jitter. */
+function retryDelayMs(retry: number): number {
+  return Math.min(0.5 * 2 ** retry, 8) * (1 - Math.random() * 0.25) * 1000;
+}
+
+async function backoff(ms: number, signal: AbortSignal): Promise<void> {
+  try {
+    await sleep(ms, undefined, { signal });
+  } catch {
+    throw signal.reason;
+  }
 }

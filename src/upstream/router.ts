@@ -2,6 +2,7 @@
 // model (exactly, or by a `prefix*` pattern), and every other model to the default upstream.
 import { streamContext } from "../stream-context.js";
 import type { ChatUpstream, UpstreamEvent, UpstreamRequest } from "./openai.js";
+import type { UpstreamWatch } from "./watchdog.js";
 
 export interface Route {
   name: string;
@@ -30,10 +31,10 @@ export class UpstreamRouter implements ChatUpstream {
     return this.exact.get(model) ?? this.prefixes.find((p) => model.startsWith(p.prefix))?.route ?? this.fallthrough;
   }
 
-  stream(request: UpstreamRequest, signal: AbortSignal): AsyncIterable<UpstreamEvent> {
+  stream(request: UpstreamRequest, signal: AbortSignal, watch: UpstreamWatch): AsyncIterable<UpstreamEvent> {
     const route = this.route(request.model);
     const context = streamContext.getStore();
     if (context) context.upstream = route.name;
-    return route.upstream.stream(request, signal);
+    return route.upstream.stream(request, signal, watch);
   }
 }
