@@ -3,7 +3,7 @@
 // x-request-id, odd paths and header names), its limits, and its access log.
 import { connect as connectHttp2 } from "node:http2";
 import { connect, type Socket } from "node:net";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { startEnvoy, type RunningEnvoy } from "../src/dev/envoy.js";
 import { startFakeUpstream, type FakeUpstream, type Reply } from "../src/demo/upstream.js";
 import { startStack, type Stack } from "./support/processes.js";
@@ -17,7 +17,7 @@ const INVALID_BODY = "the request is not a valid JSON ChatRequest: malformed JSO
 
 /**
  * Sends raw bytes on a fresh connection and returns what Envoy answered: one response (up to its
- * content-length), or everything until it closed the connection.
+ * content-length), or everything until it closed (or reset) the connection.
  */
 function exchange(port: number, request: string): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -30,7 +30,8 @@ function exchange(port: number, request: string): Promise<string> {
         resolve(received);
       }
     });
-    socket.on("close", () => resolve(received)).on("error", reject);
+    socket.on("close", () => resolve(received));
+    socket.on("error", (error: NodeJS.ErrnoException) => (error.code === "ECONNRESET" ? resolve(received) : reject(error)));
   });
 }
 
@@ -173,6 +174,9 @@ describe("Envoy in front of a service that records what it is told", () => {
     await envoy?.stop();
     await service?.close();
   });
+  // With a limit of 2 connections, one an earlier test closed but Envoy still counts would refuse
+  // this test's.
+  beforeEach(() => noConnectionsOpen(envoy));
   const chatRequest = (headers: string) =>
     `POST /chat HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 13\r\nconnection: close\r\n${headers}\r\n{"text":"hi"}`;
 
@@ -193,7 +197,6 @@ describe("Envoy in front of a service that records what it is told", () => {
   });
 
   it("closes connections beyond the connection limit, and the open ones carry on", async () => {
-    await noConnectionsOpen(envoy);
     const probe = "GET /probe HTTP/1.1\r\nhost: x\r\n\r\n";
     const open = [await keepAlive(envoy.httpPort), await keepAlive(envoy.httpPort)];
     try {
