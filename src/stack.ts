@@ -25,6 +25,8 @@ async function main(): Promise<void> {
     servicePort: gateway.port,
     httpPort,
     adminPort: config.stack.adminPort,
+    // One JSON line per request on this terminal, as a deployed Envoy writes them to its stdout.
+    accessLog: "inherit",
     ...(config.stack.corsAllowOrigin && { corsAllowOrigin: config.stack.corsAllowOrigin }),
   });
   logger.info(

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { credentials, status } from "@grpc/grpc-js";
 import { ChatRequest, ChatServiceClient, type ChatResponse } from "../src/client.js";
 import { demoReply, startFakeUpstream, type FakeUpstream, type Reply, type RecordedRequest } from "../src/demo/upstream.js";
-import { grpcurl, startStack, type Stack } from "./support/processes.js";
+import { grpcurl, spawnGrpcurl, startStack, type Stack } from "./support/processes.js";
 import { allEvents, post } from "./support/http.js";
 
 const TOKENS = ["Streaming", " through", " Envoy", " works", "."];
@@ -92,21 +92,26 @@ describe("HTTP through Envoy", () => {
   });
 });
 
-describe("grpcurl with server reflection", () => {
+// The same calls on both ports: Envoy passes native gRPC through, streams in both directions
+// (server reflection is a bidirectional stream), so grpcurl needs no proto files on either.
+describe.each([
+  ["the service's own port", () => stack.service.port],
+  ["Envoy's port", () => stack.envoy.httpPort],
+])("grpcurl with server reflection, on %s", (_where, port) => {
   it("lists the services without proto files", async () => {
-    const { stdout, code } = await grpcurl(stack.service.port, [], "list");
+    const { stdout, code } = await grpcurl(port(), [], "list");
     expect(code).toBe(0);
     expect(stdout.split("\n")).toEqual(expect.arrayContaining(["chat.v1.ChatService", "grpc.health.v1.Health"]));
   });
 
   it("describes the service", async () => {
-    const { stdout, code } = await grpcurl(stack.service.port, [], "describe", "chat.v1.ChatService");
+    const { stdout, code } = await grpcurl(port(), [], "describe", "chat.v1.ChatService");
     expect(code).toBe(0);
     expect(stdout).toContain("rpc Chat ( .chat.v1.ChatRequest ) returns ( stream .chat.v1.ChatResponse )");
   });
 
   it("streams a chat", async () => {
-    const { stdout, code } = await grpcurl(stack.service.port, ["-d", json({ text: "hello" })], "chat.v1.ChatService/Chat");
+    const { stdout, code } = await grpcurl(port(), ["-d", json({ text: "hello" })], "chat.v1.ChatService/Chat");
     expect(code).toBe(0);
     const messages = stdout.trim().split(/\n(?=\{)/).map((m) => JSON.parse(m) as { delta?: { text: string }; finish?: unknown });
     expect(messages.filter((m) => m.delta).map((m) => m.delta?.text)).toEqual(TOKENS);
@@ -114,13 +119,22 @@ describe("grpcurl with server reflection", () => {
   });
 
   it("reports health", async () => {
-    const { stdout, code } = await grpcurl(stack.service.port, ["-d", json({ service: "chat.v1.ChatService" })], "grpc.health.v1.Health/Check");
+    const { stdout, code } = await grpcurl(port(), ["-d", json({ service: "chat.v1.ChatService" })], "grpc.health.v1.Health/Check");
     expect(code).toBe(0);
     expect(JSON.parse(stdout)).toEqual({ status: "SERVING" });
   });
 
+  it("watches health: the first status arrives while the stream stays open", async () => {
+    const watch = spawnGrpcurl(port(), ["-d", json({ service: "chat.v1.ChatService" })], "grpc.health.v1.Health/Watch");
+    try {
+      expect(JSON.parse(await watch.output("}"))).toEqual({ status: "SERVING" });
+    } finally {
+      await watch.stop();
+    }
+  });
+
   it("shows a bad request's status", async () => {
-    const { stderr, code } = await grpcurl(stack.service.port, ["-d", json({ text: "" })], "chat.v1.ChatService/Chat");
+    const { stderr, code } = await grpcurl(port(), ["-d", json({ text: "" })], "chat.v1.ChatService/Chat");
     expect(code).not.toBe(0);
     expect(stderr).toContain("Code: InvalidArgument");
   });

@@ -1,10 +1,12 @@
 // Runs the real Envoy with the project's envoy.yaml for `npm start`, the end-to-end tests and the
-// benchmark. Only addresses are changed (ports, the service's port, the CORS origin): the filters,
-// routes and timeouts under test are the ones in envoy.yaml.
+// benchmark. Only addresses are changed (ports, the service's port, the CORS origin), plus what a
+// test names to reach a limit quickly (`runtime`, `limits`): the filters, routes and timeouts under
+// test are the ones in envoy.yaml.
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import { parse } from "yaml";
@@ -22,14 +24,31 @@ export interface EnvoyOptions {
   adminPort?: number;
   corsAllowOrigin?: string;
   logLevel?: string;
-  /** Extra output from Envoy goes here (defaults to this process's stderr). */
+  /** Envoy's own log (warnings, errors) goes here (defaults to this process's stderr). */
   stderr?: "inherit" | "pipe" | "ignore";
+  /** Envoy's access log, JSON lines on its stdout: shown, kept (`RunningEnvoy.accessLog`) or dropped (default). */
+  accessLog?: "inherit" | "pipe" | "ignore";
+  /** Values for envoy.yaml's runtime settings, e.g. `{ "chat_gateway.refuse_grpc_reflection": 100 }`. */
+  runtime?: Record<string, number>;
+  /** Smaller limits than envoy.yaml's, so a test reaches them at once. */
+  limits?: { requestHeadersTimeout?: string; maxDownstreamConnections?: number };
+}
+
+/** Lines an Envoy wrote, as they arrive. */
+export interface OutputLines {
+  readonly lines: string[];
+  /** Resolves with the first line, past or future, that `match` accepts. */
+  find(match: (line: string) => boolean): Promise<string>;
 }
 
 export interface RunningEnvoy {
   readonly httpPort: number;
   readonly adminPort: number;
   readonly process: ChildProcess;
+  /** With `accessLog: "pipe"`: the access log's lines. */
+  readonly accessLog: OutputLines;
+  /** With `stderr: "pipe"`: Envoy's own log lines. */
+  readonly log: OutputLines;
   stop(): Promise<void>;
 }
 
@@ -55,6 +74,24 @@ export function renderEnvoyConfig(options: EnvoyOptions): string {
     cors.allow_origin_string_match = [{ exact: options.corsAllowOrigin }];
   }
 
+  // A test may shrink a limit envoy.yaml sets, never add one it lacks.
+  const settings = config.layered_runtime?.layers?.[0]?.static_layer ?? {};
+  for (const [key, value] of Object.entries(options.runtime ?? {})) {
+    if (!(key in settings)) throw new Error(`envoy.yaml has no runtime setting ${key}`);
+    settings[key] = value;
+  }
+  if (options.limits?.requestHeadersTimeout) {
+    if (!hcm.request_headers_timeout) throw new Error("envoy.yaml sets no request_headers_timeout");
+    hcm.request_headers_timeout = options.limits.requestHeadersTimeout;
+  }
+  if (options.limits?.maxDownstreamConnections) {
+    const monitor = config.overload_manager?.resource_monitors?.find(
+      (m: { name: string }) => m.name === "envoy.resource_monitors.global_downstream_max_connections",
+    );
+    if (!monitor) throw new Error("envoy.yaml sets no global_downstream_max_connections");
+    monitor.typed_config.max_active_downstream_connections = options.limits.maxDownstreamConnections;
+  }
+
   const endpoint: SocketAddress =
     config.static_resources.clusters[0].load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address;
   endpoint.port_value = options.servicePort;
@@ -77,9 +114,13 @@ export async function startEnvoy(options: EnvoyOptions): Promise<RunningEnvoy> {
       "--disable-hot-restart",
       "--log-level", options.logLevel ?? "warn",
       "--concurrency", "2",
+      // Access log lines are written in batches; Envoy's default waits up to 10 s.
+      "--file-flush-interval-msec", "200",
     ],
-    { stdio: ["ignore", "inherit", options.stderr ?? "inherit"] },
+    { stdio: ["ignore", options.accessLog ?? "ignore", options.stderr ?? "inherit"] },
   );
+  const accessLog = outputLines(child.stdout);
+  const log = outputLines(child.stderr);
   let exited: string | undefined;
   child.once("exit", (code, signal) => (exited = `envoy exited (${code ?? signal})`));
 
@@ -106,7 +147,7 @@ export async function startEnvoy(options: EnvoyOptions): Promise<RunningEnvoy> {
         const clusters = await (await fetch(`http://127.0.0.1:${adminPort}/clusters`)).text();
         // Wait for the first health check to pass, so the first request is routed normally.
         if (httpPort && /chat_service::.*::health_flags::healthy/.test(clusters)) {
-          return { httpPort, adminPort, process: child, stop };
+          return { httpPort, adminPort, process: child, accessLog, log, stop };
         }
       } catch {
         // Not up yet.
@@ -118,4 +159,25 @@ export async function startEnvoy(options: EnvoyOptions): Promise<RunningEnvoy> {
     await stop();
     throw error;
   }
+}
+
+function outputLines(stream: NodeJS.ReadableStream | null): OutputLines {
+  const lines: string[] = [];
+  const waiting = new Set<(line: string) => boolean>();
+  if (stream) {
+    createInterface({ input: stream }).on("line", (line) => {
+      lines.push(line);
+      for (const check of waiting) if (check(line)) waiting.delete(check);
+    });
+  }
+  return {
+    lines,
+    find(match) {
+      return new Promise((resolve) => {
+        const found = lines.find(match);
+        if (found !== undefined) return resolve(found);
+        waiting.add((line) => (match(line) ? (resolve(line), true) : false));
+      });
+    },
+  };
 }

@@ -24,7 +24,7 @@ export interface HttpResponse {
 export function post(
   port: number,
   path: string,
-  body: string,
+  body: string | Buffer,
   headers: Record<string, string> = { "content-type": "application/json" },
   method = "POST",
 ): Promise<HttpResponse> {

@@ -4,7 +4,7 @@ import { spawn, execFile, type ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { ROOT, TOOLS_BIN, startEnvoy, type RunningEnvoy } from "../../src/dev/envoy.js";
+import { ROOT, TOOLS_BIN, startEnvoy, type EnvoyOptions, type RunningEnvoy } from "../../src/dev/envoy.js";
 
 export interface ServiceProcess {
   readonly port: number;
@@ -82,10 +82,17 @@ export interface Stack {
   stop(): Promise<void>;
 }
 
-export async function startStack(env: Record<string, string>): Promise<Stack> {
+/** The built service behind the real Envoy; Envoy's access log and its own log are kept (`stack.envoy`). */
+export async function startStack(env: Record<string, string>, envoyOptions: Partial<EnvoyOptions> = {}): Promise<Stack> {
   const service = await startServiceProcess(env);
   try {
-    const envoy = await startEnvoy({ servicePort: service.port, httpHost: "127.0.0.1", stderr: "ignore" });
+    const envoy = await startEnvoy({
+      servicePort: service.port,
+      httpHost: "127.0.0.1",
+      stderr: "pipe",
+      accessLog: "pipe",
+      ...envoyOptions,
+    });
     return {
       service,
       envoy,
@@ -122,4 +129,38 @@ export async function grpcurl(
     const e = error as { stdout?: string; stderr?: string; code?: number };
     return { stdout: e.stdout ?? "", stderr: e.stderr ?? "", code: e.code ?? -1 };
   }
+}
+
+/**
+ * Starts grpcurl like `grpcurl()` but leaves it running, for streams that do not end by themselves
+ * (`Health/Watch`): `output` resolves once its stdout holds `text`.
+ */
+export function spawnGrpcurl(port: number, flags: string[], ...rest: string[]) {
+  const child = spawn(join(TOOLS_BIN, "grpcurl"), ["-plaintext", ...flags, `127.0.0.1:${port}`, ...rest], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stdout = "";
+  let stderr = "";
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  child.stdout!.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
+  child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
+  return {
+    output(text: string): Promise<string> {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          if (stdout.includes(text)) {
+            child.stdout!.off("data", check);
+            resolve(stdout);
+          }
+        };
+        child.stdout!.on("data", check);
+        check();
+        void exited.then((code) => reject(new Error(`grpcurl exited (${code}) before writing ${text}: ${stdout}${stderr}`)));
+      });
+    },
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+      await exited;
+    },
+  };
 }
