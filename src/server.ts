@@ -1,11 +1,10 @@
 // Builds the gRPC server: ChatService, grpc.health.v1 and server reflection, on one port.
 import { Server, ServerCredentials, type ServerInterceptor } from "@grpc/grpc-js";
-import { loadFileDescriptorSetFromBuffer } from "@grpc/proto-loader";
 import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation } from "grpc-health-check";
 import { ChatServiceService } from "./gen/chat/v1/chat.js";
 import type { ChatService } from "./chat/service.js";
-import { readDescriptorSet } from "./descriptor.js";
+import { readDescriptorSet, reflectionDefinition } from "./descriptor.js";
 
 export const CHAT_SERVICE_NAME = "chat.v1.ChatService";
 
@@ -38,7 +37,7 @@ export async function startServer(chat: ChatService, options: ServerOptions): Pr
   health.addToServer(server);
 
   // The descriptor set holds grpc.health.v1 too, so grpcurl can call health checks.
-  const reflection = new ReflectionService(loadFileDescriptorSetFromBuffer(readDescriptorSet()));
+  const reflection = new ReflectionService(reflectionDefinition(readDescriptorSet()));
   reflection.addToServer(server);
 
   const port = await new Promise<number>((resolve, reject) => {
