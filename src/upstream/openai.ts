@@ -3,20 +3,10 @@
 import OpenAI from "openai";
 import type { ChatCompletionChunk, ChatCompletionCreateParamsStreaming } from "openai/resources/chat/completions";
 import { UpstreamProtocolError } from "../errors.js";
+import { toOpenAIParams } from "./openai-params.js";
+import type { UpstreamRequest } from "./request.js";
 
-export interface UpstreamMessage {
-  role: "system" | "developer" | "user" | "assistant";
-  content: string;
-}
-
-export interface UpstreamRequest {
-  model: string;
-  messages: UpstreamMessage[];
-  temperature?: number;
-  topP?: number;
-  maxTokens?: number;
-  stop?: string[];
-}
+export type { UpstreamMessage, UpstreamRequest } from "./request.js";
 
 export interface UpstreamUsage {
   promptTokens: number;
@@ -96,15 +86,7 @@ export class OpenAIUpstream implements ChatUpstream {
   }
 
   private async open(request: UpstreamRequest, signal: AbortSignal): Promise<AsyncIterable<ChatCompletionChunk>> {
-    const params: ChatCompletionCreateParamsStreaming = {
-      model: request.model,
-      messages: request.messages,
-      stream: true,
-      ...(request.temperature !== undefined && { temperature: request.temperature }),
-      ...(request.topP !== undefined && { top_p: request.topP }),
-      ...(request.maxTokens !== undefined && { max_tokens: request.maxTokens }),
-      ...(request.stop !== undefined && request.stop.length > 0 && { stop: request.stop }),
-    };
+    const params: ChatCompletionCreateParamsStreaming = toOpenAIParams(request);
     if (!this.sendStreamOptions) return this.client.chat.completions.create(params, { signal });
     try {
       return await this.client.chat.completions.create(
@@ -117,6 +99,33 @@ export class OpenAIUpstream implements ChatUpstream {
       return this.client.chat.completions.create(params, { signal });
     }
   }
+
+  /** The models this upstream lists on its `GET /models`: one attempt, within `timeoutMs`. */
+  async listModels(timeoutMs: number): Promise<ListedModel[]> {
+    // The SDK's timeout stops at the response headers; the signal also bounds reading the body.
+    const deadline = AbortSignal.timeout(timeoutMs);
+    try {
+      const response = await this.client.models.list({ timeout: timeoutMs, maxRetries: 0, signal: deadline }).asResponse();
+      // Read here rather than through the SDK's page, which takes a body without `data` for an
+      // empty list.
+      const body = (await response.json().catch(() => undefined)) as { data?: unknown } | undefined;
+      if (!Array.isArray(body?.data)) throw new UpstreamProtocolError("malformed");
+      return body.data.flatMap((entry: { id?: unknown; owned_by?: unknown } | null) =>
+        typeof entry?.id === "string" && entry.id !== ""
+          ? [{ id: entry.id, ownedBy: typeof entry.owned_by === "string" ? entry.owned_by : "" }]
+          : [],
+      );
+    } catch (error: unknown) {
+      if (deadline.aborted) throw new OpenAI.APIConnectionTimeoutError();
+      throw error;
+    }
+  }
+}
+
+export interface ListedModel {
+  id: string;
+  /** Empty when the upstream does not say. */
+  ownedBy: string;
 }
 
 /** Errors while reading the body: the SDK's own (an SSE error event) pass, the transport's are named. */
