@@ -1,8 +1,8 @@
 // Builds the gRPC server: ChatService, grpc.health.v1 and server reflection, on one port.
-import { Server, ServerCredentials, type ServerInterceptor } from "@grpc/grpc-js";
+import { Server, ServerCredentials, type ServerInterceptor, type handleUnaryCall } from "@grpc/grpc-js";
 import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation } from "grpc-health-check";
-import { ChatServiceService } from "./gen/chat/v1/chat.js";
+import { ChatServiceService, type ListModelsRequest, type ListModelsResponse } from "./gen/chat/v1/chat.js";
 import type { ChatService } from "./chat/service.js";
 import { readDescriptorSet, reflectionDefinition } from "./descriptor.js";
 
@@ -22,6 +22,8 @@ export interface ServerOptions {
   credentials?: ServerCredentials;
   /** Run on every call, first to last from the network to the handler (auth, metrics). */
   interceptors?: ServerInterceptor[];
+  /** The ListModels handler (src/chat/models.ts). */
+  listModels: handleUnaryCall<ListModelsRequest, ListModelsResponse>;
 }
 
 export async function startServer(chat: ChatService, options: ServerOptions): Promise<GatewayServer> {
@@ -31,7 +33,7 @@ export async function startServer(chat: ChatService, options: ServerOptions): Pr
     "grpc.keepalive_permit_without_calls": 1,
     interceptors: options.interceptors ?? [],
   });
-  server.addService(ChatServiceService, chat.implementation);
+  server.addService(ChatServiceService, { ...chat.implementation, listModels: options.listModels });
 
   const health = new HealthImplementation({ "": "SERVING", [CHAT_SERVICE_NAME]: "SERVING" });
   health.addToServer(server);
