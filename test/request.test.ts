@@ -1,6 +1,6 @@
 // The request side of tools, images, structured output and the sampling knobs, over gRPC
 // in-process: what the upstream received, as the JSON body the openai SDK sent. And ListModels.
-import { afterEach, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { Metadata, status, type ServiceError } from "@grpc/grpc-js";
 import type { ChatServiceClient, ListModelsResponse } from "../src/gen/chat/v1/chat.js";
 import { startFakeUpstream, type FakeUpstream } from "../src/demo/upstream.js";
@@ -18,10 +18,17 @@ afterEach(async () => {
 const WEATHER_SCHEMA = { type: "object", properties: { city: { type: "string" } }, required: ["city"], additionalProperties: false };
 
 describe("what the upstream receives", () => {
+  // One gateway for the requests that need no settings of their own: each checks the last body.
+  let shared: Harness;
+  beforeAll(async () => {
+    shared = await startHarness({ upstream: { reply: () => ({ tokens: ["ok"] }) } });
+  });
+  afterAll(() => shared.close());
+  const lastBody = () => shared.upstream.requests.at(-1)?.body;
+
   it("a text-only request: exactly the body it always got", async () => {
-    harness = await startHarness({ upstream: { reply: () => ({ tokens: ["ok"] }) } });
-    expect((await collect(harness.client, { text: "hello" })).code).toBe(status.OK);
-    expect(harness.upstream.requests[0]?.body).toEqual({
+    expect((await collect(shared.client, { text: "hello" })).code).toBe(status.OK);
+    expect(lastBody()).toEqual({
       model: "fake-model",
       messages: [{ role: "user", content: "hello" }],
       stream: true,
@@ -30,9 +37,8 @@ describe("what the upstream receives", () => {
   });
 
   it("a tool round trip: the tools first, then the assistant's calls and the tool results, in OpenAI's format", async () => {
-    harness = await startHarness({ upstream: { reply: () => ({ tokens: ["ok"] }) } });
     const tools = [{ type: "function", function: { name: "get_weather", description: "Current weather", parameters: WEATHER_SCHEMA, strict: true } }];
-    const first = await collect(harness.client, {
+    const first = await collect(shared.client, {
       messages: [{ role: "system", content: "Use the tools." }],
       text: "Weather in Paris and Rome?",
       tools,
@@ -40,7 +46,7 @@ describe("what the upstream receives", () => {
       parallelToolCalls: true,
     });
     expect(first.code).toBe(status.OK);
-    expect(harness.upstream.requests[0]?.body).toEqual({
+    expect(lastBody()).toEqual({
       model: "fake-model",
       messages: [
         { role: "system", content: "Use the tools." },
@@ -53,7 +59,7 @@ describe("what the upstream receives", () => {
       parallel_tool_calls: true,
     });
 
-    const second = await collect(harness.client, {
+    const second = await collect(shared.client, {
       messages: [
         { role: "system", content: "Use the tools." },
         { role: "user", content: "Weather in Paris and Rome?" },
@@ -71,7 +77,7 @@ describe("what the upstream receives", () => {
       toolChoice: { choice: { $case: "function", value: "get_weather" } },
     });
     expect(second.code).toBe(status.OK);
-    expect(harness.upstream.requests[1]?.body).toEqual({
+    expect(lastBody()).toEqual({
       model: "fake-model",
       messages: [
         { role: "system", content: "Use the tools." },
@@ -95,9 +101,8 @@ describe("what the upstream receives", () => {
   });
 
   it("images as OpenAI content parts, and response_format, the knobs and extra_body as top-level keys", async () => {
-    harness = await startHarness({ upstream: { reply: () => ({ tokens: ["ok"] }) } });
     const png = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
-    const result = await collect(harness.client, {
+    const result = await collect(shared.client, {
       messages: [
         {
           role: "user",
@@ -119,7 +124,7 @@ describe("what the upstream receives", () => {
       extraBody: { top_k: 20, min_p: 0.05, chat_template_kwargs: { enable_thinking: false } },
     });
     expect(result.code).toBe(status.OK);
-    expect(harness.upstream.requests[0]?.body).toEqual({
+    expect(lastBody()).toEqual({
       model: "fake-model",
       messages: [
         {
@@ -157,10 +162,10 @@ describe("what the upstream receives", () => {
     ["a tool result without its call id", { messages: [{ role: "tool", content: "18" }], text: "hi" }, "messages[0].tool_call_id: a tool message needs the id of the call it answers"],
     ["a bad tool name", { text: "hi", tools: [{ type: "function", function: { name: "get weather" } }] }, 'tools[0].function.name: "get weather" is not 1 to 64 letters, digits, underscores or dashes'],
   ])("refuses %s with INVALID_ARGUMENT before calling the upstream", async (_name, request, details) => {
-    harness = await startHarness();
-    const result = await collect(harness.client, request);
+    const before = shared.upstream.requests.length;
+    const result = await collect(shared.client, request);
     expect({ code: result.code, details: result.details, responses: result.responses }).toEqual({ code: status.INVALID_ARGUMENT, details, responses: [] });
-    expect(harness.upstream.requests).toHaveLength(0);
+    expect(shared.upstream.requests).toHaveLength(before);
   });
 
   it("counts a data URL's decoded image toward MAX_INPUT_BYTES and MAX_IMAGE_BYTES", async () => {
@@ -239,7 +244,8 @@ describe("ListModels", () => {
     extra.push(slow, refusing);
     harness = await startHarness({
       env: {
-        MODELS_TIMEOUT_MS: "200",
+        // Long enough for the answering upstreams on a loaded machine; the slow one never answers.
+        MODELS_TIMEOUT_MS: "1500",
         UPSTREAM_SLOW_BASE_URL: slow.baseURL,
         UPSTREAM_SLOW_MODELS: "slow-model",
         UPSTREAM_REFUSING_BASE_URL: refusing.baseURL,
