@@ -3,7 +3,7 @@
 import { Agent, request as httpRequest } from "node:http";
 import OpenAI from "openai";
 import { credentials, type ClientReadableStream, type ServiceError } from "@grpc/grpc-js";
-import { ChatServiceClient, type ChatResponse } from "../src/gen/chat/v1/chat.js";
+import { ChatRequest, ChatServiceClient, type ChatResponse } from "../src/gen/chat/v1/chat.js";
 
 export type PathName = "direct" | "grpc" | "http" | "reference";
 export const PATHS: readonly PathName[] = ["direct", "grpc", "http", "reference"];
@@ -91,7 +91,7 @@ export function grpcClient(servicePort: number, channels = 4, flowControlWindow 
         let text = "";
         let ttftMs: number | undefined;
         let finished = false;
-        const call: ClientReadableStream<ChatResponse> = client.chat({ text: prompt, messages: [], model: "", stop: [] });
+        const call: ClientReadableStream<ChatResponse> = client.chat(ChatRequest.fromPartial({ text: prompt }));
         const onAbort = () => call.cancel();
         signal?.addEventListener("abort", onAbort, { once: true });
         const done = (complete: boolean, error?: string) => {

@@ -8,4 +8,18 @@ export {
   Finish,
   Usage,
   StreamError,
+  // The request's tools, images and structured output, and ListModels.
+  ContentPart,
+  ImageUrl,
+  Tool,
+  FunctionDefinition,
+  ToolChoice,
+  ToolCall,
+  FunctionCall,
+  ResponseFormat,
+  JsonSchema,
+  ListModelsRequest,
+  ListModelsResponse,
+  Model,
+  UnavailableUpstream,
 } from "./gen/chat/v1/chat.js";

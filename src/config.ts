@@ -38,6 +38,12 @@ const schema = z.object({
   MAX_CONCURRENT_STREAMS: z.coerce.number().int().positive().default(10_000),
   SHUTDOWN_GRACE_MS: optionalMs.default(30_000),
 
+  // Tools, images and the model list (issue 9).
+  MAX_TOOLS: z.coerce.number().int().positive().default(128),
+  MAX_IMAGE_BYTES: bytes.default(20 * 1024 * 1024),
+  MODELS_CACHE_MS: optionalMs.default(60_000),
+  MODELS_TIMEOUT_MS: positiveMs.default(5_000),
+
   // Operations: logs, metrics, tracing, caller auth, TLS.
   LOG_FORMAT: z.enum(["auto", "json", "pretty"]).default("auto"),
   LOG_PROMPTS: flag.default(false),
@@ -80,6 +86,10 @@ const examples: Record<string, string> = {
   MAX_OUTPUT_TOKENS: "131072",
   MAX_CONCURRENT_STREAMS: "10000",
   SHUTDOWN_GRACE_MS: "30000",
+  MAX_TOOLS: "128",
+  MAX_IMAGE_BYTES: "20971520",
+  MODELS_CACHE_MS: "60000",
+  MODELS_TIMEOUT_MS: "5000",
   LOG_FORMAT: "json",
   LOG_PROMPTS: "false",
   METRICS_HOST: "0.0.0.0",
@@ -117,7 +127,13 @@ export interface Config {
     maxOutputTokens: number;
     maxConcurrentStreams: number;
     maxStreamDurationMs: number;
+    /** Tool definitions in one request. */
+    maxTools: number;
+    /** Decoded bytes of one data: URL image (images also count toward maxInputBytes). */
+    maxImageBytes: number;
   };
+  /** ListModels: how long upstream model lists are reused, and how long listing may take. */
+  models: { cacheMs: number; timeoutMs: number };
   shutdownGraceMs: number;
   /** More upstreams, each serving the models it names; every other model goes to `upstream`. */
   upstreams: NamedUpstream[];
@@ -215,7 +231,10 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       maxOutputTokens: e.MAX_OUTPUT_TOKENS,
       maxConcurrentStreams: e.MAX_CONCURRENT_STREAMS,
       maxStreamDurationMs: e.MAX_STREAM_DURATION_MS,
+      maxTools: e.MAX_TOOLS,
+      maxImageBytes: e.MAX_IMAGE_BYTES,
     },
+    models: { cacheMs: e.MODELS_CACHE_MS, timeoutMs: e.MODELS_TIMEOUT_MS },
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
     upstreams,
     log: { format: e.LOG_FORMAT, prompts: e.LOG_PROMPTS },

@@ -4,6 +4,7 @@ import { ServerCredentials, status } from "@grpc/grpc-js";
 import type { Config } from "./config.js";
 import type { Logger } from "./logger.js";
 import { createChatService, type ChatService } from "./chat/service.js";
+import { createModelCatalog, listModelsHandler, type ModelSource } from "./chat/models.js";
 import { logStreamEnd } from "./stream-log.js";
 import { createRefusalLog } from "./refusal-log.js";
 import { startServer, type GatewayServer } from "./server.js";
@@ -54,17 +55,19 @@ export async function startGateway(config: Config, logger: Logger, upstream?: Ch
     ...config.upstreams.flatMap((u) => u.models.filter((model) => !model.endsWith("*"))),
   ]);
 
+  const secrets = [config.upstream.apiKey, config.fallback?.apiKey, ...config.upstreams.map((u) => u.apiKey)].filter(
+    (k): k is string => k !== undefined,
+  );
+  const upstreams = upstreamFrom(config, m);
   chat = createChatService({
-    upstream: upstream ?? upstreamFrom(config, m),
+    upstream: upstream ?? upstreams.chat,
     defaultModel: config.upstream.model,
     limits: {
       ...config.limits,
       idleTimeoutMs: config.upstream.idleTimeoutMs,
     },
     logger,
-    secrets: [config.upstream.apiKey, config.fallback?.apiKey, ...config.upstreams.map((u) => u.apiKey)].filter(
-      (k): k is string => k !== undefined,
-    ),
+    secrets,
     onStreamEnd: (s) => {
       const context = streamContext.getStore();
       logStreamEnd(logger, s, context);
@@ -105,6 +108,13 @@ export async function startGateway(config: Config, logger: Logger, upstream?: Ch
       });
     },
   });
+  const catalog = createModelCatalog({
+    sources: upstreams.sources,
+    configured: [...knownModels],
+    route: (model) => upstreams.router.route(model).name,
+    ...config.models,
+    secrets,
+  });
   const served = instrumentChatService(chat, {
     tracing,
     defaultModel: config.upstream.model,
@@ -117,6 +127,7 @@ export async function startGateway(config: Config, logger: Logger, upstream?: Ch
     // Auth first, so the metrics interceptor sees the caller's name; with neither caller keys nor
     // metrics on, calls pass through no interceptor at all.
     interceptors: [...(auth ? [auth.interceptor] : []), ...(config.metrics ? [m.interceptor] : [])],
+    listModels: listModelsHandler(catalog, logger),
   });
   let metricsServer;
   try {
@@ -152,7 +163,11 @@ function credentialsFrom(config: Config): ServerCredentials {
   );
 }
 
-function upstreamFrom(config: Config, metrics: GatewayMetrics): ChatUpstream {
+/**
+ * The upstream Chat streams from (routed, with the fallback), the router, and the upstreams a
+ * model can be routed to, for ListModels. The fallback is not among them: no model routes to it.
+ */
+function upstreamFrom(config: Config, metrics: GatewayMetrics): { chat: ChatUpstream; router: UpstreamRouter; sources: ModelSource[] } {
   const make = (name: string, where: { baseURL: string; apiKey: string | undefined }) => {
     const onRetry = () => {
       const context = streamContext.getStore();
@@ -161,12 +176,15 @@ function upstreamFrom(config: Config, metrics: GatewayMetrics): ChatUpstream {
     };
     return new OpenAIUpstream({ ...config.upstream, ...where, fetch: upstreamFetch(onRetry), onRetry });
   };
-  const routed = new UpstreamRouter(
+  const routes = [
     { name: "default", upstream: make("default", config.upstream), models: [] },
-    config.upstreams.map((u) => ({ name: u.name, upstream: make(u.name, u), models: u.models })),
-  );
-  if (!config.fallback) return routed;
-  return new FallbackUpstream(routed, make("fallback", config.fallback), {
+    ...config.upstreams.map((u) => ({ name: u.name, upstream: make(u.name, u), models: u.models })),
+  ];
+  const [fallthrough, ...named] = routes as [(typeof routes)[number], ...typeof routes];
+  const router = new UpstreamRouter(fallthrough, named);
+  const sources = routes.map(({ name, upstream }) => ({ name, list: (timeoutMs: number) => upstream.listModels(timeoutMs) }));
+  if (!config.fallback) return { chat: router, router, sources };
+  const chat = new FallbackUpstream(router, make("fallback", config.fallback), {
     model: config.fallback.model,
     onFallback: (cause) => {
       const context = streamContext.getStore();
@@ -174,4 +192,5 @@ function upstreamFrom(config: Config, metrics: GatewayMetrics): ChatUpstream {
       if (context) context.upstream = "fallback";
     },
   });
+  return { chat, router, sources };
 }

@@ -1,13 +1,12 @@
 // Builds the gRPC server: ChatService, grpc.health.v1 and server reflection, on one port.
 import type { ServerOptions as Http2ServerOptions, Settings as Http2Settings } from "node:http2";
-import { Server, ServerCredentials, type ServerInterceptor } from "@grpc/grpc-js";
-import { loadFileDescriptorSetFromBuffer } from "@grpc/proto-loader";
+import { Server, ServerCredentials, type ServerInterceptor, type handleUnaryCall } from "@grpc/grpc-js";
 import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation } from "grpc-health-check";
-import { ChatServiceService } from "./gen/chat/v1/chat.js";
+import { ChatServiceService, type ListModelsRequest, type ListModelsResponse } from "./gen/chat/v1/chat.js";
 import type { ChatService } from "./chat/service.js";
 import { chatRequestDecoder } from "./chat/decode.js";
-import { readDescriptorSet } from "./descriptor.js";
+import { readDescriptorSet, reflectionDefinition } from "./descriptor.js";
 
 export const CHAT_SERVICE_NAME = "chat.v1.ChatService";
 
@@ -37,6 +36,8 @@ export interface ServerOptions {
   credentials?: ServerCredentials;
   /** Run on every call, first to last from the network to the handler (auth, metrics). */
   interceptors?: ServerInterceptor[];
+  /** The ListModels handler (src/chat/models.ts). */
+  listModels: handleUnaryCall<ListModelsRequest, ListModelsResponse>;
 }
 
 export async function startServer(chat: ChatService, options: ServerOptions): Promise<GatewayServer> {
@@ -49,13 +50,13 @@ export async function startServer(chat: ChatService, options: ServerOptions): Pr
   setHttp2Settings(server, { maxHeaderListSize: MAX_METADATA_BYTES });
   // The generated deserializer, but noticing invalid UTF-8 (see chat/decode.ts).
   const definition = { ...ChatServiceService, chat: { ...ChatServiceService.chat, requestDeserialize: chatRequestDecoder() } };
-  server.addService(definition, chat.implementation);
+  server.addService(definition, { ...chat.implementation, listModels: options.listModels });
 
   const health = new HealthImplementation({ "": "SERVING", [CHAT_SERVICE_NAME]: "SERVING" });
   health.addToServer(server);
 
   // The descriptor set holds grpc.health.v1 too, so grpcurl can call health checks.
-  const reflection = new ReflectionService(loadFileDescriptorSetFromBuffer(readDescriptorSet()));
+  const reflection = new ReflectionService(reflectionDefinition(readDescriptorSet()));
   reflection.addToServer(server);
 
   const port = await new Promise<number>((resolve, reject) => {

@@ -43,7 +43,7 @@ describe("a run of the service with keys", () => {
   const seen: string[] = [];
 
   beforeAll(async () => {
-    const last = (r: { body: { messages?: { content: string }[] } }) => r.body.messages?.at(-1)?.content ?? "";
+    const last = (r: { body: { messages?: { content: unknown }[] } }) => String(r.body.messages?.at(-1)?.content ?? "");
     upstream = await startFakeUpstream({ reply: (r) => replyFor(last(r), UPSTREAM_KEY) });
     named = await startFakeUpstream({ reply: (r) => replyFor(last(r), NAMED_KEY) });
     service = await startServiceProcess({

@@ -57,7 +57,7 @@ export interface StreamSummary {
 }
 
 export interface ChatService {
-  readonly implementation: ChatServiceServer;
+  readonly implementation: Pick<ChatServiceServer, "chat">;
   /** Streams in flight now. */
   readonly active: number;
   /**
@@ -174,7 +174,8 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
               value: {
                 finishReason: event.finishReason,
                 model: event.model,
-                usage: event.usage,
+                // Reasoning and cached-prompt counts are not read from the upstream yet: 0 is omitted.
+                usage: event.usage && { reasoningTokens: 0, cachedPromptTokens: 0, ...event.usage },
               },
             },
           });

@@ -1,48 +1,52 @@
 // Turns a ChatRequest into an upstream request, or says exactly which field is wrong and why.
 import type { UpstreamMessage, UpstreamRequest } from "../upstream/openai.js";
 import { INVALID_UTF8, type DecodedChatRequest } from "./decode.js";
+import { InputBudget, RequestProblem } from "./request-checks.js";
+import { hasContent, toUpstreamMessage, type MessageLimits } from "./validate-messages.js";
+import { checkExtraBodyClashes, toUpstreamOptions, type OptionLimits } from "./validate-options.js";
 
-export interface RequestLimits {
+export interface RequestLimits extends MessageLimits, OptionLimits {
   maxInputBytes: number;
   maxMessages: number;
   /** The largest `max_tokens` a request may ask for. */
   maxOutputTokens: number;
 }
 
-const ROLES = new Set<string>(["system", "developer", "user", "assistant"]);
 const MAX_STOP_SEQUENCES = 4;
 const MAX_MODEL_NAME = 256;
 
 export type Validated = { ok: true; request: UpstreamRequest } | { ok: false; problem: string };
 
 export function toUpstreamRequest(req: DecodedChatRequest, defaultModel: string, limits: RequestLimits): Validated {
+  try {
+    return checkedRequest(req, defaultModel, limits);
+  } catch (error: unknown) {
+    if (error instanceof RequestProblem) return { ok: false, problem: error.message };
+    throw error;
+  }
+}
+
+function checkedRequest(req: DecodedChatRequest, defaultModel: string, limits: RequestLimits): Validated {
   const fail = (problem: string): Validated => ({ ok: false, problem });
 
   const badText = req[INVALID_UTF8];
   if (badText !== undefined) return fail(`${badText}: not valid UTF-8`);
 
-  const messages: UpstreamMessage[] = [];
-  let bytes = 0;
-  for (const [i, m] of req.messages.entries()) {
-    if (!ROLES.has(m.role)) {
-      return fail(`messages[${i}].role: "${m.role.slice(0, 32)}" is not one of system, developer, user, assistant`);
-    }
-    bytes += Buffer.byteLength(m.content);
-    messages.push({ role: m.role as UpstreamMessage["role"], content: m.content });
-  }
+  const input = new InputBudget(limits.maxInputBytes);
+  const messages: UpstreamMessage[] = req.messages.map((m, i) => toUpstreamMessage(m, `messages[${i}]`, limits, input));
   if (req.text.trim() !== "") {
-    bytes += Buffer.byteLength(req.text);
+    input.add("text", Buffer.byteLength(req.text));
     messages.push({ role: "user", content: req.text });
   }
-  if (!messages.some((m) => m.content.trim() !== "")) {
+  if (!messages.some(hasContent)) {
     return fail("text: must not be empty (send `text`, or `messages` with some content)");
   }
   if (messages.length > limits.maxMessages) {
     return fail(`messages: ${messages.length} messages, more than the limit of ${limits.maxMessages}`);
   }
-  if (bytes > limits.maxInputBytes) {
-    return fail(`text: input is ${bytes} bytes, more than the limit of ${limits.maxInputBytes}`);
-  }
+  const options = toUpstreamOptions(req, limits, input);
+  const tooLarge = input.problem();
+  if (tooLarge !== undefined) return fail(tooLarge);
   if (req.model.length > MAX_MODEL_NAME || /[\u0000-\u001f]/.test(req.model)) {
     return fail(`model: not a model name`);
   }
@@ -62,15 +66,15 @@ export function toUpstreamRequest(req: DecodedChatRequest, defaultModel: string,
     return fail(`stop: ${req.stop.length} sequences, more than the limit of ${MAX_STOP_SEQUENCES}`);
   }
 
-  return {
-    ok: true,
-    request: {
-      model: req.model || defaultModel,
-      messages,
-      ...(req.temperature !== undefined && { temperature: req.temperature }),
-      ...(req.topP !== undefined && { topP: req.topP }),
-      ...(req.maxTokens !== undefined && { maxTokens: req.maxTokens }),
-      ...(req.stop.length > 0 && { stop: req.stop }),
-    },
+  const request: UpstreamRequest = {
+    model: req.model || defaultModel,
+    messages,
+    ...(req.temperature !== undefined && { temperature: req.temperature }),
+    ...(req.topP !== undefined && { topP: req.topP }),
+    ...(req.maxTokens !== undefined && { maxTokens: req.maxTokens }),
+    ...(req.stop.length > 0 && { stop: req.stop }),
+    ...options,
   };
+  checkExtraBodyClashes(request);
+  return { ok: true, request };
 }

@@ -1,5 +1,6 @@
 // A small, real OpenAI-compatible chat-completions server: `POST /v1/chat/completions` answering in
-// the streaming SSE wire format (role chunk, content chunks, finish chunk, usage chunk, `[DONE]`).
+// the streaming SSE wire format (role chunk, content chunks, finish chunk, usage chunk, `[DONE]`),
+// and `GET /v1/models` listing its models.
 // `npm start` runs it as the demo upstream when no real one is configured; the tests and the
 // benchmark run the same code with knobs, so the real `openai` SDK is exercised end to end.
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
@@ -15,7 +16,8 @@ export interface RecordedRequest {
 
 export interface ChatCompletionBody {
   model?: string;
-  messages?: { role: string; content: string }[];
+  /** `content` is a string, a list of content parts, or null beside tool calls. */
+  messages?: { role: string; content: string | { type: string; text?: string }[] | null; [key: string]: unknown }[];
   stream?: boolean;
   stream_options?: { include_usage?: boolean };
   [key: string]: unknown;
@@ -70,9 +72,26 @@ export interface Reply {
  */
 export type FillerKind = "reasoning" | "role" | "empty" | "tool-call" | "usage";
 
+/** What `GET /v1/models` answers. */
+export interface ModelsReply {
+  /** Model ids listed, in order. Default: `demo`. */
+  ids?: readonly string[];
+  /** `owned_by` of every model listed. */
+  ownedBy?: string;
+  /** Answer with this HTTP status and an OpenAI-style error body instead of the list. */
+  status?: number;
+  errorMessage?: string;
+  /** Answer 200 with this body, as is, instead of the list. */
+  body?: string;
+  /** Awaited before answering: lets a test hold the listing. */
+  gate?: Promise<void>;
+}
+
 export interface FakeUpstreamOptions {
   /** Decides the reply to each request; defaults to the demo reply echoing the last user message. */
   reply?: (request: RecordedRequest) => Reply;
+  /** Decides what each `GET /v1/models` answers; defaults to listing `demo`. */
+  models?: () => ModelsReply;
   host?: string;
   port?: number;
 }
@@ -81,6 +100,8 @@ export interface FakeUpstream {
   /** Base URL for the openai SDK, ending in `/v1`. */
   readonly baseURL: string;
   readonly requests: RecordedRequest[];
+  /** The headers of each `GET /v1/models` received, in order. */
+  readonly listings: IncomingMessage["headers"][];
   /** Request index → how its response ended: `finished` when fully written, `closed` when cut early. */
   readonly outcomes: Map<number, "finished" | "closed">;
   /** Resolves when the response to request `index` has ended either way. */
@@ -94,7 +115,7 @@ export interface FakeUpstream {
 
 export function demoReply(request: RecordedRequest): Reply {
   const last = [...(request.body.messages ?? [])].reverse().find((m) => m.role === "user");
-  const said = (last?.content ?? "").trim().slice(0, 200);
+  const said = textOf(last?.content).trim().slice(0, 200);
   const text =
     `This is the demo upstream of chat-gateway. You said: "${said}". ` +
     "Set OPENAI_BASE_URL and OPENAI_API_KEY to talk to a real model; until then every reply is this one, " +
@@ -105,6 +126,7 @@ export function demoReply(request: RecordedRequest): Reply {
 export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Promise<FakeUpstream> {
   const decide = options.reply ?? demoReply;
   const requests: RecordedRequest[] = [];
+  const listings: IncomingMessage["headers"][] = [];
   const outcomes = new Map<number, "finished" | "closed">();
   const waiters = new Map<number, ((o: "finished" | "closed") => void)[]>();
   const arrivals = new Map<number, ((r: RecordedRequest) => void)[]>();
@@ -133,6 +155,11 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
   server.keepAliveTimeout = 60_000;
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (req.method === "GET" && req.url?.split("?")[0]?.endsWith("/models")) {
+      listings.push(req.headers);
+      await listModels(res, options.models?.() ?? {});
+      return;
+    }
     if (req.method !== "POST" || !req.url?.endsWith("/chat/completions")) {
       sendError(res, 404, `no route for ${req.method} ${req.url}`);
       return;
@@ -230,7 +257,7 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
     }
     await write(chunk([{ index: 0, delta: {}, finish_reason: reply.finishReason ?? "stop" }]));
     if (body.stream_options?.include_usage && reply.usage !== false) {
-      const promptChars = (body.messages ?? []).reduce((n, m) => n + m.content.length, 0);
+      const promptChars = (body.messages ?? []).reduce((n, m) => n + textOf(m.content).length, 0);
       const usage = {
         prompt_tokens: Math.ceil(promptChars / 4),
         completion_tokens: tokens.length,
@@ -241,6 +268,24 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
     res.end("data: [DONE]\n\n");
   }
 
+  async function listModels(res: ServerResponse, reply: ModelsReply): Promise<void> {
+    await reply.gate;
+    if (res.destroyed) return;
+    if (reply.status !== undefined) {
+      sendError(res, reply.status, reply.errorMessage ?? `fake upstream error ${reply.status}`);
+      return;
+    }
+    if (reply.body !== undefined) {
+      res.writeHead(200, { "content-type": "text/html" });
+      res.end(reply.body);
+      return;
+    }
+    const created = Math.floor(Date.now() / 1000);
+    const data = (reply.ids ?? ["demo"]).map((id) => ({ id, object: "model", created, owned_by: reply.ownedBy ?? "chat-gateway-demo" }));
+    res.writeHead(200, { "content-type": "application/json" });
+    res.end(JSON.stringify({ object: "list", data }));
+  }
+
   server.listen(options.port ?? 0, options.host ?? "127.0.0.1");
   await once(server, "listening");
   const { port } = server.address() as AddressInfo;
@@ -248,6 +293,7 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
   return {
     baseURL: `http://127.0.0.1:${port}/v1`,
     requests,
+    listings,
     outcomes,
     ended(index) {
       const known = outcomes.get(index);
@@ -283,6 +329,12 @@ function filler(kind: FillerKind, chunk: (choices: unknown[], extra?: Record<str
     case "usage":
       return chunk([], { usage: { prompt_tokens: 1, completion_tokens: 0, total_tokens: 1 } });
   }
+}
+
+/** The text of a message's content: the string, or its text parts joined. */
+function textOf(content: string | { type: string; text?: string }[] | null | undefined): string {
+  if (typeof content === "string") return content;
+  return (content ?? []).map((part) => (part.type === "text" ? (part.text ?? "") : "")).join("");
 }
 
 function sendError(res: ServerResponse, status: number, message: string, headers: Record<string, string> = {}): void {

@@ -4,22 +4,12 @@ import OpenAI from "openai";
 import type { ChatCompletionChunk, ChatCompletionCreateParamsStreaming } from "openai/resources/chat/completions";
 import { setTimeout as sleep } from "node:timers/promises";
 import { UpstreamProtocolError, UpstreamStreamError } from "../errors.js";
+import { toOpenAIParams } from "./openai-params.js";
+import type { UpstreamRequest } from "./request.js";
 import { statusOfStreamError } from "./stream-error.js";
 import type { UpstreamWatch } from "./watchdog.js";
 
-export interface UpstreamMessage {
-  role: "system" | "developer" | "user" | "assistant";
-  content: string;
-}
-
-export interface UpstreamRequest {
-  model: string;
-  messages: UpstreamMessage[];
-  temperature?: number;
-  topP?: number;
-  maxTokens?: number;
-  stop?: string[];
-}
+export type { UpstreamMessage, UpstreamRequest } from "./request.js";
 
 export interface UpstreamUsage {
   promptTokens: number;
@@ -148,15 +138,7 @@ export class OpenAIUpstream implements ChatUpstream {
 
   /** Sends the request and waits for the response headers, through the SDK's timeout and retries. */
   private async open(request: UpstreamRequest, signal: AbortSignal, progress: Progress): Promise<AsyncIterable<ChatCompletionChunk>> {
-    const params: ChatCompletionCreateParamsStreaming = {
-      model: request.model,
-      messages: request.messages,
-      stream: true,
-      ...(request.temperature !== undefined && { temperature: request.temperature }),
-      ...(request.topP !== undefined && { top_p: request.topP }),
-      ...(request.maxTokens !== undefined && { max_tokens: request.maxTokens }),
-      ...(request.stop !== undefined && request.stop.length > 0 && { stop: request.stop }),
-    };
+    const params: ChatCompletionCreateParamsStreaming = toOpenAIParams(request);
     const create = async (body: ChatCompletionCreateParamsStreaming) => {
       const { data, response } = await this.client.chat.completions
         .create(body, { signal, maxRetries: progress.retriesLeft })
@@ -173,6 +155,33 @@ export class OpenAIUpstream implements ChatUpstream {
       return create(params);
     }
   }
+
+  /** The models this upstream lists on its `GET /models`: one attempt, within `timeoutMs`. */
+  async listModels(timeoutMs: number): Promise<ListedModel[]> {
+    // The SDK's timeout stops at the response headers; the signal also bounds reading the body.
+    const deadline = AbortSignal.timeout(timeoutMs);
+    try {
+      const response = await this.client.models.list({ timeout: timeoutMs, maxRetries: 0, signal: deadline }).asResponse();
+      // Read here rather than through the SDK's page, which takes a body without `data` for an
+      // empty list.
+      const body = (await response.json().catch(() => undefined)) as { data?: unknown } | undefined;
+      if (!Array.isArray(body?.data)) throw new UpstreamProtocolError("malformed");
+      return body.data.flatMap((entry: { id?: unknown; owned_by?: unknown } | null) =>
+        typeof entry?.id === "string" && entry.id !== ""
+          ? [{ id: entry.id, ownedBy: typeof entry.owned_by === "string" ? entry.owned_by : "" }]
+          : [],
+      );
+    } catch (error: unknown) {
+      if (deadline.aborted) throw new OpenAI.APIConnectionTimeoutError();
+      throw error;
+    }
+  }
+}
+
+export interface ListedModel {
+  id: string;
+  /** Empty when the upstream does not say. */
+  ownedBy: string;
 }
 
 interface Progress {

@@ -1,6 +1,6 @@
 // A real gRPC server on port 0 with a fake upstream, and a real client, for in-process tests.
 import { credentials, Metadata, status, type ServiceError } from "@grpc/grpc-js";
-import { ChatServiceClient, type ChatRequest, type ChatResponse } from "../../src/gen/chat/v1/chat.js";
+import { ChatRequest, ChatServiceClient, type ChatResponse } from "../../src/gen/chat/v1/chat.js";
 import { loadConfig } from "../../src/config.js";
 import { createLogger } from "../../src/logger.js";
 import { startGateway, type Gateway } from "../../src/gateway.js";
@@ -55,8 +55,11 @@ export interface StreamResult {
   trailers: Metadata | undefined;
 }
 
-export function collect(client: ChatServiceClient, request: Partial<ChatRequest>, metadata = new Metadata(), deadline?: Date): Promise<StreamResult> {
-  const full: ChatRequest = { text: "", messages: [], model: "", stop: [], ...request };
+/** A request as ChatRequest.fromPartial takes it: unset fields get their proto defaults. */
+export type PartialRequest = Parameters<typeof ChatRequest.fromPartial>[0];
+
+export function collect(client: ChatServiceClient, request: PartialRequest, metadata = new Metadata(), deadline?: Date): Promise<StreamResult> {
+  const full = ChatRequest.fromPartial(request);
   return new Promise((resolve) => {
     const call = client.chat(full, metadata, deadline ? { deadline } : {});
     const responses: ChatResponse[] = [];
