@@ -36,7 +36,7 @@ describe("service and Envoy signalled at once", () => {
   it("let an HTTP stream in flight finish, refuse new requests clearly, then both exit", { timeout: 30_000 }, async () => {
     const { promise: held, release } = hold();
     upstream = await startFakeUpstream({
-      reply: (r) => ({ tokens: ["one ", "two ", "three"], gate: r.body.messages?.at(-1)?.content === "hold" ? (i) => (i === 1 ? held : undefined) : undefined }),
+      reply: (r) => ({ tokens: ["one ", "two ", "three"], gate: (i) => (i === 1 && r.body.messages?.at(-1)?.content === "hold" ? held : undefined) }),
     });
     service = await startServiceProcess({ OPENAI_BASE_URL: upstream.baseURL, OPENAI_API_KEY: "sk-test", SHUTDOWN_GRACE_MS: "20000" });
     envoy = await startEnvoy({ servicePort: service.port, httpHost: "127.0.0.1", stderr: "ignore", graceMs: 20_000 });

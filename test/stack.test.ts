@@ -64,7 +64,7 @@ describe("stopped while streams are in flight", () => {
   it.each(cases)("$signal to $to: HTTP and gRPC streams finish, new requests are refused, everything exits", { timeout: 60_000 }, async ({ signal, to }) => {
     const { promise: held, release } = hold();
     upstream = await startFakeUpstream({
-      reply: (r) => ({ tokens: ["one ", "two ", "three"], gate: r.body.messages?.at(-1)?.content === "hold" ? (i) => (i === 1 ? held : undefined) : undefined }),
+      reply: (r) => ({ tokens: ["one ", "two ", "three"], gate: (i) => (i === 1 && r.body.messages?.at(-1)?.content === "hold" ? held : undefined) }),
     });
     stack = await startStackProcess({ OPENAI_BASE_URL: upstream.baseURL, OPENAI_API_KEY: "sk-test", CHAT_MODEL: "fake-model" });
     const http = await post(stack.httpPort, "/chat", JSON.stringify({ text: "hold" }));
