@@ -1,10 +1,17 @@
 // Shutdown of the real processes: the built service with a health Watch open, and the service and
 // Envoy (under scripts/envoy-sidecar.sh, as docker-compose.yml runs it) signalled at the same
 // moment, as `docker compose stop` and Kubernetes do: an HTTP stream in flight finishes.
+import { spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, describe, expect, it } from "vitest";
+import { parse } from "yaml";
 import { status } from "@grpc/grpc-js";
 import { startFakeUpstream, type FakeUpstream } from "../src/demo/upstream.js";
-import { startEnvoy, type RunningEnvoy } from "../src/dev/envoy.js";
+import { ROOT, TOOLS_BIN, renderEnvoyConfig, startEnvoy, type RunningEnvoy } from "../src/dev/envoy.js";
+import { freePort } from "../bench/procs.js";
 import { startServiceProcess, type ServiceProcess } from "./support/processes.js";
 import { hold } from "./support/gates.js";
 import { healthStatus, watchHealth } from "./support/health.js";
@@ -87,5 +94,54 @@ describe("service and Envoy signalled at once", () => {
     const rest = await allEvents({ ...inFlight, events: { [Symbol.asyncIterator]: () => events } });
     expect(rest.map((e) => e.delta?.text ?? (e.finish ? "finish" : "?"))).toEqual(["two", "finish"]);
     expect(await envoyExited).toBe(0);
+  });
+});
+
+describe("the sidecar script as docker-compose.yml runs it", () => {
+  it("keeps Envoy up with nothing on its stdin, and on SIGTERM lets the stream in flight finish", { timeout: 30_000 }, async () => {
+    const { promise: held, release } = hold();
+    upstream = await startFakeUpstream({ reply: () => ({ tokens: ["one ", "two"], gate: (i) => (i === 1 ? held : undefined) }) });
+    service = await startServiceProcess({ OPENAI_BASE_URL: upstream.baseURL, OPENAI_API_KEY: "sk-test" });
+    const [httpPort, adminPort] = [await freePort(), await freePort()];
+    const dir = mkdtempSync(join(tmpdir(), "chat-compose-envoy-"));
+    const config = join(dir, "envoy.json");
+    writeFileSync(config, renderEnvoyConfig({ servicePort: service.port, httpPort, adminPort, httpHost: "127.0.0.1" }));
+    // Compose's command, with this checkout's paths; and no hot restart, as other Envoys share this machine.
+    const command: string[] = parse(readFileSync(join(ROOT, "docker-compose.yml"), "utf8")).services.envoy.command;
+    const local = command.map((arg) =>
+      arg === "/app/envoy-sidecar.sh" ? join(ROOT, "scripts", "envoy-sidecar.sh") : arg === "envoy" ? join(TOOLS_BIN, "envoy") : arg === "/app/envoy.yaml" ? config : arg,
+    );
+    expect(local.slice(0, 2)).toEqual(["bash", join(ROOT, "scripts", "envoy-sidecar.sh")]);
+    const sidecar = spawn(local[0]!, [...local.slice(1), "--disable-hot-restart"], {
+      stdio: ["ignore", "ignore", "ignore"],
+      // ENVOY_PID_FILE only so a failing run can clean up after itself.
+      env: { PATH: process.env.PATH ?? "", SHUTDOWN_GRACE_MS: "20000", ENVOY_PID_FILE: join(dir, "envoy.pid") },
+    });
+    const exited = new Promise<number | null>((resolve) => sidecar.once("exit", resolve));
+    try {
+      for (;;) {
+        const ready = await fetch(`http://127.0.0.1:${adminPort}/clusters`).then((r) => r.text(), () => "");
+        if (/chat_service::.*::health_flags::healthy/.test(ready)) break;
+        await sleep(50);
+      }
+      const inFlight = await post(httpPort, "/chat", JSON.stringify({ text: "hold" }));
+      const events = inFlight.events[Symbol.asyncIterator]();
+      expect((await events.next()).value).toEqual({ delta: { text: "one " } });
+      sidecar.kill("SIGTERM");
+      for (let state = ""; state !== "DRAINING"; ) state = (await (await fetch(`http://127.0.0.1:${adminPort}/ready`)).text()).trim();
+      release();
+      const rest = await allEvents({ ...inFlight, events: { [Symbol.asyncIterator]: () => events } });
+      expect(rest.map((e) => e.delta?.text ?? (e.finish ? "finish" : "?"))).toEqual(["two", "finish"]);
+      expect(await exited).toBe(0);
+      await expect(fetch(`http://127.0.0.1:${adminPort}/ready`)).rejects.toThrow();
+    } finally {
+      sidecar.kill("SIGKILL");
+      try {
+        process.kill(Number(readFileSync(join(dir, "envoy.pid"), "utf8")), "SIGKILL");
+      } catch {
+        // gone already
+      }
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
