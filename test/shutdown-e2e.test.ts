@@ -59,7 +59,9 @@ describe("service and Envoy signalled at once", () => {
     service.process.kill("SIGTERM");
     envoy.process.kill("SIGTERM");
     await service.logLine((l) => l.msg === "draining");
+    for (let state = ""; state !== "DRAINING"; ) state = (await (await fetch(`http://127.0.0.1:${envoy.adminPort}/ready`)).text()).trim();
 
+    // Refused by the draining service, through Envoy's still-open listener, on a connection Envoy closes.
     const late = await chat("late");
     expect(late.status).toBe(503);
     expect(late.headers["content-type"]).toBe("application/json");
