@@ -1,5 +1,7 @@
 # The gRPC service. Envoy runs beside it from the envoyproxy/envoy image (see docker-compose.yml).
-FROM node:24-slim AS build
+# The base is pinned to the Node release the project runs everywhere else (the `node` package in
+# package.json, 24.21.0): a floating tag would change the runtime under a rebuild.
+FROM node:24.21.0-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
@@ -10,7 +12,7 @@ RUN bash scripts/generate.sh
 COPY src src
 RUN npx tsc -p tsconfig.build.json && npm prune --omit=dev
 
-FROM node:24-slim
+FROM node:24.21.0-slim
 WORKDIR /app
 ENV NODE_ENV=production
 COPY --from=build /app/package.json ./
@@ -20,4 +22,7 @@ COPY --from=build /app/dist dist
 COPY --from=build /app/src/gen/chat.binpb src/gen/chat.binpb
 USER node
 EXPOSE 50051
+# grpc.health.v1 Check of chat.v1.ChatService over loopback, with grpc-js: no extra binary. It fails
+# while the service drains (NOT_SERVING), so the container reads unhealthy during shutdown too.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 CMD ["node", "dist/healthcheck.js"]
 CMD ["node", "dist/main.js"]

@@ -5,6 +5,10 @@ import { promptFor, verify, type ReplyShape } from "./tokens.js";
 
 export interface Integrity {
   replies: number;
+  /** Replies that ended normally: every token, then the finish event. */
+  complete: number;
+  /** Tokens received in order where they belong, over all replies. */
+  tokens: number;
   /** Replies that ended with an error (not counting those the bench cancelled). */
   errors: number;
   lost: number;
@@ -14,7 +18,7 @@ export interface Integrity {
 }
 
 export function emptyIntegrity(): Integrity {
-  return { replies: 0, errors: 0, lost: 0, duplicated: 0, corrupt: 0 };
+  return { replies: 0, complete: 0, tokens: 0, errors: 0, lost: 0, duplicated: 0, corrupt: 0 };
 }
 
 /** Checks one reply's every token into `into`; returns the tokens it carried. */
@@ -25,6 +29,8 @@ export function check(into: Integrity, reply: Reply, shape: ReplyShape, cancelle
     into.firstError ??= reply.error;
   }
   const v = verify(reply.text, shape, !cancelled && reply.error === undefined);
+  if (reply.complete) into.complete++;
+  into.tokens += v.received;
   into.lost += v.lost;
   into.duplicated += v.duplicated;
   if (v.corrupt) into.corrupt++;

@@ -62,6 +62,7 @@ export async function startService(upstreamPort: number, env: Record<string, str
       CHAT_MODEL: "bench-model",
       LOG_LEVEL: "warn",
       UPSTREAM_MAX_RETRIES: "0",
+      AUTH: "none",
       ...env,
     },
   });
@@ -98,7 +99,7 @@ export async function startReference(upstreamPort: number): Promise<Proc> {
 
 export async function startEnvoyFor(servicePort: number): Promise<Proc & { envoy: RunningEnvoy }> {
   const envoy = await startEnvoy({ servicePort, httpPort: 0, adminPort: 0, stderr: "inherit", logLevel: "error" });
-  return { pid: envoy.process.pid!, port: envoy.httpPort, stop: () => envoy.stop(), envoy };
+  return { pid: envoy.pid, port: envoy.httpPort, stop: () => envoy.stop(), envoy };
 }
 
 async function firstLine(child: ChildProcess, what: string): Promise<string> {

@@ -32,13 +32,15 @@ function integrityOf(r: BenchResult, path: PathName): Integrity {
   return all.reduce(
     (sum, i) => ({
       replies: sum.replies + i.replies,
+      complete: sum.complete + i.complete,
+      tokens: sum.tokens + i.tokens,
       errors: sum.errors + i.errors,
       lost: sum.lost + i.lost,
       duplicated: sum.duplicated + i.duplicated,
       corrupt: sum.corrupt + i.corrupt,
       ...((sum.firstError ?? i.firstError) !== undefined && { firstError: sum.firstError ?? i.firstError }),
     }),
-    { replies: 0, errors: 0, lost: 0, duplicated: 0, corrupt: 0 } as Integrity,
+    { replies: 0, complete: 0, tokens: 0, errors: 0, lost: 0, duplicated: 0, corrupt: 0 } as Integrity,
   );
 }
 

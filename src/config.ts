@@ -47,10 +47,12 @@ const schema = z.object({
   // Operations: logs, metrics, tracing, caller auth, TLS.
   LOG_FORMAT: z.enum(["auto", "json", "pretty"]).default("auto"),
   LOG_PROMPTS: flag.default(false),
-  METRICS_HOST: z.string().min(1).default("0.0.0.0"),
+  METRICS_HOST: z.string().min(1).default("127.0.0.1"),
   METRICS_PORT: port.optional(),
   OTEL_EXPORTER_OTLP_ENDPOINT: z.url({ protocol: /^https?$/ }).optional(),
   OTEL_SERVICE_NAME: z.string().min(1).default("chat-gateway"),
+  // Closed by default: a deployment with no caller keys must say AUTH=none to let anyone in.
+  AUTH: z.enum(["keys", "none"]).default("keys"),
   CALLER_KEYS: z.string().min(1).optional(),
   CALLER_KEYS_FILE: file.optional(),
   TLS_CERT_FILE: file.optional(),
@@ -58,6 +60,7 @@ const schema = z.object({
   TLS_CLIENT_CA_FILE: file.optional(),
 
   // Read by `npm start` only (src/stack.ts), for the Envoy it runs beside the service.
+  HTTP_HOST: z.string().min(1).default("0.0.0.0"),
   HTTP_PORT: port.default(8080),
   ENVOY_ADMIN_PORT: port.default(9901),
   CORS_ALLOW_ORIGIN: z.string().min(1).optional(),
@@ -92,15 +95,17 @@ const examples: Record<string, string> = {
   MODELS_TIMEOUT_MS: "5000",
   LOG_FORMAT: "json",
   LOG_PROMPTS: "false",
-  METRICS_HOST: "0.0.0.0",
+  METRICS_HOST: "127.0.0.1",
   METRICS_PORT: "9464",
   OTEL_EXPORTER_OTLP_ENDPOINT: "http://otel-collector:4318",
   OTEL_SERVICE_NAME: "chat-gateway",
+  AUTH: "none",
   CALLER_KEYS: "billing sha256:<64 hex digits> 20, search <a key of 16+ characters>",
   CALLER_KEYS_FILE: "/run/secrets/caller-keys",
   TLS_CERT_FILE: "/etc/chat-gateway/tls.crt",
   TLS_KEY_FILE: "/etc/chat-gateway/tls.key",
   TLS_CLIENT_CA_FILE: "/etc/chat-gateway/clients-ca.crt",
+  HTTP_HOST: "127.0.0.1",
   HTTP_PORT: "8080",
   ENVOY_ADMIN_PORT: "9901",
   CORS_ALLOW_ORIGIN: "https://app.example.com",
@@ -146,11 +151,11 @@ export interface Config {
   /** The Prometheus endpoint; absent when METRICS_PORT is unset. */
   metrics: { host: string; port: number } | undefined;
   tracing: { otlpEndpoint: string | undefined; serviceName: string };
-  /** Caller keys; absent when none are configured, and then every call is let in. */
+  /** Caller keys; absent only with AUTH=none, and then every call is let in. */
   auth: { keys: CallerKey[] } | undefined;
   tls: { certFile: string; keyFile: string; clientCaFile: string | undefined } | undefined;
   /** The Envoy of `npm start`. */
-  stack: { httpPort: number; adminPort: number; corsAllowOrigin: string | undefined };
+  stack: { httpHost: string; httpPort: number; adminPort: number; corsAllowOrigin: string | undefined };
 }
 
 export class ConfigError extends Error {
@@ -176,6 +181,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   // Named upstreams and caller keys have formats of their own; their problems join the same list.
   const upstreams = parseNamedUpstreams(present, new Set(CONFIG_VARIABLES), (name, what) => problems.push(problem(name, what, upstreamExample(name))));
   let callerKeys: CallerKey[] = [];
+  const problemsBeforeKeys = problems.length;
   if (present.CALLER_KEYS !== undefined) {
     callerKeys = parseCallerKeys(present.CALLER_KEYS, (what) => problems.push(problem("CALLER_KEYS", what)));
   }
@@ -191,6 +197,22 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   if (present.OPENAI_CUSTOM_HEADERS !== undefined) {
     problems.push(
       problem("OPENAI_CUSTOM_HEADERS", "not supported: the openai SDK would send these headers to every upstream, whatever its key; unset it"),
+    );
+  }
+  const authNone = present.AUTH === "none";
+  const keysSet = present.CALLER_KEYS !== undefined || present.CALLER_KEYS_FILE !== undefined;
+  if (!authNone && !keysSet) {
+    problems.push(
+      problem("CALLER_KEYS", "caller keys are required: set CALLER_KEYS or CALLER_KEYS_FILE, or set AUTH=none to let any caller in"),
+    );
+  }
+  if (!authNone && keysSet && callerKeys.length === 0 && problems.length === problemsBeforeKeys) {
+    const where = present.CALLER_KEYS_FILE !== undefined ? "CALLER_KEYS_FILE" : "CALLER_KEYS";
+    problems.push(problem(where, "holds no caller key, so no caller could call: add one, or set AUTH=none to let any caller in"));
+  }
+  if (authNone && keysSet) {
+    problems.push(
+      problem("AUTH", "AUTH=none lets any caller in, but caller keys are set (CALLER_KEYS or CALLER_KEYS_FILE): unset AUTH to require them, or unset the keys", "keys"),
     );
   }
   const names = new Set<string>();
@@ -240,12 +262,12 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     log: { format: e.LOG_FORMAT, prompts: e.LOG_PROMPTS },
     metrics: e.METRICS_PORT === undefined ? undefined : { host: e.METRICS_HOST, port: e.METRICS_PORT },
     tracing: { otlpEndpoint: e.OTEL_EXPORTER_OTLP_ENDPOINT, serviceName: e.OTEL_SERVICE_NAME },
-    auth: callerKeys.length > 0 ? { keys: callerKeys } : undefined,
+    auth: e.AUTH === "keys" ? { keys: callerKeys } : undefined,
     tls:
       e.TLS_CERT_FILE && e.TLS_KEY_FILE
         ? { certFile: e.TLS_CERT_FILE, keyFile: e.TLS_KEY_FILE, clientCaFile: e.TLS_CLIENT_CA_FILE }
         : undefined,
-    stack: { httpPort: e.HTTP_PORT, adminPort: e.ENVOY_ADMIN_PORT, corsAllowOrigin: e.CORS_ALLOW_ORIGIN },
+    stack: { httpHost: e.HTTP_HOST, httpPort: e.HTTP_PORT, adminPort: e.ENVOY_ADMIN_PORT, corsAllowOrigin: e.CORS_ALLOW_ORIGIN },
   };
 }
 

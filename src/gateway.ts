@@ -141,9 +141,10 @@ export async function startGateway(config: Config, logger: Logger, upstream?: Ch
     config,
     metrics: m,
     metricsPort: metricsServer?.port,
-    async shutdown(graceMs) {
-      await server.shutdown(graceMs);
+    async shutdown(graceMs, forceAfterMs) {
+      const outcome = await server.shutdown(graceMs, forceAfterMs);
       await Promise.all([metricsServer?.close(), tracing.shutdown()]);
+      return outcome;
     },
     forceShutdown() {
       server.forceShutdown();

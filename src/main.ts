@@ -4,6 +4,7 @@ import { loadConfigOrExit } from "./config.js";
 import { createLogger } from "./logger.js";
 import { startGateway } from "./gateway.js";
 import { startupFields } from "./startup.js";
+import { FORCE_AFTER_GRACE_MS } from "./server.js";
 
 async function main(): Promise<void> {
   const config = loadConfigOrExit(process.env);
@@ -16,17 +17,24 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     logger.info({ signal, graceMs: config.shutdownGraceMs }, "draining");
+    const exit = (code: number) => logger.flush(() => process.exit(code));
+    // A last guard, past the server's own hard deadline: closing the metrics endpoint or flushing
+    // spans must not hold the process either.
+    setTimeout(() => {
+      logger.error("shutdown did not finish; exiting");
+      exit(1);
+    }, config.shutdownGraceMs + 2 * FORCE_AFTER_GRACE_MS).unref();
     gateway
       .shutdown(config.shutdownGraceMs)
-      .then(() => {
-        logger.info("stopped");
+      .then((outcome) => {
+        logger.info({ outcome }, "stopped");
         // Idle keep-alive sockets to the upstream would otherwise hold the process open.
-        logger.flush(() => process.exit(0));
+        exit(0);
       })
       .catch((error: unknown) => {
         logger.error({ err: error }, "shutdown failed");
         gateway.forceShutdown();
-        logger.flush(() => process.exit(1));
+        exit(1);
       });
   };
   process.on("SIGTERM", stop);

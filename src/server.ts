@@ -1,6 +1,6 @@
 // Builds the gRPC server: ChatService, grpc.health.v1 and server reflection, on one port.
 import type { ServerOptions as Http2ServerOptions, Settings as Http2Settings } from "node:http2";
-import { Server, ServerCredentials, type ServerInterceptor, type handleUnaryCall } from "@grpc/grpc-js";
+import { Server, ServerCredentials, status, type ServerInterceptor, type ServerWritableStream, type handleUnaryCall } from "@grpc/grpc-js";
 import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation } from "grpc-health-check";
 import { ChatServiceService, type ListModelsRequest, type ListModelsResponse } from "./gen/chat/v1/chat.js";
@@ -22,10 +22,23 @@ export const CHAT_SERVICE_NAME = "chat.v1.ChatService";
  */
 export const MAX_METADATA_BYTES = 64 * 1024;
 
+/**
+ * How long after the grace period an orderly shutdown may still take (streams told to stop sending
+ * their last error, connections closing) before every connection is cut.
+ */
+export const FORCE_AFTER_GRACE_MS = 5_000;
+
+/** `drained`: every call ended and the port closed in order; `forced`: the hard deadline cut what was left. */
+export type ShutdownOutcome = "drained" | "forced";
+
 export interface GatewayServer {
   readonly port: number;
-  /** Marks the service NOT_SERVING, drains open streams within `graceMs`, then closes the port. */
-  shutdown(graceMs: number): Promise<void>;
+  /**
+   * Marks the service NOT_SERVING, drains open streams within `graceMs`, ends the health Watch
+   * streams, then closes the port. Whatever is still open `forceAfterMs` after the grace period is
+   * cut, so this always ends.
+   */
+  shutdown(graceMs: number, forceAfterMs?: number): Promise<ShutdownOutcome>;
   /** Closes everything now. */
   forceShutdown(): void;
 }
@@ -53,7 +66,7 @@ export async function startServer(chat: ChatService, options: ServerOptions): Pr
   server.addService(definition, { ...chat.implementation, listModels: options.listModels });
 
   const health = new HealthImplementation({ "": "SERVING", [CHAT_SERVICE_NAME]: "SERVING" });
-  health.addToServer(server);
+  const watches = addHealthService(server, health);
 
   // The descriptor set holds grpc.health.v1 too, so grpcurl can call health checks.
   const reflection = new ReflectionService(reflectionDefinition(readDescriptorSet()));
@@ -69,11 +82,29 @@ export async function startServer(chat: ChatService, options: ServerOptions): Pr
 
   return {
     port,
-    async shutdown(graceMs) {
+    async shutdown(graceMs, forceAfterMs = FORCE_AFTER_GRACE_MS) {
+      // Watchers (load balancers, client-side health checking) hear NOT_SERVING at once.
       health.setStatus("", "NOT_SERVING");
       health.setStatus(CHAT_SERVICE_NAME, "NOT_SERVING");
-      await chat.drain(graceMs);
-      await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+      const orderly = (async (): Promise<ShutdownOutcome> => {
+        await chat.drain(graceMs);
+        // A Watch stream never ends by itself, and grpc-js's tryShutdown waits for every call.
+        watches.endAll();
+        await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+        return "drained";
+      })();
+      let timer: NodeJS.Timeout | undefined;
+      const forced = new Promise<ShutdownOutcome>((resolve) => {
+        timer = setTimeout(() => {
+          server.forceShutdown();
+          resolve("forced");
+        }, graceMs + forceAfterMs);
+      });
+      try {
+        return await Promise.race([orderly, forced]);
+      } finally {
+        clearTimeout(timer);
+      }
     },
     forceShutdown() {
       server.forceShutdown();
@@ -92,4 +123,37 @@ function setHttp2Settings(server: Server, settings: Http2Settings): void {
     throw new Error("cannot set HTTP/2 settings on this version of grpc-js (no commonServerOptions)");
   }
   internals.commonServerOptions.settings = { ...internals.commonServerOptions.settings, ...settings };
+}
+
+type WatchCall = ServerWritableStream<{ service: string }, { status: string }>;
+
+/**
+ * grpc.health.v1 from grpc-health-check, with its Watch streams tracked so shutdown can end them:
+ * anyone may open one (health is open to all callers), and each would otherwise hold the server.
+ */
+function addHealthService(server: Server, health: HealthImplementation): { endAll(): void } {
+  const open = new Set<WatchCall>();
+  health.addToServer({
+    addService(service, implementation) {
+      const watch = implementation.watch as (call: WatchCall) => void;
+      server.addService(service, {
+        ...implementation,
+        watch: (call: WatchCall) => {
+          open.add(call);
+          const forget = () => open.delete(call);
+          call.once("cancelled", forget);
+          call.once("finish", forget);
+          watch(call);
+        },
+      });
+    },
+  });
+  return {
+    endAll() {
+      for (const call of open) {
+        call.emit("error", { code: status.UNAVAILABLE, details: "server shutting down" });
+      }
+      open.clear();
+    },
+  };
 }

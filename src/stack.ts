@@ -7,56 +7,79 @@ import { startupFields } from "./startup.js";
 import { startFakeUpstream, type FakeUpstream } from "./demo/upstream.js";
 import { startEnvoy } from "./dev/envoy.js";
 
+/** npm start is for trying things out: Ctrl-C should not take the deployed 30 s. */
+const STACK_GRACE_MS = 5_000;
+
 async function main(): Promise<void> {
   const env = { ...process.env };
+  const unset = (name: string) => env[name] === undefined || env[name] === "";
   let demo: FakeUpstream | undefined;
-  if (!env.OPENAI_BASE_URL && !env.OPENAI_API_KEY) {
+  if (unset("OPENAI_BASE_URL") && unset("OPENAI_API_KEY")) {
     demo = await startFakeUpstream();
     env.OPENAI_BASE_URL = demo.baseURL;
-    env.CHAT_MODEL ??= "demo";
+    if (unset("CHAT_MODEL")) env.CHAT_MODEL = "demo";
+  }
+  // Zero configuration means no caller keys: the stack then runs open (it says so at start-up),
+  // and, being open, listens on this machine only unless told otherwise.
+  if (unset("AUTH") && unset("CALLER_KEYS") && unset("CALLER_KEYS_FILE")) env.AUTH = "none";
+  if (env.AUTH === "none") {
+    for (const name of ["GRPC_HOST", "HTTP_HOST", "METRICS_HOST"]) if (unset(name)) env[name] = "127.0.0.1";
   }
   // Metrics on by default here, on the port OpenTelemetry's Prometheus exporter uses.
-  env.METRICS_PORT ??= "9464";
+  if (unset("METRICS_PORT")) env.METRICS_PORT = "9464";
   const config = loadConfigOrExit(env);
   const logger = createLogger({ level: config.logLevel, format: config.log.format });
+  const graceMs = Math.min(config.shutdownGraceMs, STACK_GRACE_MS);
   const gateway = await startGateway(config, logger);
-  const httpPort = config.stack.httpPort;
   const envoy = await startEnvoy({
     servicePort: gateway.port,
-    httpPort,
+    httpHost: config.stack.httpHost,
+    httpPort: config.stack.httpPort,
     adminPort: config.stack.adminPort,
     // One JSON line per request on this terminal, as a deployed Envoy writes them to its stdout.
     accessLog: "inherit",
+    graceMs,
     ...(config.stack.corsAllowOrigin && { corsAllowOrigin: config.stack.corsAllowOrigin }),
+  }).catch((error: unknown) => {
+    gateway.forceShutdown();
+    throw error;
   });
+  const fields = startupFields(config, gateway);
   logger.info(
     {
-      ...startupFields(config, gateway),
+      ...fields,
       grpc: `localhost:${gateway.port}`,
       http: `http://localhost:${envoy.httpPort}/chat`,
       envoyAdmin: `http://127.0.0.1:${envoy.adminPort}`,
-      upstream: demo ? "built-in demo (set OPENAI_BASE_URL / OPENAI_API_KEY for a real model)" : config.upstream.baseURL,
+      upstream: demo ? "built-in demo (set OPENAI_BASE_URL / OPENAI_API_KEY for a real model)" : fields.upstream,
       model: config.upstream.model,
     },
     "stack up: try  curl -N localhost:%d/chat -H 'content-type: application/json' -d '{\"text\":\"hello\"}'",
     envoy.httpPort,
   );
 
+  // In order, so that HTTP callers get the grace period gRPC callers get: Envoy stops taking new
+  // requests, the service drains its streams, and Envoy stops once nothing is in flight through it.
+  // Envoy runs in a process group of its own, so a Ctrl-C (which signals the terminal's whole
+  // foreground group) reaches this process only; and it dies with this process however it dies
+  // (scripts/envoy-sidecar.sh).
   let stopping = false;
-  const stop = async (signal: NodeJS.Signals) => {
+  const stop = async (signal: NodeJS.Signals | "envoy exited") => {
     if (stopping) return;
     stopping = true;
-    logger.info({ signal }, "stopping");
-    await envoy.stop();
-    await gateway.shutdown(Math.min(config.shutdownGraceMs, 5_000));
+    logger.info({ signal, graceMs }, "stopping: Envoy takes no new requests, open streams may finish");
+    await envoy.drain().catch(() => undefined); // Envoy may be gone already
+    const outcome = await gateway.shutdown(graceMs);
+    await envoy.stopGracefully();
     await demo?.close();
-    logger.info("stopped");
-    logger.flush();
+    logger.info({ outcome }, "stopped");
+    // Idle keep-alive sockets to a real upstream would otherwise hold the process open.
+    logger.flush(() => process.exit(signal === "envoy exited" ? 1 : 0));
   };
   envoy.process.once("exit", (code) => {
     if (!stopping) {
       logger.error({ code }, "envoy exited; stopping");
-      void stop("SIGTERM").then(() => (process.exitCode = 1));
+      void stop("envoy exited");
     }
   });
   process.on("SIGINT", (s) => void stop(s));

@@ -1,7 +1,9 @@
 // What the start-up line says about a running gateway: where it listens and how it is set up, in
-// words an operator can act on. Never a key: upstreams appear by name and URL only.
+// words an operator can act on. Never a key: upstreams appear by name and URL only, and URLs with
+// their credentials (user info, query values) redacted.
 import type { Config } from "./config.js";
 import type { Gateway } from "./gateway.js";
+import { redactUrl } from "./redact-url.js";
 
 export function startupFields(config: Config, gateway: Gateway): Record<string, unknown> {
   return {
@@ -9,16 +11,16 @@ export function startupFields(config: Config, gateway: Gateway): Record<string, 
     tls: config.tls ? (config.tls.clientCaFile ? "on, client certificates required" : "on") : "off",
     auth: config.auth
       ? `caller keys required (${config.auth.keys.map((k) => k.name).join(", ")})`
-      : "open: no CALLER_KEYS or CALLER_KEYS_FILE, so any caller may call",
+      : "open: AUTH=none, so any caller may call",
     metrics: gateway.metricsPort === undefined ? "off (set METRICS_PORT)" : `http://${config.metrics?.host}:${gateway.metricsPort}/metrics`,
     metricsPort: gateway.metricsPort,
-    tracing: config.tracing.otlpEndpoint ? `OTLP to ${config.tracing.otlpEndpoint}` : "propagation only",
-    upstream: config.upstream.baseURL,
+    tracing: config.tracing.otlpEndpoint ? `OTLP to ${redactUrl(config.tracing.otlpEndpoint)}` : "propagation only",
+    upstream: redactUrl(config.upstream.baseURL),
     model: config.upstream.model,
     ...(config.upstreams.length > 0 && {
-      upstreams: Object.fromEntries(config.upstreams.map((u) => [u.name, { baseURL: u.baseURL, models: u.models }])),
+      upstreams: Object.fromEntries(config.upstreams.map((u) => [u.name, { baseURL: redactUrl(u.baseURL), models: u.models }])),
     }),
-    ...(config.fallback && { fallback: config.fallback.baseURL }),
+    ...(config.fallback && { fallback: redactUrl(config.fallback.baseURL) }),
     logPrompts: config.log.prompts,
   };
 }

@@ -67,7 +67,8 @@ describe("caller keys over gRPC", () => {
     expect(JSON.stringify(harness.upstream.requests.map((r) => r.headers))).not.toContain(ALICE);
 
     const s = await scrape(harness.gateway.metricsPort ?? 0);
-    expect(s.value("grpc_server_handled_total", { grpc_method: "Chat", grpc_code: "OK", caller: "alice" })).toBeGreaterThanOrEqual(1);
+    expect(s.value("grpc_server_handled_total", { grpc_method: "Chat", grpc_code: "OK", caller: "alice" })).toBe(1);
+    expect(s.value("grpc_server_handled_total", { grpc_method: "Chat", grpc_code: "OK", caller: "bob" })).toBe(1);
     expect(s.value("grpc_server_handled_total", { grpc_method: "Chat", grpc_code: "UNAUTHENTICATED", caller: "unauthenticated" })).toBe(3);
     // Each call counted once at its start, refused or not.
     expect(s.value("grpc_server_started_total", { grpc_method: "Chat" })).toBe(s.value("grpc_server_handled_total", { grpc_method: "Chat" }));
@@ -107,6 +108,32 @@ describe("caller keys over gRPC", () => {
       if (code === status.RESOURCE_EXHAUSTED) await new Promise((r) => setTimeout(r, 20));
     }
     expect(code).toBe(status.OK);
+  });
+
+  it("never takes a caller name from the caller: a forged internal metadata key names no one in metrics or logs", async () => {
+    const forged = (key?: string) => {
+      const metadata = key ? bearer(key) : new Metadata();
+      metadata.set("x-chat-gateway-caller", "admin");
+      return metadata;
+    };
+    // On the open services (no key needed), on a refused call, and beside a good key.
+    const health = await grpcurl(
+      harness.gateway.port,
+      ["-H", "x-chat-gateway-caller: admin", "-d", '{"service":"chat.v1.ChatService"}'],
+      "grpc.health.v1.Health/Check",
+    );
+    expect(health.code).toBe(0);
+    expect((await collect(harness.client, { text: "hi" }, forged())).code).toBe(status.UNAUTHENTICATED);
+    expect((await collect(harness.client, { text: "hi" }, forged(ALICE))).text).toBe("ok");
+
+    const s = await scrape(harness.gateway.metricsPort ?? 0);
+    expect(s.text).not.toContain('caller="admin"');
+    expect(s.value("grpc_server_handled_total", { grpc_service: "grpc.health.v1.Health", grpc_method: "Check", caller: "anonymous" })).toBe(1);
+    expect(s.value("grpc_server_handled_total", { grpc_method: "Chat", grpc_code: "UNAUTHENTICATED", caller: "unauthenticated" })).toBe(4);
+    expect(s.value("grpc_server_handled_total", { grpc_method: "Chat", grpc_code: "OK", caller: "alice" })).toBe(3);
+    expect(s.value("gen_ai_client_token_usage_count", { caller: "alice", gen_ai_token_type: "output" })).toBe(3);
+    expect(harness.logs.filter((l) => l.msg === "stream ended").at(-1)?.caller).toBe("alice");
+    expect(JSON.stringify(harness.logs)).not.toContain('"admin"');
   });
 
   it("leaves health checks and reflection open", async () => {

@@ -22,8 +22,11 @@ function problemsOf(env: Record<string, string>): string[] {
 const dir = mkdtempSync(join(tmpdir(), "chat-config-"));
 
 describe("configuration", () => {
-  it("has a default for everything, so an empty environment is valid", () => {
-    const config = loadConfig({});
+  it("has a default for everything but caller keys, which an empty environment is refused for", () => {
+    expect(problemsOf({})).toEqual([
+      "CALLER_KEYS: caller keys are required: set CALLER_KEYS or CALLER_KEYS_FILE, or set AUTH=none to let any caller in (for example CALLER_KEYS=billing sha256:<64 hex digits> 20, search <a key of 16+ characters>)",
+    ]);
+    const config = loadConfig({ AUTH: "none" });
     expect(config.grpc.port).toBe(50051);
     expect(config.metrics).toBeUndefined();
     expect(config.auth).toBeUndefined();
@@ -35,6 +38,7 @@ describe("configuration", () => {
 
   it("reports every problem at once: the variable, what is wrong, and an example of a right value", () => {
     const problems = problemsOf({
+      AUTH: "none",
       GRPC_PORT: "eighty",
       METRICS_PORT: "70000",
       LOG_LEVEL: "loud",
@@ -57,6 +61,20 @@ describe("configuration", () => {
     expect(() => loadConfig({ GRPC_PORT: "eighty" })).toThrow(/invalid configuration:\n  - GRPC_PORT: must be a number/);
   });
 
+  it("requires caller keys unless AUTH=none, and refuses AUTH=none beside keys", () => {
+    expect(loadConfig({ CALLER_KEYS: "ops ops-key-0123456789" }).auth?.keys.map((k) => k.name)).toEqual(["ops"]);
+    expect(loadConfig({ AUTH: "keys", CALLER_KEYS: "ops ops-key-0123456789" }).auth?.keys).toHaveLength(1);
+    expect(problemsOf({ AUTH: "keys" })).toEqual([expect.stringMatching(/^CALLER_KEYS: caller keys are required/)]);
+    expect(problemsOf({ AUTH: "none", CALLER_KEYS: "ops ops-key-0123456789" })).toEqual([
+      "AUTH: AUTH=none lets any caller in, but caller keys are set (CALLER_KEYS or CALLER_KEYS_FILE): unset AUTH to require them, or unset the keys (for example AUTH=keys)",
+    ]);
+    expect(problemsOf({ AUTH: "open" })).toEqual([expect.stringMatching(/^AUTH: must be one of keys, none/), expect.stringMatching(/^CALLER_KEYS: caller keys are required/)]);
+    // A keys file with nothing in it would let nobody in: said at start-up, not found out later.
+    const empty = join(dir, "no-keys");
+    writeFileSync(empty, "# nobody yet\n");
+    expect(problemsOf({ CALLER_KEYS_FILE: empty })).toEqual([expect.stringMatching(/^CALLER_KEYS_FILE: holds no caller key, so no caller could call/)]);
+  });
+
   it("never repeats a secret value in a problem", () => {
     const secret = "sk-live-SECRET-0123456789";
     const problems = problemsOf({
@@ -70,7 +88,7 @@ describe("configuration", () => {
   });
 
   it("refuses the openai SDK's OPENAI_CUSTOM_HEADERS, which would reach every upstream", () => {
-    expect(problemsOf({ OPENAI_CUSTOM_HEADERS: "x-secret: abc" })).toEqual([
+    expect(problemsOf({ AUTH: "none", OPENAI_CUSTOM_HEADERS: "x-secret: abc" })).toEqual([
       "OPENAI_CUSTOM_HEADERS: not supported: the openai SDK would send these headers to every upstream, whatever its key; unset it",
     ]);
   });
@@ -81,13 +99,17 @@ describe("configuration", () => {
       [...example.matchAll(/^([A-Z][A-Z0-9_]*)=(.*)$/gm)].map((m) => [m[1] ?? "", m[2] ?? ""] as const),
     );
     for (const name of CONFIG_VARIABLES) expect(documented.has(name), `${name} in .env.example`).toBe(true);
-    // The documented defaults are the real ones: loading the file's values gives the default config.
-    expect(loadConfig(Object.fromEntries(documented))).toEqual(loadConfig({}));
+    // The documented defaults are the real ones: loading the file's values gives the default config
+    // (keys required; with AUTH=none for both, as the file leaves CALLER_KEYS empty).
+    expect(documented.get("AUTH")).toBe("keys");
+    expect(problemsOf(Object.fromEntries(documented))).toEqual(problemsOf({}));
+    expect(loadConfig({ ...Object.fromEntries(documented), AUTH: "none" })).toEqual(loadConfig({ AUTH: "none" }));
     for (const suffix of ["BASE_URL", "API_KEY", "MODELS"]) expect(example).toContain(`UPSTREAM_<NAME>_${suffix}`);
   });
 
   it("reads named upstreams, and says what is missing from one", () => {
     const config = loadConfig({
+      AUTH: "none",
       UPSTREAM_DEEPSEEK_BASE_URL: "https://api.deepseek.com/v1",
       UPSTREAM_DEEPSEEK_API_KEY: "sk-ds",
       UPSTREAM_DEEPSEEK_MODELS: "deepseek-chat, deepseek-reasoner",
@@ -100,6 +122,7 @@ describe("configuration", () => {
     ]);
     expect(
       problemsOf({
+        AUTH: "none",
         UPSTREAM_A_MODELS: "m1",
         UPSTREAM_B_BASE_URL: "http://127.0.0.1:1/v1",
         UPSTREAM_C_BASE_URL: "http://127.0.0.1:2/v1",

@@ -170,6 +170,30 @@ describe("the per-stream log line", () => {
   });
 });
 
+describe("the start-up line", () => {
+  it("shows every URL it names without credentials: user info and query values redacted", async () => {
+    const service = await startServiceProcess({
+      OPENAI_BASE_URL: "http://gw-user:pw-SECRET-1@127.0.0.1:9/v1?api-key=SECRET-2",
+      FALLBACK_BASE_URL: "https://fb:SECRET-3@fallback.example/v1",
+      UPSTREAM_X_BASE_URL: "http://127.0.0.1:9/v1?api-version=2024-06-01&key=SECRET-4",
+      UPSTREAM_X_MODELS: "x-model",
+      OTEL_EXPORTER_OTLP_ENDPOINT: "http://otel:SECRET-5@127.0.0.1:9",
+    });
+    try {
+      const line = await service.logLine((l) => l.msg === "chat gateway listening");
+      expect(line).toMatchObject({
+        upstream: "http://redacted:redacted@127.0.0.1:9/v1?api-key=redacted",
+        fallback: "https://redacted:redacted@fallback.example/v1",
+        upstreams: { x: { baseURL: "http://127.0.0.1:9/v1?api-version=redacted&key=redacted" } },
+        tracing: "OTLP to http://redacted:redacted@127.0.0.1:9/",
+      });
+      expect(service.output.join("\n")).not.toContain("SECRET");
+    } finally {
+      await service.stop("SIGKILL");
+    }
+  });
+});
+
 describe("a configuration error at start-up", () => {
   it("lists every problem on stderr, exits 2, and repeats no value", async () => {
     const child = spawn(process.execPath, [join(ROOT, "dist", "main.js")], {
@@ -198,7 +222,7 @@ describe("a configuration error at start-up", () => {
 describe("log format", () => {
   it("is human-readable with LOG_FORMAT=pretty (as `auto` is on a terminal)", async () => {
     const child = spawn(process.execPath, [join(ROOT, "dist", "main.js")], {
-      env: { PATH: process.env.PATH ?? "", GRPC_HOST: "127.0.0.1", GRPC_PORT: "0", LOG_FORMAT: "pretty" },
+      env: { PATH: process.env.PATH ?? "", GRPC_HOST: "127.0.0.1", GRPC_PORT: "0", LOG_FORMAT: "pretty", AUTH: "none" },
       stdio: ["ignore", "pipe", "pipe"],
     });
     try {
@@ -213,7 +237,7 @@ describe("log format", () => {
       const line = output.split("\n").find((l) => l.includes("chat gateway listening")) ?? "";
       expect(line).toMatch(/INFO/);
       expect(() => JSON.parse(line)).toThrow();
-      expect(output).toContain("open: no CALLER_KEYS or CALLER_KEYS_FILE, so any caller may call");
+      expect(output).toContain("open: AUTH=none, so any caller may call");
     } finally {
       child.kill("SIGKILL");
     }

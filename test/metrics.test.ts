@@ -1,6 +1,6 @@
 // The Prometheus endpoint on its own port, scraped over HTTP after real streams through a real
 // gRPC server and the real openai SDK against the fake upstream.
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { status } from "@grpc/grpc-js";
 import { ChatRequest } from "../src/gen/chat/v1/chat.js";
 import { collect, startHarness, type Harness } from "./support/grpc.js";
@@ -13,6 +13,7 @@ const CHAT = { grpc_service: "chat.v1.ChatService", grpc_method: "Chat" };
 let harness: Harness | undefined;
 let other: FakeUpstream | undefined;
 afterEach(async () => {
+  vi.useRealTimers();
   await harness?.close();
   await other?.close();
   harness = undefined;
@@ -54,7 +55,6 @@ describe("metrics", () => {
 
     const model = { gen_ai_request_model: "fake-model", gen_ai_operation_name: "chat", upstream: "default" };
     expect(after.value("gen_ai_server_time_to_first_token_seconds_count", model)).toBe(2);
-    expect(after.value("gen_ai_server_time_to_first_token_seconds_sum", model)).toBeGreaterThan(0);
     expect(after.value("gen_ai_server_time_per_output_token_seconds_count", model)).toBe(2);
     // Both streams and the failed one; the invalid request never became a stream.
     expect(after.value("gen_ai_server_request_duration_seconds_count", model)).toBe(3);
@@ -65,6 +65,49 @@ describe("metrics", () => {
     expect(after.value("gen_ai_client_token_usage_sum", { ...model, gen_ai_token_type: "input" })).toBe(4);
     expect(after.value("chat_gateway_upstream_errors_total", { upstream: "default", error_type: "upstream_5xx" })).toBe(1);
     expect(after.value("chat_gateway_active_streams")).toBe(0);
+  });
+
+  it("time the first token, the tokens after it and the whole stream, in seconds, to the millisecond", async () => {
+    // The stream loop reads performance.now(); the test moves that clock (and nothing else: sockets
+    // and timers stay real) while the upstream is held before each token.
+    const gates = [hold(), hold(), hold(), hold()];
+    harness = await startHarness({ env: METRICS, upstream: { reply: () => ({ tokens: ["a", "b", "c"], gate: (i) => gates[i]?.promise }) } });
+    const arrived = harness.upstream.received(0);
+    vi.useFakeTimers({ toFake: ["performance"] });
+    const call = harness.client.chat(ChatRequest.fromPartial({ text: "hi" }));
+    const messages: unknown[] = [];
+    const waiters: (() => void)[] = [];
+    call.on("data", (m) => {
+      messages.push(m);
+      waiters.shift()?.();
+    });
+    const ended = new Promise((resolve) => call.on("end", resolve));
+    const next = () => new Promise<void>((resolve) => waiters.push(resolve));
+    await arrived;
+    // First token 250 ms after the request, then one every 100 ms; the stream ends with the last.
+    for (const [i, ms] of [250, 100, 100].entries()) {
+      vi.advanceTimersByTime(ms);
+      const delivered = next();
+      gates[i]!.release();
+      await delivered;
+    }
+    gates[3]!.release();
+    await ended;
+    vi.useRealTimers();
+    expect(messages).toHaveLength(4); // three deltas and the finish
+
+    const s = await scrape(metricsPort(harness));
+    const model = { gen_ai_request_model: "fake-model", upstream: "default" };
+    expect(s.value("gen_ai_server_time_to_first_token_seconds_sum", model)).toBeCloseTo(0.25, 9);
+    expect(s.value("gen_ai_server_time_per_output_token_seconds_sum", model)).toBeCloseTo(0.1, 9);
+    expect(s.value("gen_ai_server_request_duration_seconds_sum", model)).toBeCloseTo(0.45, 9);
+    // In the buckets the conventions give: 0.25 s is in le=0.25 and not in le=0.1.
+    expect(s.value("gen_ai_server_time_to_first_token_seconds_bucket", { ...model, le: "0.25" })).toBe(1);
+    expect(s.value("gen_ai_server_time_to_first_token_seconds_bucket", { ...model, le: "0.1" })).toBe(0);
+    expect(s.value("gen_ai_server_time_per_output_token_seconds_bucket", { ...model, le: "0.1" })).toBe(1);
+    expect(s.value("gen_ai_server_time_per_output_token_seconds_bucket", { ...model, le: "0.075" })).toBe(0);
+    expect(s.value("gen_ai_server_request_duration_seconds_bucket", { ...model, le: "0.64" })).toBe(1);
+    expect(s.value("gen_ai_server_request_duration_seconds_bucket", { ...model, le: "0.32" })).toBe(0);
   });
 
   it("show the streams open now", async () => {

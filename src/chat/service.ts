@@ -77,6 +77,9 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
   const open = new Set<(why: StreamStopped["why"]) => void>();
   let draining = false;
   let allClosed: (() => void) | undefined;
+  let drainEnd: Promise<void> | undefined;
+  let drainStopAt = Infinity;
+  let drainTimer: NodeJS.Timeout | undefined;
 
   /** Ends a call before anything was written: a trailers-only response Envoy can map to an HTTP status. */
   function refuse(call: Call, why: CallRefused["why"], detail = ""): void {
@@ -227,15 +230,23 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
     get active() {
       return open.size;
     },
-    async drain(graceMs) {
+    drain(graceMs) {
       draining = true;
-      if (open.size === 0) return;
-      const closed = new Promise<void>((resolve) => (allClosed = resolve));
-      const timer = setTimeout(() => {
-        for (const stop of open) stop("shutdown");
-      }, graceMs);
-      await closed;
-      clearTimeout(timer);
+      // One drain however often it is asked for (SIGTERM then SIGINT, say): every caller waits for
+      // the same end, and the earliest deadline asked for is the one kept.
+      drainEnd ??= new Promise<void>((resolve) => {
+        allClosed = resolve;
+        if (open.size === 0) resolve();
+      }).finally(() => clearTimeout(drainTimer));
+      const stopAt = performance.now() + graceMs;
+      if (open.size > 0 && stopAt < drainStopAt) {
+        drainStopAt = stopAt;
+        clearTimeout(drainTimer);
+        drainTimer = setTimeout(() => {
+          for (const stop of open) stop("shutdown");
+        }, graceMs);
+      }
+      return drainEnd;
     },
   };
 }

@@ -1,7 +1,8 @@
 // Runs the real Envoy with the project's envoy.yaml for `npm start`, the end-to-end tests and the
 // benchmark. Only addresses are changed (ports, the service's port, the CORS origin), plus what a
 // test names to reach a limit quickly (`runtime`, `limits`): the filters, routes and timeouts under
-// test are the ones in envoy.yaml.
+// test are the ones in envoy.yaml. Envoy runs under scripts/envoy-sidecar.sh, as in
+// docker-compose.yml: it drains before it stops, and it stops when this process dies, however it dies.
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -13,6 +14,8 @@ import { parse } from "yaml";
 
 export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 export const TOOLS_BIN = join(ROOT, ".tools", "bin");
+/** Envoy's `--drain-time-s`: how long a draining listener still accepts connections. */
+export const DRAIN_TIME_S = 5;
 
 export interface EnvoyOptions {
   /** Port of the gRPC service Envoy forwards to. */
@@ -32,6 +35,8 @@ export interface EnvoyOptions {
   runtime?: Record<string, number>;
   /** Smaller limits than envoy.yaml's, so a test reaches them at once. */
   limits?: { requestHeadersTimeout?: string; maxDownstreamConnections?: number };
+  /** How long the service behind it lets streams run when stopping; `stopGracefully` waits that plus 5 s at most. */
+  graceMs?: number;
 }
 
 /** Lines an Envoy wrote, as they arrive. */
@@ -44,11 +49,22 @@ export interface OutputLines {
 export interface RunningEnvoy {
   readonly httpPort: number;
   readonly adminPort: number;
+  /** Envoy's own process id. */
+  readonly pid: number;
+  /** The sidecar script Envoy runs under; it exits when Envoy has stopped. */
   readonly process: ChildProcess;
   /** With `accessLog: "pipe"`: the access log's lines. */
   readonly accessLog: OutputLines;
   /** With `stderr: "pipe"`: Envoy's own log lines. */
   readonly log: OutputLines;
+  /**
+   * Stops taking new requests: fails Envoy's health check (every response then closes its
+   * connection) and drains its listeners gracefully. Requests in flight go on.
+   */
+  drain(): Promise<void>;
+  /** Drains, waits until no request is in flight through Envoy (at most graceMs + 5 s), then stops it. */
+  stopGracefully(): Promise<void>;
+  /** Stops Envoy now, cutting whatever is in flight. */
   stop(): Promise<void>;
 }
 
@@ -103,11 +119,16 @@ export async function startEnvoy(options: EnvoyOptions): Promise<RunningEnvoy> {
   const dir = mkdtempSync(join(tmpdir(), "chat-envoy-"));
   const configPath = join(dir, "envoy.json");
   const adminPath = join(dir, "admin-address");
+  const pidPath = join(dir, "envoy.pid");
   writeFileSync(configPath, renderEnvoyConfig({ httpPort: 0, adminPort: 0, ...options }));
 
   const child = spawn(
-    join(TOOLS_BIN, "envoy"),
+    "bash",
     [
+      join(ROOT, "scripts", "envoy-sidecar.sh"),
+      // The pipe on its stdin closes when this process dies, even by SIGKILL: Envoy goes with it.
+      "--exit-with-stdin",
+      join(TOOLS_BIN, "envoy"),
       "-c", configPath,
       "--admin-address-path", adminPath,
       // Several Envoys (tests, npm start) may run on one machine at once.
@@ -116,20 +137,34 @@ export async function startEnvoy(options: EnvoyOptions): Promise<RunningEnvoy> {
       "--concurrency", "2",
       // Access log lines are written in batches; Envoy's default waits up to 10 s.
       "--file-flush-interval-msec", "200",
+      // Once draining, the listener keeps accepting this long (new requests then meet the draining
+      // service's 503), then closes. As in docker-compose.yml.
+      "--drain-time-s", String(DRAIN_TIME_S),
     ],
-    { stdio: ["ignore", options.accessLog ?? "ignore", options.stderr ?? "inherit"] },
+    {
+      stdio: ["pipe", options.accessLog ?? "ignore", options.stderr ?? "inherit"],
+      env: { ...process.env, ENVOY_PID_FILE: pidPath, SHUTDOWN_GRACE_MS: String(options.graceMs ?? 30_000) },
+      // Its own process group: Ctrl-C in a terminal signals the whole foreground group at once, and
+      // Envoy must wait for the service's streams instead of exiting with them.
+      detached: true,
+    },
   );
   const accessLog = outputLines(child.stdout);
   const log = outputLines(child.stderr);
   let exited: string | undefined;
-  child.once("exit", (code, signal) => (exited = `envoy exited (${code ?? signal})`));
+  const gone = new Promise<void>((resolve) =>
+    child.once("exit", (code, signal) => {
+      exited = `envoy exited (${code ?? signal})`;
+      rmSync(dir, { recursive: true, force: true });
+      resolve();
+    }),
+  );
+  const running = () => child.exitCode === null && child.signalCode === null;
+  const admin = (path: string) => (port: number) => fetch(`http://127.0.0.1:${port}${path}`, { method: "POST" }).then((r) => r.text());
 
   const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill("SIGTERM");
-      await new Promise((resolve) => child.once("exit", resolve));
-    }
-    rmSync(dir, { recursive: true, force: true });
+    if (running()) child.stdin?.end();
+    await gone;
   };
 
   try {
@@ -147,7 +182,24 @@ export async function startEnvoy(options: EnvoyOptions): Promise<RunningEnvoy> {
         const clusters = await (await fetch(`http://127.0.0.1:${adminPort}/clusters`)).text();
         // Wait for the first health check to pass, so the first request is routed normally.
         if (httpPort && /chat_service::.*::health_flags::healthy/.test(clusters)) {
-          return { httpPort, adminPort, process: child, accessLog, log, stop };
+          const port = adminPort;
+          return {
+            httpPort,
+            adminPort,
+            pid: Number(readFileSync(pidPath, "utf8")),
+            process: child,
+            accessLog,
+            log,
+            async drain() {
+              await admin("/healthcheck/fail")(port);
+              await admin("/drain_listeners?graceful")(port);
+            },
+            async stopGracefully() {
+              if (running()) child.kill("SIGTERM");
+              await gone;
+            },
+            stop,
+          };
         }
       } catch {
         // Not up yet.

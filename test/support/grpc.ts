@@ -26,6 +26,7 @@ export async function startHarness(
     OPENAI_API_KEY: "sk-test-harness-key",
     CHAT_MODEL: "fake-model",
     UPSTREAM_MAX_RETRIES: "0",
+    ...openUnlessKeyed(options.env),
     ...options.env,
   });
   const logs: Record<string, unknown>[] = [];
@@ -78,4 +79,9 @@ export function collect(client: ChatServiceClient, request: PartialRequest, meta
 
 export function textOf(responses: ChatResponse[]): string {
   return responses.map((r) => (r.event?.$case === "delta" ? r.event.value.text : "")).join("");
+}
+
+/** AUTH=none, unless the test configures caller keys: the deployed default requires them. */
+export function openUnlessKeyed(env: Record<string, string> = {}): Record<string, string> {
+  return env.CALLER_KEYS || env.CALLER_KEYS_FILE || env.AUTH ? {} : { AUTH: "none" };
 }

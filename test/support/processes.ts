@@ -5,6 +5,7 @@ import { createInterface } from "node:readline";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { ROOT, TOOLS_BIN, startEnvoy, type EnvoyOptions, type RunningEnvoy } from "../../src/dev/envoy.js";
+import { openUnlessKeyed } from "./grpc.js";
 
 export interface ServiceProcess {
   readonly port: number;
@@ -18,7 +19,7 @@ export interface ServiceProcess {
 
 export async function startServiceProcess(env: Record<string, string>): Promise<ServiceProcess> {
   const child = spawn(process.execPath, [join(ROOT, "dist", "main.js")], {
-    env: { PATH: process.env.PATH ?? "", GRPC_HOST: "127.0.0.1", GRPC_PORT: "0", LOG_LEVEL: "info", ...env },
+    env: { PATH: process.env.PATH ?? "", GRPC_HOST: "127.0.0.1", GRPC_PORT: "0", LOG_LEVEL: "info", ...openUnlessKeyed(env), ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   const output: string[] = [];
@@ -162,5 +163,45 @@ export function spawnGrpcurl(port: number, flags: string[], ...rest: string[]) {
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
       await exited;
     },
+  };
+}
+
+export interface StackProcess {
+  readonly process: ChildProcess;
+  /** The "stack up" log line: ports and URLs. */
+  readonly up: { grpc: string; http: string; envoyAdmin: string; auth: string; upstream: string; [key: string]: unknown };
+  readonly grpcPort: number;
+  readonly httpPort: number;
+  /** Every line written to stdout so far. */
+  readonly output: string[];
+  readonly exited: Promise<number | null>;
+}
+
+/**
+ * `npm start`'s process (`node dist/stack.js`) on free ports, in a process group of its own so a
+ * test can signal the group as a terminal's Ctrl-C does.
+ */
+export async function startStackProcess(env: Record<string, string> = {}): Promise<StackProcess> {
+  const child = spawn(process.execPath, [join(ROOT, "dist", "stack.js")], {
+    env: { PATH: process.env.PATH ?? "", GRPC_PORT: "0", HTTP_PORT: "0", ENVOY_ADMIN_PORT: "0", METRICS_PORT: "0", LOG_FORMAT: "json", ...env },
+    stdio: ["ignore", "pipe", "ignore"],
+    detached: true,
+  });
+  const output: string[] = [];
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  const up = await new Promise<StackProcess["up"]>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).on("line", (line) => {
+      output.push(line);
+      if (line.includes('"msg":"stack up')) resolve(JSON.parse(line) as StackProcess["up"]);
+    });
+    void exited.then((code) => reject(new Error(`npm start's process exited (${code}) before the stack was up:\n${output.join("\n")}`)));
+  });
+  return {
+    process: child,
+    up,
+    grpcPort: Number(up.grpc.split(":").pop()),
+    httpPort: Number(new URL(up.http).port),
+    output,
+    exited,
   };
 }

@@ -1,0 +1,37 @@
+// How much each mode of `npm run bench` measures. Its own module, so the smoke test can read the
+// plan without importing run.ts (which runs the benchmark when loaded).
+import type { ReplyShape } from "./tokens.js";
+
+export type Mode = "smoke" | "quick" | "full";
+
+export interface Plan {
+  ttftSamples: number;
+  single: { shape: ReplyShape; runs: number };
+  load: { levels: number[]; shape: ReplyShape; warmupMs: number; windowMs: number };
+  rss: { streams: number[]; shape: (streams: number) => ReplyShape };
+}
+
+export const PLANS: Record<Mode, Plan> = {
+  smoke: {
+    ttftSamples: 5,
+    single: { shape: { tokens: 2_000, size: 4, firstMs: 0, delayMs: 0 }, runs: 1 },
+    load: { levels: [1, 10], shape: { tokens: 50, size: 4, firstMs: 0, delayMs: 0 }, warmupMs: 200, windowMs: 500 },
+    rss: { streams: [20], shape: () => ({ tokens: 3, size: 4, firstMs: 0, delayMs: 2_000 }) },
+  },
+  quick: {
+    ttftSamples: 200,
+    single: { shape: { tokens: 20_000, size: 4, firstMs: 0, delayMs: 0 }, runs: 3 },
+    load: { levels: [1, 10, 100, 1_000], shape: { tokens: 200, size: 4, firstMs: 0, delayMs: 0 }, warmupMs: 1_000, windowMs: 3_000 },
+    rss: { streams: [1_000], shape: () => ({ tokens: 4, size: 4, firstMs: 0, delayMs: 3_000 }) },
+  },
+  full: {
+    ttftSamples: 1_000,
+    single: { shape: { tokens: 50_000, size: 4, firstMs: 0, delayMs: 0 }, runs: 5 },
+    load: { levels: [1, 10, 100, 1_000], shape: { tokens: 200, size: 4, firstMs: 0, delayMs: 0 }, warmupMs: 2_000, windowMs: 10_000 },
+    rss: {
+      streams: [1_000, 10_000],
+      // Long enough between tokens that every stream is still open once the last one has started.
+      shape: (n) => ({ tokens: 4, size: 4, firstMs: 0, delayMs: n > 2_000 ? 15_000 : 3_000 }),
+    },
+  },
+};
