@@ -111,7 +111,7 @@ async function firstLine(child: ChildProcess, what: string): Promise<string> {
   return line;
 }
 
-async function waitForPort(port: number, child: ChildProcess, what: string): Promise<void> {
+export async function waitForPort(port: number, child: ChildProcess, what: string): Promise<void> {
   const deadline = Date.now() + 30_000;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`${what} exited (${child.exitCode})`);

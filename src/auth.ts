@@ -9,6 +9,7 @@ import { timingSafeEqual } from "node:crypto";
 import { status, ServerInterceptingCall, type ServerInterceptor } from "@grpc/grpc-js";
 import { sha256, type CallerKey } from "./caller-keys.js";
 import { CALLER_METADATA_KEY } from "./stream-context.js";
+import { errorTrailers } from "./status-details.js";
 
 /** Services anyone may call: load balancers and grpcurl must work without a key. */
 const OPEN_SERVICES = ["/grpc.health.v1.Health/", "/grpc.reflection.v1.ServerReflection/", "/grpc.reflection.v1alpha.ServerReflection/"];
@@ -49,9 +50,10 @@ export function createCallerAuth(keys: readonly CallerKey[], options: CallerAuth
       else open.delete(holder);
       holder = undefined;
     };
-    const refuse = (code: status, details: string, caller?: string) => {
+    const refuse = (code: status, details: string, requestId: unknown, caller?: string) => {
       options.onRefused?.(method.path, method.responseStream, code, caller);
-      call.sendStatus({ code, details });
+      const cause = code === status.UNAUTHENTICATED ? "unauthenticated" : "caller_stream_limit";
+      call.sendStatus({ code, details, metadata: errorTrailers({ code, details, cause }, { requestId: typeof requestId === "string" ? requestId.slice(0, 128) : undefined }) });
     };
     return new ServerInterceptingCall(call, {
       start(next) {
@@ -59,17 +61,19 @@ export function createCallerAuth(keys: readonly CallerKey[], options: CallerAuth
           onReceiveMetadata(metadata, nextMetadata) {
             const header = metadata.get("authorization")[0];
             const key = identify(header === undefined ? undefined : String(header));
+            const requestId = metadata.get("x-request-id")[0];
             if (!key) {
               // Says what is wrong without repeating what was sent.
               refuse(
                 status.UNAUTHENTICATED,
                 header === undefined ? "missing caller key: send `authorization: Bearer <key>`" : "unknown caller key",
+                requestId,
               );
               return;
             }
             const current = open.get(key.name) ?? 0;
             if (key.maxStreams !== undefined && current >= key.maxStreams) {
-              refuse(status.RESOURCE_EXHAUSTED, `caller "${key.name}" has ${current} streams open, its limit; retry when one ends`, key.name);
+              refuse(status.RESOURCE_EXHAUSTED, `caller "${key.name}" has ${current} streams open, its limit; retry when one ends`, requestId, key.name);
               return;
             }
             open.set(key.name, current + 1);

@@ -1,7 +1,7 @@
 // One table from every way a stream can fail to the gRPC status the caller gets (and, through
 // Envoy's convert_grpc_status, the HTTP status). Messages are written here, never copied from
 // an exception, except an upstream's own 4xx explanation with secrets scrubbed.
-import { Metadata, status } from "@grpc/grpc-js";
+import { status } from "@grpc/grpc-js";
 import OpenAI from "openai";
 
 /**
@@ -137,11 +137,6 @@ export function toGatewayStatus(error: unknown, secrets: readonly string[] = [])
   return { code: status.INTERNAL, details: "internal error", cause: "internal" };
 }
 
-export function trailersFor(s: GatewayStatus): Metadata {
-  const metadata = new Metadata();
-  if (s.retryAfterSeconds !== undefined) metadata.set("retry-after", String(s.retryAfterSeconds));
-  return metadata;
-}
 
 function upstreamMessage(error: InstanceType<typeof OpenAI.APIError>, secrets: readonly string[]): string {
   const body = error.error as { message?: unknown } | undefined;

@@ -68,6 +68,7 @@ export async function startGateway(config: Config, logger: Logger, upstream?: Ch
     },
     logger,
     secrets,
+    callInfo: () => streamContext.getStore(),
     onStreamEnd: (s) => {
       const context = streamContext.getStore();
       logStreamEnd(logger, s, context);

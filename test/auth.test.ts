@@ -7,7 +7,7 @@ import { collect, startHarness, type Harness } from "./support/grpc.js";
 import { hold } from "./support/gates.js";
 import { scrape } from "./support/metrics.js";
 import { grpcurl } from "./support/processes.js";
-import { allEvents, post } from "./support/http.js";
+import { allEvents, errorBody, post } from "./support/http.js";
 import { startEnvoy, type RunningEnvoy } from "../src/dev/envoy.js";
 
 const ALICE = "alice-key-0123456789abcdef";
@@ -186,7 +186,7 @@ describe("caller keys through Envoy", () => {
   it("answers a missing or wrong key with 401", async () => {
     const missing = await chat("hi");
     expect(missing.status).toBe(401);
-    expect(JSON.parse(await missing.body())).toEqual({ code: status.UNAUTHENTICATED, message: "missing caller key: send `authorization: Bearer <key>`" });
+    expect(JSON.parse(await missing.body())).toEqual(errorBody(status.UNAUTHENTICATED, "missing caller key: send `authorization: Bearer <key>`", "UNAUTHENTICATED"));
     expect((await chat("hi", "nope-nope-nope-nope")).status).toBe(401);
   });
 

@@ -5,7 +5,7 @@ import { credentials, status } from "@grpc/grpc-js";
 import { ChatRequest, ChatServiceClient, type ChatResponse } from "../src/client.js";
 import { demoReply, startFakeUpstream, type FakeUpstream, type Reply, type RecordedRequest } from "../src/demo/upstream.js";
 import { grpcurl, spawnGrpcurl, startStack, type Stack } from "./support/processes.js";
-import { allEvents, post } from "./support/http.js";
+import { allEvents, errorBody, post } from "./support/http.js";
 
 const TOKENS = ["Streaming", " through", " Envoy", " works", "."];
 let upstream: FakeUpstream;
@@ -67,10 +67,9 @@ describe("HTTP through Envoy", () => {
     const response = await http(body);
     expect(response.status).toBe(400);
     expect(response.headers["content-type"]).toBe("application/json");
-    expect(JSON.parse(await response.body())).toEqual({
-      code: status.INVALID_ARGUMENT,
-      message: "text: must not be empty (send `text`, or `messages` with some content)",
-    });
+    expect(JSON.parse(await response.body())).toEqual(
+      errorBody(status.INVALID_ARGUMENT, "text: must not be empty (send `text`, or `messages` with some content)", "INVALID_REQUEST"),
+    );
   });
 
   it("answers malformed JSON with 400 and an unknown path with 404", async () => {

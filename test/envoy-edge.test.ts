@@ -7,7 +7,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { startEnvoy, type RunningEnvoy } from "../src/dev/envoy.js";
 import { startFakeUpstream, type FakeUpstream, type Reply } from "../src/demo/upstream.js";
 import { startStack, type Stack } from "./support/processes.js";
-import { allEvents, post, type HttpResponse } from "./support/http.js";
+import { allEvents, errorBody, post, type HttpResponse } from "./support/http.js";
 import { startRecordingService, type RecordingService } from "./support/recording-service.js";
 
 /** In every request below that Envoy refuses; no reply may contain it. */
@@ -100,16 +100,20 @@ describe("Envoy in front of the built service", () => {
   });
 
   it.each([
-    ["400 for bad input", () => ({ tokens: ["unused"] }), "", 400, { code: 3, message: "text: must not be empty (send `text`, or `messages` with some content)" }],
-    ["429 for an upstream rate limit", () => ({ status: 429, headers: { "retry-after": "7" } }), "hi", 429, { code: 8, message: "upstream rate limit reached; retry after 7s" }],
-    ["503 for an upstream failure", () => ({ status: 503 }), "hi", 503, { code: 14, message: "upstream error 503" }],
+    ["400 for bad input", () => ({ tokens: ["unused"] }), "", 400, errorBody(3, "text: must not be empty (send `text`, or `messages` with some content)", "INVALID_REQUEST")],
+    ["429 for an upstream rate limit", () => ({ status: 429, headers: { "retry-after": "7" } }), "hi", 429, errorBody(8, "upstream rate limit reached; retry after 7s", "UPSTREAM_RATE_LIMITED", { upstream: "default", retryDelay: "7s" })],
+    ["503 for an upstream failure", () => ({ status: 503 }), "hi", 503, errorBody(14, "upstream error 503", "UPSTREAM_5XX", { upstream: "default" })],
   ] as [string, () => Reply, string, number, object][])("leaves the service's own error bodies as they are: %s", async (_name, upstreamReply, text, status, body) => {
     reply = upstreamReply;
-    const response = await send("/chat", json({ text }));
-    expect(response.status).toBe(status);
-    expect(response.headers["content-type"]).toBe("application/json");
-    expect(JSON.parse(await response.body())).toEqual(body);
-    reply = () => ({ tokens: ["ok"] });
+    try {
+      const response = await send("/chat", json({ text }));
+      expect(response.status).toBe(status);
+      expect(response.headers["content-type"]).toBe("application/json");
+      // The transcoder's JSON of the service's google.rpc.Status: code, message and details.
+      expect(JSON.parse(await response.body())).toEqual(body);
+    } finally {
+      reply = () => ({ tokens: ["ok"] });
+    }
   });
 
   it("gives every request its own x-request-id, whatever the client sent: the service logs it, the upstream gets it, the client sees it", async () => {

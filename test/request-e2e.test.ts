@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { status } from "@grpc/grpc-js";
 import { startFakeUpstream, type FakeUpstream } from "../src/demo/upstream.js";
 import { grpcurl, startStack, type Stack } from "./support/processes.js";
-import { allEvents, post } from "./support/http.js";
+import { allEvents, errorBody, post } from "./support/http.js";
 
 let upstream: FakeUpstream;
 let stack: Stack;
@@ -158,7 +158,7 @@ describe("HTTP through Envoy, with the request written as an OpenAI user writes 
     const response = await chat(body);
     expect(response.status).toBe(400);
     expect(response.headers["content-type"]).toBe("application/json");
-    expect(JSON.parse(await response.body())).toEqual({ code: status.INVALID_ARGUMENT, message });
+    expect(JSON.parse(await response.body())).toEqual(errorBody(status.INVALID_ARGUMENT, message, "INVALID_REQUEST"));
     expect(upstream.requests).toHaveLength(before);
   });
 });

@@ -4,7 +4,7 @@ import { request } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startFakeUpstream, type FakeUpstream, type Reply, type RecordedRequest } from "../src/demo/upstream.js";
 import { startStack, type Stack } from "./support/processes.js";
-import { allEvents, post, type HttpResponse, type SseEvent } from "./support/http.js";
+import { allEvents, errorBody, post, type HttpResponse, type SseEvent } from "./support/http.js";
 import { hold, never } from "./support/gates.js";
 
 
@@ -123,7 +123,7 @@ describe("through Envoy, default limits", () => {
     ctx.reply = () => ({ tokens: [], end: "no-choices" });
     const response = await chat(ctx);
     expect(response.status).toBe(500);
-    expect(JSON.parse(await response.body())).toEqual({ code: 13, message: "upstream sent malformed data" });
+    expect(JSON.parse(await response.body())).toEqual(errorBody(13, "upstream sent malformed data", "UPSTREAM_MALFORMED", { upstream: "default" }));
   });
 
   it.each([

@@ -15,7 +15,7 @@ import { freePort } from "../bench/procs.js";
 import { startServiceProcess, type ServiceProcess } from "./support/processes.js";
 import { hold } from "./support/gates.js";
 import { healthStatus, watchHealth } from "./support/health.js";
-import { allEvents, post } from "./support/http.js";
+import { allEvents, errorBody, post } from "./support/http.js";
 
 let upstream: FakeUpstream | undefined;
 let service: ServiceProcess | undefined;
@@ -66,7 +66,7 @@ describe("service and Envoy signalled at once", () => {
     expect(late.status).toBe(503);
     expect(late.headers["content-type"]).toBe("application/json");
     expect(late.headers.connection).toBe("close");
-    expect(JSON.parse(await late.body())).toEqual({ code: status.UNAVAILABLE, message: "gateway is shutting down; retry" });
+    expect(JSON.parse(await late.body())).toEqual(errorBody(status.UNAVAILABLE, "gateway is shutting down; retry", "DRAINING"));
 
     release();
     const rest: unknown[] = [];

@@ -7,7 +7,7 @@ import { status, type ServiceError } from "@grpc/grpc-js";
 import { ChatRequest, ChatServiceClient, type ChatResponse } from "../src/gen/chat/v1/chat.js";
 import { credentials } from "@grpc/grpc-js";
 import { startFakeUpstream, type FakeUpstream } from "../src/demo/upstream.js";
-import { allEvents, post } from "./support/http.js";
+import { allEvents, errorBody, post } from "./support/http.js";
 import { hold } from "./support/gates.js";
 import { healthStatus } from "./support/health.js";
 import { textOf } from "./support/grpc.js";
@@ -88,7 +88,7 @@ describe("stopped while streams are in flight", () => {
     expect((await (await fetch(`${stack.up.envoyAdmin}/ready`)).text()).trim()).toBe("DRAINING");
     const late = await post(stack.httpPort, "/chat", JSON.stringify({ text: "late" }));
     expect(late.status).toBe(503);
-    expect(JSON.parse(await late.body())).toEqual({ code: status.UNAVAILABLE, message: "gateway is shutting down; retry" });
+    expect(JSON.parse(await late.body())).toEqual(errorBody(status.UNAVAILABLE, "gateway is shutting down; retry", "DRAINING"));
 
     release();
     const rest = await allEvents({ ...http, events: { [Symbol.asyncIterator]: () => httpEvents } });

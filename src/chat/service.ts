@@ -1,9 +1,11 @@
-// The ChatService implementation: validates a request, streams the upstream's deltas to the caller
-// one message each, and ends every stream with exactly one finish or error.
+// The ChatService implementation: validates a request, streams the upstream's events to the caller
+// one message each (text, reasoning, refusal, tool-call pieces), and ends every stream with exactly
+// one finish or error.
 import { status, type Metadata, type ServerWritableStream } from "@grpc/grpc-js";
 import type { ChatRequest, ChatResponse, ChatServiceServer } from "../gen/chat/v1/chat.js";
-import type { ChatUpstream, UpstreamEvent, UpstreamUsage } from "../upstream/openai.js";
-import { CallRefused, StreamStopped, toGatewayStatus, trailersFor, type GatewayStatus } from "../errors.js";
+import type { ChatUpstream, UpstreamEvent, UpstreamFinish, UpstreamUsage } from "../upstream/openai.js";
+import { CallRefused, StreamStopped, toGatewayStatus, type GatewayStatus } from "../errors.js";
+import { errorTrailers, requestIdMetadata } from "../status-details.js";
 import type { Logger } from "../logger.js";
 import { IdleWatchdog } from "../upstream/watchdog.js";
 import { toUpstreamRequest, type RequestLimits } from "./validate.js";
@@ -27,6 +29,17 @@ export interface ChatServiceDeps {
   onStreamEnd?: (summary: StreamSummary) => void;
   /** Called once per call refused before it became a stream (bad input, limits, draining). */
   onRefused?: (refusal: Refusal) => void;
+  /**
+   * The call's request id (sent back as `x-request-id` in the response's headers and trailers) and
+   * the upstream serving it (named in error details), read when the call starts; `upstream` may
+   * change later (routing, fallback), and is read again when the call fails.
+   */
+  callInfo?: () => CallInfo | undefined;
+}
+
+export interface CallInfo {
+  readonly requestId: string;
+  readonly upstream: string;
 }
 
 export interface Refusal {
@@ -45,6 +58,7 @@ export interface StreamSummary {
   code: status;
   /** Which row of the error table ended the stream, when it failed. */
   cause: string | undefined;
+  /** Content events from the upstream: text, reasoning, refusal and tool-call pieces. */
   deltas: number;
   /** Milliseconds from the call's start to the first and the last delta. */
   firstDeltaMs: number | undefined;
@@ -69,8 +83,13 @@ export interface ChatService {
 
 type Call = ServerWritableStream<ChatRequest, ChatResponse>;
 
-/** Merged delta text beyond which the gateway stops reading the upstream until the caller catches up. */
+/** Held text beyond which the gateway stops reading the upstream until the caller catches up. */
 const MAX_MERGED_CHARS = 1024;
+/**
+ * Held messages beyond which it stops too: events that cannot be merged (text after reasoning,
+ * pieces of two tool calls in turn) are held one message each.
+ */
+const MAX_HELD_MESSAGES = 64;
 
 export function createChatService(deps: ChatServiceDeps): ChatService {
   const { upstream, limits, logger } = deps;
@@ -84,7 +103,8 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
   /** Ends a call before anything was written: a trailers-only response Envoy can map to an HTTP status. */
   function refuse(call: Call, why: CallRefused["why"], detail = ""): void {
     const outcome = toGatewayStatus(new CallRefused(why, detail));
-    call.emit("error", { code: outcome.code, details: outcome.details });
+    const metadata = errorTrailers(outcome, { requestId: deps.callInfo?.()?.requestId });
+    call.emit("error", { code: outcome.code, details: outcome.details, metadata });
     deps.onRefused?.({
       metadata: call.metadata,
       model: call.request.model || deps.defaultModel,
@@ -104,6 +124,7 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
     const request = validated.request;
 
     const started = performance.now();
+    const info = deps.callInfo?.();
     const controller = new AbortController();
     const stop = (why: StreamStopped["why"], afterMs = performance.now() - started) => {
       if (!controller.signal.aborted) controller.abort(new StreamStopped(why, afterMs));
@@ -121,85 +142,93 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
         : undefined;
 
     let deltas = 0;
-    // Characters of delta text held by the gateway: merged, or handed to grpc-js and not yet
+    // Characters of event text held by the gateway: merged, or handed to grpc-js and not yet
     // written to the connection.
     let buffered = 0;
     let peakBuffered = 0;
-    // While grpc-js holds a full queue for this call (write() said false: the caller or the
-    // connection is behind), arriving deltas are merged here and sent as one message at the next
-    // 'drain'. A caller that keeps up gets every delta as its own message, at once; merging only
-    // joins text that could not have left sooner, and saves a message's cost per delta when behind.
-    let merged = "";
-    const send = (text: string): boolean => {
-      const size = text.length;
-      return call.write({ event: { $case: "delta", value: { text } } }, () => {
+    // The response's headers go out with its first message, never before: until then a failure is
+    // a trailers-only status, which Envoy turns into an HTTP error status.
+    let responding = false;
+    const write = (message: ChatResponse, size: number): void => {
+      if (!responding) {
+        responding = true;
+        call.sendMetadata(requestIdMetadata(info?.requestId));
+      }
+      call.write(message, () => {
         buffered -= size;
       });
     };
-    const flushMerged = () => {
-      call.off("drain", flushMerged);
-      if (merged === "") return;
-      const text = merged;
-      merged = "";
-      send(text);
+    // While grpc-js holds a full queue for this call (write() said false: the caller or the
+    // connection is behind), arriving events are held here and sent at the next 'drain', each
+    // merged into the one before it when both are of the same kind (and, for tool calls, the same
+    // call): never text into reasoning, never pieces of two calls, and the order across kinds is
+    // kept. A caller that keeps up gets every event as its own message, at once; merging only joins
+    // what could not have left sooner, and saves a message's cost per event when behind.
+    const held: ChatResponse[] = [];
+    let heldChars = 0;
+    const flushHeld = () => {
+      call.off("drain", flushHeld);
+      if (held.length === 0) return;
+      const messages = held.splice(0);
+      heldChars = 0;
+      for (const message of messages) write(message, sizeOf(message));
+    };
+    const hold = (event: ContentEvent, size: number) => {
+      heldChars += size;
+      const last = held[held.length - 1];
+      if (last !== undefined && mergeInto(last, event)) return;
+      if (held.length === 0) call.on("drain", flushHeld);
+      held.push(messageOf(event));
     };
     let firstDeltaMs: number | undefined;
     let lastDeltaMs: number | undefined;
     let outcome: GatewayStatus | undefined;
-    let finish: Extract<UpstreamEvent, { type: "finish" }> | undefined;
+    let finish: UpstreamFinish | undefined;
     try {
       for await (const event of upstream.stream(request, controller.signal, watchdog)) {
-        if (event.type === "delta") {
-          const at = watchdog.lastChunkAt - started;
-          if (deltas++ === 0) firstDeltaMs = at;
-          lastDeltaMs = at;
-          buffered += event.text.length;
-          if (buffered > peakBuffered) peakBuffered = buffered;
-          if (!call.writableNeedDrain) {
-            send(event.text);
-          } else {
-            if (merged === "") call.on("drain", flushMerged);
-            merged += event.text;
-            if (merged.length >= MAX_MERGED_CHARS) {
-              // Far behind: stop pulling from the upstream until the transport has taken what is
-              // queued, so memory stays bounded. The upstream's silence meanwhile is the caller's doing.
-              watchdog.pause();
-              await drained(call, controller.signal);
-              watchdog.resume();
-            }
-          }
-        } else {
-          flushMerged();
+        if (event.type === "finish") {
+          flushHeld();
           finish = event;
-          call.write({
-            event: {
-              $case: "finish",
-              value: {
-                finishReason: event.finishReason,
-                model: event.model,
-                // Reasoning and cached-prompt counts are not read from the upstream yet: 0 is omitted.
-                usage: event.usage && { reasoningTokens: 0, cachedPromptTokens: 0, ...event.usage },
-              },
-            },
-          });
+          write({ event: { $case: "finish", value: { finishReason: event.finishReason, model: event.model, usage: event.usage } } }, 0);
+          continue;
+        }
+        const at = watchdog.lastChunkAt - started;
+        if (deltas++ === 0) firstDeltaMs = at;
+        lastDeltaMs = at;
+        const size = event.type === "tool_call" ? event.arguments.length + event.id.length + event.name.length : event.text.length;
+        buffered += size;
+        if (buffered > peakBuffered) peakBuffered = buffered;
+        if (held.length === 0 && !call.writableNeedDrain) {
+          write(messageOf(event), size);
+        } else {
+          hold(event, size);
+          if (heldChars >= MAX_MERGED_CHARS || held.length >= MAX_HELD_MESSAGES) {
+            // Far behind: stop pulling from the upstream until the transport has taken what is
+            // queued, so memory stays bounded. The upstream's silence meanwhile is the caller's doing.
+            watchdog.pause();
+            await drained(call, controller.signal);
+            watchdog.resume();
+          }
         }
       }
-      call.end();
+      call.end(requestIdMetadata(info?.requestId));
     } catch (error: unknown) {
       outcome = toGatewayStatus(controller.signal.aborted ? controller.signal.reason : error, deps.secrets);
       if (!call.cancelled) {
-        flushMerged();
+        flushHeld();
         // Once a message went out, the HTTP status through Envoy is already 200: the error must
         // travel inside the stream too, or an HTTP client would see a clean end.
-        if (deltas > 0) {
-          call.write({ event: { $case: "error", value: { code: outcome.code, status: status[outcome.code], message: outcome.details } } });
+        if (responding) {
+          write({ event: { $case: "error", value: { code: outcome.code, status: status[outcome.code], message: outcome.details } } }, 0);
         }
-        call.emit("error", { code: outcome.code, details: outcome.details, metadata: trailersFor(outcome) });
+        const metadata = errorTrailers(outcome, { requestId: info?.requestId, upstream: info?.upstream });
+        call.emit("error", { code: outcome.code, details: outcome.details, metadata });
       }
     } finally {
       // grpc-js emits 'cancelled' when the HTTP/2 stream closes, after a normal end too: aborting
       // then would build an error and abort a finished upstream request for nothing.
       call.off("cancelled", onCancelled);
+      call.off("drain", flushHeld);
       watchdog.end();
       clearTimeout(durationTimer);
       open.delete(stop);
@@ -249,6 +278,53 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
       return drainEnd;
     },
   };
+}
+
+type ContentEvent = Exclude<UpstreamEvent, UpstreamFinish>;
+
+function messageOf(event: ContentEvent): ChatResponse {
+  switch (event.type) {
+    case "text":
+      return { event: { $case: "delta", value: { text: event.text } } };
+    case "reasoning":
+      return { event: { $case: "reasoning", value: { text: event.text } } };
+    case "refusal":
+      return { event: { $case: "refusal", value: { text: event.text } } };
+    case "tool_call":
+      return { event: { $case: "toolCall", value: { index: event.index, id: event.id, name: event.name, arguments: event.arguments } } };
+  }
+}
+
+/** Joins `event` to the held message `last` when both are of one kind (and one tool call); false otherwise. */
+function mergeInto(last: ChatResponse, event: ContentEvent): boolean {
+  const held = last.event;
+  switch (event.type) {
+    case "text":
+      if (held?.$case !== "delta") return false;
+      held.value.text += event.text;
+      return true;
+    case "reasoning":
+      if (held?.$case !== "reasoning") return false;
+      held.value.text += event.text;
+      return true;
+    case "refusal":
+      if (held?.$case !== "refusal") return false;
+      held.value.text += event.text;
+      return true;
+    case "tool_call":
+      // A call's first piece (its id and name) is never merged into anything before it.
+      if (held?.$case !== "toolCall" || held.value.index !== event.index || event.id !== "" || event.name !== "") return false;
+      held.value.arguments += event.arguments;
+      return true;
+  }
+}
+
+/** The characters a content message holds (for the gateway's buffer accounting). */
+function sizeOf(message: ChatResponse): number {
+  const event = message.event;
+  if (event?.$case === "toolCall") return event.value.arguments.length + event.value.id.length + event.value.name.length;
+  if (event?.$case === "delta" || event?.$case === "reasoning" || event?.$case === "refusal") return event.value.text.length;
+  return 0;
 }
 
 function drained(call: Call, signal: AbortSignal): Promise<void> {

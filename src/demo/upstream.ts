@@ -1,6 +1,9 @@
 // A small, real OpenAI-compatible chat-completions server: `POST /v1/chat/completions` answering in
 // the streaming SSE wire format (role chunk, content chunks, finish chunk, usage chunk, `[DONE]`),
-// and `GET /v1/models` listing its models.
+// and `GET /v1/models` listing its models. Besides plain text it streams the shapes real servers
+// send (see `wire`): reasoning before the answer, tool calls (parallel, interleaved, without
+// `index`, with a reused `index`), refusals, usage with its details; or replays a recorded stream
+// as it is, a few bytes at a time.
 // `npm start` runs it as the demo upstream when no real one is configured; the tests and the
 // benchmark run the same code with knobs, so the real `openai` SDK is exercised end to end.
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
@@ -23,21 +26,35 @@ export interface ChatCompletionBody {
   [key: string]: unknown;
 }
 
+/** One chunk's `choices[0].delta`, as a server writes it (see `wire` for the shapes). */
+export type WireDelta = Record<string, unknown>;
+
 /** What the server does with one request. Every field is optional; the defaults stream a short reply. */
 export interface Reply {
-  /** The content deltas, in order. */
+  /** Deltas in real servers' shapes (`wire.*`), one chunk each, sent before `tokens`. */
+  deltas?: readonly WireDelta[];
+  /** The content deltas, in order, after `deltas`. */
   tokens?: readonly string[];
-  /** Delay before the first content delta, and between deltas after it (0: as fast as possible). */
+  /** Delay before the first step (delta or token), and between steps after it (0: as fast as possible). */
   firstTokenDelayMs?: number;
   tokenDelayMs?: number;
   /**
-   * Awaited before content delta `index` is written, and with `index === tokens.length` before the
-   * stream ends: lets a test hold the stream at a chosen point.
+   * Awaited before step `index` is written (`deltas` first, then `tokens`), and with `index` equal to
+   * the number of steps before the stream ends: lets a test hold the stream at a chosen point.
    */
   gate?: (index: number) => Promise<void> | undefined;
   finishReason?: string;
   /** Send the usage chunk when the client asks for it (`stream_options.include_usage`). Default true. */
   usage?: boolean;
+  /** Added to the usage: `completion_tokens_details: {reasoning_tokens}`, `prompt_tokens_details: {cached_tokens}`, ... */
+  usageDetails?: Record<string, unknown>;
+  /**
+   * A recorded SSE body (`data: {...}` events, `[DONE]` included), sent as it is instead of
+   * everything above, `writeBytes` bytes per write with a turn of the event loop between writes
+   * (default: all at once). 1 sends it byte by byte: every chunk and JSON value split everywhere.
+   */
+  sse?: string;
+  writeBytes?: number;
   /** Wait this long before sending the response headers. */
   headersDelayMs?: number;
   /** Awaited before the response headers are sent: a test's way to hang the upstream before it answers. */
@@ -45,9 +62,10 @@ export interface Reply {
   /** Send the first chunk, `delta: {role: "assistant", content: ""}`. Default true. */
   roleChunk?: boolean;
   /**
-   * Chunks that carry no content, sent after the role chunk and before the first content delta, one
-   * every `everyMs` until `forMs` have passed on this server's clock: what a model sends while it
-   * reasons, calls a tool, or keeps the connection busy.
+   * Chunks sent after the role chunk and before the first step, one every `everyMs` until `forMs`
+   * have passed on this server's clock: what a model sends while it reasons, calls a tool, or keeps
+   * the connection busy (reasoning and tool-call fillers reach the caller as events; the others
+   * carry nothing).
    */
   fillers?: { kind: FillerKind; everyMs: number; forMs: number };
   /** Answer with this HTTP status and an OpenAI-style error body instead of streaming. */
@@ -67,10 +85,29 @@ export interface Reply {
 }
 
 /**
- * Content-free chunks in the shapes real servers send: `reasoning_content` deltas (DeepSeek, vLLM),
- * a repeated role, an empty delta, a tool call's argument fragments, usage with no choices.
+ * Chunks in the shapes real servers send while no text comes: `reasoning_content` deltas (DeepSeek,
+ * vLLM), a repeated role, an empty delta, a tool call's argument fragments, usage with no choices.
  */
 export type FillerKind = "reasoning" | "role" | "empty" | "tool-call" | "usage";
+
+/** The deltas real servers stream, for `Reply.deltas`. */
+export const wire = {
+  /** The first chunk of most servers. */
+  role: (): WireDelta => ({ role: "assistant", content: "" }),
+  content: (text: string): WireDelta => ({ content: text }),
+  /** `reasoning_content` (DeepSeek, vLLM, QwQ) or `reasoning` (OpenRouter, newer vLLM, Ollama). */
+  reasoning: (text: string, field: "reasoning_content" | "reasoning" = "reasoning_content"): WireDelta => ({ content: null, [field]: text }),
+  /** Structured outputs' refusal (OpenAI). */
+  refusal: (text: string): WireDelta => ({ content: null, refusal: text }),
+  /** A tool call's first piece: its id, name and maybe first arguments. `index` undefined leaves it out (Gemini). */
+  toolCall: (index: number | undefined, id: string, name: string, args = ""): WireDelta => ({
+    tool_calls: [{ ...(index !== undefined && { index }), id, type: "function", function: { name, arguments: args } }],
+  }),
+  /** More of a tool call's arguments: no id, no name. */
+  toolArgs: (index: number | undefined, args: string): WireDelta => ({
+    tool_calls: [{ ...(index !== undefined && { index }), function: { arguments: args } }],
+  }),
+};
 
 /** What `GET /v1/models` answers. */
 export interface ModelsReply {
@@ -113,14 +150,42 @@ export interface FakeUpstream {
   close(): Promise<void>;
 }
 
+/**
+ * The demo's answer: the fixed reply, word by word. Asked with `reasoning_effort`, it "thinks" aloud
+ * first; offered tools, it calls the first one (string arguments filled with what the user said);
+ * given a tool's result, it repeats it. So every event of the README can be tried on `npm start`.
+ */
 export function demoReply(request: RecordedRequest): Reply {
-  const last = [...(request.body.messages ?? [])].reverse().find((m) => m.role === "user");
+  const messages = request.body.messages ?? [];
+  const last = [...messages].reverse().find((m) => m.role === "user");
   const said = textOf(last?.content).trim().slice(0, 200);
+  const words = (text: string) => text.split(/(?<= )/);
+  const deltas: WireDelta[] = request.body.reasoning_effort
+    ? words("The demo upstream does not think, but this is how a model's reasoning streams, before its answer.").map((w) => wire.reasoning(w))
+    : [];
+  const tool = (request.body.tools as DemoTool[] | undefined)?.[0]?.function;
+  const result = messages.at(-1);
+  if (result?.role === "tool") {
+    return { deltas, tokens: words(`The tool answered: ${textOf(result.content).slice(0, 200)}`), tokenDelayMs: 40 };
+  }
+  if (tool?.name && request.body.tool_choice !== "none") {
+    const properties = tool.parameters?.properties ?? {};
+    const args = JSON.stringify(
+      Object.fromEntries(Object.entries(properties).flatMap(([key, schema]) => (schema?.type === "string" ? [[key, said.slice(0, 60)]] : []))),
+    );
+    const pieces = args.match(/.{1,8}/g) ?? [];
+    deltas.push(wire.toolCall(0, "call_demo", tool.name), ...pieces.map((piece) => wire.toolArgs(0, piece)));
+    return { deltas, tokens: [], tokenDelayMs: 40, finishReason: "tool_calls" };
+  }
   const text =
     `This is the demo upstream of chat-gateway. You said: "${said}". ` +
     "Set OPENAI_BASE_URL and OPENAI_API_KEY to talk to a real model; until then every reply is this one, " +
     "streamed word by word so you can watch it arrive.";
-  return { tokens: text.split(/(?<= )/), tokenDelayMs: 40 };
+  return { deltas, tokens: words(text), tokenDelayMs: 40 };
+}
+
+interface DemoTool {
+  function?: { name?: string; parameters?: { properties?: Record<string, { type?: string } | undefined> } };
 }
 
 export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Promise<FakeUpstream> {
@@ -201,7 +266,7 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
     const chunk = (choices: unknown[], extra: Record<string, unknown> = {}) =>
       `data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model, choices, ...extra })}\n\n`;
     // Honours TCP backpressure, so a slow gateway slows this server down like a real one.
-    const write = (data: string): Promise<void> | undefined => {
+    const write = (data: string | Buffer): Promise<void> | undefined => {
       if (res.write(data)) return undefined;
       onBlocked();
       return drainedOrClosed(res);
@@ -209,6 +274,10 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
 
     res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", ...reply.headers });
     res.flushHeaders();
+    if (reply.sse !== undefined) {
+      await replay(res, reply.sse, reply.writeBytes, write);
+      return;
+    }
     if (reply.roleChunk !== false) await write(chunk([{ index: 0, delta: { role: "assistant", content: "" }, finish_reason: null }]));
 
     if (reply.fillers) {
@@ -222,16 +291,16 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
     }
 
     const tokens = reply.tokens ?? ["Hello", " world", "!"];
-    for (let i = 0; i < tokens.length; i++) {
+    const steps: WireDelta[] = [...(reply.deltas ?? []), ...tokens.map((token) => wire.content(token))];
+    for (let i = 0; i < steps.length; i++) {
       const delay = i === 0 ? reply.firstTokenDelayMs : reply.tokenDelayMs;
       if (delay) await sleep(delay);
       await reply.gate?.(i);
       if (res.destroyed) return;
-      const token = tokens[i] ?? "";
-      await write(chunk([{ index: 0, delta: { content: token }, finish_reason: null }]));
+      await write(chunk([{ index: 0, delta: steps[i], finish_reason: null }]));
     }
 
-    await reply.gate?.(tokens.length);
+    await reply.gate?.(steps.length);
     if (res.destroyed) return;
     switch (reply.end ?? "done") {
       case "cut":
@@ -260,8 +329,9 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
       const promptChars = (body.messages ?? []).reduce((n, m) => n + textOf(m.content).length, 0);
       const usage = {
         prompt_tokens: Math.ceil(promptChars / 4),
-        completion_tokens: tokens.length,
-        total_tokens: Math.ceil(promptChars / 4) + tokens.length,
+        completion_tokens: steps.length,
+        total_tokens: Math.ceil(promptChars / 4) + steps.length,
+        ...reply.usageDetails,
       };
       await write(chunk([], { usage }));
     }
@@ -329,6 +399,18 @@ function filler(kind: FillerKind, chunk: (choices: unknown[], extra?: Record<str
     case "usage":
       return chunk([], { usage: { prompt_tokens: 1, completion_tokens: 0, total_tokens: 1 } });
   }
+}
+
+/** Writes a recorded SSE body `size` bytes at a time, each write in a turn of the event loop of its own. */
+async function replay(res: ServerResponse, body: string, size: number | undefined, write: (data: string | Buffer) => Promise<void> | undefined): Promise<void> {
+  const bytes = Buffer.from(body, "utf8");
+  const step = size && size > 0 ? size : bytes.length;
+  for (let at = 0; at < bytes.length; at += step) {
+    if (res.destroyed) return;
+    await write(bytes.subarray(at, at + step));
+    if (step < bytes.length) await new Promise((resolve) => setImmediate(resolve));
+  }
+  res.end();
 }
 
 /** The text of a message's content: the string, or its text parts joined. */

@@ -8,21 +8,14 @@ import { toOpenAIParams } from "./openai-params.js";
 import type { UpstreamRequest } from "./request.js";
 import { statusOfStreamError } from "./stream-error.js";
 import type { UpstreamWatch } from "./watchdog.js";
+import type { UpstreamEvent } from "./events.js";
+import { ChunkTranslator } from "./openai-chunks.js";
 
 export type { UpstreamMessage, UpstreamRequest } from "./request.js";
-
-export interface UpstreamUsage {
-  promptTokens: number;
-  completionTokens: number;
-  totalTokens: number;
-}
-
-export type UpstreamEvent =
-  | { type: "delta"; text: string }
-  | { type: "finish"; finishReason: string; model: string; usage: UpstreamUsage | undefined };
+export type { ToolCallPiece, UpstreamEvent, UpstreamFinish, UpstreamUsage } from "./events.js";
 
 /**
- * One streamed completion: deltas as they arrive, then exactly one finish. Aborting `signal` ends it.
+ * One streamed completion: its events as they arrive, then exactly one finish. Aborting `signal` ends it.
  * Each attempt at the upstream begins and ends on `watch`, says when its response headers arrived,
  * and reports every chunk (see watchdog.ts).
  */
@@ -89,30 +82,15 @@ export class OpenAIUpstream implements ChatUpstream {
           throw signal.aborted ? signal.reason : error;
         }
         watch.opened();
-        let finishReason = "";
-        let model = request.model;
-        let usage: UpstreamUsage | undefined;
+        const translator = new ChunkTranslator(request.model);
         try {
           for await (const chunk of chunks) {
             watch.chunk();
-            // Valid JSON of the wrong shape is not a chat completion chunk: the upstream is broken.
-            if (!Array.isArray(chunk?.choices)) throw new UpstreamProtocolError("malformed");
-            model = chunk.model || model;
-            const choice = chunk.choices[0];
-            if (choice) {
-              const text = choice.delta?.content;
-              if (text) {
-                progress.sent = true;
-                yield { type: "delta", text };
-              }
-              if (choice.finish_reason) finishReason = choice.finish_reason;
-            }
-            if (chunk.usage) {
-              usage = {
-                promptTokens: chunk.usage.prompt_tokens,
-                completionTokens: chunk.usage.completion_tokens,
-                totalTokens: chunk.usage.total_tokens,
-              };
+            // Valid JSON of the wrong shape is not a chat completion chunk: read() says the upstream is broken.
+            const events = translator.read(chunk);
+            for (let i = 0; i < events.length; i++) {
+              progress.sent = true;
+              yield events[i] as UpstreamEvent;
             }
           }
         } catch (error: unknown) {
@@ -121,10 +99,9 @@ export class OpenAIUpstream implements ChatUpstream {
         }
         // An abort mid-stream ends the SDK's iterator quietly; the reason is the parent's or a stall.
         if (signal.aborted) throw signal.reason;
-        // A stream that stops without saying why was cut, even if the connection closed cleanly.
-        if (!finishReason) throw new UpstreamProtocolError("unfinished");
+        const finish = translator.finish();
         progress.sent = true;
-        yield { type: "finish", finishReason, model, usage };
+        yield finish;
         return;
       } catch (error: unknown) {
         // Before the first token an error the upstream put in its stream is retried like the same

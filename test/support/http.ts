@@ -92,3 +92,24 @@ export async function allEvents(response: HttpResponse): Promise<SseEvent[]> {
   for await (const event of response.events) out.push(event);
   return out;
 }
+
+/**
+ * The JSON body Envoy's transcoder makes of one of the service's error statuses: code, message, and
+ * the google.rpc.Status details (ErrorInfo, with the upstream when one was reached; RetryInfo when
+ * the upstream said retry-after).
+ */
+export function errorBody(code: number, message: string, reason: string, options: { upstream?: string; retryDelay?: string } = {}) {
+  return {
+    code,
+    message,
+    details: [
+      {
+        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+        reason,
+        domain: "chat-gateway",
+        ...(options.upstream !== undefined && { metadata: { upstream: options.upstream } }),
+      },
+      ...(options.retryDelay !== undefined ? [{ "@type": "type.googleapis.com/google.rpc.RetryInfo", retryDelay: options.retryDelay }] : []),
+    ],
+  };
+}

@@ -1,0 +1,96 @@
+// A/B of the service's CPU per token between two builds (two `dist/` directories), on the same
+// bench upstream, taking turns (A B B A) so the machine's load hits both alike: CPU time of each service
+// process (/proc) per 1,000 tokens, for one long text-only stream and for 100 concurrent streams.
+// CPU time depends much less than tokens/s on what else the machine runs.
+//   npm run bench:cpu-ab -- --a /path/to/checkout-A --b /path/to/checkout-B [--rounds 3]
+// (each a checkout with `npm run setup` done: its dist/ is what runs).
+import { spawn } from "node:child_process";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { cpuMs, freePort, startUpstream, waitForPort } from "./procs.js";
+import { grpcClient } from "./clients.js";
+import { promptFor, type ReplyShape } from "./tokens.js";
+
+const { values } = parseArgs({ options: { a: { type: "string" }, b: { type: "string" }, rounds: { type: "string" } } });
+const roots = { A: values.a ?? "", B: values.b ?? "" };
+const rounds = Number(values.rounds ?? 3);
+
+const upstream = await startUpstream();
+async function service(root: string) {
+  const port = await freePort();
+  const child = spawn(process.execPath, [join(root, "dist", "main.js")], {
+    stdio: ["ignore", "ignore", "inherit"],
+    env: {
+      PATH: process.env.PATH ?? "",
+      GRPC_HOST: "127.0.0.1",
+      GRPC_PORT: String(port),
+      OPENAI_BASE_URL: `http://127.0.0.1:${upstream.port}/v1`,
+      OPENAI_API_KEY: "sk-bench",
+      CHAT_MODEL: "bench-model",
+      LOG_LEVEL: "warn",
+      UPSTREAM_MAX_RETRIES: "0",
+      AUTH: "none",
+    },
+  });
+  await waitForPort(port, child, "service");
+  return { pid: child.pid!, client: grpcClient(port), stop: () => child.kill("SIGKILL") };
+}
+const services = { A: await service(roots.A), B: await service(roots.B) };
+
+const single: ReplyShape = { tokens: 20_000, size: 4, firstMs: 0, delayMs: 0 };
+const load: ReplyShape = { tokens: 200, size: 4, firstMs: 0, delayMs: 0 };
+const results: Record<"A" | "B", { single: number[]; load: number[]; singleTps: number[] }> = {
+  A: { single: [], load: [], singleTps: [] },
+  B: { single: [], load: [], singleTps: [] },
+};
+
+/** CPU ms the service spent per 1,000 tokens on `run`, and the tokens/s it took. */
+async function measure(side: "A" | "B", tokens: number, run: (s: (typeof services)["A"]) => Promise<void>) {
+  const s = services[side];
+  const before = cpuMs(s.pid);
+  const started = performance.now();
+  await run(s);
+  return { cpu: ((cpuMs(s.pid) - before) / tokens) * 1000, tps: tokens / ((performance.now() - started) / 1000) };
+}
+const oneStream = async (s: (typeof services)["A"]) => {
+  const reply = await s.client.chat(promptFor(single));
+  if (!reply.complete) throw new Error(String(reply.error));
+};
+// 100 streams at once, 20 replies each.
+const hundredStreams = (s: (typeof services)["A"]) =>
+  Promise.all(Array.from({ length: 100 }, async () => {
+    for (let i = 0; i < 20; i++) await s.client.chat(promptFor(load));
+  })).then(() => undefined);
+
+// Each section in rounds of A B B A (after a warm-up of both), so drift hits both sides alike.
+for (const [section, tokens, run] of [
+  ["single", single.tokens, oneStream],
+  ["load", 100 * 20 * load.tokens, hundredStreams],
+] as const) {
+  for (const side of ["A", "B"] as const) await run(services[side]);
+  for (let round = 0; round < rounds; round++) {
+    for (const side of ["A", "B", "B", "A"] as const) {
+      const { cpu, tps } = await measure(side, tokens, run);
+      results[side][section].push(cpu);
+      if (section === "single") results[side].singleTps.push(tps);
+    }
+  }
+}
+const median = (v: number[]) => [...v].sort((x, y) => x - y)[Math.floor(v.length / 2)] ?? NaN;
+for (const side of ["A", "B"] as const) {
+  const r = results[side]!;
+  console.log(
+    `${side} ${roots[side]}: CPU ms/1k tokens single ${r.single.map((x) => x.toFixed(1)).join(" ")} (median ${median(r.single).toFixed(2)}), ` +
+      `@100 ${r.load.map((x) => x.toFixed(1)).join(" ")} (median ${median(r.load).toFixed(2)}); single tokens/s median ${median(r.singleTps).toFixed(0)}`,
+  );
+}
+const sum = (v: number[]) => v.reduce((a, b) => a + b, 0);
+console.log(
+  `B/A, total CPU over all rounds: single ${(sum(results.B.single) / sum(results.A.single)).toFixed(3)}, ` +
+    `@100 ${(sum(results.B.load) / sum(results.A.load)).toFixed(3)}`,
+);
+for (const s of Object.values(services)) {
+  s.client.close();
+  s.stop();
+}
+await upstream.stop();
