@@ -204,7 +204,7 @@ describe("listModels against Envoy", () => {
 });
 
 /** A fetch answering with a canned response: what no gateway of ours sends, but a proxy or a cut connection may. */
-const canned = (body: BodyInit | null, init: ResponseInit): typeof fetch => async () => new Response(body, init);
+const canned = (body: string | null, init: ResponseInit): typeof fetch => async () => new Response(body, init);
 const sse = (...events: unknown[]) => events.map((e) => `data: ${JSON.stringify(e)}\n\n`).join("");
 
 describe("streamChat, what only a broken path sends", () => {
