@@ -3,7 +3,7 @@
 //   --full             longer windows, more samples, RSS at 1,000 and 10,000 streams
 //   --smoke            the smallest run, Node paths only (the test suite runs it)
 //   --paths a,b        a subset of direct,grpc,http,reference
-//   --sections a,b     a subset of ttft,single,load,rss (for quick A/B runs while optimising)
+//   --sections a,b     a subset of ttft,single,load,rss,slow (for quick A/B runs while optimising)
 //   --out DIR          where the results go (default bench/results)
 import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -15,6 +15,7 @@ import { measureLoad, measureRss, measureSingleStream, measureTtft, type LoadRes
 import { ROOT, startEnvoyFor, startReference, startService, startUpstream, type Proc } from "./procs.js";
 import { renderChart, renderMarkdown } from "./report.js";
 import { measureFloor, type Floor } from "./floor.js";
+import { measureSlowReaders, type SlowReadersResult } from "./slow.js";
 import type { ReplyShape } from "./tokens.js";
 
 export type Mode = "smoke" | "quick" | "full";
@@ -24,7 +25,17 @@ interface Plan {
   single: { shape: ReplyShape; runs: number };
   load: { levels: number[]; shape: ReplyShape; warmupMs: number; windowMs: number };
   rss: { streams: number[]; shape: (streams: number) => ReplyShape };
+  /** Clients that ask for a long reply and read nothing (not in --smoke: it takes a minute). */
+  slow?: { streams: number; shape: ReplyShape };
 }
+
+/**
+ * Long tokens, written as fast as the socket takes them: 830 KB of SSE per reply, more than the
+ * gateway's buffers hold. Not longer: on loopback the kernel gives each upstream connection a few MB
+ * of socket buffers, and 1,000 replies that fill them would take the whole machine's TCP memory
+ * (net.ipv4.tcp_mem) past its pressure threshold.
+ */
+const SLOW_SHAPE: ReplyShape = { tokens: 2_000, size: 200, firstMs: 0, delayMs: 0 };
 
 const PLANS: Record<Mode, Plan> = {
   smoke: {
@@ -38,6 +49,7 @@ const PLANS: Record<Mode, Plan> = {
     single: { shape: { tokens: 20_000, size: 4, firstMs: 0, delayMs: 0 }, runs: 3 },
     load: { levels: [1, 10, 100, 1_000], shape: { tokens: 200, size: 4, firstMs: 0, delayMs: 0 }, warmupMs: 1_000, windowMs: 3_000 },
     rss: { streams: [1_000], shape: () => ({ tokens: 4, size: 4, firstMs: 0, delayMs: 3_000 }) },
+    slow: { streams: 1_000, shape: SLOW_SHAPE },
   },
   full: {
     ttftSamples: 1_000,
@@ -48,6 +60,7 @@ const PLANS: Record<Mode, Plan> = {
       // Long enough between tokens that every stream is still open once the last one has started.
       shape: (n) => ({ tokens: 4, size: 4, firstMs: 0, delayMs: n > 2_000 ? 15_000 : 3_000 }),
     },
+    slow: { streams: 1_000, shape: SLOW_SHAPE },
   },
 };
 
@@ -55,7 +68,7 @@ export interface BenchResult {
   date: string;
   mode: Mode;
   machine: { cpus: number; cpuModel: string; memoryGiB: number; node: string; envoy: string; python: string; commit: string };
-  shapes: { ttft: ReplyShape; single: ReplyShape; load: ReplyShape; rss: Record<number, ReplyShape> };
+  shapes: { ttft: ReplyShape; single: ReplyShape; load: ReplyShape; rss: Record<number, ReplyShape>; slow?: ReplyShape };
   paths: PathName[];
   ttft: Partial<Record<PathName, TtftResult>>;
   /** First-byte time of raw node:http2 and of a bare grpc-js call between two processes. */
@@ -63,6 +76,8 @@ export interface BenchResult {
   single: Partial<Record<PathName, SingleStreamResult>>;
   load: Partial<Record<PathName, LoadResult[]>>;
   rss: Partial<Record<PathName, RssResult[]>>;
+  /** Clients that stop reading long replies (gRPC and HTTP only). Absent in runs before it existed. */
+  slow?: Partial<Record<PathName, SlowReadersResult>>;
 }
 
 /**
@@ -92,7 +107,7 @@ async function main(): Promise<void> {
   const plan = PLANS[mode];
   const paths = (values.paths?.split(",") ?? (mode === "smoke" ? ["direct", "grpc", "http"] : PATHS)) as PathName[];
   for (const p of paths) if (!PATHS.includes(p)) throw new Error(`unknown path ${p}`);
-  const sections = new Set(values.sections?.split(",") ?? ["ttft", "single", "load", "rss"]);
+  const sections = new Set(values.sections?.split(",") ?? ["ttft", "single", "load", "rss", ...(plan.slow ? ["slow"] : [])]);
   const out = values.out ?? join(ROOT, "bench", "results");
   mkdirSync(out, { recursive: true });
 
@@ -105,12 +120,14 @@ async function main(): Promise<void> {
       single: plan.single.shape,
       load: plan.load.shape,
       rss: Object.fromEntries(plan.rss.streams.map((n) => [n, plan.rss.shape(n)])),
+      ...(plan.slow && { slow: plan.slow.shape }),
     },
     paths,
     ttft: {},
     single: {},
     load: {},
     rss: {},
+    slow: {},
   };
 
   const stack: Proc[] = [];
@@ -191,6 +208,26 @@ async function main(): Promise<void> {
         client.close();
         await stopAll();
       }
+    }
+
+    // Slow readers: fresh processes per path, so the RSS before is an idle gateway's.
+    const slowPlan = sections.has("slow") ? plan.slow : undefined;
+    for (const path of slowPlan ? paths : []) {
+      if (path !== "grpc" && path !== "http") continue;
+      log(`slow readers: ${path}, ${slowPlan!.streams} clients that stop reading`);
+      const up = await start(startUpstream());
+      // The idle watchdog off: a stalled reader is not a stalled upstream (issue 8), and here the
+      // readers stay stalled for longer than its 60 s default.
+      const svc = await start(startService(up.port, { UPSTREAM_IDLE_TIMEOUT_MS: "0" }));
+      const env = path === "http" ? await start(startEnvoyFor(svc.port)) : undefined;
+      const probe = clientFor(path, { upstream: up, service: svc, envoy: env }, 1);
+      await measureTtft([probe], 20, TTFT_SHAPE);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const pids = { service: svc.pid, ...(env && { envoy: env.pid }) };
+      const ports = { upstream: up.port, service: svc.port, ...(env && { envoy: env.port }) };
+      result.slow![path] = await measureSlowReaders(path, ports, slowPlan!.streams, slowPlan!.shape, pids, probe);
+      probe.close();
+      await stopAll();
     }
   } finally {
     await stopAll();
