@@ -24,7 +24,7 @@ const dir = mkdtempSync(join(tmpdir(), "chat-config-"));
 describe("configuration", () => {
   it("has a default for everything but caller keys, which an empty environment is refused for", () => {
     expect(problemsOf({})).toEqual([
-      "CALLER_KEYS: caller keys are required: set CALLER_KEYS or CALLER_KEYS_FILE, or set AUTH=none to let any caller in (for example CALLER_KEYS=billing sha256:<64 hex digits> 20, search <a key of 16+ characters>)",
+      "CALLER_KEYS: caller keys are required: set CALLER_KEYS or CALLER_KEYS_FILE, or set AUTH=none to let any caller in (for example CALLER_KEYS=billing sha256:<64 hex digits> streams=20 rpm=600 tpm=1000000, search <a key of 16+ characters>)",
     ]);
     const config = loadConfig({ AUTH: "none" });
     expect(config.grpc.port).toBe(50051);
@@ -144,10 +144,10 @@ describe("configuration", () => {
     const file = join(dir, "keys");
     writeFileSync(file, `# callers\nbilling sha256:${hashed} 20\n\nsearch search-key-0123456789\n`);
     const config = loadConfig({ CALLER_KEYS: "ops ops-key-0123456789 2", CALLER_KEYS_FILE: file });
-    expect(config.auth?.keys.map((k) => [k.name, k.maxStreams, k.digest.toString("hex")])).toEqual([
-      ["ops", 2, createHash("sha256").update("ops-key-0123456789").digest("hex")],
-      ["billing", 20, hashed],
-      ["search", undefined, createHash("sha256").update("search-key-0123456789").digest("hex")],
+    expect(config.auth?.keys.map((k) => [k.name, k.limits, k.digest.toString("hex")])).toEqual([
+      ["ops", { streams: 2 }, createHash("sha256").update("ops-key-0123456789").digest("hex")],
+      ["billing", { streams: 20 }, hashed],
+      ["search", {}, createHash("sha256").update("search-key-0123456789").digest("hex")],
     ]);
     expect(problemsOf({ CALLER_KEYS: "a short, b sha256:abc, c long-enough-key-0000 0, a long-enough-key-1111, ! x" })).toEqual([
       expect.stringMatching(/^CALLER_KEYS: caller "a": the key is shorter than 16 characters/),
