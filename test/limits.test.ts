@@ -2,11 +2,12 @@
 // limit (test/auth.test.ts), tokens charged from the upstream's usage or estimated from the text
 // sent, GetUsage, and the metrics, with exact values.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Metadata, status, type ServiceError } from "@grpc/grpc-js";
-import { ChatRequest, GetUsageRequest, type ChatServiceClient, type GetUsageResponse } from "../src/gen/chat/v1/chat.js";
+import { Metadata, status } from "@grpc/grpc-js";
+import { ChatRequest } from "../src/gen/chat/v1/chat.js";
 import { collect, startHarness, type Harness } from "./support/grpc.js";
 import { hold } from "./support/gates.js";
 import { scrape } from "./support/metrics.js";
+import { bearer, getUsage } from "./support/usage.js";
 
 const KEYS = {
   rpm: "rpm-key-0123456789abcdef",
@@ -21,20 +22,6 @@ const CALLER_KEYS = [
   // The older bare stream limit, beside options.
   `all ${KEYS.all} 2 rpm=100 tpm=5000`,
 ].join(", ");
-
-export const bearer = (key: string) => {
-  const metadata = new Metadata();
-  metadata.set("authorization", `Bearer ${key}`);
-  return metadata;
-};
-
-export function getUsage(client: ChatServiceClient, metadata: Metadata): Promise<GetUsageResponse> {
-  return new Promise((resolve, reject) =>
-    client.getUsage(GetUsageRequest.fromPartial({}), metadata, (error: ServiceError | null, response: GetUsageResponse) =>
-      error ? reject(error) : resolve(response),
-    ),
-  );
-}
 
 const today = () => new Date(`${new Date().toISOString().slice(0, 10)}T00:00:00Z`);
 
