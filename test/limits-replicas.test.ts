@@ -25,6 +25,7 @@ const KEYS = {
 const CALLER_KEYS = [`conc ${KEYS.conc} streams=10`, `rpm ${KEYS.rpm} rpm=6`, `tpm ${KEYS.tpm} tpm=20`, `dies ${KEYS.dies} streams=2`].join(", ");
 /** Short, so the killed replica's slots come back within the test; the default is 15 s. */
 const LEASE_TTL_MS = 3000;
+const REDIS_PASSWORD = "redis-secret-9c1d77";
 
 interface Replica {
   service: ServiceProcess;
@@ -40,7 +41,7 @@ describe("caller budgets shared by three replicas in Redis", () => {
   let gate = hold();
 
   beforeAll(async () => {
-    redis = await startRedis();
+    redis = await startRedis({ password: REDIS_PASSWORD });
     upstream = await startFakeUpstream({
       // "hold": held after its first delta until the test opens the gate. Anything else: 1 prompt
       // token ("go"), 6 completion tokens.
@@ -211,6 +212,12 @@ describe("caller budgets shared by three replicas in Redis", () => {
     expect([await tokens("rpm", "input"), await tokens("rpm", "output")]).toEqual([6, 36]);
     expect([await tokens("tpm", "input"), await tokens("tpm", "output")]).toEqual([3, 18]);
     expect(await sumOverReplicas("chat_gateway_limits_store_errors_total", {})).toBe(0);
+  });
+
+  it("names the shared Redis in the start-up line, never its password", async () => {
+    const listening = await replicas[0]!.service.logLine((l) => l.msg === "chat gateway listening");
+    expect(listening.limits).toBe(`shared by every replica in Redis at redis://:redacted@127.0.0.1:${redis.port}; on a Redis error, fail open`);
+    for (const r of replicas) expect(r.service.output.join("\n")).not.toContain(REDIS_PASSWORD);
   });
 
   it("keeps the slots of long streams, and gives back those of a replica killed while holding them once their leases expire", async () => {

@@ -10,7 +10,7 @@ import { createInterface } from "node:readline";
 
 export interface RunningRedis {
   readonly port: number;
-  /** `redis://127.0.0.1:<port>` */
+  /** `redis://127.0.0.1:<port>`, with the password when there is one. */
   readonly url: string;
   /** Kills it (SIGKILL by default): connections are refused from then on. */
   stop(signal?: NodeJS.Signals): Promise<void>;
@@ -22,7 +22,8 @@ export interface RunningRedis {
   close(): Promise<void>;
 }
 
-export async function startRedis(): Promise<RunningRedis> {
+/** With `password`, clients must AUTH (`requirepass`). */
+export async function startRedis(options: { password?: string } = {}): Promise<RunningRedis> {
   const dir = mkdtempSync(join(tmpdir(), "chat-redis-"));
   let port = 0;
   let child: ChildProcess | undefined;
@@ -41,6 +42,7 @@ export async function startRedis(): Promise<RunningRedis> {
         "daemonize no",
         'logfile ""',
         "databases 1",
+        ...(options.password ? [`requirepass ${options.password}`] : []),
       ].join("\n"),
     );
     const proc = spawn("redis-server", [config], { stdio: ["ignore", "pipe", "pipe"] });
@@ -80,7 +82,7 @@ export async function startRedis(): Promise<RunningRedis> {
 
   return {
     port,
-    url: `redis://127.0.0.1:${port}`,
+    url: `redis://${options.password ? `:${encodeURIComponent(options.password)}@` : ""}127.0.0.1:${port}`,
     stop,
     restart: launch,
     freeze: () => void child?.kill("SIGSTOP"),
