@@ -198,7 +198,7 @@ async function callerBudgetsFrom(config: Config, logger: Logger, metrics: () => 
         timeoutMs,
         leaseTtlMs,
         onBackgroundError: (operation, error) => {
-          metrics()?.limitsStoreError(operation, "lost");
+          metrics()?.limitsStoreError(operation, "failed");
           logStoreError(operation, error);
         },
       })
@@ -213,7 +213,10 @@ async function callerBudgetsFrom(config: Config, logger: Logger, metrics: () => 
     onStoreError: onRedisError,
     timeoutMs,
     onError: (operation, error, allowed) => {
-      metrics()?.limitsStoreError(operation, allowed === undefined ? "lost" : allowed ? "allowed" : "refused");
+      // A failed charge or release is lost (a lost release expires with its lease); a failed usage
+      // read was answered UNAVAILABLE.
+      const outcome = allowed === undefined ? (operation === "usage" ? "failed" : "lost") : allowed ? "allowed" : "refused";
+      metrics()?.limitsStoreError(operation, outcome);
       logStoreError(operation, error, allowed);
     },
     onChecked: (seconds) => metrics()?.limitsChecked(store.kind, seconds),

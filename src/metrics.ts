@@ -29,7 +29,7 @@ export interface GatewayMetrics {
   /** Tokens charged to a caller's budget at a stream's end, reported by the upstream or estimated. */
   tokensCharged(caller: string, model: string, tokens: { promptTokens: number; completionTokens: number; estimated: boolean }): void;
   /** A limits store operation failed; for admit, what the failure mode made of the call. */
-  limitsStoreError(operation: string, outcome: "allowed" | "refused" | "lost"): void;
+  limitsStoreError(operation: string, outcome: "allowed" | "refused" | "lost" | "failed"): void;
   /** How long a caller's budget check took (the store's round trip). */
   limitsChecked(store: string, seconds: number): void;
   upstreamRetry(upstream: string): void;
@@ -136,7 +136,7 @@ export function createMetrics(sources: MetricsSources): GatewayMetrics {
   });
   const storeErrors = new Counter({
     name: "chat_gateway_limits_store_errors_total",
-    help: "Limits store (Redis) operations that failed or timed out, by operation (admit, release, charge, usage, refresh, connection) and outcome: for admit, whether the failure mode let the call in (allowed) or refused it; lost for the rest.",
+    help: "Limits store (Redis) operations that failed or timed out, by operation and outcome: admit allowed or refused (by the failure mode), charge and release lost, usage, refresh and connection failed.",
     labelNames: ["operation", "outcome"],
     registers: [registry],
   });

@@ -134,8 +134,15 @@ export function createRedisStore(options: RedisStoreOptions): RedisStore {
     },
     async close() {
       clearInterval(refresher);
-      // The leases still held go with their streams; what is left expires by itself.
+      // The leases still held go with their streams; what is left expires by itself. QUIT lets the
+      // last releases and charges be answered first, for one timeout at most.
       held.clear();
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        redis.quit().catch(() => undefined),
+        new Promise((resolve) => (timer = setTimeout(resolve, options.timeoutMs))),
+      ]);
+      clearTimeout(timer);
       redis.disconnect();
     },
   };
