@@ -22,7 +22,7 @@ const KEYS = {
   tpm: "tpm-key-0123456789abcdef",
   dies: "dies-key-0123456789abcdef",
 };
-const CALLER_KEYS = [`conc ${KEYS.conc} streams=10`, `rpm ${KEYS.rpm} rpm=6`, `tpm ${KEYS.tpm} tpm=20`, `dies ${KEYS.dies} streams=2`].join(", ");
+const CALLER_KEYS = [`conc ${KEYS.conc} streams=10`, `rpm ${KEYS.rpm} rpm=6`, `tpm ${KEYS.tpm} tpm=40`, `dies ${KEYS.dies} streams=2`].join(", ");
 /** Short, so the killed replica's slots come back within the test; the default is 15 s. */
 const LEASE_TTL_MS = 3000;
 const REDIS_PASSWORD = "redis-secret-9c1d77";
@@ -166,18 +166,20 @@ describe("caller budgets shared by three replicas in Redis", () => {
   });
 
   it("holds a key to its tokens per minute across the replicas: each stream's usage counts on every replica", async () => {
-    // 7 tokens a stream against 20 a minute: 20 → 13 → 6 → -1, one stream on each replica, then refused.
+    // 16 tokens a stream (a 40-character prompt is 10, and 6 completion tokens) against 40 a minute:
+    // 40 → 24 → 8 → -8, one stream on each replica, then refused until 9 tokens have come back (13.5 s).
+    const text = "t".repeat(40);
     for (let i = 0; i < 3; i++) {
-      expect((await collect(client(i), { text: "go" }, bearer(KEYS.tpm))).code).toBe(status.OK);
+      expect((await collect(client(i), { text }, bearer(KEYS.tpm))).code).toBe(status.OK);
       await usageWhen(KEYS.tpm, (u) => u.models[0]?.requests === BigInt(i + 1), i + 1);
     }
-    const refused = await collect(client(0), { text: "go" }, bearer(KEYS.tpm));
+    const refused = await collect(client(0), { text }, bearer(KEYS.tpm));
     expect(refused.code).toBe(status.RESOURCE_EXHAUSTED);
-    // 1 - (-1) = 2 tokens at 20 a minute: 6 s.
+    // 1 - (-8) = 9 tokens at 40 a minute: 14 s, less what has passed.
     const seconds = Number(refused.trailers?.get("retry-after")[0]);
-    expect(seconds).toBeGreaterThanOrEqual(4);
-    expect(seconds).toBeLessThanOrEqual(6);
-    expect(refused.details).toBe(`caller "tpm" used its 20 tokens per minute; retry after ${seconds}s`);
+    expect(seconds).toBeGreaterThanOrEqual(1);
+    expect(seconds).toBeLessThanOrEqual(14);
+    expect(refused.details).toBe(`caller "tpm" used its 40 tokens per minute; retry after ${seconds}s`);
     expect(await sumOverReplicas("chat_gateway_refused_calls_total", { cause: "caller_tpm_limit", caller: "tpm" })).toBe(1);
   });
 
@@ -210,7 +212,7 @@ describe("caller budgets shared by three replicas in Redis", () => {
     const tokens = (caller: string, type: string) =>
       sumOverReplicas("chat_gateway_caller_tokens_total", { caller, gen_ai_request_model: "fake-model", gen_ai_token_type: type, source: "reported" });
     expect([await tokens("rpm", "input"), await tokens("rpm", "output")]).toEqual([6, 36]);
-    expect([await tokens("tpm", "input"), await tokens("tpm", "output")]).toEqual([3, 18]);
+    expect([await tokens("tpm", "input"), await tokens("tpm", "output")]).toEqual([30, 18]);
     expect(await sumOverReplicas("chat_gateway_limits_store_errors_total", {})).toBe(0);
   });
 
