@@ -20,7 +20,6 @@ import { streamContext } from "./stream-context.js";
 import { createCallerBudgets, type CallerBudgets } from "./limits/budgets.js";
 import { budgetInterceptor } from "./limits/interceptor.js";
 import { createMemoryStore } from "./limits/memory-store.js";
-import { createRedisStore } from "./limits/redis-store.js";
 import { createStoreErrorLog } from "./limits/store-errors.js";
 import { streamTokens } from "./limits/estimate.js";
 import { getUsageHandler } from "./limits/usage-rpc.js";
@@ -192,8 +191,9 @@ async function callerBudgetsFrom(config: Config, logger: Logger, metrics: () => 
   const { redisUrl, onRedisError, timeoutMs, leaseTtlMs } = config.budgets;
   const password = redisUrl ? decodeURIComponent(new URL(redisUrl).password) : "";
   const logStoreError = createStoreErrorLog(logger, onRedisError, [password]);
+  // ioredis is loaded only when there is a Redis to talk to.
   const redis = redisUrl
-    ? createRedisStore({
+    ? (await import("./limits/redis-store.js")).createRedisStore({
         url: redisUrl,
         timeoutMs,
         leaseTtlMs,
