@@ -7,7 +7,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { status } from "@grpc/grpc-js";
 import { collect, startHarness, type Harness } from "./support/grpc.js";
 import { scrape } from "./support/metrics.js";
+import { post } from "./support/http.js";
 import { startRedis, type RunningRedis } from "./support/redis.js";
+import { startEnvoy, type RunningEnvoy } from "../src/dev/envoy.js";
 import { bearer, getUsage } from "./support/usage.js";
 
 const KEY = "lim-key-0123456789abcdef";
@@ -18,6 +20,8 @@ describe("caller budgets when Redis fails", () => {
   let redis: RunningRedis;
   let open: Harness;
   let closed: Harness;
+  /** In front of the closed one, for what an HTTP client sees. */
+  let envoy: RunningEnvoy;
   beforeAll(async () => {
     redis = await startRedis({ password: REDIS_PASSWORD });
     const env = (mode: string) => ({
@@ -30,8 +34,10 @@ describe("caller budgets when Redis fails", () => {
     });
     const upstream = { reply: () => ({ tokens: ["o", "k"] }) };
     [open, closed] = await Promise.all([startHarness({ env: env("open"), upstream }), startHarness({ env: env("closed"), upstream })]);
+    envoy = await startEnvoy({ servicePort: closed.gateway.port, httpHost: "127.0.0.1", stderr: "ignore" });
   });
   afterAll(async () => {
+    await envoy?.stop();
     await Promise.all([open?.close(), closed?.close()]);
     await redis?.close();
   });
@@ -81,8 +87,11 @@ describe("caller budgets when Redis fails", () => {
     const refused = await chat(closed);
     expect(refused.code).toBe(status.UNAVAILABLE);
     expect(refused.trailers?.get("retry-after")).toEqual(["1"]);
+    const overHttp = await post(envoy.httpPort, "/chat", JSON.stringify({ text: "hi" }), { "content-type": "application/json", authorization: `Bearer ${KEY}` });
+    expect([overHttp.status, overHttp.headers["retry-after"]]).toEqual([503, "1"]);
+    expect(JSON.parse(await overHttp.body())).toEqual({ code: 14, message: "caller limits cannot be checked now (their store is unreachable); retry" });
     expect(await storeErrors(open, { operation: "admit", outcome: "allowed" })).toBe(4);
-    expect(await storeErrors(closed, { operation: "admit", outcome: "refused" })).toBe(2);
+    expect(await storeErrors(closed, { operation: "admit", outcome: "refused" })).toBe(3);
     // The failures were logged without the Redis password.
     expect(warnings(open, "admit").length + warnings(open, "connection").length).toBeGreaterThan(0);
     expect(JSON.stringify([...open.logs, ...closed.logs])).not.toContain(REDIS_PASSWORD);
