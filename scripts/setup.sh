@@ -47,3 +47,11 @@ if [ ! -x "$TOOLS/bin/grpcurl" ] || [ "$(cat "$TOOLS/grpcurl.version" 2>/dev/nul
   GOBIN="$PWD/$TOOLS/bin" GOFLAGS=-mod=mod go install "github.com/fullstorydev/grpcurl/cmd/grpcurl@$GRPCURL_VERSION"
   echo "$GRPCURL_VERSION" > "$TOOLS/grpcurl.version"
 fi
+
+# Redis, for `npm run start:cluster` and the tests that run it: Debian's package, when missing.
+if ! command -v redis-server >/dev/null 2>&1; then
+  log "installing redis-server (Debian's package)"
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+fi
