@@ -22,7 +22,7 @@ echo "== envoy --mode validate"
 echo "== envoy --mode validate, rendered for deploy/ and docker-compose.yml (a DNS cluster)"
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
-node dist/dev/render-deploy.js --out "$scratch" --descriptor src/gen/chat.binpb >/dev/null
+node dist/dev/render-deploy.js --out "$scratch" --config-dir "$scratch" >/dev/null
 .tools/bin/envoy --mode validate -c "$scratch/envoy.json" --log-level warn
 
 echo "== deploy/: kustomize build, kubernetes-validate --strict (the schemas it ships; no cluster)"
