@@ -11,8 +11,8 @@ export interface CliProcess {
   stderr(): string;
   /** Resolves once stdout holds `text`; rejects if the process exits first. */
   printed(text: string): Promise<void>;
-  /** The exit status (or 128 + signal number when a signal ended it). */
-  readonly exited: Promise<number>;
+  /** The exit status, or the name of the signal that killed it. */
+  readonly exited: Promise<number | string>;
 }
 
 export function startCli(args: string[], options: { stdin?: string; env?: Record<string, string> } = {}): CliProcess {
@@ -29,9 +29,9 @@ export function startCli(args: string[], options: { stdin?: string; env?: Record
     for (const check of waiting) check();
   });
   child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (err += chunk));
-  const exited = new Promise<number>((resolve) =>
-    child.once("exit", (code, signal) => resolve(code ?? 128 + (signal === "SIGINT" ? 2 : signal === "SIGPIPE" ? 13 : 15))),
-  );
+  // A process killed by a signal has no exit status: it resolves with the signal's name, which no
+  // expected status equals (a client that died of SIGINT did not handle it).
+  const exited = new Promise<number | string>((resolve) => child.once("exit", (code, signal) => resolve(code ?? String(signal))));
   child.stdin!.on("error", () => undefined);
   child.stdin!.end(options.stdin ?? "");
 
