@@ -3,17 +3,17 @@
 // received and when its socket closed.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startFakeUpstream, type FakeUpstream, type Reply, type RecordedRequest } from "../src/demo/upstream.js";
-import { startServiceProcess, type ServiceProcess } from "./support/processes.js";
+import { startServiceProcess, startStack, type ServiceProcess, type Stack } from "./support/processes.js";
 import { runCli, startCli } from "./support/cli.js";
 import { hold, never } from "./support/gates.js";
 
 let upstream: FakeUpstream;
-let service: ServiceProcess;
+let stack: Stack;
 let reply: (request: RecordedRequest) => Reply;
 
 beforeAll(async () => {
   upstream = await startFakeUpstream({ reply: (r) => reply(r) });
-  service = await startServiceProcess({
+  stack = await startStack({
     OPENAI_BASE_URL: upstream.baseURL,
     OPENAI_API_KEY: "sk-cli-test",
     CHAT_MODEL: "fake-model",
@@ -21,13 +21,16 @@ beforeAll(async () => {
   });
 });
 afterAll(async () => {
-  await service?.stop("SIGKILL");
+  await stack?.stop();
   await upstream?.close();
 });
 
-const target = () => ["--target", `127.0.0.1:${service.port}`];
-
-describe("chat-gateway over gRPC", () => {
+// The same behaviour by both ways to the gateway: gRPC to the service (the default), and --http
+// through Envoy with the browser client. Through Envoy, a refusal also names its HTTP status.
+describe.each([
+  ["over gRPC", () => ["--target", `127.0.0.1:${stack.service.port}`], (_status: number) => ""],
+  ["with --http, through Envoy", () => ["--http", `http://127.0.0.1:${stack.envoy.httpPort}`], (status: number) => ` (HTTP ${status})`],
+])("chat-gateway %s", (_way, target, http) => {
   it("prints each token as it arrives: the upstream holds token 2 until token 1 is on the terminal", async () => {
     const first = hold();
     reply = () => ({ tokens: ["Rayleigh", " scattering", "."], gate: (i) => (i === 1 ? first.promise : undefined) });
@@ -85,7 +88,7 @@ describe("chat-gateway over gRPC", () => {
     await cli.printed("partial");
     cli.process.kill("SIGINT");
     expect(await cli.exited).toBe(130);
-    // The service aborted its upstream request because the CLI cancelled the gRPC call: the
+    // The service aborted its upstream request because the CLI cancelled its call: the
     // held reply never resumes, so only the cancel can end it.
     expect(await upstream.ended(index)).toBe("closed");
     expect(cli.stdout()).toBe("partial\n");
@@ -105,16 +108,16 @@ describe("chat-gateway over gRPC", () => {
   });
 
   it.each([
-    [400, 3, "INVALID_ARGUMENT: upstream rejected the request: bad tokens"],
-    [404, 3, "NOT_FOUND: upstream has no such model or route"],
-    [429, 5, "RESOURCE_EXHAUSTED: upstream rate limit reached; retry after 7s"],
-    [503, 6, "UNAVAILABLE: upstream error 503"],
-  ])("an upstream %i before the first token exits %i with the status and message", async (upstreamStatus, exit, message) => {
+    [400, 3, "INVALID_ARGUMENT", ": upstream rejected the request: bad tokens"],
+    [404, 3, "NOT_FOUND", ": upstream has no such model or route"],
+    [429, 5, "RESOURCE_EXHAUSTED", ": upstream rate limit reached; retry after 7s"],
+    [503, 6, "UNAVAILABLE", ": upstream error 503"],
+  ])("an upstream %i before the first token exits %i with the status and message", async (upstreamStatus, exit, name, message) => {
     reply = () => ({ status: upstreamStatus, errorMessage: "bad tokens", headers: { "retry-after": "7" } });
     const { code, stdout, stderr } = await runCli([...target(), "hi"]);
     expect(code).toBe(exit);
     expect(stdout).toBe("");
-    expect(stderr).toContain(`error: ${message}`);
+    expect(stderr).toContain(`error: ${name}${http(upstreamStatus)}${message}`);
   });
 
   it("with --json, a failure before the first event is one error line", async () => {
@@ -124,7 +127,7 @@ describe("chat-gateway over gRPC", () => {
     expect(stdout.trimEnd().split("\n").map((l) => JSON.parse(l) as unknown)).toEqual([
       { error: { code: 3, status: "INVALID_ARGUMENT", message: "upstream rejected the request: bad tokens" } },
     ]);
-    expect(stderr).toBe("error: INVALID_ARGUMENT: upstream rejected the request: bad tokens\n");
+    expect(stderr).toBe(`error: INVALID_ARGUMENT${http(400)}: upstream rejected the request: bad tokens\n`);
   });
 
   it("keeps the partial answer and reports an in-band error after it", async () => {
@@ -156,8 +159,14 @@ describe("chat-gateway over gRPC", () => {
     ]);
   });
 
-  it("exits 6 when nothing listens at --target", async () => {
-    const { code, stderr } = await runCli(["--target", "127.0.0.1:1", "hi"]);
+});
+
+describe("chat-gateway with no gateway there", () => {
+  it.each([
+    ["--target", "127.0.0.1:1"],
+    ["--http", "http://127.0.0.1:1"],
+  ])("exits 6 when nothing listens at %s", async (flag, where) => {
+    const { code, stderr } = await runCli([flag, where, "hi"]);
     expect(code).toBe(6);
     expect(stderr).toMatch(/^error: UNAVAILABLE: /);
   });
