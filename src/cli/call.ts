@@ -1,6 +1,7 @@
 // What the terminal client needs from a transport: a request in, the reply's events out as they
 // arrive, cancelled by an AbortSignal; a failed call is thrown as a CallFailed.
-import type { ChatRequest, ChatResponse } from "../gen/chat/v1/chat.js";
+// The browser build of the generated messages: the same types as grpc-js's, without loading grpc-js.
+import type { ChatRequest, ChatResponse } from "../gen/web/chat/v1/chat.js";
 
 export type ChatEvent = NonNullable<ChatResponse["event"]>;
 

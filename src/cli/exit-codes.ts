@@ -1,6 +1,6 @@
 // The terminal client's exit status, one per kind of failure, so a script can tell "fix the request"
 // from "try again later" without reading the message. The README's table is this one.
-import { status } from "@grpc/grpc-js";
+import { GrpcCode as status, grpcCodeName } from "../web/errors.js";
 
 export const EXIT = {
   /** The reply finished (`finish` event). */
@@ -49,7 +49,5 @@ export function exitCodeFor(code: number): number {
   }
 }
 
-/** "INVALID_ARGUMENT" for 3; "CODE_42" for a code gRPC does not define. */
-export function statusName(code: number): string {
-  return (status as unknown as Record<number, string | undefined>)[code] ?? `CODE_${code}`;
-}
+/** "INVALID_ARGUMENT" for 3. */
+export const statusName = grpcCodeName;

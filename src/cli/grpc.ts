@@ -1,6 +1,6 @@
 // The terminal client's default transport: a grpc-js call to the service's gRPC port.
 import { credentials, Metadata, status, type ServiceError } from "@grpc/grpc-js";
-import { ChatServiceClient, type ChatResponse } from "../gen/chat/v1/chat.js";
+import { ChatRequest, ChatServiceClient, type ChatResponse } from "../gen/chat/v1/chat.js";
 import { CallFailed, type OpenChat } from "./call.js";
 
 export function grpcChat(target: string, key: string | undefined): OpenChat {
@@ -8,7 +8,7 @@ export function grpcChat(target: string, key: string | undefined): OpenChat {
     const client = new ChatServiceClient(target, credentials.createInsecure());
     const metadata = new Metadata();
     if (key) metadata.set("authorization", `Bearer ${key}`);
-    const call = client.chat(request, metadata);
+    const call = client.chat(ChatRequest.fromPartial(request), metadata);
     // Cancelling sends RST_STREAM: the service aborts its upstream request at once.
     const cancel = () => call.cancel();
     signal.addEventListener("abort", cancel, { once: true });

@@ -1,13 +1,10 @@
 // `chat-gateway "why is the sky blue?"`: one Chat call, its reply streamed to the terminal.
 // Runs from dist/ (bin/chat-gateway.js checks Node and the build first, then imports this).
 import { readFileSync } from "node:fs";
-import { status } from "@grpc/grpc-js";
-import { ChatRequest } from "../gen/chat/v1/chat.js";
+import { ChatRequest } from "../gen/web/chat/v1/chat.js";
 import { parseArgs, type CliOptions } from "./args.js";
 import { CallFailed, type OpenChat } from "./call.js";
 import { EXIT, exitCodeFor } from "./exit-codes.js";
-import { grpcChat } from "./grpc.js";
-import { httpChat } from "./http.js";
 import { jsonRenderer, textRenderer } from "./render.js";
 
 export interface Io {
@@ -52,7 +49,8 @@ export async function run(argv: readonly string[], io: Io): Promise<number> {
 
   const render = options.json ? jsonRenderer(io.stdout, io.stderr) : textRenderer(io.stdout, io.stderr);
   try {
-    for await (const event of open(options)(request, controller.signal)) {
+    const chat = await open(options);
+    for await (const event of chat(request, controller.signal)) {
       if (stopped !== undefined) break;
       render.event(event);
     }
@@ -73,13 +71,15 @@ export async function run(argv: readonly string[], io: Io): Promise<number> {
   }
 }
 
-function open(options: CliOptions): OpenChat {
-  return options.http ? httpChat(options.http, options.key) : grpcChat(options.target, options.key);
+/** The transport, loaded only when used: grpc-js alone takes longer to load than the rest. */
+async function open(options: CliOptions): Promise<OpenChat> {
+  if (options.http) return (await import("./http.js")).httpChat(options.http, options.key);
+  return (await import("./grpc.js")).grpcChat(options.target, options.key);
 }
 
 function interrupted(code: number, render: { close(): void }, io: Io): number {
   render.close();
-  if (code === EXIT.interrupted) io.stderr.write(`cancelled (${status[status.CANCELLED]})\n`);
+  if (code === EXIT.interrupted) io.stderr.write("cancelled (CANCELLED)\n");
   return code;
 }
 

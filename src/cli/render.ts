@@ -3,7 +3,7 @@
 // alone while a terminal shows everything in order. JSON mode: one event per line on stdout, in
 // the proto's JSON form (the same objects as the `data:` lines of POST /chat).
 import { styleText } from "node:util";
-import { ChatResponse, type Finish } from "../gen/chat/v1/chat.js";
+import { ChatResponse, type Finish } from "../gen/web/chat/v1/chat.js";
 import { statusName } from "./exit-codes.js";
 import { CallFailed, type ChatEvent } from "./call.js";
 
@@ -20,7 +20,8 @@ type Stream = NodeJS.WritableStream & { isTTY?: boolean };
 /** The line shown for a failed call: `INVALID_ARGUMENT (HTTP 400): text: must not be empty`. */
 export function describeFailure(failure: CallFailed): string {
   const http = failure.httpStatus ? ` (HTTP ${failure.httpStatus})` : "";
-  const retry = failure.retryAfter ? `; retry after ${failure.retryAfter}s` : "";
+  // The gateway's own message names the wait already ("retry after 7s"); others may not.
+  const retry = failure.retryAfter && !/retry after/i.test(failure.message) ? `; retry after ${failure.retryAfter}s` : "";
   return `${statusName(failure.code)}${http}: ${failure.message}${retry}`;
 }
 
