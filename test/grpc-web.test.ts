@@ -166,6 +166,29 @@ describe("a gRPC-Web client's cancel reaches the upstream (envoyproxy/envoy#3965
   });
 });
 
+describe("a deadline ends a gRPC-Web call at the service, whatever the client does", () => {
+  it("grpc-timeout: the service ends the call at it and closes the upstream's request, with the client still connected", async () => {
+    reply = () => ({ tokens: ["first", " never"], gate: (i) => (i === 1 ? never : undefined) });
+    const index = upstream.requests.length;
+    // A client that sends a deadline and then never cancels: only the service can end this call.
+    const trailer = await new Promise<string>((resolve, reject) => {
+      const req = request(
+        { host: "127.0.0.1", port: stack.envoy.httpPort, path: "/chat.v1.ChatService/Chat", method: "POST",
+          headers: { "content-type": "application/grpc-web+proto", "grpc-timeout": "500m" } },
+        (res) => {
+          let all = "";
+          res.setEncoding("latin1").on("data", (chunk: string) => (all += chunk));
+          res.on("end", () => resolve(all.slice(all.indexOf("grpc-status"))));
+        },
+      );
+      req.on("error", reject);
+      req.end(grpcWebFrame("hi"));
+    });
+    expect(trailer).toMatch(new RegExp(`^grpc-status:${Code.DeadlineExceeded}\r\n`));
+    expect(await upstream.ended(index)).toBe("closed");
+  });
+});
+
 describe("in Chromium: a page on another origin, connect-web bundled as a browser app does", () => {
   let browser: Browser;
   let page: Page;
