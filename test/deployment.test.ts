@@ -35,6 +35,20 @@ describe("docker-compose.yml", () => {
     expect(command.slice(2, 5)).toEqual(["envoy", "-c", "/app/envoy.yaml"]);
   });
 
+  it("gives Envoy the chat page's files at the paths envoy.yaml's routes read them from", () => {
+    const { working_dir: dir, volumes } = compose.services.envoy;
+    const files: string[] = hcm.route_config.virtual_hosts
+      .flatMap((host: { routes: { direct_response?: { body?: { filename?: string } } }[] }) => host.routes)
+      .flatMap((route: { direct_response?: { body?: { filename?: string } } }) => route.direct_response?.body?.filename ?? []);
+    expect(files).toEqual(["dist/page/index.html", "dist/page/app.js", "dist/page/app.css"]);
+    for (const file of files) {
+      expect(volumes.some((volume: string) => {
+        const [from, to] = volume.split(":");
+        return file.startsWith(`${from!.replace(/^\.\//, "")}/`) && `${dir}/${file}`.startsWith(`${to}/`);
+      }), file).toBe(true);
+    }
+  });
+
   it("runs Envoy under the sidecar script, so it outlasts the service's drain instead of exiting on SIGTERM", () => {
     const { volumes, command, environment, stop_grace_period: envoyStop } = compose.services.envoy;
     expect(volumes).toContain("./scripts/envoy-sidecar.sh:/app/envoy-sidecar.sh:ro");

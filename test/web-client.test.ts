@@ -120,6 +120,18 @@ describe("streamChat against Envoy", () => {
     expect((error as Error).message).toContain("upstream rate limit reached");
   });
 
+  it("lets a page on another origin read retry-after (CORS)", async () => {
+    reply = () => ({ status: 429, headers: { "retry-after": "7" } });
+    const response = await fetch(`${options.baseUrl}/chat`, {
+      method: "POST",
+      headers: { origin: "https://app.example", "content-type": "application/json", authorization: `Bearer ${KEY}` },
+      body: JSON.stringify({ text: "hi" }),
+    });
+    expect(response.status).toBe(429);
+    expect(response.headers.get("access-control-expose-headers")?.split(/,\s*/)).toContain("retry-after");
+    await response.body?.cancel();
+  });
+
   it("throws ChatError 401 without a key or with a wrong one, before the upstream is asked", async () => {
     const before = upstream.requests.length;
     for (const apiKey of [undefined, `${KEY}x`]) {
@@ -204,7 +216,7 @@ describe("listModels against Envoy", () => {
 });
 
 /** A fetch answering with a canned response: what no gateway of ours sends, but a proxy or a cut connection may. */
-const canned = (body: BodyInit | null, init: ResponseInit): typeof fetch => async () => new Response(body, init);
+const canned = (body: string | null, init: ResponseInit): typeof fetch => async () => new Response(body, init);
 const sse = (...events: unknown[]) => events.map((e) => `data: ${JSON.stringify(e)}\n\n`).join("");
 
 describe("streamChat, what only a broken path sends", () => {

@@ -73,6 +73,10 @@ export interface RunningEnvoy {
   stop(): Promise<void>;
 }
 
+interface EnvoyRoute {
+  direct_response?: { body?: { filename?: string } };
+}
+
 interface SocketAddress {
   address: string;
   port_value: number;
@@ -90,6 +94,11 @@ export function renderEnvoyConfig(options: EnvoyOptions): string {
   const hcm = config.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
   const transcoder = hcm.http_filters.find((f: { name: string }) => f.name === "envoy.filters.http.grpc_json_transcoder");
   transcoder.typed_config.proto_descriptor = join(ROOT, transcoder.typed_config.proto_descriptor);
+  // The chat page's files (dist/page), wherever Envoy's working directory is.
+  for (const route of hcm.route_config.virtual_hosts.flatMap((host: { routes: EnvoyRoute[] }) => host.routes)) {
+    const body = route.direct_response?.body;
+    if (body?.filename) body.filename = join(ROOT, body.filename);
+  }
   if (options.corsAllowOrigin) {
     const cors = hcm.route_config.virtual_hosts[0].typed_per_filter_config["envoy.filters.http.cors"];
     cors.allow_origin_string_match = [{ exact: options.corsAllowOrigin }];

@@ -64,22 +64,18 @@ export async function* streamChat(request: ChatRequestInit, options: ClientOptio
       .pipeThrough(new EventSourceParserStream({ onError: "terminate" }))
       .getReader();
     let last: ChatResponse["event"];
-    try {
-      for (;;) {
-        let next: Awaited<ReturnType<typeof events.read>>;
-        try {
-          next = await events.read();
-        } catch (error) {
-          if (signal.aborted) throw error;
-          throw new ChatError({ code: GrpcCode.UNAVAILABLE, message: "the connection to the gateway was lost mid-stream", httpStatus: response.status, requestId, inBand: true, cause: error });
-        }
-        if (next.done) break;
-        const event = ChatResponse.fromJSON(parseJson(next.value.data, { httpStatus: response.status, requestId, inBand: true }));
-        last = event.event;
-        yield event;
+    for (;;) {
+      let next: Awaited<ReturnType<typeof events.read>>;
+      try {
+        next = await events.read();
+      } catch (error) {
+        if (signal.aborted) throw error;
+        throw new ChatError({ code: GrpcCode.UNAVAILABLE, message: "the connection to the gateway was lost mid-stream", httpStatus: response.status, requestId, inBand: true, cause: error });
       }
-    } finally {
-      void events.cancel().catch(() => undefined);
+      if (next.done) break;
+      const event = ChatResponse.fromJSON(parseJson(next.value.data, { httpStatus: response.status, requestId, inBand: true }));
+      last = event.event;
+      yield event;
     }
     if (last?.$case === "error") {
       const { code, message } = last.value;
