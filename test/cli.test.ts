@@ -10,6 +10,8 @@ import { hold, never } from "./support/gates.js";
 
 let upstream: FakeUpstream;
 let stack: Stack;
+/** The same service with caller keys required. */
+let keyed: ServiceProcess;
 const replies = new Map<string, { reply: Reply; arrived: (request: RecordedRequest) => void }>();
 
 beforeAll(async () => {
@@ -25,15 +27,11 @@ beforeAll(async () => {
       return { status: 500, errorMessage: "no reply set for this question" };
     },
   });
-  stack = await startStack({
-    OPENAI_BASE_URL: upstream.baseURL,
-    OPENAI_API_KEY: "sk-cli-test",
-    CHAT_MODEL: "fake-model",
-    UPSTREAM_MAX_RETRIES: "0",
-  });
+  const env = { OPENAI_BASE_URL: upstream.baseURL, OPENAI_API_KEY: "sk-cli-test", CHAT_MODEL: "fake-model", UPSTREAM_MAX_RETRIES: "0" };
+  [stack, keyed] = await Promise.all([startStack(env), startServiceProcess({ ...env, CALLER_KEYS: "cli cli-caller-key-0123456789" })]);
 });
 afterAll(async () => {
-  await stack?.stop();
+  await Promise.all([stack?.stop(), keyed?.stop("SIGKILL")]);
   await upstream?.close();
 });
 
@@ -212,19 +210,6 @@ describe.concurrent("chat-gateway's command line", () => {
 });
 
 describe.concurrent("chat-gateway with caller keys", () => {
-  let keyed: ServiceProcess;
-  beforeAll(async () => {
-    keyed = await startServiceProcess({
-      OPENAI_BASE_URL: upstream.baseURL,
-      OPENAI_API_KEY: "sk-cli-test",
-      CHAT_MODEL: "fake-model",
-      CALLER_KEYS: "cli cli-caller-key-0123456789",
-    });
-  });
-  afterAll(async () => {
-    await keyed?.stop("SIGKILL");
-  });
-
   it.each([
     ["--key", (prompt: string) => ({ args: [prompt, "--key", "cli-caller-key-0123456789"], env: {} })],
     ["CHAT_GATEWAY_KEY", (prompt: string) => ({ args: [prompt], env: { CHAT_GATEWAY_KEY: "cli-caller-key-0123456789" } })],

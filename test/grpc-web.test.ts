@@ -21,6 +21,7 @@ import { ROOT, startEnvoy, type RunningEnvoy } from "../src/dev/envoy.js";
 import { startStack, type Stack } from "./support/processes.js";
 import { hold, never } from "./support/gates.js";
 import type { GrpcWebPage } from "./support/grpc-web-page.js";
+import { CHROMIUM } from "./support/browser.js";
 
 let upstream: FakeUpstream;
 let stack: Stack;
@@ -214,7 +215,7 @@ describe("in Chromium: a page on another origin, connect-web bundled as a browse
     });
     await new Promise<void>((resolve) => site.listen(0, "127.0.0.1", resolve));
 
-    browser = await chromium.launch({ executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium", args: ["--no-sandbox", "--ignore-certificate-errors"] });
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox", "--ignore-certificate-errors"] });
     page = await browser.newPage();
     await page.exposeFunction("onFirst", () => first.release());
     await page.goto(`http://127.0.0.1:${(site.address() as AddressInfo).port}/`);
