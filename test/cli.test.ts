@@ -70,27 +70,6 @@ describe.concurrent.each([
     expect((await request).body.messages).toEqual([{ role: "user", content: prompt }]);
   });
 
-  it("sends --model and --system, and joins the prompt's words", async () => {
-    const { prompt, request } = ask({ tokens: ["ok"] }, "why");
-    const { code, stdout } = await runCli([...target(), "--model", "other-model", "--system", "Be terse.", ...prompt.split(" ")]);
-    expect(code).toBe(0);
-    expect(stdout).toBe("ok\n");
-    const { body } = await request;
-    expect(body.model).toBe("other-model");
-    expect(body.messages).toEqual([
-      { role: "system", content: "Be terse." },
-      { role: "user", content: prompt },
-    ]);
-  });
-
-  it("reads the prompt from stdin when none is given", async () => {
-    const { prompt, request } = ask({ tokens: ["read"] }, "explain this diff:\n+ a line");
-    const { code, stdout } = await runCli(target(), { stdin: `${prompt}\n` });
-    expect(code).toBe(0);
-    expect(stdout).toBe("read\n");
-    expect((await request).body.messages).toEqual([{ role: "user", content: `${prompt}\n` }]);
-  });
-
   it("--json prints one event per line, as POST /chat's data lines", async () => {
     const { prompt } = ask({ tokens: ["a", "b"] });
     const { code, stdout, stderr } = await runCli([...target(), "--json", prompt]);
@@ -112,17 +91,6 @@ describe.concurrent.each([
     expect(await upstream.ended((await request).index)).toBe("closed");
     expect(cli.stdout()).toBe("partial\n");
     expect(cli.stderr()).toBe("cancelled (CANCELLED)\n");
-  });
-
-  it("cancels the call when stdout is closed early (| head), and exits 141", async () => {
-    const first = hold();
-    const { prompt, request } = ask({ tokens: ["one", " two", " three"], gate: (i) => (i === 1 ? first.promise : i === 2 ? never : undefined) });
-    const cli = startCli([...target(), prompt]);
-    await cli.printed("one");
-    cli.process.stdout!.destroy();
-    first.release();
-    expect(await cli.exited).toBe(141);
-    expect(await upstream.ended((await request).index)).toBe("closed");
   });
 
   it.each([
@@ -170,6 +138,44 @@ describe.concurrent.each([
       { delta: { text: "half" } },
       { error: { code: 14, status: "UNAVAILABLE", message: "upstream connection lost mid-stream" } },
     ]);
+  });
+});
+
+// What does not depend on the way to the gateway: the request the flags and stdin make, and a closed
+// stdout (which cancels through the same signal as Ctrl-C). Over gRPC.
+describe.concurrent("chat-gateway's request and output", () => {
+  const target = () => ["--target", `127.0.0.1:${stack.service.port}`];
+
+  it("sends --model and --system, and joins the prompt's words", async () => {
+    const { prompt, request } = ask({ tokens: ["ok"] }, "why");
+    const { code, stdout } = await runCli([...target(), "--model", "other-model", "--system", "Be terse.", ...prompt.split(" ")]);
+    expect(code).toBe(0);
+    expect(stdout).toBe("ok\n");
+    const { body } = await request;
+    expect(body.model).toBe("other-model");
+    expect(body.messages).toEqual([
+      { role: "system", content: "Be terse." },
+      { role: "user", content: prompt },
+    ]);
+  });
+
+  it("reads the prompt from stdin when none is given", async () => {
+    const { prompt, request } = ask({ tokens: ["read"] }, "explain this diff:\n+ a line");
+    const { code, stdout } = await runCli(target(), { stdin: `${prompt}\n` });
+    expect(code).toBe(0);
+    expect(stdout).toBe("read\n");
+    expect((await request).body.messages).toEqual([{ role: "user", content: `${prompt}\n` }]);
+  });
+
+  it("cancels the call when stdout is closed early (| head), and exits 141", async () => {
+    const first = hold();
+    const { prompt, request } = ask({ tokens: ["one", " two", " three"], gate: (i) => (i === 1 ? first.promise : i === 2 ? never : undefined) });
+    const cli = startCli([...target(), prompt]);
+    await cli.printed("one");
+    cli.process.stdout!.destroy();
+    first.release();
+    expect(await cli.exited).toBe(141);
+    expect(await upstream.ended((await request).index)).toBe("closed");
   });
 });
 
