@@ -70,7 +70,7 @@ export interface ChatService {
 type Call = ServerWritableStream<ChatRequest, ChatResponse>;
 
 /** Merged delta text beyond which the gateway stops reading the upstream until the caller catches up. */
-const MAX_MERGED_CHARS = 1024;
+export const MAX_MERGED_CHARS = 1024;
 
 export function createChatService(deps: ChatServiceDeps): ChatService {
   const { upstream, limits, logger } = deps;
