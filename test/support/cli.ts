@@ -11,6 +11,8 @@ export interface CliProcess {
   stderr(): string;
   /** Resolves once stdout holds `text`; rejects if the process exits first. */
   printed(text: string): Promise<void>;
+  /** The same for stderr. */
+  printedOnStderr(text: string): Promise<void>;
   /** The exit status, or the name of the signal that killed it. */
   readonly exited: Promise<number | string>;
 }
@@ -28,30 +30,35 @@ export function startCli(args: string[], options: { stdin?: string; env?: Record
     out += chunk;
     for (const check of waiting) check();
   });
-  child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (err += chunk));
+  child.stderr!.setEncoding("utf8").on("data", (chunk: string) => {
+    err += chunk;
+    for (const check of waiting) check();
+  });
   // A process killed by a signal has no exit status: it resolves with the signal's name, which no
   // expected status equals (a client that died of SIGINT did not handle it).
   const exited = new Promise<number | string>((resolve) => child.once("exit", (code, signal) => resolve(code ?? String(signal))));
   child.stdin!.on("error", () => undefined);
   child.stdin!.end(options.stdin ?? "");
 
+  const printed = (where: () => string, text: string) =>
+    new Promise<void>((resolve, reject) => {
+      const check = () => {
+        if (where().includes(text)) {
+          waiting.delete(check);
+          resolve();
+        }
+      };
+      waiting.add(check);
+      check();
+      void exited.then((code) => reject(new Error(`chat-gateway exited (${code}) before printing ${JSON.stringify(text)}:\n${out}\n${err}`)));
+    });
+
   return {
     process: child,
     stdout: () => out,
     stderr: () => err,
-    printed(text) {
-      return new Promise((resolve, reject) => {
-        const check = () => {
-          if (out.includes(text)) {
-            waiting.delete(check);
-            resolve();
-          }
-        };
-        waiting.add(check);
-        check();
-        void exited.then((code) => reject(new Error(`chat-gateway exited (${code}) before printing ${JSON.stringify(text)}:\n${out}\n${err}`)));
-      });
-    },
+    printed: (text) => printed(() => out, text),
+    printedOnStderr: (text) => printed(() => err, text),
     exited,
   };
 }
