@@ -50,12 +50,17 @@ async function loadModels(): Promise<void> {
 function showModels({ models, unavailable }: ListModelsResponse): void {
   const chosen = modelSelect.value;
   modelSelect.replaceChildren(new Option("gateway default", ""));
-  const byUpstream = Map.groupBy(models, (model) => model.upstream);
-  for (const [upstream, list] of byUpstream) {
-    const group = document.createElement("optgroup");
-    group.label = upstream;
-    for (const model of list) group.append(new Option(model.id, model.id, false, model.id === chosen));
-    modelSelect.append(group);
+  // Grouped by upstream, in the order ListModels gives them.
+  const groups = new Map<string, HTMLOptGroupElement>();
+  for (const model of models) {
+    let group = groups.get(model.upstream);
+    if (!group) {
+      group = document.createElement("optgroup");
+      group.label = model.upstream;
+      groups.set(model.upstream, group);
+      modelSelect.append(group);
+    }
+    group.append(new Option(model.id, model.id, false, model.id === chosen));
   }
   for (const { upstream, message } of unavailable) {
     const option = new Option(`${upstream}: ${message}`, "");

@@ -49,6 +49,8 @@ export class AssistantTurn {
     this.refusal = element("div", "refusal", this.root);
     this.refusal.hidden = true;
     this.status = element("p", "status", this.root);
+    // How the reply ended (stopped, an error) is announced to screen readers; the tokens are not.
+    this.status.setAttribute("role", "status");
     this.setState("streaming", "waiting for the model…");
   }
 
