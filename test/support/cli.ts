@@ -20,7 +20,8 @@ export interface CliProcess {
 export function startCli(args: string[], options: { stdin?: string; env?: Record<string, string> } = {}): CliProcess {
   const child = spawn(process.execPath, [join(ROOT, "bin", "chat-gateway.js"), ...args], {
     // No terminal and no inherited CHAT_GATEWAY_* variables: what the test gives is what it gets.
-    env: { PATH: process.env.PATH ?? "", NO_COLOR: "1", ...options.env },
+    // Unstyled unless the test forces styling (Node warns when it sees both variables).
+    env: { PATH: process.env.PATH ?? "", ...(options.env?.FORCE_COLOR === undefined && { NO_COLOR: "1" }), ...options.env },
     stdio: ["pipe", "pipe", "pipe"],
   });
   let out = "";
