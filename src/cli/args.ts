@@ -74,7 +74,7 @@ export function parseArgs(argv: readonly string[], output: HelpOutput, version: 
       new Option("-k, --key <key>", "caller key, sent as authorization: Bearer <key>; prefer the variable, which stays out of `ps`")
         .env("CHAT_GATEWAY_KEY"),
     )
-    .option("--json", "print each event as one JSON line on stdout (as POST /chat's data: lines)", false)
+    .option("--json", "print each event as one JSON line on stdout (as POST /chat's data: lines)")
     .addOption(
       new Option("--http <url>", "call POST /chat through Envoy at this URL (e.g. http://localhost:8080) instead of gRPC")
         .argParser(httpUrl)
@@ -96,7 +96,7 @@ export function parseArgs(argv: readonly string[], output: HelpOutput, version: 
     }
     throw error;
   }
-  const opts = program.opts<{ model?: string; system?: string; target: string; key?: string; json: boolean; http?: string }>();
+  const opts = program.opts<{ model?: string; system?: string; target: string; key?: string; json?: boolean; http?: string }>();
   const words = program.args;
   return {
     options: {
@@ -105,7 +105,7 @@ export function parseArgs(argv: readonly string[], output: HelpOutput, version: 
       system: opts.system,
       target: opts.target,
       key: opts.key,
-      json: opts.json,
+      json: opts.json === true,
       http: opts.http,
     },
   };
