@@ -67,3 +67,21 @@ if [ ! -x "$TOOLS/bin/grpcurl" ] || [ "$(cat "$TOOLS/grpcurl.version" 2>/dev/nul
   GOBIN="$PWD/$TOOLS/bin" GOFLAGS=-mod=mod go install "github.com/fullstorydev/grpcurl/cmd/grpcurl@$GRPCURL_VERSION"
   echo "$GRPCURL_VERSION" > "$TOOLS/grpcurl.version"
 fi
+
+# redis-server, Debian's package, for the caller-budget tests (each starts its own on a free port).
+# The service itself needs none: REDIS_URL names the Redis (or Valkey) of a deployment.
+if ! command -v redis-server >/dev/null 2>&1; then
+  apt=(apt-get)
+  [ "$(id -u)" = 0 ] || apt=(sudo -n apt-get)
+  if [ "$(id -u)" != 0 ] && ! sudo -n true 2>/dev/null; then
+    log "redis-server is missing and installing it needs root: apt-get install redis-server (the budget tests need it)"
+  else
+    log "installing redis-server (Debian package)"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! "${apt[@]}" install -y -q redis-server >/dev/null; then
+      # A fresh machine's package lists may be missing or stale.
+      "${apt[@]}" update -q >/dev/null
+      "${apt[@]}" install -y -q redis-server >/dev/null
+    fi
+  fi
+fi
