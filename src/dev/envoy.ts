@@ -59,6 +59,11 @@ export interface EnvoyOptions {
   limits?: { requestHeadersTimeout?: string; maxDownstreamConnections?: number; healthCheckInterval?: string };
   /** How long the service behind it lets streams run when stopping; `stopGracefully` waits that plus 5 s at most. */
   graceMs?: number;
+  /**
+   * Serve the listener over TLS with this certificate and key (PEM files), offering HTTP/2 and
+   * HTTP/1.1 by ALPN, as the README's TLS snippet does: how browsers reach Envoy over HTTP/2.
+   */
+  tls?: { certFile: string; keyFile: string };
 }
 
 /** Lines an Envoy wrote, as they arrive. */
@@ -137,6 +142,19 @@ export function renderEnvoyConfig(options: EnvoyOptions): string {
     );
     if (!monitor) throw new Error("envoy.yaml sets no global_downstream_max_connections");
     monitor.typed_config.max_active_downstream_connections = options.limits.maxDownstreamConnections;
+  }
+
+  if (options.tls) {
+    config.static_resources.listeners[0].filter_chains[0].transport_socket = {
+      name: "envoy.transport_sockets.tls",
+      typed_config: {
+        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+        common_tls_context: {
+          alpn_protocols: ["h2", "http/1.1"],
+          tls_certificates: [{ certificate_chain: { filename: options.tls.certFile }, private_key: { filename: options.tls.keyFile } }],
+        },
+      },
+    };
   }
 
   if (options.limits?.healthCheckInterval) {
