@@ -9,7 +9,17 @@ export interface Plan {
   single: { shape: ReplyShape; runs: number };
   load: { levels: number[]; shape: ReplyShape; warmupMs: number; windowMs: number };
   rss: { streams: number[]; shape: (streams: number) => ReplyShape };
+  /** Clients that ask for a long reply and read nothing (not in --smoke: it takes a minute). */
+  slow?: { streams: number; shape: ReplyShape };
 }
+
+/**
+ * Long tokens, written as fast as the socket takes them: 830 KB of SSE per reply, more than the
+ * gateway's buffers hold. Not longer: on loopback the kernel gives each upstream connection a few MB
+ * of socket buffers, and 1,000 replies that fill them would take the whole machine's TCP memory
+ * (net.ipv4.tcp_mem) past its pressure threshold.
+ */
+const SLOW_SHAPE: ReplyShape = { tokens: 2_000, size: 200, firstMs: 0, delayMs: 0 };
 
 export const PLANS: Record<Mode, Plan> = {
   smoke: {
@@ -23,6 +33,7 @@ export const PLANS: Record<Mode, Plan> = {
     single: { shape: { tokens: 20_000, size: 4, firstMs: 0, delayMs: 0 }, runs: 3 },
     load: { levels: [1, 10, 100, 1_000], shape: { tokens: 200, size: 4, firstMs: 0, delayMs: 0 }, warmupMs: 1_000, windowMs: 3_000 },
     rss: { streams: [1_000], shape: () => ({ tokens: 4, size: 4, firstMs: 0, delayMs: 3_000 }) },
+    slow: { streams: 1_000, shape: SLOW_SHAPE },
   },
   full: {
     ttftSamples: 1_000,
@@ -33,5 +44,6 @@ export const PLANS: Record<Mode, Plan> = {
       // Long enough between tokens that every stream is still open once the last one has started.
       shape: (n) => ({ tokens: 4, size: 4, firstMs: 0, delayMs: n > 2_000 ? 15_000 : 3_000 }),
     },
+    slow: { streams: 1_000, shape: SLOW_SHAPE },
   },
 };

@@ -3,6 +3,7 @@
 import type { BenchResult } from "./run.js";
 import type { PathName } from "./clients.js";
 import type { Integrity } from "./measure.js";
+import type { SlowReadersResult } from "./slow.js";
 
 const LABEL: Record<PathName, string> = {
   direct: "direct (openai SDK → upstream)",
@@ -153,6 +154,33 @@ export function renderMarkdown(r: BenchResult): string {
         `${fmt(r.floor.grpcP50Ms, 2)} ms for a bare grpc-js server-streaming call (p50; the handler writes at once).`,
       "",
     );
+  }
+  const slow = Object.entries(r.slow ?? {}) as [PathName, SlowReadersResult][];
+  if (slow.length) {
+    const shape = r.shapes.slow;
+    lines.push(
+      `Slow readers: clients that ask for a ${shape ? `${fmt(shape.tokens)}-token reply of ${shape.size}-character tokens` : "long reply"} and read nothing, ` +
+        "fresh processes per path. The upstream's bytes per stream are read once its writes have stopped growing; " +
+        "\"in the kernel\" is what the socket queues between the upstream and the service hold (both ends); the rest has gone past them, into the service, Envoy and the clients' buffers.",
+      "",
+    );
+    const mib = (kib: number | undefined) => fmt((kib ?? NaN) / 1024, 0);
+    const rssCell = (x: SlowReadersResult, name: string) =>
+      x.rssKiB.before[name] === undefined ? "–" : `${mib(x.rssKiB.before[name])} → ${mib(x.rssKiB.during[name])} → ${mib(x.rssKiB.after[name])}`;
+    lines.push(
+      "| path | clients | upstream bytes / stream (p50 · max) | in the kernel / stream | past the upstream's socket / stream | upstream blocked · finished | RSS service, MiB (before → stalled → after) | RSS Envoy, MiB | RSS / stalled stream | a new request meanwhile |",
+      "|---|---|---|---|---|---|---|---|---|---|",
+    );
+    for (const [p, x] of slow) {
+      const kernel = x.kernelUpstreamBytes / x.streams;
+      const perStream = Object.entries(x.perStreamKiB).map(([k, v]) => `${k} ${fmt(v, 1)} KiB`).join(" + ");
+      lines.push(
+        `| ${p} | ${fmt(x.streams)} (${fmt(x.started)} started) | ${fmt(x.upstreamBytesP50 / 1024)} · ${fmt(x.upstreamBytesMax / 1024)} KiB | ${fmt(kernel / 1024)} KiB | ` +
+          `${fmt(Math.max(0, x.upstreamBytesP50 - kernel) / 1024)} KiB | ${fmt(x.blocked)} · ${fmt(x.finished)} | ${rssCell(x, "service")} | ${rssCell(x, "envoy")} | ${perStream} | ` +
+          `${x.probe.ok ? `answered in ${fmt(x.probe.ms, 0)} ms` : `failed: ${x.probe.error ?? "?"}`} |`,
+      );
+    }
+    lines.push("");
   }
   lines.push("Targets:", "");
   for (const t of targets(r)) lines.push(`- ${t.met === undefined ? "not measured in this mode" : t.met ? "**met**" : "**missed**"}: ${t.name} — ${t.figure}`);

@@ -3,7 +3,7 @@
 //   --full             longer windows, more samples, RSS at 1,000 and 10,000 streams
 //   --smoke            the smallest run, Node paths only (the test suite runs it)
 //   --paths a,b        a subset of direct,grpc,http,reference
-//   --sections a,b     a subset of ttft,single,load,rss (for quick A/B runs while optimising)
+//   --sections a,b     a subset of ttft,single,load,rss,slow (for quick A/B runs while optimising)
 //   --out DIR          where the results go (default bench/results)
 import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -15,6 +15,7 @@ import { measureLoad, measureRss, measureSingleStream, measureTtft, type LoadRes
 import { ROOT, startEnvoyFor, startReference, startService, startUpstream, type Proc } from "./procs.js";
 import { renderChart, renderMarkdown } from "./report.js";
 import { measureFloor, type Floor } from "./floor.js";
+import { measureSlowReaders, type SlowReadersResult } from "./slow.js";
 import type { ReplyShape } from "./tokens.js";
 import { PLANS, type Mode } from "./plans.js";
 
@@ -24,7 +25,7 @@ export interface BenchResult {
   date: string;
   mode: Mode;
   machine: { cpus: number; cpuModel: string; memoryGiB: number; node: string; envoy: string; python: string; commit: string };
-  shapes: { ttft: ReplyShape; single: ReplyShape; load: ReplyShape; rss: Record<number, ReplyShape> };
+  shapes: { ttft: ReplyShape; single: ReplyShape; load: ReplyShape; rss: Record<number, ReplyShape>; slow?: ReplyShape };
   paths: PathName[];
   ttft: Partial<Record<PathName, TtftResult>>;
   /** First-byte time of raw node:http2 and of a bare grpc-js call between two processes. */
@@ -32,6 +33,8 @@ export interface BenchResult {
   single: Partial<Record<PathName, SingleStreamResult>>;
   load: Partial<Record<PathName, LoadResult[]>>;
   rss: Partial<Record<PathName, RssResult[]>>;
+  /** Clients that stop reading long replies (gRPC and HTTP only). Absent in runs before it existed. */
+  slow?: Partial<Record<PathName, SlowReadersResult>>;
 }
 
 /**
@@ -61,7 +64,7 @@ async function main(): Promise<void> {
   const plan = PLANS[mode];
   const paths = (values.paths?.split(",") ?? (mode === "smoke" ? ["direct", "grpc", "http"] : PATHS)) as PathName[];
   for (const p of paths) if (!PATHS.includes(p)) throw new Error(`unknown path ${p}`);
-  const sections = new Set(values.sections?.split(",") ?? ["ttft", "single", "load", "rss"]);
+  const sections = new Set(values.sections?.split(",") ?? ["ttft", "single", "load", "rss", ...(plan.slow ? ["slow"] : [])]);
   const out = values.out ?? join(ROOT, "bench", "results");
   mkdirSync(out, { recursive: true });
 
@@ -74,12 +77,14 @@ async function main(): Promise<void> {
       single: plan.single.shape,
       load: plan.load.shape,
       rss: Object.fromEntries(plan.rss.streams.map((n) => [n, plan.rss.shape(n)])),
+      ...(plan.slow && { slow: plan.slow.shape }),
     },
     paths,
     ttft: {},
     single: {},
     load: {},
     rss: {},
+    slow: {},
   };
 
   const stack: Proc[] = [];
@@ -160,6 +165,26 @@ async function main(): Promise<void> {
         client.close();
         await stopAll();
       }
+    }
+
+    // Slow readers: fresh processes per path, so the RSS before is an idle gateway's.
+    const slowPlan = sections.has("slow") ? plan.slow : undefined;
+    for (const path of slowPlan ? paths : []) {
+      if (path !== "grpc" && path !== "http") continue;
+      log(`slow readers: ${path}, ${slowPlan!.streams} clients that stop reading`);
+      const up = await start(startUpstream());
+      // The idle watchdog off: a stalled reader is not a stalled upstream (issue 8), and here the
+      // readers stay stalled for longer than its 60 s default.
+      const svc = await start(startService(up.port, { UPSTREAM_IDLE_TIMEOUT_MS: "0" }));
+      const env = path === "http" ? await start(startEnvoyFor(svc.port)) : undefined;
+      const probe = clientFor(path, { upstream: up, service: svc, envoy: env }, 1);
+      await measureTtft([probe], 20, TTFT_SHAPE);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const pids = { service: svc.pid, ...(env && { envoy: env.pid }) };
+      const ports = { upstream: up.port, service: svc.port, ...(env && { envoy: env.port }) };
+      result.slow![path] = await measureSlowReaders(path, ports, slowPlan!.streams, slowPlan!.shape, pids, probe);
+      probe.close();
+      await stopAll();
     }
   } finally {
     await stopAll();

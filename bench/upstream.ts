@@ -24,8 +24,21 @@ interface Body {
   stream_options?: { include_usage?: boolean };
 }
 
+/** One response as the bench upstream saw it: `GET /bench/streams` lists them all, in arrival order. */
+export interface StreamRecord {
+  /** Bytes of the body handed to the socket so far. */
+  bytes: number;
+  /** Waiting for the socket to drain: the reader (or something between) is full. */
+  blocked: boolean;
+  /** Every byte of the response was handed to the kernel. */
+  finished: boolean;
+  /** The connection's end of the response: finished, or cut by the reader. */
+  closed: boolean;
+}
+
 export async function startBenchUpstream(port = 0): Promise<{ port: number; close(): Promise<void> }> {
   let seq = 0;
+  const streams: StreamRecord[] = [];
   const server = createServer((req, res) => {
     handle(req, res).catch(() => res.destroy());
   });
@@ -34,6 +47,11 @@ export async function startBenchUpstream(port = 0): Promise<{ port: number; clos
   server.requestTimeout = 0;
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (req.method === "GET" && req.url === "/bench/streams") {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify(streams));
+      return;
+    }
     if (req.method !== "POST" || !req.url?.endsWith("/chat/completions")) {
       res.writeHead(404, { "content-type": "application/json" });
       res.end(JSON.stringify({ error: { message: "not found", type: "invalid_request_error", code: null } }));
@@ -55,11 +73,20 @@ export async function startBenchUpstream(port = 0): Promise<{ port: number; clos
       "data: [DONE]\n\n";
 
     res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache" });
+    const record: StreamRecord = { bytes: 0, blocked: false, finished: false, closed: false };
+    streams.push(record);
+    res.on("finish", () => (record.finished = true));
+    res.on("close", () => (record.closed = true));
     let pending = `${head}{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}\n\n`;
     const flush = async (): Promise<boolean> => {
+      record.bytes += pending.length; // the text is ASCII: characters are bytes
       const ok = res.write(pending);
       pending = "";
-      if (!ok && !res.destroyed) await drainedOrClosed(res);
+      if (!ok && !res.destroyed) {
+        record.blocked = true;
+        await drainedOrClosed(res);
+        record.blocked = false;
+      }
       return !res.destroyed;
     };
     for (let i = 0; i < shape.tokens; i++) {
@@ -72,6 +99,7 @@ export async function startBenchUpstream(port = 0): Promise<{ port: number; clos
       pending += content(token(i, shape.size));
       if ((delay > 0 || pending.length >= WRITE_BYTES) && !(await flush())) return;
     }
+    record.bytes += pending.length + tail.length;
     res.end(pending + tail);
   }
 

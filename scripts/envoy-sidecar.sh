@@ -15,10 +15,18 @@
 #   then stops anyway.
 # ENVOY_PID_FILE: where to write Envoy's process id (optional).
 #
+#   envoy-sidecar.sh --ready ADMIN_ADDRESS_FILE
+#
+# Exits 0 when the Envoy whose admin address is in that file (--admin-address-path) answers LIVE on
+# /ready (initialized, not draining), 1 otherwise: deploy/'s readiness and liveness probe, since
+# Envoy's admin port listens on the pod's loopback only.
+#
 # Bash only, with no curl: the official envoyproxy/envoy image has bash but no HTTP client, so the
 # admin API is spoken over bash's /dev/tcp.
 set -uo pipefail
 
+probe_ready=""
+[[ ${1:-} == --ready ]] && probe_ready=${2:?usage: $0 --ready ADMIN_ADDRESS_FILE}
 watch_stdin=false
 if [[ ${1:-} == --exit-with-stdin ]]; then
   watch_stdin=true
@@ -37,7 +45,9 @@ for ((i = 0; i < ${#args[@]} - 1; i++)); do
   [[ ${args[i]} == --admin-address-path ]] && admin_file=${args[i + 1]}
 done
 own_dir=""
-if [[ -z $admin_file ]]; then
+if [[ -n $probe_ready ]]; then
+  admin_file=$probe_ready
+elif [[ -z $admin_file ]]; then
   own_dir=$(mktemp -d)
   admin_file=$own_dir/admin-address
   args+=(--admin-address-path "$admin_file")
@@ -74,6 +84,11 @@ admin() (
   fi
   printf '%s' "$body"
 ) 2>/dev/null
+
+if [[ -n $probe_ready ]]; then
+  [[ $(admin GET /ready) == LIVE* ]]
+  exit
+fi
 
 # Requests in flight on Envoy's HTTP listeners, plus response bytes still waiting to be written to
 # slow clients (the admin interface's own left out). Idle keep-alive connections do not count: they

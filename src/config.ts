@@ -59,11 +59,19 @@ const schema = z.object({
   TLS_KEY_FILE: file.optional(),
   TLS_CLIENT_CA_FILE: file.optional(),
 
+  // Caller budgets (src/limits/): in process, or shared by every replica in Redis.
+  REDIS_URL: z.url({ protocol: /^rediss?$/ }).optional(),
+  LIMITS_ON_REDIS_ERROR: z.enum(["open", "closed"]).default("open"),
+  LIMITS_REDIS_TIMEOUT_MS: positiveMs.default(250),
+  LIMITS_LEASE_TTL_MS: z.coerce.number().int().min(300).default(15_000),
+
   // Read by `npm start` only (src/stack.ts), for the Envoy it runs beside the service.
   HTTP_HOST: z.string().min(1).default("0.0.0.0"),
   HTTP_PORT: port.default(8080),
   ENVOY_ADMIN_PORT: port.default(9901),
   CORS_ALLOW_ORIGIN: z.string().min(1).optional(),
+  // Read by `npm run start:cluster` only (src/cluster.ts): how many service processes it runs.
+  REPLICAS: z.coerce.number().int().min(1).max(64).default(3),
 });
 
 /** Every environment variable the gateway reads. */
@@ -100,15 +108,20 @@ const examples: Record<string, string> = {
   OTEL_EXPORTER_OTLP_ENDPOINT: "http://otel-collector:4318",
   OTEL_SERVICE_NAME: "chat-gateway",
   AUTH: "none",
-  CALLER_KEYS: "billing sha256:<64 hex digits> 20, search <a key of 16+ characters>",
+  CALLER_KEYS: "billing sha256:<64 hex digits> streams=20 rpm=600 tpm=1000000, search <a key of 16+ characters>",
   CALLER_KEYS_FILE: "/run/secrets/caller-keys",
   TLS_CERT_FILE: "/etc/chat-gateway/tls.crt",
   TLS_KEY_FILE: "/etc/chat-gateway/tls.key",
   TLS_CLIENT_CA_FILE: "/etc/chat-gateway/clients-ca.crt",
+  REDIS_URL: "redis://redis:6379",
+  LIMITS_ON_REDIS_ERROR: "closed",
+  LIMITS_REDIS_TIMEOUT_MS: "250",
+  LIMITS_LEASE_TTL_MS: "15000",
   HTTP_HOST: "127.0.0.1",
   HTTP_PORT: "8080",
   ENVOY_ADMIN_PORT: "9901",
   CORS_ALLOW_ORIGIN: "https://app.example.com",
+  REPLICAS: "3",
 };
 
 export interface Config {
@@ -153,9 +166,20 @@ export interface Config {
   tracing: { otlpEndpoint: string | undefined; serviceName: string };
   /** Caller keys; absent only with AUTH=none, and then every call is let in. */
   auth: { keys: CallerKey[] } | undefined;
+  /** Where the caller keys' limits and usage are kept, and what a failing store means. */
+  budgets: {
+    /** Redis shared by every replica; in process when absent. */
+    redisUrl: string | undefined;
+    /** `open`: let calls in unchecked while Redis fails; `closed`: refuse them (UNAVAILABLE). */
+    onRedisError: "open" | "closed";
+    /** How long one Redis operation may take before it counts as failed. */
+    timeoutMs: number;
+    /** How long a stream's lease outlives its replica's last refresh (refreshed every third of it). */
+    leaseTtlMs: number;
+  };
   tls: { certFile: string; keyFile: string; clientCaFile: string | undefined } | undefined;
-  /** The Envoy of `npm start`. */
-  stack: { httpHost: string; httpPort: number; adminPort: number; corsAllowOrigin: string | undefined };
+  /** The Envoy of `npm start` and `npm run start:cluster`, and the number of replicas of the latter. */
+  stack: { httpHost: string; httpPort: number; adminPort: number; corsAllowOrigin: string | undefined; replicas: number };
 }
 
 export class ConfigError extends Error {
@@ -175,7 +199,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   if (!parsed.success) {
     for (const issue of parsed.error.issues) {
       const name = String(issue.path[0] ?? "?");
-      problems.push(problem(name, plainWords(issue)));
+      problems.push(problem(name, plainWords(issue, name)));
     }
   }
   // Named upstreams and caller keys have formats of their own; their problems join the same list.
@@ -263,11 +287,17 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     metrics: e.METRICS_PORT === undefined ? undefined : { host: e.METRICS_HOST, port: e.METRICS_PORT },
     tracing: { otlpEndpoint: e.OTEL_EXPORTER_OTLP_ENDPOINT, serviceName: e.OTEL_SERVICE_NAME },
     auth: e.AUTH === "keys" ? { keys: callerKeys } : undefined,
+    budgets: {
+      redisUrl: e.REDIS_URL,
+      onRedisError: e.LIMITS_ON_REDIS_ERROR,
+      timeoutMs: e.LIMITS_REDIS_TIMEOUT_MS,
+      leaseTtlMs: e.LIMITS_LEASE_TTL_MS,
+    },
     tls:
       e.TLS_CERT_FILE && e.TLS_KEY_FILE
         ? { certFile: e.TLS_CERT_FILE, keyFile: e.TLS_KEY_FILE, clientCaFile: e.TLS_CLIENT_CA_FILE }
         : undefined,
-    stack: { httpHost: e.HTTP_HOST, httpPort: e.HTTP_PORT, adminPort: e.ENVOY_ADMIN_PORT, corsAllowOrigin: e.CORS_ALLOW_ORIGIN },
+    stack: { httpHost: e.HTTP_HOST, httpPort: e.HTTP_PORT, adminPort: e.ENVOY_ADMIN_PORT, corsAllowOrigin: e.CORS_ALLOW_ORIGIN, replicas: e.REPLICAS },
   };
 }
 
@@ -287,7 +317,7 @@ function problem(name: string, what: string, example = examples[name]): string {
   return `${name}: ${what}${example ? ` (for example ${name}=${example})` : ""}`;
 }
 
-function plainWords(issue: z.core.$ZodIssue): string {
+function plainWords(issue: z.core.$ZodIssue, name: string): string {
   switch (issue.code) {
     case "invalid_type":
       return issue.expected === "number" ? "must be a number" : `must be a ${issue.expected}`;
@@ -296,7 +326,8 @@ function plainWords(issue: z.core.$ZodIssue): string {
     case "too_big":
       return `must be ${issue.inclusive ? "at most" : "less than"} ${String(issue.maximum)}`;
     case "invalid_format":
-      return issue.format === "url" ? "must be an http:// or https:// URL" : `is not a valid ${issue.format}`;
+      if (issue.format !== "url") return `is not a valid ${issue.format}`;
+      return name === "REDIS_URL" ? "must be a redis:// or rediss:// URL" : "must be an http:// or https:// URL";
     case "invalid_value":
       return `must be one of ${issue.values.map(String).join(", ")}`;
     default:

@@ -48,6 +48,13 @@ export interface GatewayStatus {
   cause: string;
   /** Seconds the caller should wait before retrying, when the upstream said. */
   retryAfterSeconds?: number;
+  /**
+   * Nothing of the call was done, and another replica would take it at once: sent as gRPC's
+   * `grpc-retry-pushback-ms: 0` (gRFC A6, "retry now"), which Envoy's retry policy matches to try
+   * another replica. Only the draining refusal says so; an upstream's UNAVAILABLE does not, since
+   * another replica would ask the same upstream again.
+   */
+  retryElsewhere?: true;
 }
 
 export function toGatewayStatus(error: unknown, secrets: readonly string[] = []): GatewayStatus {
@@ -58,7 +65,7 @@ export function toGatewayStatus(error: unknown, secrets: readonly string[] = [])
       case "concurrency":
         return { code: status.RESOURCE_EXHAUSTED, details: error.detail, cause: "concurrency_limit" };
       case "draining":
-        return { code: status.UNAVAILABLE, details: "gateway is shutting down; retry", cause: "draining" };
+        return { code: status.UNAVAILABLE, details: "gateway is shutting down; retry", cause: "draining", retryElsewhere: true };
     }
   }
   if (error instanceof StreamStopped) {
@@ -137,6 +144,8 @@ export function toGatewayStatus(error: unknown, secrets: readonly string[] = [])
   return { code: status.INTERNAL, details: "internal error", cause: "internal" };
 }
 
+/** gRPC's server pushback trailer (gRFC A6); envoy.yaml's retry policy matches it by name. */
+export const RETRY_PUSHBACK_HEADER = "grpc-retry-pushback-ms";
 
 function upstreamMessage(error: InstanceType<typeof OpenAI.APIError>, secrets: readonly string[]): string {
   const body = error.error as { message?: unknown } | undefined;

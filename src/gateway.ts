@@ -17,10 +17,17 @@ import { createCallerAuth } from "./auth.js";
 import { createTracing } from "./tracing.js";
 import { instrumentChatService } from "./instrument.js";
 import { streamContext } from "./stream-context.js";
+import { createCallerBudgets, type CallerBudgets } from "./limits/budgets.js";
+import { budgetInterceptor } from "./limits/interceptor.js";
+import { createMemoryStore } from "./limits/memory-store.js";
+import { createStoreErrorLog } from "./limits/store-errors.js";
+import { streamTokens } from "./limits/estimate.js";
+import { getUsageHandler } from "./limits/usage-rpc.js";
 
 export interface Gateway extends GatewayServer {
   readonly config: Config;
   readonly metrics: GatewayMetrics;
+  readonly budgets: CallerBudgets;
   /** Port of the Prometheus endpoint; undefined when METRICS_PORT is unset. */
   readonly metricsPort: number | undefined;
 }
@@ -33,18 +40,28 @@ export async function startGateway(config: Config, logger: Logger, upstream?: Ch
     ? createCallerAuth(config.auth.keys, {
         onRefused: (path, stream, code, caller) => {
           metrics?.refused(path, stream, code, caller);
-          const cause = code === status.UNAUTHENTICATED ? "unauthenticated" : "caller_stream_limit";
-          metrics?.callRefused(code, cause, caller ?? "unauthenticated");
-          logRefusal({ code: status[code], cause, caller });
+          metrics?.callRefused(code, "unauthenticated", caller ?? "unauthenticated");
+          logRefusal({ code: status[code], cause: "unauthenticated", caller });
         },
       })
     : undefined;
+  const budgets = await callerBudgetsFrom(config, logger, () => metrics);
   metrics = createMetrics({
     callerFromMetadata: auth !== undefined,
     activeStreams: () => chat?.active ?? 0,
-    ...(auth && { activeByCaller: () => auth.active() }),
+    ...(auth && { activeByCaller: () => budgets.active() }),
   });
   const m = metrics;
+  // Caller keys' limits apply to Chat streams, after auth has named the caller.
+  const budgetCheck = auth
+    ? budgetInterceptor(budgets, {
+        onRefused: (path, stream, code, cause, caller, details) => {
+          m.refused(path, stream, code, caller);
+          m.callRefused(code, cause, caller);
+          logRefusal({ code: status[code], cause, caller, message: details });
+        },
+      })
+    : undefined;
   const tracing = await createTracing(config.tracing);
 
   // Metric labels name only models the configuration lists: callers choose the model, and each new
@@ -74,7 +91,14 @@ export async function startGateway(config: Config, logger: Logger, upstream?: Ch
       logStreamEnd(logger, s, context);
       const caller = context?.caller ?? "anonymous";
       const upstreamName = context?.upstream ?? "default";
-      m.streamEnded(s, { model: knownModels.has(s.model) ? s.model : "other", upstream: upstreamName, caller });
+      const model = knownModels.has(s.model) ? s.model : "other";
+      m.streamEnded(s, { model, upstream: upstreamName, caller });
+      // What the stream used, charged to its caller's budget (and usage) after it ended.
+      const tokens = streamTokens(s.usage, context?.promptBytes ?? 0, context?.sentBytes ?? 0);
+      if (tokens) {
+        m.tokensCharged(caller, model, tokens);
+        budgets.charge(caller, { model, ...tokens });
+      }
       context?.span.end({
         code: s.code,
         cause: s.cause,
@@ -127,32 +151,77 @@ export async function startGateway(config: Config, logger: Logger, upstream?: Ch
     credentials: credentialsFrom(config),
     // Auth first, so the metrics interceptor sees the caller's name; with neither caller keys nor
     // metrics on, calls pass through no interceptor at all.
-    interceptors: [...(auth ? [auth.interceptor] : []), ...(config.metrics ? [m.interceptor] : [])],
+    interceptors: [...(auth ? [auth.interceptor] : []), ...(budgetCheck ? [budgetCheck] : []), ...(config.metrics ? [m.interceptor] : [])],
     listModels: listModelsHandler(catalog, logger),
+    getUsage: getUsageHandler(budgets, auth !== undefined),
   });
   let metricsServer;
   try {
     metricsServer = config.metrics ? await m.serve(config.metrics.host, config.metrics.port) : undefined;
   } catch (error) {
     server.forceShutdown();
+    await budgets.close();
     throw error;
   }
   return {
     port: server.port,
     config,
     metrics: m,
+    budgets,
     metricsPort: metricsServer?.port,
     async shutdown(graceMs, forceAfterMs) {
       const outcome = await server.shutdown(graceMs, forceAfterMs);
-      await Promise.all([metricsServer?.close(), tracing.shutdown()]);
+      await Promise.all([metricsServer?.close(), tracing.shutdown(), budgets.close()]);
       return outcome;
     },
     forceShutdown() {
       server.forceShutdown();
+      void budgets.close();
       void metricsServer?.close();
       void tracing.shutdown();
     },
   };
+}
+
+/**
+ * The caller keys' budgets, kept in Redis when REDIS_URL is set (every replica shares them), else in
+ * this process. Start-up waits for Redis for one timeout at most: a Redis that is down must not keep
+ * the gateway from serving (its failure mode applies until Redis answers).
+ */
+async function callerBudgetsFrom(config: Config, logger: Logger, metrics: () => GatewayMetrics | undefined): Promise<CallerBudgets> {
+  const { redisUrl, onRedisError, timeoutMs, leaseTtlMs } = config.budgets;
+  const password = redisUrl ? decodeURIComponent(new URL(redisUrl).password) : "";
+  const logStoreError = createStoreErrorLog(logger, onRedisError, [password]);
+  // ioredis is loaded only when there is a Redis to talk to.
+  const redis = redisUrl
+    ? (await import("./limits/redis-store.js")).createRedisStore({
+        url: redisUrl,
+        timeoutMs,
+        leaseTtlMs,
+        onBackgroundError: (operation, error) => {
+          metrics()?.limitsStoreError(operation, "failed");
+          logStoreError(operation, error);
+        },
+      })
+    : undefined;
+  if (redis && !(await redis.ready(Math.max(1000, timeoutMs)))) {
+    logger.warn({ failureMode: onRedisError }, "limits store (Redis) not reachable at start-up; retrying in the background");
+  }
+  const store = redis ?? createMemoryStore();
+  return createCallerBudgets({
+    limits: new Map((config.auth?.keys ?? []).map((key) => [key.name, key.limits])),
+    store,
+    onStoreError: onRedisError,
+    timeoutMs,
+    onError: (operation, error, allowed) => {
+      // A failed charge or release is lost (a lost release expires with its lease); a failed usage
+      // read was answered UNAVAILABLE.
+      const outcome = allowed === undefined ? (operation === "usage" ? "failed" : "lost") : allowed ? "allowed" : "refused";
+      metrics()?.limitsStoreError(operation, outcome);
+      logStoreError(operation, error, allowed);
+    },
+    onChecked: (seconds) => metrics()?.limitsChecked(store.kind, seconds),
+  });
 }
 
 function credentialsFrom(config: Config): ServerCredentials {

@@ -6,6 +6,7 @@ import type { ChatRequest, ChatResponse } from "./gen/chat/v1/chat.js";
 import type { ChatService } from "./chat/service.js";
 import { CALLER_METADATA_KEY, streamContext, type StreamContext } from "./stream-context.js";
 import { metadataText, type Tracing } from "./tracing.js";
+import { promptBytes, sentBytes } from "./limits/estimate.js";
 
 export interface InstrumentOptions {
   tracing: Tracing;
@@ -31,7 +32,10 @@ export function instrumentChatService(chat: ChatService, options: InstrumentOpti
           span: options.tracing.start(call.metadata, model),
           upstream: "default",
           retries: 0,
+          promptBytes: promptBytes(call.request),
+          sentBytes: 0,
         };
+        countSent(call, context);
         if (options.logPrompts) collectText(call, context);
         streamContext.run(context, () => handle(call));
       },
@@ -41,6 +45,15 @@ export function instrumentChatService(chat: ChatService, options: InstrumentOpti
     },
     drain: (graceMs) => chat.drain(graceMs),
   };
+}
+
+/** Counts the model text written to the caller, for the tokens estimate of a stream without usage. */
+function countSent(call: ServerWritableStream<ChatRequest, ChatResponse>, context: StreamContext): void {
+  const write = call.write.bind(call) as (m: ChatResponse, ...r: unknown[]) => boolean;
+  call.write = ((message: ChatResponse, ...rest: unknown[]) => {
+    context.sentBytes += sentBytes(message);
+    return write(message, ...rest);
+  }) as typeof call.write;
 }
 
 function collectText(call: ServerWritableStream<ChatRequest, ChatResponse>, context: StreamContext): void {

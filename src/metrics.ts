@@ -26,6 +26,12 @@ export interface GatewayMetrics {
   /** A chat call refused before it became a stream, by the handler or the auth interceptor. */
   callRefused(code: status, cause: string, caller: string): void;
   streamEnded(summary: StreamSummary, labels: StreamLabels): void;
+  /** Tokens charged to a caller's budget at a stream's end, reported by the upstream or estimated. */
+  tokensCharged(caller: string, model: string, tokens: { promptTokens: number; completionTokens: number; estimated: boolean }): void;
+  /** A limits store operation failed; for admit, what the failure mode made of the call. */
+  limitsStoreError(operation: string, outcome: "allowed" | "refused" | "lost" | "failed"): void;
+  /** How long a caller's budget check took (the store's round trip). */
+  limitsChecked(store: string, seconds: number): void;
   upstreamRetry(upstream: string): void;
   fallback(upstream: string, cause: string): void;
   /** Serves `GET /metrics` on host:port (0: any free port). */
@@ -42,7 +48,7 @@ export interface MetricsSources {
   callerFromMetadata: boolean;
   /** Streams open now. */
   activeStreams: () => number;
-  /** Streams open now per caller (with caller keys on). */
+  /** Streams open now in this process per caller (with caller keys on). */
   activeByCaller?: () => ReadonlyMap<string, number>;
 }
 
@@ -50,6 +56,7 @@ export interface MetricsSources {
 const TTFT_BUCKETS = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10];
 const TPOT_BUCKETS = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 2.5];
 const DURATION_BUCKETS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92];
+const CHECK_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
 const TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864];
 
 const GEN_AI_LABELS = ["gen_ai_operation_name", "gen_ai_request_model", "upstream"] as const;
@@ -79,7 +86,7 @@ export function createMetrics(sources: MetricsSources): GatewayMetrics {
   });
   new Gauge({
     name: "chat_gateway_caller_active_streams",
-    help: "Chat streams open now per caller key (when caller keys are configured).",
+    help: "Chat streams open now in this process per caller key (when caller keys are configured).",
     labelNames: ["caller"],
     registers: [registry],
     collect() {
@@ -117,8 +124,27 @@ export function createMetrics(sources: MetricsSources): GatewayMetrics {
   });
   const refusedCalls = new Counter({
     name: "chat_gateway_refused_calls_total",
-    help: "Chat calls refused before they became a stream, by gRPC code and cause (invalid_request, concurrency_limit, draining, unauthenticated, caller_stream_limit).",
+    help: "Chat calls refused before they became a stream, by gRPC code and cause (invalid_request, concurrency_limit, draining, unauthenticated, caller_stream_limit, caller_rpm_limit, caller_tpm_limit, limits_unavailable).",
     labelNames: ["grpc_code", "cause", "caller"],
+    registers: [registry],
+  });
+  const callerTokens = new Counter({
+    name: "chat_gateway_caller_tokens_total",
+    help: "Tokens charged to each caller's budget per model, by gen_ai_token_type input/output and source: reported by the upstream, or estimated from the text (a cancelled or failed stream, an upstream that reports no usage).",
+    labelNames: ["caller", "gen_ai_request_model", "gen_ai_token_type", "source"],
+    registers: [registry],
+  });
+  const storeErrors = new Counter({
+    name: "chat_gateway_limits_store_errors_total",
+    help: "Limits store (Redis) operations that failed or timed out, by operation and outcome: admit allowed or refused (by the failure mode), charge and release lost, usage, refresh and connection failed.",
+    labelNames: ["operation", "outcome"],
+    registers: [registry],
+  });
+  const checks = new Histogram({
+    name: "chat_gateway_limits_check_seconds",
+    help: "Time to check a caller's budget at a stream's start, by store (memory, redis); failed checks included.",
+    labelNames: ["store"],
+    buckets: CHECK_BUCKETS,
     registers: [registry],
   });
   const upstreamErrors = new Counter({
@@ -183,6 +209,17 @@ export function createMetrics(sources: MetricsSources): GatewayMetrics {
         tokens.observe({ ...base, gen_ai_token_type: "output", caller }, s.usage.completionTokens);
       }
       if (s.cause?.startsWith("upstream_")) upstreamErrors.inc({ upstream, error_type: s.cause });
+    },
+    tokensCharged(caller, model, t) {
+      const labels = { caller, gen_ai_request_model: model, source: t.estimated ? "estimated" : "reported" };
+      callerTokens.inc({ ...labels, gen_ai_token_type: "input" }, t.promptTokens);
+      callerTokens.inc({ ...labels, gen_ai_token_type: "output" }, t.completionTokens);
+    },
+    limitsStoreError(operation, outcome) {
+      storeErrors.inc({ operation, outcome });
+    },
+    limitsChecked(store, seconds) {
+      checks.observe({ store }, seconds);
     },
     upstreamRetry(upstream) {
       retries.inc({ upstream });

@@ -3,7 +3,13 @@ import type { ServerOptions as Http2ServerOptions, Settings as Http2Settings } f
 import { Server, ServerCredentials, status, type ServerInterceptor, type ServerWritableStream, type handleUnaryCall } from "@grpc/grpc-js";
 import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation } from "grpc-health-check";
-import { ChatServiceService, type ListModelsRequest, type ListModelsResponse } from "./gen/chat/v1/chat.js";
+import {
+  ChatServiceService,
+  type GetUsageRequest,
+  type GetUsageResponse,
+  type ListModelsRequest,
+  type ListModelsResponse,
+} from "./gen/chat/v1/chat.js";
 import type { ChatService } from "./chat/service.js";
 import { chatRequestDecoder } from "./chat/decode.js";
 import { readDescriptorSet, reflectionDefinition } from "./descriptor.js";
@@ -51,6 +57,8 @@ export interface ServerOptions {
   interceptors?: ServerInterceptor[];
   /** The ListModels handler (src/chat/models.ts). */
   listModels: handleUnaryCall<ListModelsRequest, ListModelsResponse>;
+  /** The GetUsage handler (src/limits/usage-rpc.ts). */
+  getUsage: handleUnaryCall<GetUsageRequest, GetUsageResponse>;
 }
 
 export async function startServer(chat: ChatService, options: ServerOptions): Promise<GatewayServer> {
@@ -63,7 +71,7 @@ export async function startServer(chat: ChatService, options: ServerOptions): Pr
   setHttp2Settings(server, { maxHeaderListSize: MAX_METADATA_BYTES });
   // The generated deserializer, but noticing invalid UTF-8 (see chat/decode.ts).
   const definition = { ...ChatServiceService, chat: { ...ChatServiceService.chat, requestDeserialize: chatRequestDecoder() } };
-  server.addService(definition, { ...chat.implementation, listModels: options.listModels });
+  server.addService(definition, { ...chat.implementation, listModels: options.listModels, getUsage: options.getUsage });
 
   const health = new HealthImplementation({ "": "SERVING", [CHAT_SERVICE_NAME]: "SERVING" });
   const watches = addHealthService(server, health);

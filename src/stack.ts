@@ -49,12 +49,14 @@ async function main(): Promise<void> {
     {
       ...fields,
       grpc: `localhost:${gateway.port}`,
+      page: `http://localhost:${envoy.httpPort}/`,
       http: `http://localhost:${envoy.httpPort}/chat`,
       envoyAdmin: `http://127.0.0.1:${envoy.adminPort}`,
       upstream: demo ? "built-in demo (set OPENAI_BASE_URL / OPENAI_API_KEY for a real model)" : fields.upstream,
       model: config.upstream.model,
     },
-    "stack up: try  curl -N localhost:%d/chat -H 'content-type: application/json' -d '{\"text\":\"hello\"}'",
+    "stack up: open http://localhost:%d/ or try  curl -N localhost:%d/chat -H 'content-type: application/json' -d '{\"text\":\"hello\"}'",
+    envoy.httpPort,
     envoy.httpPort,
   );
 

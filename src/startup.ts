@@ -12,6 +12,9 @@ export function startupFields(config: Config, gateway: Gateway): Record<string, 
     auth: config.auth
       ? `caller keys required (${config.auth.keys.map((k) => k.name).join(", ")})`
       : "open: AUTH=none, so any caller may call",
+    limits: config.budgets.redisUrl
+      ? `shared by every replica in Redis at ${redactUrl(config.budgets.redisUrl)}; on a Redis error, fail ${config.budgets.onRedisError}`
+      : "in this process only (set REDIS_URL to share them between replicas)",
     metrics: gateway.metricsPort === undefined ? "off (set METRICS_PORT)" : `http://${config.metrics?.host}:${gateway.metricsPort}/metrics`,
     metricsPort: gateway.metricsPort,
     tracing: config.tracing.otlpEndpoint ? `OTLP to ${redactUrl(config.tracing.otlpEndpoint)}` : "propagation only",

@@ -7,6 +7,7 @@ import { Metadata, type status } from "@grpc/grpc-js";
 import { Any } from "./gen/google/protobuf/any.js";
 import { Status } from "./gen/google/rpc/status.js";
 import { ErrorInfo, RetryInfo } from "./gen/google/rpc/error_details.js";
+import { RETRY_PUSHBACK_HEADER } from "./errors.js";
 
 /** ErrorInfo's domain for every error the gateway reports. */
 export const ERROR_DOMAIN = "chat-gateway";
@@ -19,6 +20,8 @@ export interface ErrorDescription {
   /** The error table's row, lower snake case (`upstream_rate_limited`). */
   cause: string;
   retryAfterSeconds?: number | undefined;
+  /** Nothing was done and another replica would take the call at once (see GatewayStatus). */
+  retryElsewhere?: true | undefined;
 }
 
 export interface ErrorContext {
@@ -43,11 +46,15 @@ export function statusDetails(error: ErrorDescription, upstream?: string): Buffe
   return Buffer.from(Status.encode({ code: error.code, message: error.details, details }).finish());
 }
 
-/** Trailing metadata of an error status: its details, `retry-after` when known, and the request id. */
+/**
+ * Trailing metadata of an error status: its details, `retry-after` when known, gRPC's pushback
+ * "retry now" when another replica should take it, and the request id.
+ */
 export function errorTrailers(error: ErrorDescription, context: ErrorContext = {}): Metadata {
   const metadata = new Metadata();
   metadata.set(STATUS_DETAILS_KEY, statusDetails(error, context.upstream));
   if (error.retryAfterSeconds !== undefined) metadata.set("retry-after", String(error.retryAfterSeconds));
+  if (error.retryElsewhere) metadata.set(RETRY_PUSHBACK_HEADER, "0");
   if (context.requestId) metadata.set(REQUEST_ID_KEY, context.requestId);
   return metadata;
 }

@@ -15,6 +15,9 @@ export interface StreamContext {
   upstream: string;
   /** Upstream HTTP requests repeated after a failure: by the SDK, or by the gateway (an error inside the stream). */
   retries: number;
+  /** UTF-8 bytes of the request's text and of the model text sent to the caller: the tokens estimate when the upstream reports no usage. */
+  promptBytes: number;
+  sentBytes: number;
   /** Prompt and reply text, collected only when LOG_PROMPTS is on. */
   prompt?: string;
   reply?: string;

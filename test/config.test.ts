@@ -24,7 +24,7 @@ const dir = mkdtempSync(join(tmpdir(), "chat-config-"));
 describe("configuration", () => {
   it("has a default for everything but caller keys, which an empty environment is refused for", () => {
     expect(problemsOf({})).toEqual([
-      "CALLER_KEYS: caller keys are required: set CALLER_KEYS or CALLER_KEYS_FILE, or set AUTH=none to let any caller in (for example CALLER_KEYS=billing sha256:<64 hex digits> 20, search <a key of 16+ characters>)",
+      "CALLER_KEYS: caller keys are required: set CALLER_KEYS or CALLER_KEYS_FILE, or set AUTH=none to let any caller in (for example CALLER_KEYS=billing sha256:<64 hex digits> streams=20 rpm=600 tpm=1000000, search <a key of 16+ characters>)",
     ]);
     const config = loadConfig({ AUTH: "none" });
     expect(config.grpc.port).toBe(50051);
@@ -144,10 +144,10 @@ describe("configuration", () => {
     const file = join(dir, "keys");
     writeFileSync(file, `# callers\nbilling sha256:${hashed} 20\n\nsearch search-key-0123456789\n`);
     const config = loadConfig({ CALLER_KEYS: "ops ops-key-0123456789 2", CALLER_KEYS_FILE: file });
-    expect(config.auth?.keys.map((k) => [k.name, k.maxStreams, k.digest.toString("hex")])).toEqual([
-      ["ops", 2, createHash("sha256").update("ops-key-0123456789").digest("hex")],
-      ["billing", 20, hashed],
-      ["search", undefined, createHash("sha256").update("search-key-0123456789").digest("hex")],
+    expect(config.auth?.keys.map((k) => [k.name, k.limits, k.digest.toString("hex")])).toEqual([
+      ["ops", { streams: 2 }, createHash("sha256").update("ops-key-0123456789").digest("hex")],
+      ["billing", { streams: 20 }, hashed],
+      ["search", {}, createHash("sha256").update("search-key-0123456789").digest("hex")],
     ]);
     expect(problemsOf({ CALLER_KEYS: "a short, b sha256:abc, c long-enough-key-0000 0, a long-enough-key-1111, ! x" })).toEqual([
       expect.stringMatching(/^CALLER_KEYS: caller "a": the key is shorter than 16 characters/),
@@ -157,6 +157,55 @@ describe("configuration", () => {
     ]);
     expect(problemsOf({ CALLER_KEYS: "a long-enough-key-0000, a long-enough-key-1111" })).toEqual([
       expect.stringMatching(/^CALLER_KEYS: the caller name "a" is used twice/),
+    ]);
+  });
+
+  it("reads each caller key's limits as options after the key, the older bare stream limit included", () => {
+    const file = join(dir, "keys-with-limits");
+    writeFileSync(
+      file,
+      ["billing billing-key-0123456789 streams=20 rpm=600 tpm=100000", "search search-key-0123456789 tpm=5000", "old old-key-0123456789 3 rpm=10", "open open-key-0123456789"].join("\n"),
+    );
+    expect(loadConfig({ CALLER_KEYS_FILE: file }).auth?.keys.map((k) => [k.name, k.limits])).toEqual([
+      ["billing", { streams: 20, rpm: 600, tpm: 100000 }],
+      ["search", { tpm: 5000 }],
+      ["old", { streams: 3, rpm: 10 }],
+      ["open", {}],
+    ]);
+    const secret = "sekrit-part-of-a-key";
+    const problems = problemsOf({
+      CALLER_KEYS: [
+        "a long-enough-key-0000 rpm=0",
+        "b long-enough-key-0000 tpm=1.5",
+        "c long-enough-key-0000 burst=3",
+        "d long-enough-key-0000 2 streams=3",
+        "e long-enough-key-0000 rpm=1 rpm=2",
+        `f long-enough-key-0000 ${secret}`,
+        "g long-enough-key-0000 rpm=5 7",
+      ].join(", "),
+    });
+    expect(problems).toEqual([
+      expect.stringMatching(/^CALLER_KEYS: caller "a": rpm \(requests per minute\) must be a whole number of at least 1/),
+      expect.stringMatching(/^CALLER_KEYS: caller "b": tpm \(tokens per minute\) must be a whole number of at least 1/),
+      expect.stringMatching(/^CALLER_KEYS: caller "c": field 3 is not an option; expected "<name> <key> \[<max streams>\] \[streams=N\] \[rpm=N\] \[tpm=N\]"/),
+      expect.stringMatching(/^CALLER_KEYS: caller "d": the stream limit is given twice/),
+      expect.stringMatching(/^CALLER_KEYS: caller "e": "rpm" is given twice/),
+      expect.stringMatching(/^CALLER_KEYS: caller "f": the stream limit must be a whole number/),
+      expect.stringMatching(/^CALLER_KEYS: caller "g": field 4 is not an option/),
+    ]);
+    // A stray word (part of a key written with a space) is never quoted back.
+    expect(problems.join("\n")).not.toContain(secret);
+  });
+
+  it("reads where the limits are kept, and refuses a REDIS_URL that is not one", () => {
+    expect(loadConfig({ AUTH: "none" }).budgets).toEqual({ redisUrl: undefined, onRedisError: "open", timeoutMs: 250, leaseTtlMs: 15000 });
+    expect(
+      loadConfig({ AUTH: "none", REDIS_URL: "rediss://:pw@redis.internal:6380", LIMITS_ON_REDIS_ERROR: "closed", LIMITS_REDIS_TIMEOUT_MS: "100", LIMITS_LEASE_TTL_MS: "6000" }).budgets,
+    ).toEqual({ redisUrl: "rediss://:pw@redis.internal:6380", onRedisError: "closed", timeoutMs: 100, leaseTtlMs: 6000 });
+    expect(problemsOf({ AUTH: "none", REDIS_URL: "http://:pw@redis:6379", LIMITS_ON_REDIS_ERROR: "maybe", LIMITS_LEASE_TTL_MS: "10" })).toEqual([
+      "REDIS_URL: must be a redis:// or rediss:// URL (for example REDIS_URL=redis://redis:6379)",
+      "LIMITS_ON_REDIS_ERROR: must be one of open, closed (for example LIMITS_ON_REDIS_ERROR=closed)",
+      "LIMITS_LEASE_TTL_MS: must be at least 300 (for example LIMITS_LEASE_TTL_MS=15000)",
     ]);
   });
 });

@@ -111,7 +111,7 @@ describe("the sidecar script as docker-compose.yml runs it", () => {
     // Compose's command, with this checkout's paths; and no hot restart, as other Envoys share this machine.
     const command: string[] = parse(readFileSync(join(ROOT, "docker-compose.yml"), "utf8")).services.envoy.command;
     const local = command.map((arg) =>
-      arg === "/app/envoy-sidecar.sh" ? join(ROOT, "scripts", "envoy-sidecar.sh") : arg === "envoy" ? join(TOOLS_BIN, "envoy") : arg === "/app/envoy.yaml" ? config : arg,
+      arg === "/etc/envoy/envoy-sidecar.sh" ? join(ROOT, "scripts", "envoy-sidecar.sh") : arg === "envoy" ? join(TOOLS_BIN, "envoy") : arg === "/etc/envoy/envoy.json" ? config : arg,
     );
     expect(local.slice(0, 2)).toEqual(["bash", join(ROOT, "scripts", "envoy-sidecar.sh")]);
     const sidecar = spawn(local[0]!, [...local.slice(1), "--disable-hot-restart"], {

@@ -50,6 +50,12 @@ it("starts service, Envoy and the demo upstream with no configuration, open and 
   expect(text).toContain('You said: "hello"');
   expect(events.at(-1)?.finish?.finishReason).toBe("stop");
 
+  // The chat page, through the same Envoy, at the URL the start-up line names.
+  expect(stack.up.page).toBe(`http://localhost:${stack.httpPort}/`);
+  const page = await fetch(`http://127.0.0.1:${stack.httpPort}/`);
+  expect([page.status, page.headers.get("content-type")]).toEqual([200, "text/html; charset=utf-8"]);
+  expect(await page.text()).toContain('<script type="module" src="/app.js"></script>');
+
   stack.process.kill("SIGINT");
   expect(await stack.exited).toBe(0);
   // Envoy went with it: its admin port no longer answers.

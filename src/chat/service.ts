@@ -84,7 +84,7 @@ export interface ChatService {
 type Call = ServerWritableStream<ChatRequest, ChatResponse>;
 
 /** Held text beyond which the gateway stops reading the upstream until the caller catches up. */
-const MAX_MERGED_CHARS = 1024;
+export const MAX_MERGED_CHARS = 1024;
 /**
  * Held messages beyond which it stops too: events that cannot be merged (text after reasoning,
  * pieces of two tool calls in turn) are held one message each.

@@ -147,6 +147,12 @@ export interface FakeUpstream {
   received(index: number): Promise<RecordedRequest>;
   /** Resolves the first time the response to request `index` could not be written (the reader is full). */
   blocked(index: number): Promise<void>;
+  /**
+   * Bytes of the response body to request `index` handed to its socket so far. The server honours
+   * backpressure, so this runs at most one write (plus Node's 16 KiB buffer) ahead of what the
+   * kernel took: a reader that stops makes it stop growing once every buffer between is full.
+   */
+  bytesWritten(index: number): number;
   close(): Promise<void>;
 }
 
@@ -193,6 +199,7 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
   const requests: RecordedRequest[] = [];
   const listings: IncomingMessage["headers"][] = [];
   const outcomes = new Map<number, "finished" | "closed">();
+  const written = new Map<number, number>();
   const waiters = new Map<number, ((o: "finished" | "closed") => void)[]>();
   const arrivals = new Map<number, ((r: RecordedRequest) => void)[]>();
   const blockages = new Map<number, { promise: Promise<void>; resolve: () => void }>();
@@ -256,10 +263,18 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
       sendError(res, reply.status, reply.errorMessage ?? `fake upstream error ${reply.status}`, reply.headers);
       return;
     }
-    await stream(res, body, reply, () => blockage(recorded.index).resolve());
+    await stream(res, body, reply, {
+      onWrite: (bytes) => written.set(recorded.index, (written.get(recorded.index) ?? 0) + bytes),
+      onBlocked: () => blockage(recorded.index).resolve(),
+    });
   }
 
-  async function stream(res: ServerResponse, body: ChatCompletionBody, reply: Reply, onBlocked: () => void): Promise<void> {
+  async function stream(
+    res: ServerResponse,
+    body: ChatCompletionBody,
+    reply: Reply,
+    { onWrite, onBlocked }: { onWrite: (bytes: number) => void; onBlocked: () => void },
+  ): Promise<void> {
     const model = body.model ?? "demo";
     const id = `chatcmpl-${Math.random().toString(36).slice(2)}`;
     const created = Math.floor(Date.now() / 1000);
@@ -267,6 +282,7 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
       `data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model, choices, ...extra })}\n\n`;
     // Honours TCP backpressure, so a slow gateway slows this server down like a real one.
     const write = (data: string | Buffer): Promise<void> | undefined => {
+      onWrite(Buffer.byteLength(data));
       if (res.write(data)) return undefined;
       onBlocked();
       return drainedOrClosed(res);
@@ -335,7 +351,9 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
       };
       await write(chunk([], { usage }));
     }
-    res.end("data: [DONE]\n\n");
+    const done = "data: [DONE]\n\n";
+    onWrite(Buffer.byteLength(done));
+    res.end(done);
   }
 
   async function listModels(res: ServerResponse, reply: ModelsReply): Promise<void> {
@@ -372,6 +390,9 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
     },
     blocked(index) {
       return blockage(index).promise;
+    },
+    bytesWritten(index) {
+      return written.get(index) ?? 0;
     },
     received(index) {
       const known = requests[index];

@@ -1,12 +1,15 @@
-// Runs the real Envoy with the project's envoy.yaml for `npm start`, the end-to-end tests and the
-// benchmark. Only addresses are changed (ports, the service's port, the CORS origin), plus what a
-// test names to reach a limit quickly (`runtime`, `limits`): the filters, routes and timeouts under
-// test are the ones in envoy.yaml. Envoy runs under scripts/envoy-sidecar.sh, as in
-// docker-compose.yml: it drains before it stops, and it stops when this process dies, however it dies.
+// Runs the real Envoy with the project's envoy.yaml for `npm start`, `npm run start:cluster`, the
+// end-to-end tests and the benchmark, and renders the same file for docker-compose.yml and deploy/.
+// Only addresses are changed (ports, the service replicas' addresses, the descriptor's path, the CORS
+// origin), plus what a test names to reach a limit quickly (`runtime`, `limits`): the filters, routes,
+// timeouts and load-balancing settings under test are the ones in envoy.yaml. Envoy runs under
+// scripts/envoy-sidecar.sh, as in docker-compose.yml and deploy/: it drains before it stops, and it
+// stops when this process dies, however it dies.
 import { spawn, type ChildProcess } from "node:child_process";
+import { isIP } from "node:net";
 import { mkdtempSync, readFileSync, writeFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -17,9 +20,25 @@ export const TOOLS_BIN = join(ROOT, ".tools", "bin");
 /** Envoy's `--drain-time-s`: how long a draining listener still accepts connections. */
 export const DRAIN_TIME_S = 5;
 
+/** One address of the gRPC service: an IP and port, or a DNS name standing for every replica it resolves to. */
+export interface ServiceEndpoint {
+  address: string;
+  port: number;
+}
+
 export interface EnvoyOptions {
-  /** Port of the gRPC service Envoy forwards to. */
-  servicePort: number;
+  /** Port of the one gRPC service on 127.0.0.1 that Envoy forwards to (`npm start`, most tests). */
+  servicePort?: number;
+  /**
+   * The service replicas Envoy balances over, instead of `servicePort`: several ports on this
+   * machine (`npm run start:cluster`), or a DNS name that resolves to every replica (docker
+   * compose's `chat`, a Kubernetes headless Service), which makes the cluster STRICT_DNS.
+   */
+  serviceEndpoints?: readonly ServiceEndpoint[];
+  /** Where Envoy reads the descriptor set (default: this checkout's, by absolute path). */
+  descriptorPath?: string;
+  /** Where Envoy reads the chat page's files (default: this checkout's dist/page). */
+  pageDir?: string;
   /** HTTP listener port; 0 picks a free one. */
   httpPort?: number;
   httpHost?: string;
@@ -33,10 +52,18 @@ export interface EnvoyOptions {
   accessLog?: "inherit" | "pipe" | "ignore";
   /** Values for envoy.yaml's runtime settings, e.g. `{ "chat_gateway.refuse_grpc_reflection": 100 }`. */
   runtime?: Record<string, number>;
-  /** Smaller limits than envoy.yaml's, so a test reaches them at once. */
-  limits?: { requestHeadersTimeout?: string; maxDownstreamConnections?: number };
+  /**
+   * Smaller limits than envoy.yaml's, so a test reaches them at once; and a slower health check, so a
+   * test can see what happens before Envoy's next one.
+   */
+  limits?: { requestHeadersTimeout?: string; maxDownstreamConnections?: number; healthCheckInterval?: string };
   /** How long the service behind it lets streams run when stopping; `stopGracefully` waits that plus 5 s at most. */
   graceMs?: number;
+  /**
+   * Serve the listener over TLS with this certificate and key (PEM files), offering HTTP/2 and
+   * HTTP/1.1 by ALPN, as the README's TLS snippet does: how browsers reach Envoy over HTTP/2.
+   */
+  tls?: { certFile: string; keyFile: string };
 }
 
 /** Lines an Envoy wrote, as they arrive. */
@@ -68,6 +95,10 @@ export interface RunningEnvoy {
   stop(): Promise<void>;
 }
 
+interface EnvoyRoute {
+  direct_response?: { body?: { filename?: string } };
+}
+
 interface SocketAddress {
   address: string;
   port_value: number;
@@ -84,7 +115,12 @@ export function renderEnvoyConfig(options: EnvoyOptions): string {
 
   const hcm = config.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
   const transcoder = hcm.http_filters.find((f: { name: string }) => f.name === "envoy.filters.http.grpc_json_transcoder");
-  transcoder.typed_config.proto_descriptor = join(ROOT, transcoder.typed_config.proto_descriptor);
+  transcoder.typed_config.proto_descriptor = options.descriptorPath ?? join(ROOT, transcoder.typed_config.proto_descriptor);
+  // The chat page's files (dist/page): in this checkout, or where a deployment mounts them.
+  for (const route of hcm.route_config.virtual_hosts.flatMap((host: { routes: EnvoyRoute[] }) => host.routes)) {
+    const body = route.direct_response?.body;
+    if (body?.filename) body.filename = options.pageDir ? join(options.pageDir, basename(body.filename)) : join(ROOT, body.filename);
+  }
   if (options.corsAllowOrigin) {
     const cors = hcm.route_config.virtual_hosts[0].typed_per_filter_config["envoy.filters.http.cors"];
     cors.allow_origin_string_match = [{ exact: options.corsAllowOrigin }];
@@ -108,11 +144,90 @@ export function renderEnvoyConfig(options: EnvoyOptions): string {
     monitor.typed_config.max_active_downstream_connections = options.limits.maxDownstreamConnections;
   }
 
-  const endpoint: SocketAddress =
-    config.static_resources.clusters[0].load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address;
-  endpoint.port_value = options.servicePort;
+  if (options.tls) {
+    config.static_resources.listeners[0].filter_chains[0].transport_socket = {
+      name: "envoy.transport_sockets.tls",
+      typed_config: {
+        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+        common_tls_context: {
+          alpn_protocols: ["h2", "http/1.1"],
+          tls_certificates: [{ certificate_chain: { filename: options.tls.certFile }, private_key: { filename: options.tls.keyFile } }],
+        },
+      },
+    };
+  }
+
+  if (options.limits?.healthCheckInterval) {
+    const check = config.static_resources.clusters.find((c: { name: string }) => c.name === SERVICE_CLUSTER)?.health_checks?.[0];
+    if (!check) throw new Error("envoy.yaml sets no health check");
+    check.interval = check.no_traffic_interval = options.limits.healthCheckInterval;
+  }
+
+  // The replicas: envoy.yaml names one (127.0.0.1:50051); its entry is the pattern for each.
+  const cluster = config.static_resources.clusters.find((c: { name: string }) => c.name === SERVICE_CLUSTER);
+  const locality = cluster.load_assignment.endpoints[0];
+  const [pattern] = locality.lb_endpoints;
+  const endpoints = serviceEndpointsOf(options);
+  locality.lb_endpoints = endpoints.map(({ address, port }) => {
+    const entry = structuredClone(pattern);
+    entry.endpoint.address.socket_address = { ...entry.endpoint.address.socket_address, address, port_value: port };
+    return entry;
+  });
+  // A name (not an IP) stands for every replica it resolves to: compose's service name, a
+  // Kubernetes headless Service (whose answers are the ready pods). Resolved again every 5 s, so a
+  // new replica gets streams within seconds of being ready and a removed one leaves; between two
+  // resolutions the health check and outlier detection cover a replica that went away.
+  if (endpoints.some((e) => isIP(e.address) === 0)) {
+    delete cluster.type;
+    cluster.cluster_type = {
+      name: "envoy.cluster.dns",
+      typed_config: {
+        "@type": "type.googleapis.com/envoy.extensions.clusters.dns.v3.DnsCluster",
+        dns_refresh_rate: "5s",
+        dns_lookup_family: "V4_PREFERRED",
+      },
+    };
+  }
   // JSON, which Envoy reads as YAML too, so no scalar changes type between YAML versions.
   return JSON.stringify(config, null, 2);
+}
+
+/** The cluster in envoy.yaml that holds the service's replicas. */
+export const SERVICE_CLUSTER = "chat_service";
+
+function serviceEndpointsOf(options: EnvoyOptions): readonly ServiceEndpoint[] {
+  if (options.serviceEndpoints && options.servicePort !== undefined) throw new Error("give servicePort or serviceEndpoints, not both");
+  const endpoints = options.serviceEndpoints ?? (options.servicePort === undefined ? [] : [{ address: "127.0.0.1", port: options.servicePort }]);
+  if (endpoints.length === 0) throw new Error("no service endpoint for Envoy: give servicePort or serviceEndpoints");
+  return endpoints;
+}
+
+/** One replica as Envoy sees it (admin `/clusters`). */
+export interface ClusterHost {
+  address: string;
+  port: number;
+  /** Envoy's health flags for it: `healthy`, or e.g. `/failed_active_hc`, `/failed_outlier_check`. */
+  healthFlags: string;
+  /** Requests (streams) in flight to it now, and routed to it so far. */
+  rqActive: number;
+  rqTotal: number;
+}
+
+/** The service's replicas as the Envoy behind this admin port sees them now. */
+export async function serviceHosts(adminPort: number): Promise<ClusterHost[]> {
+  const text = await (await fetch(`http://127.0.0.1:${adminPort}/clusters`)).text();
+  const hosts = new Map<string, ClusterHost>();
+  for (const line of text.split("\n")) {
+    const m = /^([^:]+)::([\d.]+):(\d+)::(health_flags|rq_active|rq_total)::(.*)$/.exec(line.trim());
+    if (!m || m[1] !== SERVICE_CLUSTER) continue;
+    const key = `${m[2]}:${m[3]}`;
+    const host = hosts.get(key) ?? { address: m[2]!, port: Number(m[3]), healthFlags: "", rqActive: 0, rqTotal: 0 };
+    if (m[4] === "health_flags") host.healthFlags = m[5]!;
+    else if (m[4] === "rq_active") host.rqActive = Number(m[5]);
+    else host.rqTotal = Number(m[5]);
+    hosts.set(key, host);
+  }
+  return [...hosts.values()];
 }
 
 export async function startEnvoy(options: EnvoyOptions): Promise<RunningEnvoy> {
@@ -121,6 +236,9 @@ export async function startEnvoy(options: EnvoyOptions): Promise<RunningEnvoy> {
   const adminPath = join(dir, "admin-address");
   const pidPath = join(dir, "envoy.pid");
   writeFileSync(configPath, renderEnvoyConfig({ httpPort: 0, adminPort: 0, ...options }));
+  // Ready once every replica on this machine has passed its first health check (a DNS name: one).
+  const endpoints = serviceEndpointsOf(options);
+  const replicas = endpoints.every((e) => isIP(e.address) !== 0) ? endpoints.length : 1;
 
   const child = spawn(
     "bash",
@@ -179,9 +297,9 @@ export async function startEnvoy(options: EnvoyOptions): Promise<RunningEnvoy> {
           listener_statuses: { local_address: { socket_address: { port_value: number } } }[];
         };
         httpPort = listeners.listener_statuses[0]?.local_address.socket_address.port_value ?? 0;
-        const clusters = await (await fetch(`http://127.0.0.1:${adminPort}/clusters`)).text();
-        // Wait for the first health check to pass, so the first request is routed normally.
-        if (httpPort && /chat_service::.*::health_flags::healthy/.test(clusters)) {
+        // Wait for the first health checks to pass, so the first requests are routed normally.
+        const healthy = (await serviceHosts(adminPort)).filter((h) => h.healthFlags === "healthy").length;
+        if (httpPort && healthy >= replicas) {
           const port = adminPort;
           return {
             httpPort,

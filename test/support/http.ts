@@ -18,6 +18,8 @@ export interface HttpResponse {
   /** Stop reading from the socket, like a client that fell behind; and carry on. */
   pause(): void;
   resume(): void;
+  /** Bytes this client holds unread: received but not yet taken as events, and in Node's buffers. */
+  unread(): number;
   destroy(): void;
 }
 
@@ -79,6 +81,7 @@ export function post(
           ended ? Promise.resolve(raw) : new Promise((r) => res.once("end", () => r(raw)).once("close", () => r(raw))),
         pause: () => res.pause(),
         resume: () => res.resume(),
+        unread: () => chunks.reduce((n, c) => n + Buffer.byteLength(c), 0) + res.readableLength + (res.socket?.readableLength ?? 0),
         destroy: () => req.destroy(),
       });
     });
