@@ -95,3 +95,6 @@ if [ "$("$TOOLS/k8s-venv/bin/python" -m kubernetes_validate --version 2>/dev/nul
   python3 -m venv "$TOOLS/k8s-venv"
   "$TOOLS/k8s-venv/bin/python" -m pip install --quiet --disable-pip-version-check "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
 fi
+
+# nginx, for the test that runs the stack behind it (test/heartbeat-e2e.test.ts).
+debian_package nginx nginx "the test behind nginx"

@@ -30,6 +30,9 @@ const schema = z.object({
   UPSTREAM_MAX_RETRIES: z.coerce.number().int().min(0).max(10).default(2),
   UPSTREAM_TIMEOUT_MS: positiveMs.default(60_000),
   UPSTREAM_IDLE_TIMEOUT_MS: optionalMs.default(60_000),
+  // Hidden reasoning can take minutes before the first token (issue 14).
+  UPSTREAM_FIRST_TOKEN_TIMEOUT_MS: optionalMs.default(600_000),
+  HEARTBEAT_INTERVAL_MS: optionalMs.default(15_000),
   MAX_STREAM_DURATION_MS: optionalMs.default(15 * 60_000),
 
   MAX_INPUT_BYTES: bytes.default(256 * 1024),
@@ -91,6 +94,8 @@ const examples: Record<string, string> = {
   UPSTREAM_MAX_RETRIES: "2",
   UPSTREAM_TIMEOUT_MS: "60000",
   UPSTREAM_IDLE_TIMEOUT_MS: "60000",
+  UPSTREAM_FIRST_TOKEN_TIMEOUT_MS: "600000",
+  HEARTBEAT_INTERVAL_MS: "15000",
   MAX_STREAM_DURATION_MS: "900000",
   MAX_INPUT_BYTES: "262144",
   MAX_MESSAGES: "256",
@@ -134,8 +139,13 @@ export interface Config {
     model: string;
     maxRetries: number;
     timeoutMs: number;
+    /** Silence between chunks once the first token came (0: none). */
     idleTimeoutMs: number;
+    /** From an attempt's response headers to its first token (0: none). */
+    firstTokenTimeoutMs: number;
   };
+  /** Upstream silence after which the caller gets a heartbeat event, and again every as long (0: none). */
+  heartbeatIntervalMs: number;
   /** A second upstream for failures before the first token; absent when not configured. */
   fallback: { baseURL: string; apiKey: string | undefined; model: string | undefined } | undefined;
   limits: {
@@ -267,7 +277,9 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       maxRetries: e.UPSTREAM_MAX_RETRIES,
       timeoutMs: e.UPSTREAM_TIMEOUT_MS,
       idleTimeoutMs: e.UPSTREAM_IDLE_TIMEOUT_MS,
+      firstTokenTimeoutMs: e.UPSTREAM_FIRST_TOKEN_TIMEOUT_MS,
     },
+    heartbeatIntervalMs: e.HEARTBEAT_INTERVAL_MS,
     fallback: e.FALLBACK_BASE_URL
       ? { baseURL: e.FALLBACK_BASE_URL, apiKey: e.FALLBACK_API_KEY, model: e.FALLBACK_MODEL }
       : undefined,

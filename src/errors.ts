@@ -6,10 +6,10 @@ import OpenAI from "openai";
 
 /**
  * Why the gateway itself stopped a stream; carried as the AbortSignal's reason. `afterMs` is the
- * limit that was reached (idle, max-duration), or the stream's age.
+ * limit that was reached (first-token, idle, max-duration), or the stream's age.
  */
 export class StreamStopped extends Error {
-  constructor(readonly why: "cancelled" | "deadline" | "idle" | "max-duration" | "shutdown", readonly afterMs: number) {
+  constructor(readonly why: "cancelled" | "deadline" | "first-token" | "idle" | "max-duration" | "shutdown", readonly afterMs: number) {
     super(`stream stopped: ${why}`);
     this.name = "StreamStopped";
   }
@@ -77,6 +77,12 @@ export function toGatewayStatus(error: unknown, secrets: readonly string[] = [])
         return { code: status.DEADLINE_EXCEEDED, details: "deadline exceeded", cause: "deadline" };
       case "idle":
         return { code: status.UNAVAILABLE, details: `upstream stalled: no data for ${seconds}s`, cause: "upstream_idle" };
+      case "first-token":
+        return {
+          code: status.UNAVAILABLE,
+          details: `upstream stalled before the first token: no token for ${seconds}s`,
+          cause: "upstream_first_token",
+        };
       case "max-duration":
         return {
           code: status.DEADLINE_EXCEEDED,

@@ -82,6 +82,8 @@ export async function startGateway(config: Config, logger: Logger, upstream?: Ch
     limits: {
       ...config.limits,
       idleTimeoutMs: config.upstream.idleTimeoutMs,
+      firstTokenTimeoutMs: config.upstream.firstTokenTimeoutMs,
+      heartbeatIntervalMs: config.heartbeatIntervalMs,
     },
     logger,
     secrets,

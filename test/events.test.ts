@@ -4,12 +4,12 @@
 // response metadata (x-request-id) and error details (google.rpc.Status) of every outcome.
 import { connect, constants as h2 } from "node:http2";
 import { afterEach, describe, expect, it } from "vitest";
-import { Metadata, status, type ServiceError } from "@grpc/grpc-js";
-import { ChatRequest, ChatResponse } from "../src/gen/chat/v1/chat.js";
+import { Metadata, status } from "@grpc/grpc-js";
+import { ChatRequest } from "../src/gen/chat/v1/chat.js";
 import { Status } from "../src/gen/google/rpc/status.js";
 import { ErrorInfo, RetryInfo } from "../src/gen/google/rpc/error_details.js";
 import { wire, type RecordedRequest, type Reply, type WireDelta } from "../src/demo/upstream.js";
-import { collect, startHarness, type Harness } from "./support/grpc.js";
+import { collect, openStream, startHarness, type Harness } from "./support/grpc.js";
 import { never } from "./support/gates.js";
 import { kindsOf, seenFromResponse, toolCallsOf, type Seen } from "./support/events.js";
 
@@ -27,37 +27,6 @@ const WEATHER_TOOL = {
     parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"] },
   },
 };
-
-/**
- * Starts a call and returns what it receives; `received(n)` resolves once n messages have arrived,
- * so an upstream gate can wait for the caller before sending more.
- */
-function open(h: Harness, request: Parameters<typeof ChatRequest.fromPartial>[0], metadata = new Metadata()) {
-  const call = h.client.chat(ChatRequest.fromPartial(request), metadata);
-  const responses: ChatResponse[] = [];
-  const waiting: { count: number; resolve: () => void }[] = [];
-  let headers: Metadata | undefined;
-  call.on("metadata", (m: Metadata) => (headers = m));
-  call.on("data", (r: ChatResponse) => {
-    responses.push(r);
-    for (const w of waiting.filter((w) => responses.length >= w.count)) w.resolve();
-  });
-  const ended = new Promise<{ code: status; details: string; trailers: Metadata }>((resolve) => {
-    call.on("error", (e: ServiceError) => resolve({ code: e.code, details: e.details, trailers: e.metadata }));
-    call.on("status", (s) => {
-      if (s.code === status.OK) resolve({ code: s.code, details: s.details, trailers: s.metadata });
-    });
-  });
-  return {
-    call,
-    responses,
-    ended,
-    headers: () => headers,
-    seen: () => responses.map(seenFromResponse),
-    received: (count: number) =>
-      responses.length >= count ? Promise.resolve() : new Promise<void>((resolve) => waiting.push({ count, resolve })),
-  };
-}
 
 function detailsOf(trailers: Metadata | undefined) {
   const raw = trailers?.get("grpc-status-details-bin")[0];
@@ -86,7 +55,7 @@ describe("the events of a reply, over gRPC", () => {
       wire.toolArgs(0, '"Paris"}'),
       wire.toolArgs(1, '"CET"}'),
     ];
-    let stream: ReturnType<typeof open> | undefined;
+    let stream: ReturnType<typeof openStream> | undefined;
     harness = await startHarness({
       upstream: {
         // Step i waits until the caller has every event before it: a gateway that held anything back
@@ -100,7 +69,7 @@ describe("the events of a reply, over gRPC", () => {
         }),
       },
     });
-    stream = open(harness, { text: "weather and time?", tools: [WEATHER_TOOL] });
+    stream = openStream(harness, { text: "weather and time?", tools: [WEATHER_TOOL] });
     expect((await stream.ended).code).toBe(status.OK);
     expect(stream.seen()).toEqual([
       { reasoning: "Let me" },
@@ -198,7 +167,7 @@ describe("merging while the caller is behind", () => {
       }
     }
     harness = await startHarness({ upstream: { reply: () => ({ deltas: steps, tokens: [], finishReason: "tool_calls" }) } });
-    const stream = open(harness, { text: "a lot" });
+    const stream = openStream(harness, { text: "a lot" });
     stream.call.pause();
     // The gateway has stopped reading the upstream, which can no longer write: it is behind.
     await harness.upstream.blocked(0);
@@ -266,7 +235,7 @@ describe("response metadata and error details", () => {
     harness = await startHarness();
     const metadata = new Metadata();
     metadata.set("x-request-id", "req-from-the-caller");
-    const stream = open(harness, { text: "hi" }, metadata);
+    const stream = openStream(harness, { text: "hi" }, metadata);
     const end = await stream.ended;
     expect(end.code).toBe(status.OK);
     expect(stream.headers()?.get("x-request-id")).toEqual(["req-from-the-caller"]);
@@ -307,7 +276,7 @@ describe("response metadata and error details", () => {
       env: { UPSTREAM_IDLE_TIMEOUT_MS: "200" },
       upstream: { reply: () => ({ tokens: ["a", "b"], gate: (i) => (i === 1 ? never : undefined) }) },
     });
-    const stream = open(harness, { text: "hi" });
+    const stream = openStream(harness, { text: "hi" });
     const end = await stream.ended;
     expect(stream.seen().at(-1)).toEqual({ error: { code: status.UNAVAILABLE, message: end.details } });
     expect(detailsOf(end.trailers)?.details[0]).toMatchObject({ reason: "UPSTREAM_IDLE", metadata: { upstream: "default" } });

@@ -189,7 +189,12 @@ describe("through Envoy, stalls and long streams", () => {
 });
 
 describe("through Envoy, the upstream's timers in order: timeout and retries, fallback, idle watchdog", () => {
-  const ctx = useStack({ UPSTREAM_TIMEOUT_MS: "300", UPSTREAM_MAX_RETRIES: "1", UPSTREAM_IDLE_TIMEOUT_MS: "300" }, { fallback: true });
+  // The first-token timeout as long as the idle timeout: the sentinel's stall before its first
+  // token takes at least the idle timeout.
+  const ctx = useStack(
+    { UPSTREAM_TIMEOUT_MS: "300", UPSTREAM_MAX_RETRIES: "1", UPSTREAM_IDLE_TIMEOUT_MS: "300", UPSTREAM_FIRST_TOKEN_TIMEOUT_MS: "300" },
+    { fallback: true },
+  );
   const SENTINEL = "sentinel: stall before the first token";
   const stallsIfSentinel = (reply: Reply) => (r: RecordedRequest): Reply =>
     r.body.messages?.at(-1)?.content === SENTINEL ? { tokens: ["never"], gate: () => never } : reply;

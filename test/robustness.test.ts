@@ -87,11 +87,11 @@ describe("deadlines and stalls", () => {
 
   it("answers a stall before the first token with a status and no messages", async () => {
     harness = await startHarness({
-      env: { UPSTREAM_IDLE_TIMEOUT_MS: "200" },
+      env: { UPSTREAM_FIRST_TOKEN_TIMEOUT_MS: "200" },
       upstream: { reply: () => ({ tokens: ["a"], gate: () => never }) },
     });
     const result = await collect(harness.client, { text: "hi" });
-    expect(result.code).toBe(status.UNAVAILABLE);
+    expect([result.code, result.details]).toEqual([status.UNAVAILABLE, "upstream stalled before the first token: no token for 0.2s"]);
     expect(result.responses).toEqual([]);
   });
 

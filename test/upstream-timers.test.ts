@@ -20,24 +20,30 @@ afterEach(async () => {
   fallback = undefined;
 });
 
-const SENTINEL = "sentinel: stall before the first token";
+const SENTINEL = "sentinel: stall after the first token";
 const asked = (r: RecordedRequest) => r.body.messages?.at(-1)?.content ?? "";
-/** The sentinel's reply (headers, then nothing), or `reply`. */
+/** The sentinel's reply (a first token, then nothing), or `reply`. */
 const withSentinel = (reply: (r: RecordedRequest) => Reply) => (r: RecordedRequest): Reply =>
-  asked(r) === SENTINEL ? { tokens: ["never"], gate: () => never } : reply(r);
+  asked(r) === SENTINEL ? { tokens: ["first", "never"], gate: (i) => (i === 1 ? never : undefined) } : reply(r);
 
 /** Resolves once the idle timeout has surely passed since it was called: a stream it starts has stalled. */
 async function idleTimeoutPassed(h: Harness): Promise<void> {
   const sentinel = await collect(h.client, { text: SENTINEL });
-  expect(sentinel.details).toMatch(/^upstream stalled/);
+  expect(sentinel.details).toMatch(/^upstream stalled: no data/);
 }
 
 describe("before the response headers: the SDK's timeout and retries, then the fallback", () => {
   it("times out and retries a hung upstream, then the fallback answers; nothing is 'stalled'", async () => {
     fallback = await startFakeUpstream({ reply: () => ({ tokens: ["from", " fallback"] }) });
     harness = await startHarness({
-      // The watchdog's limit is the shortest: it must not run while the headers are awaited.
-      env: { UPSTREAM_TIMEOUT_MS: "300", UPSTREAM_MAX_RETRIES: "1", UPSTREAM_IDLE_TIMEOUT_MS: "100", FALLBACK_BASE_URL: fallback.baseURL },
+      // The watchdog's limits are the shortest: they must not run while the headers are awaited.
+      env: {
+        UPSTREAM_TIMEOUT_MS: "300",
+        UPSTREAM_MAX_RETRIES: "1",
+        UPSTREAM_IDLE_TIMEOUT_MS: "100",
+        UPSTREAM_FIRST_TOKEN_TIMEOUT_MS: "100",
+        FALLBACK_BASE_URL: fallback.baseURL,
+      },
       upstream: { reply: () => ({ holdHeaders: never }) },
     });
     const result = await collect(harness.client, { text: "hi" });
@@ -59,19 +65,29 @@ describe("before the response headers: the SDK's timeout and retries, then the f
   });
 });
 
-describe("after the response headers: the idle watchdog", () => {
+describe("after the response headers: the first-token timeout, then the idle watchdog", () => {
   it.each<FillerKind>(["reasoning", "role", "empty", "tool-call", "usage"])(
-    "counts %s chunks as activity, however long they go on",
+    "counts %s chunks after the first token as activity, however long they go on",
     async (kind) => {
       harness = await startHarness({
         env: { UPSTREAM_IDLE_TIMEOUT_MS: "250" },
-        // Content-free chunks every 25 ms for twice the idle timeout, then the answer.
-        upstream: { reply: () => ({ tokens: ["answer"], fillers: { kind, everyMs: 25, forMs: 500 } }) },
+        // A first token, chunks of that kind every 25 ms for twice the idle timeout, then the answer.
+        upstream: { reply: () => ({ tokens: ["first ", "answer"], fillers: { kind, everyMs: 25, forMs: 500, before: 1 } }) },
       });
       const result = await collect(harness.client, { text: "hi" });
-      expect([result.code, result.details, result.text]).toEqual([status.OK, "", "answer"]);
+      expect([result.code, result.details, result.text]).toEqual([status.OK, "", "first answer"]);
     },
   );
+
+  it.each<FillerKind>(["role", "empty", "usage"])("does not take %s chunks for a first token", async (kind) => {
+    harness = await startHarness({
+      env: { UPSTREAM_FIRST_TOKEN_TIMEOUT_MS: "250" },
+      // Content-free chunks every 25 ms until the first-token timeout has passed (and more).
+      upstream: { reply: () => ({ tokens: ["never"], fillers: { kind, everyMs: 25, forMs: 60_000 } }) },
+    });
+    const result = await collect(harness.client, { text: "hi" });
+    expect([result.code, result.details, result.responses]).toEqual([status.UNAVAILABLE, "upstream stalled before the first token: no token for 0.3s", []]);
+  });
 
   it("is paused while the caller reads more slowly than the idle timeout: the stream completes", async () => {
     const tokens = Array.from({ length: 10_000 }, (_, i) => `${String(i).padStart(6, "0")}${"x".repeat(194)}`);
@@ -110,10 +126,10 @@ describe("after the response headers: the idle watchdog", () => {
     expect(fallback.requests).toHaveLength(0);
   });
 
-  it("sends a stall after the headers but before the first token to the fallback", async () => {
+  it("sends a stall after the headers but before the first token (the first-token timeout) to the fallback", async () => {
     fallback = await startFakeUpstream({ reply: () => ({ tokens: ["rescued"] }) });
     harness = await startHarness({
-      env: { UPSTREAM_IDLE_TIMEOUT_MS: "200", FALLBACK_BASE_URL: fallback.baseURL },
+      env: { UPSTREAM_FIRST_TOKEN_TIMEOUT_MS: "200", FALLBACK_BASE_URL: fallback.baseURL },
       upstream: { reply: () => ({ tokens: ["a"], gate: () => never }) },
     });
     const result = await collect(harness.client, { text: "hi" });

@@ -7,13 +7,17 @@ import type { ChatUpstream, UpstreamEvent, UpstreamFinish, UpstreamUsage } from 
 import { CallRefused, StreamStopped, toGatewayStatus, type GatewayStatus } from "../errors.js";
 import { errorTrailers, requestIdMetadata } from "../status-details.js";
 import type { Logger } from "../logger.js";
-import { IdleWatchdog } from "../upstream/watchdog.js";
+import { StreamWatchdog } from "../upstream/watchdog.js";
 import { toUpstreamRequest, type RequestLimits } from "./validate.js";
 
 export interface StreamLimits extends RequestLimits {
   maxConcurrentStreams: number;
-  /** Silence from the upstream between chunks, from its response headers on, that ends the attempt (0: none). */
+  /** Silence from the upstream between chunks, once it sent its first token, that ends the attempt (0: none). */
   idleTimeoutMs: number;
+  /** The wait from the upstream's response headers to its first token that ends the attempt (0: none). */
+  firstTokenTimeoutMs: number;
+  /** Silence from the upstream after which the caller gets a heartbeat event, and again every as long (0: none). */
+  heartbeatIntervalMs: number;
   /** A stream still open after this long is ended (0: never). */
   maxStreamDurationMs: number;
 }
@@ -133,9 +137,13 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
     const onCancelled = () => stop(deadlinePassed(call) ? "deadline" : "cancelled");
     call.on("cancelled", onCancelled);
 
-    // Silence from the upstream between chunks, once a response has started; it also keeps the time
-    // of the last chunk, so a delta's time is the time its chunk arrived.
-    const watchdog = new IdleWatchdog(limits.idleTimeoutMs);
+    // The upstream's silences (before its first token, between chunks after it), and heartbeats to
+    // the caller while the upstream says nothing; it also keeps the time of the last chunk, so a
+    // delta's time is the time its chunk arrived.
+    const watchdog = new StreamWatchdog(
+      { idleMs: limits.idleTimeoutMs, firstTokenMs: limits.firstTokenTimeoutMs, heartbeatMs: limits.heartbeatIntervalMs },
+      (waitedMs) => heartbeat(waitedMs),
+    );
     const durationTimer =
       limits.maxStreamDurationMs > 0
         ? setTimeout(() => stop("max-duration", limits.maxStreamDurationMs), limits.maxStreamDurationMs)
@@ -173,6 +181,13 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
       heldChars = 0;
       for (const message of messages) write(message, sizeOf(message));
     };
+    // A heartbeat goes out only when nothing is waiting to be sent: it is never merged, never put
+    // before content, and a caller that has data to read (the gateway holding the upstream back for
+    // it) is not idle. None once the stream has ended (the watchdog is closed then).
+    const heartbeat = (waitedMs: number) => {
+      if (held.length > 0 || call.writableNeedDrain || call.cancelled) return;
+      write({ event: { $case: "heartbeat", value: { waitedMs: Math.min(Math.round(waitedMs), 0xffffffff) } } }, 0);
+    };
     const hold = (event: ContentEvent, size: number) => {
       heldChars += size;
       const last = held[held.length - 1];
@@ -187,6 +202,7 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
     try {
       for await (const event of upstream.stream(request, controller.signal, watchdog)) {
         if (event.type === "finish") {
+          watchdog.close();
           flushHeld();
           finish = event;
           write({ event: { $case: "finish", value: { finishReason: event.finishReason, model: event.model, usage: event.usage } } }, 0);
@@ -213,6 +229,7 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
       }
       call.end(requestIdMetadata(info?.requestId));
     } catch (error: unknown) {
+      watchdog.close();
       outcome = toGatewayStatus(controller.signal.aborted ? controller.signal.reason : error, deps.secrets);
       if (!call.cancelled) {
         flushHeld();
@@ -229,7 +246,7 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
       // then would build an error and abort a finished upstream request for nothing.
       call.off("cancelled", onCancelled);
       call.off("drain", flushHeld);
-      watchdog.end();
+      watchdog.close();
       clearTimeout(durationTimer);
       open.delete(stop);
       if (open.size === 0) allClosed?.();

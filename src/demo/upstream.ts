@@ -62,12 +62,12 @@ export interface Reply {
   /** Send the first chunk, `delta: {role: "assistant", content: ""}`. Default true. */
   roleChunk?: boolean;
   /**
-   * Chunks sent after the role chunk and before the first step, one every `everyMs` until `forMs`
-   * have passed on this server's clock: what a model sends while it reasons, calls a tool, or keeps
-   * the connection busy (reasoning and tool-call fillers reach the caller as events; the others
-   * carry nothing).
+   * Chunks sent after the role chunk and before step `before` (default 0, the first), one every
+   * `everyMs` until `forMs` have passed on this server's clock: what a model sends while it reasons,
+   * calls a tool, or keeps the connection busy (reasoning and tool-call fillers reach the caller as
+   * events; the others carry nothing).
    */
-  fillers?: { kind: FillerKind; everyMs: number; forMs: number };
+  fillers?: { kind: FillerKind; everyMs: number; forMs: number; before?: number };
   /** Answer with this HTTP status and an OpenAI-style error body instead of streaming. */
   status?: number;
   errorMessage?: string;
@@ -296,7 +296,8 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
     }
     if (reply.roleChunk !== false) await write(chunk([{ index: 0, delta: { role: "assistant", content: "" }, finish_reason: null }]));
 
-    if (reply.fillers) {
+    const fill = async () => {
+      if (!reply.fillers) return;
       const { kind, everyMs, forMs } = reply.fillers;
       const until = performance.now() + forMs;
       while (performance.now() < until) {
@@ -304,11 +305,13 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
         if (res.destroyed) return;
         await write(filler(kind, chunk));
       }
-    }
+    };
 
     const tokens = reply.tokens ?? ["Hello", " world", "!"];
     const steps: WireDelta[] = [...(reply.deltas ?? []), ...tokens.map((token) => wire.content(token))];
     for (let i = 0; i < steps.length; i++) {
+      if (i === (reply.fillers?.before ?? 0)) await fill();
+      if (res.destroyed) return;
       const delay = i === 0 ? reply.firstTokenDelayMs : reply.tokenDelayMs;
       if (delay) await sleep(delay);
       await reply.gate?.(i);
@@ -316,6 +319,7 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
       await write(chunk([{ index: 0, delta: steps[i], finish_reason: null }]));
     }
 
+    if ((reply.fillers?.before ?? 0) >= steps.length) await fill();
     await reply.gate?.(steps.length);
     if (res.destroyed) return;
     switch (reply.end ?? "done") {

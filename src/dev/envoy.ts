@@ -56,7 +56,7 @@ export interface EnvoyOptions {
    * Smaller limits than envoy.yaml's, so a test reaches them at once; and a slower health check, so a
    * test can see what happens before Envoy's next one.
    */
-  limits?: { requestHeadersTimeout?: string; maxDownstreamConnections?: number; healthCheckInterval?: string };
+  limits?: { requestHeadersTimeout?: string; streamIdleTimeout?: string; maxDownstreamConnections?: number; healthCheckInterval?: string };
   /** How long the service behind it lets streams run when stopping; `stopGracefully` waits that plus 5 s at most. */
   graceMs?: number;
   /**
@@ -135,6 +135,10 @@ export function renderEnvoyConfig(options: EnvoyOptions): string {
   if (options.limits?.requestHeadersTimeout) {
     if (!hcm.request_headers_timeout) throw new Error("envoy.yaml sets no request_headers_timeout");
     hcm.request_headers_timeout = options.limits.requestHeadersTimeout;
+  }
+  if (options.limits?.streamIdleTimeout) {
+    if (!hcm.stream_idle_timeout) throw new Error("envoy.yaml sets no stream_idle_timeout");
+    hcm.stream_idle_timeout = options.limits.streamIdleTimeout;
   }
   if (options.limits?.maxDownstreamConnections) {
     const monitor = config.overload_manager?.resource_monitors?.find(

@@ -41,7 +41,7 @@ export class FallbackUpstream implements ChatUpstream {
  * upstream that speaks something else is a configuration error to surface, not to hide.
  */
 function worthAnotherUpstream(error: unknown): boolean {
-  if (error instanceof StreamStopped) return error.why === "idle";
+  if (error instanceof StreamStopped) return error.why === "idle" || error.why === "first-token";
   if (error instanceof UpstreamProtocolError) return error.kind !== "malformed";
   if (error instanceof OpenAI.APIUserAbortError) return false;
   if (error instanceof OpenAI.APIConnectionError) return true; // includes timeouts

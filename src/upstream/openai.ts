@@ -85,9 +85,9 @@ export class OpenAIUpstream implements ChatUpstream {
         const translator = new ChunkTranslator(request.model);
         try {
           for await (const chunk of chunks) {
-            watch.chunk();
             // Valid JSON of the wrong shape is not a chat completion chunk: read() says the upstream is broken.
             const events = translator.read(chunk);
+            watch.chunk(events.length);
             for (let i = 0; i < events.length; i++) {
               progress.sent = true;
               yield events[i] as UpstreamEvent;

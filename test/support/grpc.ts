@@ -1,6 +1,7 @@
 // A real gRPC server on port 0 with a fake upstream, and a real client, for in-process tests.
 import { credentials, Metadata, status, type ServiceError } from "@grpc/grpc-js";
 import { ChatRequest, ChatServiceClient, type ChatResponse } from "../../src/gen/chat/v1/chat.js";
+import { seenFromResponse } from "./events.js";
 import { loadConfig } from "../../src/config.js";
 import { createLogger } from "../../src/logger.js";
 import { startGateway, type Gateway } from "../../src/gateway.js";
@@ -84,4 +85,44 @@ export function textOf(responses: ChatResponse[]): string {
 /** AUTH=none, unless the test configures caller keys: the deployed default requires them. */
 export function openUnlessKeyed(env: Record<string, string> = {}): Record<string, string> {
   return env.CALLER_KEYS || env.CALLER_KEYS_FILE || env.AUTH ? {} : { AUTH: "none" };
+}
+
+/**
+ * Starts a call and returns what it receives; `until(check)` resolves once what has arrived passes
+ * `check` (`received(n)`: n messages), so an upstream gate can wait for the caller before sending more.
+ */
+export function openStream(h: Harness, request: Parameters<typeof ChatRequest.fromPartial>[0], metadata = new Metadata()) {
+  const call = h.client.chat(ChatRequest.fromPartial(request), metadata);
+  const responses: ChatResponse[] = [];
+  let waiting: { check: (responses: ChatResponse[]) => boolean; resolve: () => void }[] = [];
+  let headers: Metadata | undefined;
+  call.on("metadata", (m: Metadata) => (headers = m));
+  call.on("data", (r: ChatResponse) => {
+    responses.push(r);
+    const ready = waiting.filter((w) => w.check(responses));
+    waiting = waiting.filter((w) => !ready.includes(w));
+    for (const w of ready) w.resolve();
+  });
+  const ended = new Promise<{ code: status; details: string; trailers: Metadata }>((resolve) => {
+    call.on("error", (e: ServiceError) => resolve({ code: e.code, details: e.details, trailers: e.metadata }));
+    call.on("status", (s) => {
+      if (s.code === status.OK) resolve({ code: s.code, details: s.details, trailers: s.metadata });
+    });
+  });
+  const until = (check: (responses: ChatResponse[]) => boolean) =>
+    check(responses) ? Promise.resolve() : new Promise<void>((resolve) => waiting.push({ check, resolve }));
+  return {
+    call,
+    responses,
+    ended,
+    headers: () => headers,
+    seen: () => responses.map(seenFromResponse),
+    until,
+    received: (count: number) => until((r) => r.length >= count),
+  };
+}
+
+/** The heartbeats among `responses`. */
+export function heartbeatsOf(responses: readonly ChatResponse[]): number[] {
+  return responses.flatMap((r) => (r.event?.$case === "heartbeat" ? [r.event.value.waitedMs] : []));
 }
