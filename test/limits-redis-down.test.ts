@@ -89,7 +89,14 @@ describe("caller budgets when Redis fails", () => {
     expect(refused.trailers?.get("retry-after")).toEqual(["1"]);
     const overHttp = await post(envoy.httpPort, "/chat", JSON.stringify({ text: "hi" }), { "content-type": "application/json", authorization: `Bearer ${KEY}` });
     expect([overHttp.status, overHttp.headers["retry-after"]]).toEqual([503, "1"]);
-    expect(JSON.parse(await overHttp.body())).toEqual({ code: 14, message: "caller limits cannot be checked now (their store is unreachable); retry" });
+    expect(JSON.parse(await overHttp.body())).toEqual({
+      code: 14,
+      message: "caller limits cannot be checked now (their store is unreachable); retry",
+      details: [
+        { "@type": "type.googleapis.com/google.rpc.ErrorInfo", domain: "chat-gateway", reason: "LIMITS_UNAVAILABLE" },
+        { "@type": "type.googleapis.com/google.rpc.RetryInfo", retryDelay: "1s" },
+      ],
+    });
     expect(await storeErrors(open, { operation: "admit", outcome: "allowed" })).toBe(4);
     expect(await storeErrors(closed, { operation: "admit", outcome: "refused" })).toBe(3);
     // The failures were logged without the Redis password.
