@@ -1,6 +1,7 @@
 // Turns a ChatRequest into an upstream request, or says exactly which field is wrong and why.
 import type { UpstreamMessage, UpstreamRequest } from "../upstream/openai.js";
 import { INVALID_UTF8, type DecodedChatRequest } from "./decode.js";
+import { withDecimalFloats } from "./float32.js";
 import { InputBudget, RequestProblem } from "./request-checks.js";
 import { hasContent, toUpstreamMessage, type MessageLimits } from "./validate-messages.js";
 import { checkExtraBodyClashes, toUpstreamOptions, type OptionLimits } from "./validate-options.js";
@@ -26,7 +27,8 @@ export function toUpstreamRequest(req: DecodedChatRequest, defaultModel: string,
   }
 }
 
-function checkedRequest(req: DecodedChatRequest, defaultModel: string, limits: RequestLimits): Validated {
+function checkedRequest(decoded: DecodedChatRequest, defaultModel: string, limits: RequestLimits): Validated {
+  const req = withDecimalFloats(decoded);
   const fail = (problem: string): Validated => ({ ok: false, problem });
 
   const badText = req[INVALID_UTF8];
