@@ -17,7 +17,12 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     logger.info({ signal, graceMs: config.shutdownGraceMs }, "draining");
-    const exit = (code: number) => logger.flush(() => process.exit(code));
+    const exit = (code: number) => {
+      // flush() calls back only once the log's destination took everything: a stdout pipe whose
+      // reader is gone may never do so, and must not keep a stopped process alive.
+      setTimeout(() => process.exit(code), 1000).unref();
+      logger.flush(() => process.exit(code));
+    };
     // A last guard, past the server's own hard deadline: closing the metrics endpoint or flushing
     // spans must not hold the process either.
     setTimeout(() => {
