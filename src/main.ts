@@ -19,7 +19,7 @@ async function main(): Promise<void> {
     logger.info({ signal, graceMs: config.shutdownGraceMs }, "draining");
     const exit = (code: number) => {
       // flush() calls back only once the log's destination took everything: a stdout pipe whose
-      // reader is gone may never do so, and must not keep a stopped process alive.
+      // reader stopped reading may never take it, and must not keep a stopped process alive.
       setTimeout(() => process.exit(code), 1000).unref();
       logger.flush(() => process.exit(code));
     };

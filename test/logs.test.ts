@@ -245,3 +245,30 @@ describe("log format", () => {
     }
   });
 });
+
+describe("a stdout nobody reads any more", () => {
+  it("does not keep the service from stopping: SIGTERM still ends it, with code 0", async () => {
+    // A log shipper that died, `node dist/main.js | head -1`: every later log line meets a broken pipe.
+    const child = spawn(process.execPath, [join(ROOT, "dist", "main.js")], {
+      env: { PATH: process.env.PATH ?? "", GRPC_HOST: "127.0.0.1", GRPC_PORT: "0", AUTH: "none", LOG_FORMAT: "json" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+    try {
+      let output = "";
+      await new Promise<void>((resolve, reject) => {
+        child.stdout.on("data", (c: Buffer) => {
+          output += c.toString();
+          if (output.includes("chat gateway listening")) resolve();
+        });
+        void exited.then(() => reject(new Error(`exited before listening: ${output}`)));
+      });
+      child.stdout.destroy();
+      child.kill("SIGTERM");
+      // Before sonic-boom 5 (pino's log destination) the exit flush retried the broken pipe forever.
+      expect(await exited).toBe(0);
+    } finally {
+      child.kill("SIGKILL");
+    }
+  });
+});
