@@ -24,5 +24,5 @@ USER node
 EXPOSE 50051
 # grpc.health.v1 Check of chat.v1.ChatService over loopback, with grpc-js: no extra binary. It fails
 # while the service drains (NOT_SERVING), so the container reads unhealthy during shutdown too.
-HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 CMD ["node", "dist/healthcheck.js"]
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 CMD ["node", "dist/server/healthcheck.js"]
 CMD ["node", "dist/main.js"]

@@ -12,11 +12,11 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { setTimeout as sleep } from "node:timers/promises";
 import { prettyFactory } from "pino-pretty";
-import { loadConfigOrExit } from "./config.js";
-import { createLogger } from "./logger.js";
+import { loadConfigOrExit } from "./server/config.js";
+import { createLogger } from "./observability/logger.js";
 import { startFakeUpstream, type FakeUpstream } from "./demo/upstream.js";
 import { ROOT, startEnvoy } from "./dev/envoy.js";
-import { redactUrl } from "./redact-url.js";
+import { redactUrl } from "./observability/redact-url.js";
 
 /** As in `npm start`: Ctrl-C should not take the deployed 30 s. */
 const CLUSTER_GRACE_MS = 5_000;

@@ -1,10 +1,10 @@
 // Composition root of the gRPC service: read the configuration, build the gateway, serve until a
 // signal, then drain.
-import { loadConfigOrExit } from "./config.js";
-import { createLogger } from "./logger.js";
-import { startGateway } from "./gateway.js";
-import { startupFields } from "./startup.js";
-import { FORCE_AFTER_GRACE_MS } from "./server.js";
+import { loadConfigOrExit } from "./server/config.js";
+import { createLogger } from "./observability/logger.js";
+import { startGateway } from "./server/gateway.js";
+import { startupFields } from "./server/startup.js";
+import { FORCE_AFTER_GRACE_MS } from "./server/server.js";
 
 async function main(): Promise<void> {
   const config = loadConfigOrExit(process.env);

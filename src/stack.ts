@@ -1,9 +1,9 @@
 // `npm start`: the whole stack on one machine. The gRPC service (in this process), Envoy in front of
 // it, and, when no upstream is configured, the built-in demo upstream so it works with no setup.
-import { loadConfigOrExit } from "./config.js";
-import { createLogger } from "./logger.js";
-import { startGateway } from "./gateway.js";
-import { startupFields } from "./startup.js";
+import { loadConfigOrExit } from "./server/config.js";
+import { createLogger } from "./observability/logger.js";
+import { startGateway } from "./server/gateway.js";
+import { startupFields } from "./server/startup.js";
 import { startFakeUpstream, type FakeUpstream } from "./demo/upstream.js";
 import { startEnvoy } from "./dev/envoy.js";
 

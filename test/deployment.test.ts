@@ -13,8 +13,8 @@ import { afterAll, describe, expect, it } from "vitest";
 import { parse, parseAllDocuments } from "yaml";
 import { DRAIN_TIME_S, ROOT, SERVICE_CLUSTER, startEnvoy } from "../src/dev/envoy.js";
 import { ENVOY_CONFIG_DIR, REPLICAS_SERVICE, renderDeploy } from "../src/dev/render-deploy.js";
-import { CONFIG_VARIABLES, ConfigError, loadConfig } from "../src/config.js";
-import { CHAT_SERVICE_NAME, FORCE_AFTER_GRACE_MS } from "../src/server.js";
+import { CONFIG_VARIABLES, ConfigError, loadConfig } from "../src/server/config.js";
+import { CHAT_SERVICE_NAME, FORCE_AFTER_GRACE_MS } from "../src/server/server.js";
 import { credentials } from "@grpc/grpc-js";
 import { ChatRequest, ChatServiceClient } from "../src/gen/chat/v1/chat.js";
 import { startFakeUpstream } from "../src/demo/upstream.js";
@@ -343,13 +343,13 @@ describe("Dockerfile", () => {
 
   it("has a HEALTHCHECK that runs a script the image builds", () => {
     const healthcheck = /^HEALTHCHECK .*CMD (\[.*\])$/m.exec(dockerfile)?.[1];
-    expect(JSON.parse(healthcheck ?? "null")).toEqual(["node", "dist/healthcheck.js"]);
-    expect(existsSync(join(ROOT, "src", "healthcheck.ts"))).toBe(true);
+    expect(JSON.parse(healthcheck ?? "null")).toEqual(["node", "dist/server/healthcheck.js"]);
+    expect(existsSync(join(ROOT, "src", "server", "healthcheck.ts"))).toBe(true);
   });
 
   it("whose command passes while the service serves, and fails while it drains and once it is gone", { timeout: 30_000 }, async () => {
     const check = (port: number) =>
-      promisify(execFile)(process.execPath, [join(ROOT, "dist", "healthcheck.js")], {
+      promisify(execFile)(process.execPath, [join(ROOT, "dist", "server", "healthcheck.js")], {
         env: { PATH: process.env.PATH ?? "", GRPC_PORT: String(port), AUTH: "none" },
       }).then(
         ({ stdout }) => ({ code: 0, out: stdout.trim() }),

@@ -10,7 +10,7 @@ import { createFileRegistry, fromBinary, ScalarType, type DescField, type DescMe
 import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
 import { FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
 import { ChatRequest } from "../gen/chat/v1/chat.js";
-import { readDescriptorSet } from "../descriptor.js";
+import { readDescriptorSet } from "../server/descriptor.js";
 
 /** On a decoded request whose strings were not all valid UTF-8: the path of the first bad one. */
 export const INVALID_UTF8 = Symbol("invalid UTF-8 field");

@@ -4,8 +4,8 @@
 // that cannot list is reported in `unavailable` and the call still succeeds.
 import { status, type handleUnaryCall } from "@grpc/grpc-js";
 import type { ListModelsRequest, ListModelsResponse, Model, UnavailableUpstream } from "../gen/chat/v1/chat.js";
-import { toGatewayStatus } from "../errors.js";
-import type { Logger } from "../logger.js";
+import { toGatewayStatus } from "./errors.js";
+import type { Logger } from "../observability/logger.js";
 import type { ListedModel } from "../upstream/openai.js";
 
 export interface ModelSource {

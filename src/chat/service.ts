@@ -4,9 +4,9 @@
 import { status, type Metadata, type ServerWritableStream } from "@grpc/grpc-js";
 import type { ChatRequest, ChatResponse, ChatServiceServer } from "../gen/chat/v1/chat.js";
 import type { ChatUpstream, UpstreamEvent, UpstreamFinish, UpstreamUsage } from "../upstream/openai.js";
-import { CallRefused, StreamStopped, toGatewayStatus, type GatewayStatus } from "../errors.js";
-import { errorTrailers, requestIdMetadata } from "../status-details.js";
-import type { Logger } from "../logger.js";
+import { CallRefused, StreamStopped, toGatewayStatus, type GatewayStatus } from "./errors.js";
+import { errorTrailers, requestIdMetadata } from "./status-details.js";
+import type { Logger } from "../observability/logger.js";
 import { StreamWatchdog } from "../upstream/watchdog.js";
 import { toUpstreamRequest, type RequestLimits } from "./validate.js";
 

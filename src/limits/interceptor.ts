@@ -6,8 +6,8 @@
 // the store unreachable and the failure mode closed, UNAVAILABLE (503) with `retry-after: 1`. Both
 // carry the error details every other failure carries (ErrorInfo, RetryInfo, x-request-id).
 import { status, ServerInterceptingCall, type ServerInterceptor } from "@grpc/grpc-js";
-import { CALLER_METADATA_KEY } from "../stream-context.js";
-import { errorTrailers, REQUEST_ID_KEY } from "../status-details.js";
+import { CALLER_METADATA_KEY } from "../server/stream-context.js";
+import { errorTrailers, REQUEST_ID_KEY } from "../chat/status-details.js";
 import type { Admitted, CallerBudgets, Refused } from "./budgets.js";
 
 export const CHAT_PATH = "/chat.v1.ChatService/Chat";

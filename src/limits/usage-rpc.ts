@@ -3,8 +3,8 @@
 // limits store cannot be read it answers UNAVAILABLE, whatever the failure mode for streams.
 import { status, type handleUnaryCall } from "@grpc/grpc-js";
 import type { Budget, GetUsageRequest, GetUsageResponse } from "../gen/chat/v1/chat.js";
-import { CALLER_METADATA_KEY } from "../stream-context.js";
-import { metadataText } from "../tracing.js";
+import { CALLER_METADATA_KEY } from "../server/stream-context.js";
+import { metadataText } from "../observability/tracing.js";
 import type { CallerBudgets, UsageReport } from "./budgets.js";
 import type { BudgetLeft } from "./store.js";
 

@@ -1,7 +1,7 @@
 // A second upstream (another base URL and/or model) tried when the first fails before sending any
 // text. Once text went out, nothing is retried anywhere: the caller would get it twice.
 import OpenAI from "openai";
-import { StreamStopped, toGatewayStatus, UpstreamProtocolError } from "../errors.js";
+import { StreamStopped, toGatewayStatus, UpstreamProtocolError } from "../chat/errors.js";
 import type { ChatUpstream, UpstreamEvent, UpstreamRequest } from "./openai.js";
 import type { UpstreamWatch } from "./watchdog.js";
 

@@ -1,7 +1,7 @@
 // The fetch the openai SDK uses for one upstream: it adds the stream's trace context and request id
 // to each upstream request, and reports the SDK's own retries (it numbers each attempt in the
 // `x-stainless-retry-count` header).
-import { streamContext } from "../stream-context.js";
+import { streamContext } from "../server/stream-context.js";
 
 export function upstreamFetch(onRetry: () => void): typeof fetch {
   return (input, init) => {

@@ -3,7 +3,7 @@
 import OpenAI from "openai";
 import type { ChatCompletionChunk, ChatCompletionCreateParamsStreaming } from "openai/resources/chat/completions";
 import { setTimeout as sleep } from "node:timers/promises";
-import { UpstreamProtocolError, UpstreamStreamError } from "../errors.js";
+import { UpstreamProtocolError, UpstreamStreamError } from "../chat/errors.js";
 import { toOpenAIParams } from "./openai-params.js";
 import type { UpstreamRequest } from "./request.js";
 import { statusOfStreamError } from "./stream-error.js";

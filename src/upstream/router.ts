@@ -1,6 +1,6 @@
 // Several named upstreams behind one ChatUpstream: a request goes to the upstream that lists its
 // model (exactly, or by a `prefix*` pattern), and every other model to the default upstream.
-import { streamContext } from "../stream-context.js";
+import { streamContext } from "../server/stream-context.js";
 import type { ChatUpstream, UpstreamEvent, UpstreamRequest } from "./openai.js";
 import type { UpstreamWatch } from "./watchdog.js";
 

@@ -20,7 +20,7 @@
 //
 // It stays out of the data path: a chunk costs one clock read, and the timer checks lazily, re-arming
 // for the earliest deadline instead of being reset per chunk.
-import { StreamStopped } from "../errors.js";
+import { StreamStopped } from "../chat/errors.js";
 
 /** What an upstream tells the watchdog, for each attempt it makes. */
 export interface UpstreamWatch {

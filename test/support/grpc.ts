@@ -2,9 +2,9 @@
 import { credentials, Metadata, status, type ServiceError } from "@grpc/grpc-js";
 import { ChatRequest, ChatServiceClient, type ChatResponse } from "../../src/gen/chat/v1/chat.js";
 import { seenFromResponse } from "./events.js";
-import { loadConfig } from "../../src/config.js";
-import { createLogger } from "../../src/logger.js";
-import { startGateway, type Gateway } from "../../src/gateway.js";
+import { loadConfig } from "../../src/server/config.js";
+import { createLogger } from "../../src/observability/logger.js";
+import { startGateway, type Gateway } from "../../src/server/gateway.js";
 import { startFakeUpstream, type FakeUpstream, type FakeUpstreamOptions } from "../../src/demo/upstream.js";
 
 export interface Harness {

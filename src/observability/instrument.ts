@@ -2,11 +2,11 @@
 // trace span; see stream-context.ts). The streaming loop itself is untouched.
 import { randomUUID } from "node:crypto";
 import type { ServerWritableStream } from "@grpc/grpc-js";
-import type { ChatRequest, ChatResponse } from "./gen/chat/v1/chat.js";
-import type { ChatService } from "./chat/service.js";
-import { CALLER_METADATA_KEY, streamContext, type StreamContext } from "./stream-context.js";
+import type { ChatRequest, ChatResponse } from "../gen/chat/v1/chat.js";
+import type { ChatService } from "../chat/service.js";
+import { CALLER_METADATA_KEY, streamContext, type StreamContext } from "../server/stream-context.js";
 import { metadataText, type Tracing } from "./tracing.js";
-import { promptBytes, sentBytes } from "./limits/estimate.js";
+import { promptBytes, sentBytes } from "../limits/estimate.js";
 
 export interface InstrumentOptions {
   tracing: Tracing;

@@ -3,7 +3,7 @@
 // their credentials (user info, query values) redacted.
 import type { Config } from "./config.js";
 import type { Gateway } from "./gateway.js";
-import { redactUrl } from "./redact-url.js";
+import { redactUrl } from "../observability/redact-url.js";
 
 export function startupFields(config: Config, gateway: Gateway): Record<string, unknown> {
   return {

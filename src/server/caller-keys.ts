@@ -4,7 +4,7 @@
 // memory. The bare number after the key is the older spelling of `streams=N`: files written for it
 // stay valid.
 import { createHash } from "node:crypto";
-import type { CallerLimits } from "./limits/store.js";
+import type { CallerLimits } from "../limits/store.js";
 
 export interface CallerKey {
   /** Shown in logs and metrics instead of the key. */

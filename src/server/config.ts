@@ -3,7 +3,7 @@
 import { accessSync, constants, readFileSync } from "node:fs";
 import { z } from "zod";
 import { parseCallerKeys, type CallerKey } from "./caller-keys.js";
-import { parseNamedUpstreams, type NamedUpstream } from "./upstream/named.js";
+import { parseNamedUpstreams, type NamedUpstream } from "../upstream/named.js";
 
 const port = z.coerce.number().int().min(0).max(65535);
 const positiveMs = z.coerce.number().int().positive();

@@ -2,27 +2,27 @@
 import { readFileSync } from "node:fs";
 import { ServerCredentials, status } from "@grpc/grpc-js";
 import type { Config } from "./config.js";
-import type { Logger } from "./logger.js";
-import { createChatService, type ChatService } from "./chat/service.js";
-import { createModelCatalog, listModelsHandler, type ModelSource } from "./chat/models.js";
-import { logStreamEnd } from "./stream-log.js";
-import { createRefusalLog } from "./refusal-log.js";
+import type { Logger } from "../observability/logger.js";
+import { createChatService, type ChatService } from "../chat/service.js";
+import { createModelCatalog, listModelsHandler, type ModelSource } from "../chat/models.js";
+import { logStreamEnd } from "../observability/stream-log.js";
+import { createRefusalLog } from "../observability/refusal-log.js";
 import { startServer, type GatewayServer } from "./server.js";
-import { OpenAIUpstream, type ChatUpstream } from "./upstream/openai.js";
-import { FallbackUpstream } from "./upstream/fallback.js";
-import { UpstreamRouter } from "./upstream/router.js";
-import { upstreamFetch } from "./upstream/fetch.js";
-import { createMetrics, type GatewayMetrics } from "./metrics.js";
+import { OpenAIUpstream, type ChatUpstream } from "../upstream/openai.js";
+import { FallbackUpstream } from "../upstream/fallback.js";
+import { UpstreamRouter } from "../upstream/router.js";
+import { upstreamFetch } from "../upstream/fetch.js";
+import { createMetrics, type GatewayMetrics } from "../observability/metrics.js";
 import { createCallerAuth } from "./auth.js";
-import { createTracing } from "./tracing.js";
-import { instrumentChatService } from "./instrument.js";
+import { createTracing } from "../observability/tracing.js";
+import { instrumentChatService } from "../observability/instrument.js";
 import { streamContext } from "./stream-context.js";
-import { createCallerBudgets, type CallerBudgets } from "./limits/budgets.js";
-import { budgetInterceptor } from "./limits/interceptor.js";
-import { createMemoryStore } from "./limits/memory-store.js";
-import { createStoreErrorLog } from "./limits/store-errors.js";
-import { streamTokens } from "./limits/estimate.js";
-import { getUsageHandler } from "./limits/usage-rpc.js";
+import { createCallerBudgets, type CallerBudgets } from "../limits/budgets.js";
+import { budgetInterceptor } from "../limits/interceptor.js";
+import { createMemoryStore } from "../limits/memory-store.js";
+import { createStoreErrorLog } from "../limits/store-errors.js";
+import { streamTokens } from "../limits/estimate.js";
+import { getUsageHandler } from "../limits/usage-rpc.js";
 
 export interface Gateway extends GatewayServer {
   readonly config: Config;
@@ -196,7 +196,7 @@ async function callerBudgetsFrom(config: Config, logger: Logger, metrics: () => 
   const logStoreError = createStoreErrorLog(logger, onRedisError, [password]);
   // ioredis is loaded only when there is a Redis to talk to.
   const redis = redisUrl
-    ? (await import("./limits/redis-store.js")).createRedisStore({
+    ? (await import("../limits/redis-store.js")).createRedisStore({
         url: redisUrl,
         timeoutMs,
         leaseTtlMs,

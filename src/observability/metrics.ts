@@ -8,8 +8,8 @@ import type { AddressInfo } from "node:net";
 import { once } from "node:events";
 import { status, ServerInterceptingCall, type ServerInterceptor } from "@grpc/grpc-js";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import type { StreamSummary } from "./chat/service.js";
-import { CALLER_METADATA_KEY } from "./stream-context.js";
+import type { StreamSummary } from "../chat/service.js";
+import { CALLER_METADATA_KEY } from "../server/stream-context.js";
 
 export interface StreamLabels {
   model: string;

@@ -9,7 +9,7 @@ import { timingSafeEqual } from "node:crypto";
 import { status, ServerInterceptingCall, type ServerInterceptor } from "@grpc/grpc-js";
 import { sha256, type CallerKey } from "./caller-keys.js";
 import { CALLER_METADATA_KEY } from "./stream-context.js";
-import { errorTrailers } from "./status-details.js";
+import { errorTrailers } from "../chat/status-details.js";
 
 /** Services anyone may call: load balancers and grpcurl must work without a key. */
 const OPEN_SERVICES = ["/grpc.health.v1.Health/", "/grpc.reflection.v1.ServerReflection/", "/grpc.reflection.v1alpha.ServerReflection/"];

@@ -3,7 +3,7 @@
 // handler through the upstream's fetch to the end-of-stream hook, so the streaming loop needs no
 // knowledge of logs, metrics or tracing.
 import { AsyncLocalStorage } from "node:async_hooks";
-import type { StreamSpan } from "./tracing.js";
+import type { StreamSpan } from "../observability/tracing.js";
 
 export interface StreamContext {
   /** Envoy's `x-request-id` (or the caller's), else one generated here. */

@@ -1,4 +1,4 @@
-// The container's HEALTHCHECK (`node dist/healthcheck.js`): asks the service in this container for
+// The container's HEALTHCHECK (`node dist/server/healthcheck.js`): asks the service in this container for
 // chat.v1.ChatService's status over grpc.health.v1.Health/Check, with grpc-js, so the image needs
 // no extra binary. Exit 0 when SERVING; 1 otherwise (NOT_SERVING while draining, no answer, a
 // configuration the service itself would refuse). Reads the same environment as the service.

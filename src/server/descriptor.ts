@@ -4,9 +4,9 @@ import { readFileSync } from "node:fs";
 import { loadFileDescriptorSetFromBuffer, type PackageDefinition } from "@grpc/proto-loader";
 import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
 
-// Resolved from this module's folder, which is src/ under vitest and dist/ when built: both sit
-// beside src/gen/ at the repository root.
-const DESCRIPTOR_URL = new URL("../src/gen/chat.binpb", import.meta.url);
+// Resolved from this module's folder, which is src/server/ under vitest and dist/server/ when
+// built: both two levels below the repository root, where src/gen/ is.
+const DESCRIPTOR_URL = new URL("../../src/gen/chat.binpb", import.meta.url);
 
 export function readDescriptorSet(): Buffer {
   return readFileSync(DESCRIPTOR_URL);

@@ -2,8 +2,8 @@
 // and replies appear only when LOG_PROMPTS is on.
 import { status } from "@grpc/grpc-js";
 import type { Logger } from "./logger.js";
-import type { StreamSummary } from "./chat/service.js";
-import type { StreamContext } from "./stream-context.js";
+import type { StreamSummary } from "../chat/service.js";
+import type { StreamContext } from "../server/stream-context.js";
 
 export function logStreamEnd(logger: Logger, s: StreamSummary, context?: StreamContext): void {
   const requestId = context?.requestId ?? s.metadata.get("x-request-id")[0];

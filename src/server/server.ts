@@ -9,9 +9,9 @@ import {
   type GetUsageResponse,
   type ListModelsRequest,
   type ListModelsResponse,
-} from "./gen/chat/v1/chat.js";
-import type { ChatService } from "./chat/service.js";
-import { chatRequestDecoder } from "./chat/decode.js";
+} from "../gen/chat/v1/chat.js";
+import type { ChatService } from "../chat/service.js";
+import { chatRequestDecoder } from "../chat/decode.js";
 import { readDescriptorSet, reflectionDefinition } from "./descriptor.js";
 
 export const CHAT_SERVICE_NAME = "chat.v1.ChatService";
