@@ -10,7 +10,6 @@ async function main(): Promise<void> {
   const config = loadConfigOrExit(process.env);
   const logger = createLogger({ level: config.logLevel, format: config.log.format });
   const gateway = await startGateway(config, logger);
-  logger.info(startupFields(config, gateway), "chat gateway listening");
 
   let stopping = false;
   const stop = (signal: NodeJS.Signals) => {
@@ -44,6 +43,8 @@ async function main(): Promise<void> {
   };
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);
+  // Only now: whoever waits for this line (an orchestrator, a test) may signal at once.
+  logger.info(startupFields(config, gateway), "chat gateway listening");
 }
 
 void main();
