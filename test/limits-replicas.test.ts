@@ -135,7 +135,13 @@ describe("caller budgets shared by three replicas in Redis", () => {
     for (const o of refused) {
       expect(o.code === status.RESOURCE_EXHAUSTED || o.code === 429, `refused with ${o.code}`).toBe(true);
       expect(o.retryAfter).toBe("1");
-      if (o.code === 429) expect(JSON.parse(o.body ?? "")).toEqual({ code: 8, message: 'caller "conc" has 10 streams open, its limit; retry when one ends' });
+      if (o.code === 429) {
+        expect(JSON.parse(o.body ?? "")).toMatchObject({
+          code: 8,
+          message: 'caller "conc" has 10 streams open, its limit; retry when one ends',
+          details: [{ "@type": "type.googleapis.com/google.rpc.ErrorInfo", domain: "chat-gateway", reason: "CALLER_STREAM_LIMIT" }, { "@type": "type.googleapis.com/google.rpc.RetryInfo" }],
+        });
+      }
     }
     // The upstream was asked only for the streams let in.
     expect(upstream.requests.filter((r) => r.body.messages?.at(-1)?.content === "hold").length).toBe(10);

@@ -167,7 +167,7 @@ describe("through Envoy, default limits", () => {
 });
 
 describe("through Envoy, stalls and long streams", () => {
-  const ctx = useStack({ UPSTREAM_IDLE_TIMEOUT_MS: "300", MAX_STREAM_DURATION_MS: "2000" });
+  const ctx = useStack({ UPSTREAM_IDLE_TIMEOUT_MS: "300", UPSTREAM_FIRST_TOKEN_TIMEOUT_MS: "300", MAX_STREAM_DURATION_MS: "2000" });
 
   it("reports a stalled upstream in-band after the first token", async () => {
     ctx.reply = () => ({ tokens: ["a", "b"], gate: (i) => (i === 1 ? never : undefined) });
@@ -175,10 +175,11 @@ describe("through Envoy, stalls and long streams", () => {
     expect(events).toEqual([{ delta: { text: "a" } }, { error: { code: 14, status: "UNAVAILABLE", message: "upstream stalled: no data for 0.3s" } }]);
   });
 
-  it("answers a stall before the first token with 503", async () => {
+  it("answers a stall before the first token with 503, naming it", async () => {
     ctx.reply = () => ({ tokens: ["a"], gate: () => never });
     const response = await chat(ctx);
     expect(response.status).toBe(503);
+    expect(JSON.parse(await response.body())).toMatchObject({ code: 14, message: "upstream stalled before the first token: no token for 0.3s" });
   });
 
   it("ends a stream at the maximum duration with an error event", async () => {
