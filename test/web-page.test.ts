@@ -63,21 +63,20 @@ const status = (page: Page) => lastTurn(page).locator(".status");
  * hold the upstream after the event looked at).
  */
 async function statusOnFirstChange(page: Page, selector: string): Promise<() => Promise<string>> {
-  const key = `__status_${selector.replace(/\W/g, "")}`;
-  await lastTurn(page).evaluate(
-    (turn, [selector, key]) => {
-      const target = turn.querySelector(selector!)!;
-      const status = turn.querySelector(".status")!;
-      (window as unknown as Record<string, unknown>)[key!] = new Promise<string>((resolve) =>
-        new MutationObserver((_, observer) => {
-          observer.disconnect();
-          resolve(status.textContent ?? "");
-        }).observe(target, { childList: true, characterData: true, subtree: true }),
-      );
-    },
-    [selector, key],
-  );
-  return () => page.evaluate((key) => (window as unknown as Record<string, Promise<string>>)[key], key);
+  const key = JSON.stringify(`__status ${selector}`);
+  // Strings, run in the page (the tests' TypeScript has no DOM types).
+  await page.evaluate(`(() => {
+    const turn = [...document.querySelectorAll(".turn.assistant")].at(-1);
+    const target = turn.querySelector(${JSON.stringify(selector)});
+    const status = turn.querySelector(".status");
+    window[${key}] = new Promise((resolve) =>
+      new MutationObserver((_, observer) => {
+        observer.disconnect();
+        resolve(status.textContent);
+      }).observe(target, { childList: true, characterData: true, subtree: true }),
+    );
+  })()`);
+  return async () => (await page.evaluate(`window[${key}]`)) as string;
 }
 
 async function send(page: Page, text: string): Promise<void> {
@@ -219,13 +218,13 @@ describe("the chat page, open gateway", () => {
     shown[0]!.release();
     await thought.getByText("First, the question. Then, the answer.").waitFor();
     // Open while it streams, the answer not started.
-    expect(await reasoning.evaluate((d: HTMLDetailsElement) => d.open)).toBe(true);
+    expect(await reasoning.getAttribute("open")).toBe("");
     expect(await answer(page).innerText()).toBe("");
 
     shown[1]!.release();
     await answer(page).getByText("It is").waitFor();
     // The answer started: the reasoning is folded away (its label stays, its text hidden), above the answer.
-    expect(await reasoning.evaluate((d: HTMLDetailsElement) => d.open)).toBe(false);
+    expect(await reasoning.getAttribute("open")).toBeNull();
     expect(await thought.isVisible()).toBe(false);
     expect(await reasoning.locator("summary").isVisible()).toBe(true);
     expect(await answer(page).innerText()).toBe("It is");
