@@ -1,8 +1,8 @@
-// Takes docs/page.png, the README's picture of the chat page: a second turn caught mid-answer (the
-// fake upstream holds the rest), in Debian's Chromium, through the real Envoy and the built service.
+// Takes docs/page.png, the README's picture of the chat page: a second turn caught mid-answer, its
+// reasoning folded above it (the fake upstream holds the rest), in Debian's Chromium, through the real Envoy and the built service.
 // Run with `npm run docs:screenshot` after `npm run setup`.
 import { join } from "node:path";
-import { startFakeUpstream, type Reply } from "../src/demo/upstream.js";
+import { startFakeUpstream, wire, type Reply } from "../src/demo/upstream.js";
 import { ROOT } from "../src/dev/envoy.js";
 import { startStack } from "../test/support/processes.js";
 import { launchChromium } from "../test/support/browser.js";
@@ -13,6 +13,8 @@ const FIRST: Reply = {
 };
 const shown = hold();
 const SECOND: Reply = {
+  // Reasoning first: folded away under its label once the answer starts.
+  deltas: [wire.reasoning("The question is about the transport: explain the SSE events and how Stop reaches the upstream.")],
   tokens: [
     "Each `data:` line is one `ChatResponse`, decoded by the generated code:\n\n",
     "```ts\nimport { streamChat } from \"chat-gateway/web\";\n\n",
@@ -22,8 +24,8 @@ const SECOND: Reply = {
     "and the service closes the upstream request",
     " at once.",
   ],
-  // Hold the rest once the page shows token 5, so the picture is of a reply still streaming.
-  gate: (i) => (i === 5 ? shown.promise : i === 6 ? never : undefined),
+  // Hold the rest once the page shows token 5 (step 6, after the reasoning), so the picture is of a reply still streaming.
+  gate: (i) => (i === 6 ? shown.promise : i === 7 ? never : undefined),
 };
 
 const upstream = await startFakeUpstream({ reply: (r) => (r.index === 0 ? FIRST : SECOND), models: () => ({ ids: ["demo", "demo-large"] }) });

@@ -3,7 +3,7 @@
 // whether its request was closed. One browser for the whole file.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { Page } from "playwright-core";
-import { startFakeUpstream, type FakeUpstream, type Reply, type RecordedRequest } from "../src/demo/upstream.js";
+import { startFakeUpstream, wire, type FakeUpstream, type Reply, type RecordedRequest } from "../src/demo/upstream.js";
 import { startStack, type Stack } from "./support/processes.js";
 import { hold, never } from "./support/gates.js";
 import { launchChromium, type Browser } from "./support/browser.js";
@@ -36,9 +36,17 @@ let browser: Browser;
 let open: Gateway;
 let keyed: Gateway;
 
+/** The open gateway's settings a test relies on: a heartbeat after 1 s of silence, and a small input limit to break. */
+const HEARTBEAT_INTERVAL_MS = 1000;
+const MAX_INPUT_BYTES = 8192;
+
 // One browser for the file; it and both gateways start side by side.
 beforeAll(async () => {
-  [browser, open, keyed] = await Promise.all([launchChromium(), startGateway(), startGateway({ CALLER_KEYS: `page ${KEY}` })]);
+  [browser, open, keyed] = await Promise.all([
+    launchChromium(),
+    startGateway({ HEARTBEAT_INTERVAL_MS: String(HEARTBEAT_INTERVAL_MS), MAX_INPUT_BYTES: String(MAX_INPUT_BYTES) }),
+    startGateway({ CALLER_KEYS: `page ${KEY}` }),
+  ]);
 });
 afterAll(async () => {
   await Promise.all([browser?.close(), open?.stack.stop(), keyed?.stack.stop()]);
@@ -47,6 +55,29 @@ afterAll(async () => {
 
 const lastTurn = (page: Page) => page.locator(".turn.assistant").last();
 const answer = (page: Page) => lastTurn(page).locator(".answer");
+const status = (page: Page) => lastTurn(page).locator(".status");
+
+/**
+ * Watches `selector` in the last reply from now on; the returned function resolves to the reply's
+ * status line as it was the first time that element changed (before the page handles another event:
+ * hold the upstream after the event looked at).
+ */
+async function statusOnFirstChange(page: Page, selector: string): Promise<() => Promise<string>> {
+  const key = JSON.stringify(`__status ${selector}`);
+  // Strings, run in the page (the tests' TypeScript has no DOM types).
+  await page.evaluate(`(() => {
+    const turn = [...document.querySelectorAll(".turn.assistant")].at(-1);
+    const target = turn.querySelector(${JSON.stringify(selector)});
+    const status = turn.querySelector(".status");
+    window[${key}] = new Promise((resolve) =>
+      new MutationObserver((_, observer) => {
+        observer.disconnect();
+        resolve(status.textContent);
+      }).observe(target, { childList: true, characterData: true, subtree: true }),
+    );
+  })()`);
+  return async () => (await page.evaluate(`window[${key}]`)) as string;
+}
 
 async function send(page: Page, text: string): Promise<void> {
   await page.locator("#input").fill(text);
@@ -167,6 +198,147 @@ describe("the chat page, open gateway", () => {
     expect(await page.locator(".turn.user .text").allTextContents()).toEqual(["First question", "Second\nquestion"]);
   });
 
+  it("streams the reasoning apart from the answer and before it, and folds it away once the answer starts", async () => {
+    await openPage();
+    // Held before each step: the test looks at the page between every two events.
+    const shown = [hold(), hold(), hold()];
+    ctx.reply = () => ({
+      deltas: [wire.reasoning("First, the question. "), wire.reasoning("Then, the answer.")],
+      tokens: ["It is", " 42."],
+      gate: (i) => shown[i - 1]?.promise,
+    });
+    await send(page, "Think first");
+    const reasoning = lastTurn(page).locator("details.reasoning");
+    const thought = reasoning.locator(".reasoning-text");
+
+    await thought.getByText("First, the question.").waitFor();
+    expect(await thought.innerText()).toBe("First, the question. ");
+    expect(await reasoning.locator("summary").innerText()).toBe("Reasoning");
+    expect(await answer(page).innerText()).toBe("");
+    shown[0]!.release();
+    await thought.getByText("First, the question. Then, the answer.").waitFor();
+    // Open while it streams, the answer not started.
+    expect(await reasoning.getAttribute("open")).toBe("");
+    expect(await answer(page).innerText()).toBe("");
+
+    shown[1]!.release();
+    await answer(page).getByText("It is").waitFor();
+    // The answer started: the reasoning is folded away (its label stays, its text hidden), above the answer.
+    expect(await reasoning.getAttribute("open")).toBeNull();
+    expect(await thought.isVisible()).toBe(false);
+    expect(await reasoning.locator("summary").isVisible()).toBe(true);
+    expect(await answer(page).innerText()).toBe("It is");
+    const [box, answerBox] = [await reasoning.boundingBox(), await answer(page).boundingBox()];
+    expect(box!.y + box!.height).toBeLessThanOrEqual(answerBox!.y);
+
+    shown[2]!.release();
+    await ended(page, "finished");
+    expect(await answer(page).innerText()).toBe("It is 42.");
+    // Still there to read: a click opens it.
+    await reasoning.locator("summary").click();
+    expect(await thought.isVisible()).toBe(true);
+    expect(await thought.innerText()).toBe("First, the question. Then, the answer.");
+    // The reasoning is the model's, not the conversation's: only the answer goes back.
+    ctx.reply = () => ({ tokens: ["Next"] });
+    await send(page, "And then?");
+    await page.locator(`.turn.assistant[data-state="finished"]`).nth(1).waitFor();
+    expect(ctx.upstream.requests.at(-1)!.body.messages).toEqual([
+      { role: "user", content: "Think first" },
+      { role: "assistant", content: "It is 42." },
+      { role: "user", content: "And then?" },
+    ]);
+  });
+
+  it("shows the tool calls the model makes, in parallel, each with its name and its arguments assembled from interleaved pieces", async () => {
+    await openPage();
+    const [first, halfway] = [hold(), hold()];
+    ctx.reply = () => ({
+      deltas: [
+        wire.toolCall(0, "call_weather", "get_weather", '{"ci'),
+        wire.toolCall(1, "call_time", "get_time", '{"zone"'),
+        wire.toolArgs(0, 'ty":"Pa'),
+        wire.toolArgs(1, ':"Europe/Paris"}'),
+        wire.toolArgs(0, 'ris"}'),
+      ],
+      tokens: [],
+      finishReason: "tool_calls",
+      gate: (i) => (i === 0 ? first.promise : i === 4 ? halfway.promise : undefined),
+    });
+    await send(page, "Weather and time in Paris?");
+    await lastTurn(page).waitFor();
+    const atFirstCall = await statusOnFirstChange(page, ".tool-calls");
+    first.release();
+    const calls = lastTurn(page).locator(".tool-call");
+
+    // Mid-stream: each call's arguments so far, in its own place.
+    await calls.nth(1).getByText('{"zone":"Europe/Paris"}').waitFor();
+    expect(await calls.locator(".tool-args").allInnerTexts()).toEqual(['{"city":"Pa', '{"zone":"Europe/Paris"}']);
+    // The first call ended the wait ("waiting for the model…").
+    expect(await atFirstCall()).toBe("");
+    halfway.release();
+    await ended(page, "finished");
+    expect(await calls.count()).toBe(2);
+    expect(await calls.locator(".tool-name").allInnerTexts()).toEqual(["get_weather", "get_time"]);
+    expect(await calls.locator(".tool-args").allInnerTexts()).toEqual(['{"city":"Paris"}', '{"zone":"Europe/Paris"}']);
+    expect(await calls.first().isVisible()).toBe(true);
+    expect(await calls.last().isVisible()).toBe(true);
+    expect(await answer(page).innerText()).toBe("");
+    expect(await status(page).innerText()).toContain("finish: tool_calls");
+  });
+
+  it("says the model is thinking while the upstream is silent (heartbeats), and stops saying it when content comes", async () => {
+    await openPage();
+    const [reasoned, answered, rest] = [hold(), hold(), hold()];
+    ctx.reply = () => ({
+      deltas: [wire.reasoning("Hmm.")],
+      tokens: ["Done", " thinking."],
+      gate: (i) => [reasoned, answered, rest][i]?.promise,
+    });
+    const index = ctx.upstream.requests.length;
+    await send(page, "Take your time");
+    await ctx.upstream.received(index);
+
+    // Nothing but the role chunk from the upstream: the service's heartbeat is what the page shows.
+    await status(page).getByText("thinking…").waitFor();
+    expect(await status(page).innerText()).toMatch(/^thinking… [1-9]\d* s$/);
+    expect(await lastTurn(page).getAttribute("data-state")).toBe("streaming");
+
+    // Content ends the wait: the status the page shows the moment the reasoning, then the answer,
+    // appears. (Looked at in the page itself: a heartbeat may rightly come again a second later.)
+    const atReasoning = await statusOnFirstChange(page, ".reasoning-text");
+    reasoned.release();
+    expect(await atReasoning()).toBe("");
+    expect(await lastTurn(page).locator(".reasoning-text").innerText()).toBe("Hmm.");
+    // Silent again after the reasoning: thinking again, until the answer starts.
+    await status(page).getByText("thinking…").waitFor();
+    const atAnswer = await statusOnFirstChange(page, ".answer");
+    answered.release();
+    expect(await atAnswer()).toBe("");
+    expect(await answer(page).innerText()).toBe("Done");
+    rest.release();
+    await ended(page, "finished");
+    expect(await answer(page).innerText()).toBe("Done thinking.");
+    expect(await status(page).innerText()).toMatch(/^fake-model · \d+ → \d+ tokens$/);
+  });
+
+  it("shows a refusal as a refusal, not as an answer", async () => {
+    await openPage();
+    const first = hold();
+    ctx.reply = () => ({ deltas: [wire.refusal("I can't help "), wire.refusal("with that.")], tokens: [], gate: (i) => (i === 0 ? first.promise : undefined) });
+    await send(page, "Something I should not ask");
+    await lastTurn(page).waitFor();
+    const atRefusal = await statusOnFirstChange(page, ".refusal-text");
+    first.release();
+    await ended(page, "finished");
+    // The refusal ended the wait ("waiting for the model…").
+    expect(await atRefusal()).toBe("");
+    const refusal = lastTurn(page).locator(".refusal");
+    expect(await refusal.isVisible()).toBe(true);
+    expect(await refusal.locator(".refusal-label").innerText()).toBe("The model refused");
+    expect(await refusal.locator(".refusal-text").innerText()).toBe("I can't help with that.");
+    expect(await answer(page).innerText()).toBe("");
+  });
+
   it.each([
     ["400", { status: 400, errorMessage: "bad things" }, ["HTTP 400", "INVALID_ARGUMENT", "upstream rejected the request: bad things"]],
     ["429", { status: 429, headers: { "retry-after": "7" } }, ["HTTP 429", "RESOURCE_EXHAUSTED", "upstream rate limit reached", "retry after 7 s"]],
@@ -179,6 +351,20 @@ describe("the chat page, open gateway", () => {
     const status = await lastTurn(page).locator(".status").textContent();
     for (const part of parts) expect(status).toContain(part);
     expect(await page.locator("#input").inputValue()).toBe("Will this work?");
+  });
+
+  it("shows the gateway's own 400 (a request it refuses) with the message naming the field, and gives the text back", async () => {
+    await openPage();
+    const index = ctx.upstream.requests.length;
+    const text = "x".repeat(MAX_INPUT_BYTES + 1);
+    await send(page, text);
+    await ended(page, "error");
+    expect(await status(page).innerText()).toMatch(
+      new RegExp(`^HTTP 400 · INVALID_ARGUMENT: messages\\[0\\]\\.content: input is \\d+ bytes, more than the limit of ${MAX_INPUT_BYTES} · request [\\w-]+$`),
+    );
+    expect(await page.locator("#input").inputValue()).toBe(text);
+    // Refused before the model: the upstream saw nothing.
+    expect(ctx.upstream.requests.length).toBe(index);
   });
 
   it("shows an in-band error mid-answer after the partial answer", async () => {

@@ -29,6 +29,7 @@ export class AssistantTurn {
   private readonly toolCalls = new Map<number, { name: HTMLElement; args: HTMLElement }>();
   private readonly answerView: HTMLElement;
   private readonly refusal: HTMLElement;
+  private readonly refusalText: HTMLElement;
   private readonly status: HTMLElement;
   private renderQueued = false;
 
@@ -48,6 +49,9 @@ export class AssistantTurn {
     this.answerView = element("div", "answer markdown", this.root);
     this.refusal = element("div", "refusal", this.root);
     this.refusal.hidden = true;
+    // Said in words, not only by its colour: a refusal is the model's answer, not the gateway's error.
+    element("p", "refusal-label", this.refusal).textContent = "The model refused";
+    this.refusalText = element("div", "refusal-text", this.refusal);
     this.status = element("p", "status", this.root);
     // How the reply ended (stopped, an error) is announced to screen readers; the tokens are not.
     this.status.setAttribute("role", "status");
@@ -55,24 +59,27 @@ export class AssistantTurn {
   }
 
   appendReasoning(text: string): void {
+    this.contentCame();
     this.reasoning.hidden = false;
     this.reasoningText.textContent += text;
   }
 
   appendAnswer(text: string): void {
+    this.contentCame();
     // The reasoning folds away once the answer starts; a click opens it again.
     if (!this.answer && !this.reasoning.hidden) this.reasoning.open = false;
     this.answer += text;
-    this.status.textContent = "";
     this.queueRender();
   }
 
   appendRefusal(text: string): void {
+    this.contentCame();
     this.refusal.hidden = false;
-    this.refusal.textContent += text;
+    this.refusalText.textContent += text;
   }
 
   toolCall(delta: ToolCallDelta): void {
+    this.contentCame();
     this.tools.hidden = false;
     let call = this.toolCalls.get(delta.index);
     if (!call) {
@@ -90,7 +97,12 @@ export class AssistantTurn {
 
   /** The upstream has been silent this long (a heartbeat event): say the stream is alive. */
   waiting(waitedMs: number): void {
-    this.status.textContent = `waiting for the model… ${Math.round(waitedMs / 1000)} s`;
+    this.status.textContent = `thinking… ${Math.round(waitedMs / 1000)} s`;
+  }
+
+  /** Whatever the model sends ends the wait: "waiting for the model…" or "thinking… N s" goes. */
+  private contentCame(): void {
+    if (this.root.dataset.state === "streaming") this.status.textContent = "";
   }
 
   finish(finish: Finish): void {
