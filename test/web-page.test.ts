@@ -341,7 +341,7 @@ describe("the chat page, open gateway", () => {
 
   it.each([
     ["400", { status: 400, errorMessage: "bad things" }, ["HTTP 400", "INVALID_ARGUMENT", "upstream rejected the request: bad things"]],
-    ["429", { status: 429, headers: { "retry-after": "7" } }, ["HTTP 429", "RESOURCE_EXHAUSTED", "upstream rate limit reached", "retry after 7 s"]],
+    ["429", { status: 429, headers: { "retry-after": "7" } }, ["HTTP 429", "RESOURCE_EXHAUSTED", "upstream rate limit reached; retry after 7s"]],
     ["503", { status: 503 }, ["HTTP 503", "UNAVAILABLE", "upstream error 503"]],
   ] as [string, Reply, string[]][])("shows an upstream %s before the answer as the README's table names it, and gives the text back", async (_name, reply, parts) => {
     await openPage();
@@ -350,6 +350,7 @@ describe("the chat page, open gateway", () => {
     await ended(page, "error");
     const status = await lastTurn(page).locator(".status").textContent();
     for (const part of parts) expect(status).toContain(part);
+    expect(status?.match(/retry after/g) ?? []).toHaveLength(reply.headers?.["retry-after"] === undefined ? 0 : 1);
     expect(await page.locator("#input").inputValue()).toBe("Will this work?");
   });
 

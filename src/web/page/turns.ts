@@ -149,7 +149,8 @@ export function describeError(error: ChatError): string {
       : error.inBand
         ? "error mid-answer"
         : `HTTP ${error.httpStatus}`;
-  const retry = error.retryAfterSeconds === undefined ? "" : ` · retry after ${error.retryAfterSeconds} s`;
+  // Said once: the gateway's own messages may already say it ("...; retry after 7s").
+  const retry = error.retryAfterSeconds === undefined || /retry after \d/.test(error.message) ? "" : ` · retry after ${error.retryAfterSeconds} s`;
   const id = error.requestId ? ` · request ${error.requestId}` : "";
   return `${where} · ${error.codeName}: ${error.message}${retry}${id}`;
 }
