@@ -1,12 +1,15 @@
 // The processes under test, each started on free loopback ports, and what /proc says about them.
 import { spawn, type ChildProcess } from "node:child_process";
-import { createConnection, createServer } from "node:net";
+import { createConnection } from "node:net";
 import { once } from "node:events";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { setTimeout as sleep } from "node:timers/promises";
 import { ROOT, startEnvoy, type RunningEnvoy } from "../src/dev/envoy.js";
+import { freePort } from "../src/dev/free-port.js";
+
+export { freePort };
 
 export { ROOT };
 
@@ -16,15 +19,6 @@ export interface Proc {
   stop(): Promise<void>;
 }
 
-export async function freePort(): Promise<number> {
-  const server = createServer().listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const address = server.address();
-  const port = typeof address === "object" && address ? address.port : 0;
-  server.close();
-  await once(server, "close");
-  return port;
-}
 
 function stopper(child: ChildProcess, graceMs = 5_000): () => Promise<void> {
   return async () => {

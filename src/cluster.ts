@@ -6,16 +6,16 @@
 // when no replica had it. With no upstream configured, one demo upstream serves them all, as in
 // `npm start`.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { once } from "node:events";
-import { createConnection, createServer } from "node:net";
+import { createConnection } from "node:net";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { setTimeout as sleep } from "node:timers/promises";
 import { prettyFactory } from "pino-pretty";
 import { loadConfigOrExit } from "./server/config.js";
 import { createLogger } from "./observability/logger.js";
-import { startFakeUpstream, type FakeUpstream } from "./demo/upstream.js";
 import { ROOT, startEnvoy } from "./dev/envoy.js";
+import { freePort } from "./dev/free-port.js";
+import { localEnv } from "./dev/local-env.js";
 import { redactUrl } from "./observability/redact-url.js";
 
 /** As in `npm start`: Ctrl-C should not take the deployed 30 s. */
@@ -36,21 +36,8 @@ interface Replica extends Child {
 }
 
 async function main(): Promise<void> {
-  const env: Record<string, string | undefined> = { ...process.env };
-  const unset = (name: string) => env[name] === undefined || env[name] === "";
-  let demo: FakeUpstream | undefined;
-  if (unset("OPENAI_BASE_URL") && unset("OPENAI_API_KEY")) {
-    demo = await startFakeUpstream();
-    env.OPENAI_BASE_URL = demo.baseURL;
-    if (unset("CHAT_MODEL")) env.CHAT_MODEL = "demo";
-  }
-  // As `npm start`: with no caller keys it runs open, and then on this machine only.
-  if (unset("AUTH") && unset("CALLER_KEYS") && unset("CALLER_KEYS_FILE")) env.AUTH = "none";
-  if (env.AUTH === "none") {
-    for (const name of ["GRPC_HOST", "HTTP_HOST", "METRICS_HOST"]) if (unset(name)) env[name] = "127.0.0.1";
-  }
-  if (unset("METRICS_PORT")) env.METRICS_PORT = "9464";
-  if (unset("SHUTDOWN_GRACE_MS")) env.SHUTDOWN_GRACE_MS = String(CLUSTER_GRACE_MS);
+  const { env, demo } = await localEnv(process.env);
+  if (!env.SHUTDOWN_GRACE_MS) env.SHUTDOWN_GRACE_MS = String(CLUSTER_GRACE_MS);
   // Checked here once, so a mistake is reported once rather than by every replica.
   const config = loadConfigOrExit(env);
   const logger = createLogger({ level: config.logLevel, format: config.log.format });
@@ -66,7 +53,7 @@ async function main(): Promise<void> {
 
   let redis: Child | undefined;
   try {
-    if (unset("REDIS_URL")) {
+    if (!env.REDIS_URL) {
       const port = await freePort();
       redis = await startRedis(port);
       children.push(redis);
@@ -257,14 +244,5 @@ function parseJson(line: string): Record<string, unknown> | undefined {
   }
 }
 
-async function freePort(): Promise<number> {
-  const server = createServer().listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const address = server.address();
-  const port = typeof address === "object" && address ? address.port : 0;
-  server.close();
-  await once(server, "close");
-  return port;
-}
 
 void main();

@@ -4,29 +4,14 @@ import { loadConfigOrExit } from "./server/config.js";
 import { createLogger } from "./observability/logger.js";
 import { startGateway } from "./server/gateway.js";
 import { startupFields } from "./server/startup.js";
-import { startFakeUpstream, type FakeUpstream } from "./demo/upstream.js";
 import { startEnvoy } from "./dev/envoy.js";
+import { localEnv } from "./dev/local-env.js";
 
 /** npm start is for trying things out: Ctrl-C should not take the deployed 30 s. */
 const STACK_GRACE_MS = 5_000;
 
 async function main(): Promise<void> {
-  const env = { ...process.env };
-  const unset = (name: string) => env[name] === undefined || env[name] === "";
-  let demo: FakeUpstream | undefined;
-  if (unset("OPENAI_BASE_URL") && unset("OPENAI_API_KEY")) {
-    demo = await startFakeUpstream();
-    env.OPENAI_BASE_URL = demo.baseURL;
-    if (unset("CHAT_MODEL")) env.CHAT_MODEL = "demo";
-  }
-  // Zero configuration means no caller keys: the stack then runs open (it says so at start-up),
-  // and, being open, listens on this machine only unless told otherwise.
-  if (unset("AUTH") && unset("CALLER_KEYS") && unset("CALLER_KEYS_FILE")) env.AUTH = "none";
-  if (env.AUTH === "none") {
-    for (const name of ["GRPC_HOST", "HTTP_HOST", "METRICS_HOST"]) if (unset(name)) env[name] = "127.0.0.1";
-  }
-  // Metrics on by default here, on the port OpenTelemetry's Prometheus exporter uses.
-  if (unset("METRICS_PORT")) env.METRICS_PORT = "9464";
+  const { env, demo } = await localEnv(process.env);
   const config = loadConfigOrExit(env);
   const logger = createLogger({ level: config.logLevel, format: config.log.format });
   const graceMs = Math.min(config.shutdownGraceMs, STACK_GRACE_MS);
