@@ -27,7 +27,11 @@ async function service(root: string) {
       OPENAI_BASE_URL: `http://127.0.0.1:${upstream.port}/v1`,
       OPENAI_API_KEY: "sk-bench",
       CHAT_MODEL: "bench-model",
-      LOG_LEVEL: "warn",
+      // As `npm start` runs it: logs at info (one line per stream, to stdout, here discarded) and
+      // the Prometheus endpoint on.
+      LOG_LEVEL: "info",
+      METRICS_HOST: "127.0.0.1",
+      METRICS_PORT: String(await freePort()),
       UPSTREAM_MAX_RETRIES: "0",
       AUTH: "none",
     },
