@@ -78,9 +78,11 @@ export async function startService(upstreamPort: number, env: Record<string, str
 export async function startReference(upstreamPort: number): Promise<Proc> {
   const port = await freePort();
   const venv = join(ROOT, ".tools", "bench-venv");
+  // `python -m uvicorn`, not the `uvicorn` script: a virtualenv that was moved keeps the old path in
+  // its scripts' shebang lines.
   const child = spawn(
-    join(venv, "bin", "uvicorn"),
-    ["app:app", "--host", "127.0.0.1", "--port", String(port), "--log-level", "warning", "--no-access-log"],
+    join(venv, "bin", "python"),
+    ["-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--port", String(port), "--log-level", "warning", "--no-access-log"],
     {
       cwd: join(ROOT, "bench", "reference"),
       stdio: ["ignore", "ignore", "pipe"],

@@ -175,7 +175,7 @@ export function renderMarkdown(r: BenchResult): string {
     `added TTFT p50 / p99 (vs ${baselineOf(r)})`,
     "single-stream tokens/s (vs raw, vs direct)",
     ...levels.map((c) => `tokens/s @${fmt(c)}`),
-    `CPU ms / 1k tokens @${fmt(cpuLevel)}`,
+    ...(levels.length ? [`CPU ms / 1k tokens @${fmt(cpuLevel)}`] : []),
     ...(pacedN !== undefined ? [`CPU ms / 1k tokens, paced @${fmt(pacedN)}`, `added gap p50 / p99, paced @${fmt(pacedN)} (ms)`] : []),
     ...rssLevels.map((n) => `RSS / stream @${fmt(n)}`),
     "replies · lost · dup · errors",
@@ -204,7 +204,7 @@ export function renderMarkdown(r: BenchResult): string {
         const notes = [p !== "direct" && d ? `${ratio(here, d)} direct` : "", p !== "reference" && p !== "direct" && rr ? `${ratio(here, rr, 1)} ref` : ""].filter(Boolean);
         return `${fmt(here)}${notes.length ? ` (${notes.join(", ")})` : ""}`;
       }),
-      cpuText,
+      ...(levels.length ? [cpuText] : []),
       ...(pacedN !== undefined
         ? [
             Object.entries(r.paced?.[p]?.cpuMsPer1kTokens ?? {}).map(([k, v]) => (p === "http" ? `${k} ${fmt(v, 1)}` : fmt(v, 2))).join(" + ") || "–",
@@ -220,12 +220,14 @@ export function renderMarkdown(r: BenchResult): string {
     lines.push(`| ${cells.join(" | ")} |`);
   }
   lines.push("");
-  lines.push("TTFT under load, p50 / p99 (ms): every stream started before the window's end, the ramp-up included:", "");
-  lines.push(`| path | ${levels.map((c) => `@${fmt(c)}`).join(" | ")} |`, `|---|${levels.map(() => "---").join("|")}|`);
-  for (const p of r.paths) {
-    lines.push(`| ${p} | ${levels.map((c) => { const x = r.load[p]?.find((l) => l.concurrency === c); return x ? `${fmt(x.ttftP50Ms, 1)} / ${fmt(x.ttftP99Ms, 1)}` : "–"; }).join(" | ")} |`);
+  if (levels.length) {
+    lines.push("TTFT under load, p50 / p99 (ms): every stream started before the window's end, the ramp-up included:", "");
+    lines.push(`| path | ${levels.map((c) => `@${fmt(c)}`).join(" | ")} |`, `|---|${levels.map(() => "---").join("|")}|`);
+    for (const p of r.paths) {
+      lines.push(`| ${p} | ${levels.map((c) => { const x = r.load[p]?.find((l) => l.concurrency === c); return x ? `${fmt(x.ttftP50Ms, 1)} / ${fmt(x.ttftP99Ms, 1)}` : "–"; }).join(" | ")} |`);
+    }
+    lines.push("");
   }
-  lines.push("");
   if (r.paced && r.shapes.paced) {
     const s = r.shapes.paced;
     lines.push(
