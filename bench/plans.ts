@@ -12,7 +12,7 @@ export interface Plan {
   /** Streams whose tokens come `delayMs` apart, as a model writes them: CPU per token and added gaps. */
   paced: { concurrency: number; shape: ReplyShape; warmupMs: number; windowMs: number };
   /** The leak curve: idle RSS after each of `cycles` rounds of `streams` replies. */
-  leak: { cycles: number; streams: number; shape: ReplyShape };
+  leak: { cycles: number; streams: number; shape: ReplyShape; settleMs: number };
   /** Clients that ask for a long reply and read nothing (not in --smoke: it takes a minute). */
   slow?: { streams: number; shape: ReplyShape };
 }
@@ -37,7 +37,7 @@ export const PLANS: Record<Mode, Plan> = {
     load: { levels: [1, 10], shape: { tokens: 50, size: 4, firstMs: 0, delayMs: 0 }, warmupMs: 200, windowMs: 500 },
     rss: { streams: [20], shape: () => ({ tokens: 3, size: 4, firstMs: 0, delayMs: 2_000 }) },
     paced: { concurrency: 10, shape: { tokens: 16, size: 4, firstMs: 0, delayMs: 20 }, warmupMs: 200, windowMs: 500 },
-    leak: { cycles: 2, streams: 20, shape: { tokens: 2, size: 4, firstMs: 0, delayMs: 50 } },
+    leak: { cycles: 2, streams: 20, shape: { tokens: 2, size: 4, firstMs: 0, delayMs: 50 }, settleMs: 200 },
   },
   quick: {
     ttftSamples: 200,
@@ -45,7 +45,7 @@ export const PLANS: Record<Mode, Plan> = {
     load: { levels: [1, 10, 100, 1_000], shape: { tokens: 200, size: 4, firstMs: 0, delayMs: 0 }, warmupMs: 1_000, windowMs: 3_000 },
     rss: { streams: [1_000], shape: () => ({ tokens: 4, size: 4, firstMs: 0, delayMs: 3_000 }) },
     paced: { concurrency: 100, shape: PACED_SHAPE, warmupMs: 1_500, windowMs: 4_000 },
-    leak: { cycles: 5, streams: 1_000, shape: LEAK_SHAPE },
+    leak: { cycles: 5, streams: 1_000, shape: LEAK_SHAPE, settleMs: 2_000 },
     slow: { streams: 1_000, shape: SLOW_SHAPE },
   },
   full: {
@@ -58,7 +58,7 @@ export const PLANS: Record<Mode, Plan> = {
       shape: (n) => ({ tokens: 4, size: 4, firstMs: 0, delayMs: n > 2_000 ? 15_000 : 3_000 }),
     },
     paced: { concurrency: 100, shape: PACED_SHAPE, warmupMs: 2_000, windowMs: 10_000 },
-    leak: { cycles: 5, streams: 5_000, shape: LEAK_SHAPE },
+    leak: { cycles: 5, streams: 5_000, shape: LEAK_SHAPE, settleMs: 2_000 },
     slow: { streams: 1_000, shape: SLOW_SHAPE },
   },
 };

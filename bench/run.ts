@@ -154,14 +154,14 @@ async function main(): Promise<void> {
 
     // The leak curve: one fresh service, cycles of many streams, its idle RSS after each.
     if (sections.has("leak") && paths.includes("grpc")) {
-      const { cycles, streams, shape } = plan.leak;
+      const { cycles, streams, shape, settleMs } = plan.leak;
       log(`leak: ${cycles} cycles of ${streams} gRPC streams, the service's idle RSS after each`);
       const up = await start(startUpstream());
       const svc = await start(startService(up.port));
       const client = clientFor("grpc", { upstream: up, service: svc }, Math.ceil(streams / 1_000));
       await measureTtft([client], 20, TTFT_SHAPE);
       await new Promise((resolve) => setTimeout(resolve, 500));
-      result.leak = await measureLeak(client, cycles, streams, shape, svc.pid);
+      result.leak = await measureLeak(client, cycles, streams, shape, svc.pid, settleMs);
       client.close();
       await stopAll();
     }
