@@ -5,8 +5,8 @@ import OpenAI from "openai";
 import { credentials, type ClientReadableStream, type ServiceError } from "@grpc/grpc-js";
 import { ChatRequest, ChatServiceClient, type ChatResponse } from "../src/gen/chat/v1/chat.js";
 
-export type PathName = "direct" | "grpc" | "http" | "reference";
-export const PATHS: readonly PathName[] = ["direct", "grpc", "http", "reference"];
+export type PathName = "raw" | "direct" | "grpc" | "http" | "reference";
+export const PATHS: readonly PathName[] = ["raw", "direct", "grpc", "http", "reference"];
 
 export interface Reply {
   text: string;
@@ -22,6 +22,8 @@ export interface ChatOptions {
   signal?: AbortSignal;
   /** Called when the first non-empty delta arrives. */
   onFirstToken?: () => void;
+  /** Called with performance.now() as each non-empty delta arrives (inter-token gaps). */
+  onDelta?: (at: number) => void;
 }
 
 export interface PathClient {
@@ -31,12 +33,95 @@ export interface PathClient {
   close(): void;
 }
 
+/**
+ * 0: a plain node:http reader of the upstream, no SDK: the limit of what any reader of the same
+ * bytes can do. It splits the SSE events and takes each chunk's `"content":"..."` by string search
+ * (the bench upstream's tokens need no JSON escapes), so it costs far less per token than parsing.
+ */
+export function rawClient(upstreamPort: number): PathClient {
+  const agent = new Agent({ keepAlive: true, maxSockets: Infinity, maxFreeSockets: 20_000 });
+  const CONTENT = '"content":"';
+  return {
+    name: "raw",
+    chat(prompt, { signal, onFirstToken, onDelta } = {}) {
+      const started = performance.now();
+      const body = JSON.stringify({
+        model: "bench-model",
+        messages: [{ role: "user", content: prompt }],
+        stream: true,
+        stream_options: { include_usage: true },
+      });
+      return new Promise((resolve) => {
+        let text = "";
+        let ttftMs: number | undefined;
+        let settled = false;
+        const done = (complete: boolean, error?: string) => {
+          if (settled) return;
+          settled = true;
+          resolve({ text, ttftMs, totalMs: performance.now() - started, complete, ...(error !== undefined && !signal?.aborted && { error }) });
+        };
+        const req = httpRequest(
+          {
+            host: "127.0.0.1",
+            port: upstreamPort,
+            path: "/v1/chat/completions",
+            method: "POST",
+            agent,
+            headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body), authorization: "Bearer sk-bench" },
+            ...(signal && { signal }),
+          },
+          (res) => {
+            res.setEncoding("utf8");
+            if (res.statusCode !== 200) {
+              res.resume();
+              res.on("end", () => done(false, `HTTP ${res.statusCode}`));
+              return;
+            }
+            let buffered = "";
+            let sawDone = false;
+            res.on("data", (chunk: string) => {
+              buffered += chunk;
+              let start = 0;
+              let end: number;
+              while ((end = buffered.indexOf("\n\n", start)) >= 0) {
+                const at = buffered.indexOf(CONTENT, start);
+                if (at >= 0 && at < end) {
+                  const from = at + CONTENT.length;
+                  const delta = buffered.slice(from, buffered.indexOf('"', from));
+                  if (delta) {
+                    if (ttftMs === undefined) {
+                      ttftMs = performance.now() - started;
+                      onFirstToken?.();
+                    }
+                    onDelta?.(performance.now());
+                    text += delta;
+                  }
+                } else if (buffered.startsWith("data: [DONE]", start)) sawDone = true;
+                start = end + 2;
+              }
+              buffered = buffered.slice(start);
+            });
+            res.on("end", () => done(sawDone, sawDone ? undefined : "ended without [DONE]"));
+            res.on("error", (e) => done(false, String(e)));
+            res.on("close", () => done(false, "connection closed"));
+          },
+        );
+        req.on("error", (e) => done(false, String(e)));
+        req.end(body);
+      });
+    },
+    close() {
+      agent.destroy();
+    },
+  };
+}
+
 /** 1: the openai SDK streaming straight from the upstream: the limit every other path is held to. */
 export function directClient(upstreamPort: number): PathClient {
   const client = new OpenAI({ baseURL: `http://127.0.0.1:${upstreamPort}/v1`, apiKey: "sk-bench", maxRetries: 0, logLevel: "off" });
   return {
     name: "direct",
-    async chat(prompt, { signal, onFirstToken } = {}) {
+    async chat(prompt, { signal, onFirstToken, onDelta } = {}) {
       const started = performance.now();
       let text = "";
       let ttftMs: number | undefined;
@@ -52,6 +137,7 @@ export function directClient(upstreamPort: number): PathClient {
               ttftMs = performance.now() - started;
               onFirstToken?.();
             }
+            onDelta?.(performance.now());
             text += delta;
           }
         }
@@ -84,7 +170,7 @@ export function grpcClient(servicePort: number, channels = 4, flowControlWindow 
   let next = 0;
   return {
     name: "grpc",
-    chat(prompt, { signal, onFirstToken } = {}) {
+    chat(prompt, { signal, onFirstToken, onDelta } = {}) {
       const started = performance.now();
       const client = clients[next++ % clients.length]!;
       return new Promise((resolve) => {
@@ -104,6 +190,7 @@ export function grpcClient(servicePort: number, channels = 4, flowControlWindow 
               ttftMs = performance.now() - started;
               onFirstToken?.();
             }
+            onDelta?.(performance.now());
             text += r.event.value.text;
           } else if (r.event?.$case === "finish") finished = true;
         });
@@ -127,7 +214,7 @@ export function httpClient(name: "http" | "reference", port: number): PathClient
   const sse = name === "http";
   return {
     name,
-    chat(prompt, { signal, onFirstToken } = {}) {
+    chat(prompt, { signal, onFirstToken, onDelta } = {}) {
       const started = performance.now();
       const body = JSON.stringify({ text: prompt });
       return new Promise((resolve) => {
@@ -165,6 +252,7 @@ export function httpClient(name: "http" | "reference", port: number): PathClient
               ttftMs = performance.now() - started;
               onFirstToken?.();
             }
+                onDelta?.(performance.now());
                 text += chunk;
                 return;
               }
@@ -180,6 +268,7 @@ export function httpClient(name: "http" | "reference", port: number): PathClient
               ttftMs = performance.now() - started;
               onFirstToken?.();
             }
+                  onDelta?.(performance.now());
                   text += message.delta.text ?? "";
                 } else if (message.finish) finished = true;
                 else if (message.error) failure = message.error.message ?? "error event";

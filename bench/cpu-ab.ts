@@ -1,6 +1,7 @@
 // A/B of the service's CPU per token between two builds (two `dist/` directories), on the same
 // bench upstream, taking turns (A B B A) so the machine's load hits both alike: CPU time of each service
-// process (/proc) per 1,000 tokens, for one long text-only stream and for 100 concurrent streams.
+// process (/proc) per 1,000 tokens, for one long text-only stream, for 100 concurrent streams, and for
+// 100 paced streams (64 deltas 20 ms apart, the bench's paced section).
 // CPU time depends much less than tokens/s on what else the machine runs.
 //   npm run bench:cpu-ab -- --a /path/to/checkout-A --b /path/to/checkout-B [--rounds 3]
 // (each a checkout with `npm run setup` done: its dist/ is what runs).
@@ -27,7 +28,11 @@ async function service(root: string) {
       OPENAI_BASE_URL: `http://127.0.0.1:${upstream.port}/v1`,
       OPENAI_API_KEY: "sk-bench",
       CHAT_MODEL: "bench-model",
-      LOG_LEVEL: "warn",
+      // As `npm start` runs it: logs at info (one line per stream, to stdout, here discarded) and
+      // the Prometheus endpoint on.
+      LOG_LEVEL: "info",
+      METRICS_HOST: "127.0.0.1",
+      METRICS_PORT: String(await freePort()),
       UPSTREAM_MAX_RETRIES: "0",
       AUTH: "none",
     },
@@ -39,9 +44,10 @@ const services = { A: await service(roots.A), B: await service(roots.B) };
 
 const single: ReplyShape = { tokens: 20_000, size: 4, firstMs: 0, delayMs: 0 };
 const load: ReplyShape = { tokens: 200, size: 4, firstMs: 0, delayMs: 0 };
-const results: Record<"A" | "B", { single: number[]; load: number[]; singleTps: number[] }> = {
-  A: { single: [], load: [], singleTps: [] },
-  B: { single: [], load: [], singleTps: [] },
+const paced: ReplyShape = { tokens: 64, size: 4, firstMs: 0, delayMs: 20 };
+const results: Record<"A" | "B", { single: number[]; load: number[]; paced: number[]; singleTps: number[] }> = {
+  A: { single: [], load: [], paced: [], singleTps: [] },
+  B: { single: [], load: [], paced: [], singleTps: [] },
 };
 
 /** CPU ms the service spent per 1,000 tokens on `run`, and the tokens/s it took. */
@@ -62,10 +68,17 @@ const hundredStreams = (s: (typeof services)["A"]) =>
     for (let i = 0; i < 20; i++) await s.client.chat(promptFor(load));
   })).then(() => undefined);
 
+// 100 paced streams at once, 5 replies each.
+const hundredPaced = (s: (typeof services)["A"]) =>
+  Promise.all(Array.from({ length: 100 }, async () => {
+    for (let i = 0; i < 5; i++) await s.client.chat(promptFor(paced));
+  })).then(() => undefined);
+
 // Each section in rounds of A B B A (after a warm-up of both), so drift hits both sides alike.
 for (const [section, tokens, run] of [
   ["single", single.tokens, oneStream],
   ["load", 100 * 20 * load.tokens, hundredStreams],
+  ["paced", 100 * 5 * paced.tokens, hundredPaced],
 ] as const) {
   for (const side of ["A", "B"] as const) await run(services[side]);
   for (let round = 0; round < rounds; round++) {
@@ -81,13 +94,14 @@ for (const side of ["A", "B"] as const) {
   const r = results[side]!;
   console.log(
     `${side} ${roots[side]}: CPU ms/1k tokens single ${r.single.map((x) => x.toFixed(1)).join(" ")} (median ${median(r.single).toFixed(2)}), ` +
-      `@100 ${r.load.map((x) => x.toFixed(1)).join(" ")} (median ${median(r.load).toFixed(2)}); single tokens/s median ${median(r.singleTps).toFixed(0)}`,
+      `@100 ${r.load.map((x) => x.toFixed(1)).join(" ")} (median ${median(r.load).toFixed(2)}), ` +
+      `paced @100 ${r.paced.map((x) => x.toFixed(1)).join(" ")} (median ${median(r.paced).toFixed(2)}); single tokens/s median ${median(r.singleTps).toFixed(0)}`,
   );
 }
 const sum = (v: number[]) => v.reduce((a, b) => a + b, 0);
 console.log(
   `B/A, total CPU over all rounds: single ${(sum(results.B.single) / sum(results.A.single)).toFixed(3)}, ` +
-    `@100 ${(sum(results.B.load) / sum(results.A.load)).toFixed(3)}`,
+    `@100 ${(sum(results.B.load) / sum(results.A.load)).toFixed(3)}, paced @100 ${(sum(results.B.paced) / sum(results.A.paced)).toFixed(3)}`,
 );
 for (const s of Object.values(services)) {
   s.client.close();

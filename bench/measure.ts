@@ -103,6 +103,9 @@ export interface LoadResult {
   ttftP99Ms: number;
   /** CPU time of the gateway's processes (service, and Envoy on the HTTP path) per 1,000 tokens. */
   cpuMsPer1kTokens: Record<string, number>;
+  /** Paced replies only: the gaps a client saw between consecutive deltas of a stream, inside the window. */
+  gapP50Ms?: number;
+  gapP99Ms?: number;
   integrity: Integrity;
 }
 
@@ -127,11 +130,19 @@ export async function measureLoad(
   let tokensInWindow = 0;
   const cpuAtStart: Record<string, number> = {};
 
+  const gaps: number[] = [];
+  const paced = shape.delayMs > 0;
+
   async function worker(): Promise<void> {
     while (!stop.signal.aborted) {
       const started = performance.now();
       if (started >= windowEnd) break;
-      const reply = await client.chat(prompt, { signal: stop.signal });
+      let last = NaN;
+      const onDelta = (at: number) => {
+        if (at >= windowStart && at <= windowEnd) gaps.push(at - last);
+        last = at;
+      };
+      const reply = await client.chat(prompt, { signal: stop.signal, ...(paced && { onDelta }) });
       const ended = started + reply.totalMs;
       const cancelled = stop.signal.aborted && !reply.complete;
       const tokens = check(integrity, reply, shape, cancelled);
@@ -158,6 +169,7 @@ export async function measureLoad(
     ttftP50Ms: percentile(ttfts, 50),
     ttftP99Ms: percentile(ttfts, 99),
     cpuMsPer1kTokens: Object.fromEntries(Object.entries(cpu).map(([name, ms]) => [name, (ms / tokensInWindow) * 1000])),
+    ...(paced && { gapP50Ms: percentile(gaps.filter(Number.isFinite), 50), gapP99Ms: percentile(gaps.filter(Number.isFinite), 99) }),
     integrity,
   };
 }
@@ -209,4 +221,37 @@ export async function measureRss(
   await Promise.all(replies);
   const delta = Object.keys(pids).reduce((sum, name) => sum + loadedKiB[name]! - idleKiB[name]!, 0);
   return { streams, open: openAtRead, idleKiB, loadedKiB, perStreamKiB: delta / streams, openMs, integrity };
+}
+
+export interface LeakResult {
+  streams: number;
+  /** The service's RSS idle before the first cycle, and idle after each cycle (KiB). */
+  idleKiB: number;
+  afterCycleKiB: number[];
+  integrity: Integrity;
+}
+
+/**
+ * The leak curve: `cycles` times, `streams` replies opened together and read to their end, then the
+ * service's idle RSS once it has settled. A leak shows as RSS that keeps growing cycle after cycle;
+ * a heap that has grown to its working size and stays there does not.
+ */
+export async function measureLeak(
+  client: PathClient,
+  cycles: number,
+  streams: number,
+  shape: ReplyShape,
+  pid: number,
+  settleMs = 2_000,
+): Promise<LeakResult> {
+  const integrity = emptyIntegrity();
+  const prompt = promptFor(shape);
+  const idleKiB = rssKiB(pid);
+  const afterCycleKiB: number[] = [];
+  for (let cycle = 0; cycle < cycles; cycle++) {
+    await Promise.all(Array.from({ length: streams }, () => client.chat(prompt).then((reply) => check(integrity, reply, shape))));
+    await new Promise((resolve) => setTimeout(resolve, settleMs));
+    afterCycleKiB.push(rssKiB(pid));
+  }
+  return { streams, idleKiB, afterCycleKiB, integrity };
 }

@@ -54,7 +54,11 @@ export async function startService(upstreamPort: number, env: Record<string, str
       OPENAI_BASE_URL: `http://127.0.0.1:${upstreamPort}/v1`,
       OPENAI_API_KEY: "sk-bench",
       CHAT_MODEL: "bench-model",
-      LOG_LEVEL: "warn",
+      // As `npm start` runs it: logs at info (one line per stream, to stdout, here discarded) and
+      // the Prometheus endpoint on.
+      LOG_LEVEL: "info",
+      METRICS_HOST: "127.0.0.1",
+      METRICS_PORT: String(await freePort()),
       UPSTREAM_MAX_RETRIES: "0",
       AUTH: "none",
       ...env,
@@ -68,9 +72,11 @@ export async function startService(upstreamPort: number, env: Record<string, str
 export async function startReference(upstreamPort: number): Promise<Proc> {
   const port = await freePort();
   const venv = join(ROOT, ".tools", "bench-venv");
+  // `python -m uvicorn`, not the `uvicorn` script: a virtualenv that was moved keeps the old path in
+  // its scripts' shebang lines.
   const child = spawn(
-    join(venv, "bin", "uvicorn"),
-    ["app:app", "--host", "127.0.0.1", "--port", String(port), "--log-level", "warning", "--no-access-log"],
+    join(venv, "bin", "python"),
+    ["-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--port", String(port), "--log-level", "warning", "--no-access-log"],
     {
       cwd: join(ROOT, "bench", "reference"),
       stdio: ["ignore", "ignore", "pipe"],

@@ -1,6 +1,6 @@
 // CPU profile of the service under one bench workload: `node --cpu-prof` on the service process,
 // then a bottom-up summary (self time by function, and by package).
-//   npm run bench:profile -- [--workload single|load] [--concurrency 100] [--seconds 5]
+//   npm run bench:profile -- [--workload single|load] [--concurrency 100] [--seconds 5] [--tokens 200] [--delay 0]
 // The .cpuprofile is kept in bench/results/profiles/ (gitignored) for a flame graph viewer
 // (Chrome DevTools, speedscope).
 import { readdirSync, readFileSync, mkdirSync } from "node:fs";
@@ -27,6 +27,8 @@ const { values } = parseArgs({
     concurrency: { type: "string", default: "100" },
     seconds: { type: "string", default: "5" },
     tokens: { type: "string", default: "200" },
+    /** Milliseconds between tokens (the bench's paced section: --tokens 64 --delay 20). */
+    delay: { type: "string", default: "0" },
     top: { type: "string", default: "30" },
   },
 });
@@ -37,10 +39,10 @@ const before = new Set(readdirSync(dir));
 const upstream = await startUpstream();
 const service = await startService(upstream.port, { SHUTDOWN_GRACE_MS: "0" }, ["--cpu-prof", "--cpu-prof-dir", dir]);
 const client = grpcClient(service.port, 1);
-const shape = { tokens: Number(values.tokens), size: 4, firstMs: 0, delayMs: 0 };
-await measureSingleStream(client, { ...shape, tokens: 20 }, 50); // warm up
+const shape = { tokens: Number(values.tokens), size: 4, firstMs: 0, delayMs: Number(values.delay) };
+await measureSingleStream(client, { ...shape, tokens: 20, delayMs: 0 }, 50); // warm up
 if (values.workload === "single") {
-  const r = await measureSingleStream(client, { ...shape, tokens: 20_000 }, Math.max(1, Number(values.seconds)));
+  const r = await measureSingleStream(client, { ...shape, tokens: 20_000, delayMs: 0 }, Math.max(1, Number(values.seconds)));
   process.stderr.write(`single stream: ${Math.round(r.tokensPerSecond)} tokens/s\n`);
 } else {
   const r = await measureLoad(client, Number(values.concurrency), shape, { warmupMs: 500, windowMs: Number(values.seconds) * 1000 }, { service: service.pid });

@@ -2,16 +2,16 @@
 //   --quick (default)  a few minutes on 2 cores: RSS at 1,000 streams
 //   --full             longer windows, more samples, RSS at 1,000 and 10,000 streams
 //   --smoke            the smallest run, Node paths only (the test suite runs it)
-//   --paths a,b        a subset of direct,grpc,http,reference
-//   --sections a,b     a subset of ttft,single,load,rss,slow (for quick A/B runs while optimising)
+//   --paths a,b        a subset of raw,direct,grpc,http,reference
+//   --sections a,b     a subset of ttft,single,load,paced,rss,leak,slow (for quick A/B runs while optimising)
 //   --out DIR          where the results go (default bench/results)
 import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { directClient, grpcClient, httpClient, PATHS, type PathClient, type PathName } from "./clients.js";
-import { measureLoad, measureRss, measureSingleStream, measureTtft, type LoadResult, type RssResult, type SingleStreamResult, type TtftResult } from "./measure.js";
+import { directClient, grpcClient, httpClient, rawClient, PATHS, type PathClient, type PathName } from "./clients.js";
+import { measureLeak, measureLoad, measureRss, measureSingleStream, measureTtft, type LeakResult, type LoadResult, type RssResult, type SingleStreamResult, type TtftResult } from "./measure.js";
 import { ROOT, startEnvoyFor, startReference, startService, startUpstream, type Proc } from "./procs.js";
 import { renderChart, renderMarkdown } from "./report.js";
 import { measureFloor, type Floor } from "./floor.js";
@@ -25,7 +25,7 @@ export interface BenchResult {
   date: string;
   mode: Mode;
   machine: { cpus: number; cpuModel: string; memoryGiB: number; node: string; envoy: string; python: string; commit: string };
-  shapes: { ttft: ReplyShape; single: ReplyShape; load: ReplyShape; rss: Record<number, ReplyShape>; slow?: ReplyShape };
+  shapes: { ttft: ReplyShape; single: ReplyShape; load: ReplyShape; rss: Record<number, ReplyShape>; paced?: ReplyShape; leak?: ReplyShape; slow?: ReplyShape };
   paths: PathName[];
   ttft: Partial<Record<PathName, TtftResult>>;
   /** First-byte time of raw node:http2 and of a bare grpc-js call between two processes. */
@@ -33,6 +33,10 @@ export interface BenchResult {
   single: Partial<Record<PathName, SingleStreamResult>>;
   load: Partial<Record<PathName, LoadResult[]>>;
   rss: Partial<Record<PathName, RssResult[]>>;
+  /** Streams of tokens 20 ms apart at 100 concurrent: CPU per token and the gaps clients see. Absent in runs before it existed. */
+  paced?: Partial<Record<PathName, LoadResult>>;
+  /** The service's idle RSS after each cycle of many streams (gRPC path, one process). */
+  leak?: LeakResult;
   /** Clients that stop reading long replies (gRPC and HTTP only). Absent in runs before it existed. */
   slow?: Partial<Record<PathName, SlowReadersResult>>;
 }
@@ -62,9 +66,9 @@ async function main(): Promise<void> {
   });
   const mode: Mode = values.smoke ? "smoke" : values.full ? "full" : "quick";
   const plan = PLANS[mode];
-  const paths = (values.paths?.split(",") ?? (mode === "smoke" ? ["direct", "grpc", "http"] : PATHS)) as PathName[];
+  const paths = (values.paths?.split(",") ?? (mode === "smoke" ? ["raw", "direct", "grpc", "http"] : PATHS)) as PathName[];
   for (const p of paths) if (!PATHS.includes(p)) throw new Error(`unknown path ${p}`);
-  const sections = new Set(values.sections?.split(",") ?? ["ttft", "single", "load", "rss", ...(plan.slow ? ["slow"] : [])]);
+  const sections = new Set(values.sections?.split(",") ?? ["ttft", "single", "load", "paced", "rss", "leak", ...(plan.slow ? ["slow"] : [])]);
   const out = values.out ?? join(ROOT, "bench", "results");
   mkdirSync(out, { recursive: true });
 
@@ -77,6 +81,8 @@ async function main(): Promise<void> {
       single: plan.single.shape,
       load: plan.load.shape,
       rss: Object.fromEntries(plan.rss.streams.map((n) => [n, plan.rss.shape(n)])),
+      paced: plan.paced.shape,
+      leak: plan.leak.shape,
       ...(plan.slow && { slow: plan.slow.shape }),
     },
     paths,
@@ -84,6 +90,7 @@ async function main(): Promise<void> {
     single: {},
     load: {},
     rss: {},
+    paced: {},
     slow: {},
   };
 
@@ -105,6 +112,7 @@ async function main(): Promise<void> {
     const envoy = paths.includes("http") ? await start(startEnvoyFor(service.port)) : undefined;
     const reference = paths.includes("reference") ? await start(startReference(upstream.port)) : undefined;
     const pidsOf: Record<PathName, Record<string, number>> = {
+      raw: {},
       direct: {},
       grpc: { service: service.pid },
       http: { service: service.pid, ...(envoy && { envoy: envoy.pid }) },
@@ -137,13 +145,31 @@ async function main(): Promise<void> {
         (result.load[client.name] ??= []).push(r);
       }
     }
+    for (const client of sections.has("paced") ? clients : []) {
+      log(`paced: ${client.name}, ${plan.paced.concurrency} streams of ${plan.paced.shape.tokens} deltas ${plan.paced.shape.delayMs} ms apart`);
+      result.paced![client.name] = await measureLoad(client, plan.paced.concurrency, plan.paced.shape, plan.paced, pidsOf[client.name]);
+    }
     for (const c of clients) c.close();
     await stopAll();
+
+    // The leak curve: one fresh service, cycles of many streams, its idle RSS after each.
+    if (sections.has("leak") && paths.includes("grpc")) {
+      const { cycles, streams, shape, settleMs } = plan.leak;
+      log(`leak: ${cycles} cycles of ${streams} gRPC streams, the service's idle RSS after each`);
+      const up = await start(startUpstream());
+      const svc = await start(startService(up.port));
+      const client = clientFor("grpc", { upstream: up, service: svc }, Math.ceil(streams / 1_000));
+      await measureTtft([client], 20, TTFT_SHAPE);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      result.leak = await measureLeak(client, cycles, streams, shape, svc.pid, settleMs);
+      client.close();
+      await stopAll();
+    }
 
     // RSS per open stream: fresh processes per measurement, so earlier load does not count.
     for (const streams of sections.has("rss") ? plan.rss.streams : []) {
       for (const path of paths) {
-        if (path === "direct") continue;
+        if (path === "direct" || path === "raw") continue;
         if (path === "reference" && streams > REFERENCE_MAX_STREAMS) {
           log(`rss: reference skipped at ${streams} streams (its AsyncOpenAI pool holds ${REFERENCE_MAX_STREAMS} connections)`);
           continue;
@@ -206,6 +232,8 @@ function clientFor(
   channels = 4,
 ): PathClient {
   switch (path) {
+    case "raw":
+      return rawClient(procs.upstream.port);
     case "direct":
       return directClient(procs.upstream.port);
     case "grpc":

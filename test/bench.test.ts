@@ -1,5 +1,5 @@
 // The benchmark is not a test: nothing here is timed against a target. This runs `npm run bench`'s
-// smallest mode (--smoke: the Node paths, direct, gRPC and HTTP through Envoy; the Python reference
+// smallest mode (--smoke: the Node paths, the raw reader, direct, gRPC and HTTP through Envoy; the Python reference
 // needs bench/setup.sh's virtualenv and is left to `npm run bench`) so the harness cannot rot, and
 // checks what every run must show: as many replies as the plan asks for, each complete (every token
 // in order, then the finish event), none lost, duplicated, corrupt or failed; under load, only the
@@ -25,7 +25,7 @@ describe("npm run bench -- --smoke", () => {
       timeout: 170_000,
     });
     const result = JSON.parse(readFileSync(join(out, "smoke-latest.json"), "utf8")) as BenchResult;
-    expect(result.paths).toEqual(["direct", "grpc", "http"]);
+    expect(result.paths).toEqual(["raw", "direct", "grpc", "http"]);
     const plan = PLANS.smoke;
     const clean = { lost: 0, duplicated: 0, corrupt: 0, errors: 0 };
     const counts = ({ replies, complete, tokens, lost, duplicated, corrupt, errors }: Integrity) =>
@@ -50,7 +50,12 @@ describe("npm run bench -- --smoke", () => {
         expect(i.complete, `${path} @${load.concurrency}: complete replies`).toBeGreaterThanOrEqual(1);
         expect(i.replies - i.complete, `${path} @${load.concurrency}: replies cut short`).toBeLessThanOrEqual(load.concurrency);
       }
-      if (path === "direct") continue;
+      // Paced streams: the same, and a gap between deltas measured.
+      const paced = result.paced![path]!;
+      expect({ path, ...clean }).toEqual({ path, lost: paced.integrity.lost, duplicated: paced.integrity.duplicated, corrupt: paced.integrity.corrupt, errors: paced.integrity.errors });
+      expect(paced.integrity.complete, `${path} paced: complete replies`).toBeGreaterThanOrEqual(1);
+      expect(paced.gapP99Ms, `${path} paced: gap p99`).toBeGreaterThan(0);
+      if (path === "direct" || path === "raw") continue;
       // Every slow stream open at once when RSS was read, then read to its end.
       for (const rss of result.rss[path]!) {
         const tokens = result.shapes.rss[rss.streams]!.tokens;
@@ -59,6 +64,13 @@ describe("npm run bench -- --smoke", () => {
         });
       }
     }
+    // The leak curve: every cycle's replies whole, an idle RSS read after each cycle.
+    const leak = result.leak!;
+    expect(leak.afterCycleKiB).toHaveLength(plan.leak.cycles);
+    expect(counts(leak.integrity)).toEqual({
+      replies: plan.leak.cycles * plan.leak.streams, complete: plan.leak.cycles * plan.leak.streams,
+      tokens: plan.leak.cycles * plan.leak.streams * plan.leak.shape.tokens, ...clean,
+    });
     expect(readFileSync(join(out, "smoke-latest.md"), "utf8")).toContain("| gRPC (grpc-js → service) |");
     expect(existsSync(join(out, "smoke-throughput.svg"))).toBe(true);
   });

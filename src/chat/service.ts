@@ -200,30 +200,35 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
     let outcome: GatewayStatus | undefined;
     let finish: UpstreamFinish | undefined;
     try {
-      for await (const event of upstream.stream(request, controller.signal, watchdog)) {
-        if (event.type === "finish") {
-          watchdog.close();
-          flushHeld();
-          finish = event;
-          write({ event: { $case: "finish", value: { finishReason: event.finishReason, model: event.model, usage: event.usage } } }, 0);
-          continue;
-        }
-        const at = watchdog.lastChunkAt - started;
-        if (deltas++ === 0) firstDeltaMs = at;
-        lastDeltaMs = at;
-        const size = event.type === "tool_call" ? event.arguments.length + event.id.length + event.name.length : event.text.length;
-        buffered += size;
-        if (buffered > peakBuffered) peakBuffered = buffered;
-        if (held.length === 0 && !call.writableNeedDrain) {
-          write(messageOf(event), size);
-        } else {
-          hold(event, size);
-          if (heldChars >= MAX_MERGED_CHARS || held.length >= MAX_HELD_MESSAGES) {
-            // Far behind: stop pulling from the upstream until the transport has taken what is
-            // queued, so memory stays bounded. The upstream's silence meanwhile is the caller's doing.
-            watchdog.pause();
-            await drained(call, controller.signal);
-            watchdog.resume();
+      for await (const batch of upstream.stream(request, controller.signal, watchdog)) {
+        // A batch is what one read of the upstream carried: handled without an await, unless the
+        // caller is so far behind that the gateway stops pulling (below).
+        for (let i = 0; i < batch.length; i++) {
+          const event = batch[i]!;
+          if (event.type === "finish") {
+            watchdog.close();
+            flushHeld();
+            finish = event;
+            write({ event: { $case: "finish", value: { finishReason: event.finishReason, model: event.model, usage: event.usage } } }, 0);
+            continue;
+          }
+          const at = watchdog.lastChunkAt - started;
+          if (deltas++ === 0) firstDeltaMs = at;
+          lastDeltaMs = at;
+          const size = event.type === "tool_call" ? event.arguments.length + event.id.length + event.name.length : event.text.length;
+          buffered += size;
+          if (buffered > peakBuffered) peakBuffered = buffered;
+          if (held.length === 0 && !call.writableNeedDrain) {
+            write(messageOf(event), size);
+          } else {
+            hold(event, size);
+            if (heldChars >= MAX_MERGED_CHARS || held.length >= MAX_HELD_MESSAGES) {
+              // Far behind: stop pulling from the upstream until the transport has taken what is
+              // queued, so memory stays bounded. The upstream's silence meanwhile is the caller's doing.
+              watchdog.pause();
+              await drained(call, controller.signal);
+              watchdog.resume();
+            }
           }
         }
       }

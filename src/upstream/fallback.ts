@@ -2,7 +2,7 @@
 // text. Once text went out, nothing is retried anywhere: the caller would get it twice.
 import OpenAI from "openai";
 import { StreamStopped, toGatewayStatus, UpstreamProtocolError } from "../chat/errors.js";
-import type { ChatUpstream, UpstreamEvent, UpstreamRequest } from "./openai.js";
+import type { ChatUpstream, UpstreamBatch, UpstreamRequest } from "./openai.js";
 import type { UpstreamWatch } from "./watchdog.js";
 
 export interface FallbackOptions {
@@ -19,12 +19,12 @@ export class FallbackUpstream implements ChatUpstream {
     private readonly options: FallbackOptions = {},
   ) {}
 
-  async *stream(request: UpstreamRequest, signal: AbortSignal, watch: UpstreamWatch): AsyncIterable<UpstreamEvent> {
+  async *stream(request: UpstreamRequest, signal: AbortSignal, watch: UpstreamWatch): AsyncIterable<UpstreamBatch> {
     let started = false;
     try {
-      for await (const event of this.primary.stream(request, signal, watch)) {
+      for await (const batch of this.primary.stream(request, signal, watch)) {
         started = true;
-        yield event;
+        yield batch;
       }
       return;
     } catch (error: unknown) {

@@ -10,18 +10,24 @@ import { statusOfStreamError } from "./stream-error.js";
 import type { UpstreamWatch } from "./watchdog.js";
 import type { UpstreamEvent } from "./events.js";
 import { ChunkTranslator } from "./openai-chunks.js";
+import { SseChunkDecoder } from "./sse-chunks.js";
 
 export type { UpstreamMessage, UpstreamRequest } from "./request.js";
 export type { ToolCallPiece, UpstreamEvent, UpstreamFinish, UpstreamUsage } from "./events.js";
 
 /**
  * One streamed completion: its events as they arrive, then exactly one finish. Aborting `signal` ends it.
+ * Events come in batches, each what one network read of the upstream carried (never empty): the
+ * consumer handles a whole batch per await, and the next read waits until it asks for more.
  * Each attempt at the upstream begins and ends on `watch`, says when its response headers arrived,
  * and reports every chunk (see watchdog.ts).
  */
 export interface ChatUpstream {
-  stream(request: UpstreamRequest, signal: AbortSignal, watch: UpstreamWatch): AsyncIterable<UpstreamEvent>;
+  stream(request: UpstreamRequest, signal: AbortSignal, watch: UpstreamWatch): AsyncIterable<UpstreamBatch>;
 }
+
+/** Events in order; the consumer may keep the array (it is not reused). */
+export type UpstreamBatch = readonly UpstreamEvent[];
 
 export interface OpenAIUpstreamOptions {
   baseURL: string;
@@ -63,9 +69,9 @@ export class OpenAIUpstream implements ChatUpstream {
     });
   }
 
-  async *stream(request: UpstreamRequest, parent: AbortSignal, watch: UpstreamWatch): AsyncIterable<UpstreamEvent> {
+  async *stream(request: UpstreamRequest, parent: AbortSignal, watch: UpstreamWatch): AsyncIterable<UpstreamBatch> {
     const progress: Progress = { retriesLeft: this.options.maxRetries, sent: false };
-    // One generator for every attempt (not one per attempt behind `yield*`): each event passes
+    // One generator for every attempt (not one per attempt behind `yield*`): each batch passes
     // through as few async layers as possible.
     for (let retry = 0; ; retry++) {
       if (retry > 0) {
@@ -75,33 +81,65 @@ export class OpenAIUpstream implements ChatUpstream {
       }
       const signal = watch.begin(parent);
       try {
-        let chunks: AsyncIterable<ChatCompletionChunk>;
+        let response: Response;
         try {
-          chunks = await this.open(request, signal, progress);
+          response = await this.open(request, signal, progress);
         } catch (error: unknown) {
           throw signal.aborted ? signal.reason : error;
         }
         watch.opened();
+        // The SDK built, sent, authenticated and retried the request and mapped an error status;
+        // the body it would decode through five async generators per event is read here, one
+        // network read per await (see sse-chunks.ts).
+        const body = response.body;
+        if (body === null) throw new UpstreamProtocolError("cut");
+        const reader = body.getReader();
+        const decoder = new SseChunkDecoder(response.headers);
         const translator = new ChunkTranslator(request.model);
+        let ended = false;
         try {
-          for await (const chunk of chunks) {
-            // Valid JSON of the wrong shape is not a chat completion chunk: read() says the upstream is broken.
-            const events = translator.read(chunk);
-            watch.chunk(events.length);
-            for (let i = 0; i < events.length; i++) {
-              progress.sent = true;
-              yield events[i] as UpstreamEvent;
+          while (!decoder.done) {
+            let chunks: readonly unknown[];
+            try {
+              const read = await reader.read();
+              if (read.done) ended = true;
+              chunks = read.done ? decoder.end() : decoder.read(read.value);
+            } catch (error: unknown) {
+              // An abort (the caller's or a stall) errors the body: the reason is the signal's.
+              if (signal.aborted) throw signal.reason;
+              throw classifyStreamError(error, progress.sent);
             }
+            let batch: UpstreamEvent[] | undefined;
+            let failure = decoder.failure;
+            for (let i = 0; i < chunks.length; i++) {
+              let events: readonly UpstreamEvent[];
+              try {
+                // Valid JSON of the wrong shape is not a chat completion chunk: read() says the upstream is broken.
+                events = translator.read(chunks[i] as ChatCompletionChunk);
+              } catch (error: unknown) {
+                failure = error as Error;
+                break;
+              }
+              watch.chunk(events.length);
+              if (events.length > 0) (batch ??= []).push(...events);
+            }
+            // What came before a failure goes out first, as it did on the upstream's wire.
+            if (batch !== undefined) {
+              progress.sent = true;
+              yield batch;
+            }
+            if (failure !== undefined) throw classifyStreamError(failure, progress.sent);
+            if (signal.aborted) throw signal.reason;
+            if (ended) break;
           }
-        } catch (error: unknown) {
-          if (signal.aborted) throw signal.reason;
-          throw classifyStreamError(error, progress.sent);
+        } finally {
+          // Stopped early (an error, the caller gone, [DONE] before the body's end): the body is
+          // cancelled, which closes the upstream connection unless it had already ended.
+          if (!ended) reader.cancel().catch(() => undefined);
         }
-        // An abort mid-stream ends the SDK's iterator quietly; the reason is the parent's or a stall.
-        if (signal.aborted) throw signal.reason;
         const finish = translator.finish();
         progress.sent = true;
-        yield finish;
+        yield [finish];
         return;
       } catch (error: unknown) {
         // Before the first token an error the upstream put in its stream is retried like the same
@@ -114,14 +152,12 @@ export class OpenAIUpstream implements ChatUpstream {
   }
 
   /** Sends the request and waits for the response headers, through the SDK's timeout and retries. */
-  private async open(request: UpstreamRequest, signal: AbortSignal, progress: Progress): Promise<AsyncIterable<ChatCompletionChunk>> {
+  private async open(request: UpstreamRequest, signal: AbortSignal, progress: Progress): Promise<Response> {
     const params: ChatCompletionCreateParamsStreaming = toOpenAIParams(request);
     const create = async (body: ChatCompletionCreateParamsStreaming) => {
-      const { data, response } = await this.client.chat.completions
-        .create(body, { signal, maxRetries: progress.retriesLeft })
-        .withResponse();
+      const response = await this.client.chat.completions.create(body, { signal, maxRetries: progress.retriesLeft }).asResponse();
       progress.retriesLeft -= this.retriesBefore.get(response) ?? 0;
-      return data;
+      return response;
     };
     if (!this.sendStreamOptions) return create(params);
     try {

@@ -1,7 +1,7 @@
 // Several named upstreams behind one ChatUpstream: a request goes to the upstream that lists its
 // model (exactly, or by a `prefix*` pattern), and every other model to the default upstream.
 import { streamContext } from "../server/stream-context.js";
-import type { ChatUpstream, UpstreamEvent, UpstreamRequest } from "./openai.js";
+import type { ChatUpstream, UpstreamBatch, UpstreamRequest } from "./openai.js";
 import type { UpstreamWatch } from "./watchdog.js";
 
 export interface Route {
@@ -31,7 +31,7 @@ export class UpstreamRouter implements ChatUpstream {
     return this.exact.get(model) ?? this.prefixes.find((p) => model.startsWith(p.prefix))?.route ?? this.fallthrough;
   }
 
-  stream(request: UpstreamRequest, signal: AbortSignal, watch: UpstreamWatch): AsyncIterable<UpstreamEvent> {
+  stream(request: UpstreamRequest, signal: AbortSignal, watch: UpstreamWatch): AsyncIterable<UpstreamBatch> {
     const route = this.route(request.model);
     const context = streamContext.getStore();
     if (context) context.upstream = route.name;

@@ -1,0 +1,67 @@
+// The body of a streamed chat completion, decoded one network read at a time: every SSE event a read
+// completes is parsed (eventsource-parser) and its JSON decoded synchronously, so a read of a hundred
+// events costs one await, not a hundred passes through async generators.
+//
+// What it makes of the events is what the openai SDK's Stream makes of them (the gateway mapped
+// those outcomes before it read the body itself, and errors.ts still maps the same classes):
+// - `data: [DONE]` ends the stream; anything after it is ignored;
+// - data that is not JSON → SyntaxError (the gateway's UpstreamProtocolError "malformed");
+// - `event: error`, or data with an `error` member → OpenAI.APIError without a status, carrying the
+//   error body and the response's headers (stream-error.ts reads what it stands for);
+// - an event the body ends without its blank line is still dispatched (servers sometimes omit it).
+// A failure is reported after the events before it in the same read: they reached the upstream's
+// wire first, and the caller gets them first.
+import { createParser, type EventSourceMessage, type EventSourceParser } from "eventsource-parser";
+import OpenAI from "openai";
+
+export class SseChunkDecoder {
+  /** The upstream sent `[DONE]`. */
+  done = false;
+  /** What stopped the stream, once something did; read it after handling the read's chunks. */
+  failure: Error | undefined;
+  private readonly text = new TextDecoder();
+  private readonly parser: EventSourceParser;
+  /** The chunks of the current read. Reused from read to read: handle them before the next. */
+  private readonly out: unknown[] = [];
+
+  constructor(private readonly headers: Headers) {
+    this.parser = createParser({ onEvent: (event) => this.event(event) });
+  }
+
+  /** The JSON payloads of the events `bytes` completes, in order. */
+  read(bytes: Uint8Array): readonly unknown[] {
+    this.out.length = 0;
+    if (!this.done && this.failure === undefined) this.parser.feed(this.text.decode(bytes, { stream: true }));
+    return this.out;
+  }
+
+  /** The body has ended: what it still held (an event without its closing blank line). */
+  end(): readonly unknown[] {
+    this.out.length = 0;
+    if (!this.done && this.failure === undefined) this.parser.feed(`${this.text.decode()}\n\n`);
+    return this.out;
+  }
+
+  private event(event: EventSourceMessage): void {
+    if (this.done || this.failure !== undefined) return;
+    if (event.data === "[DONE]") {
+      this.done = true;
+      return;
+    }
+    let data: unknown;
+    try {
+      data = JSON.parse(event.data);
+    } catch {
+      this.failure = new SyntaxError("Error reading response: malformed server-sent event JSON.");
+      return;
+    }
+    const body = data as { error?: unknown } | null;
+    if (event.event === "error") {
+      this.failure = new OpenAI.APIError(undefined, (body?.error ?? body) as object, undefined, this.headers);
+    } else if (body?.error) {
+      this.failure = new OpenAI.APIError(undefined, body.error as object, undefined, this.headers);
+    } else {
+      this.out.push(data);
+    }
+  }
+}
