@@ -5,10 +5,8 @@
 // CPU time depends much less than tokens/s on what else the machine runs.
 //   npm run bench:cpu-ab -- --a /path/to/checkout-A --b /path/to/checkout-B [--rounds 3]
 // (each a checkout with `npm run setup` done: its dist/ is what runs).
-import { spawn } from "node:child_process";
-import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { cpuMs, freePort, startUpstream, waitForPort } from "./procs.js";
+import { cpuMs, startService, startUpstream } from "./procs.js";
 import { grpcClient } from "./clients.js";
 import { promptFor, type ReplyShape } from "./tokens.js";
 
@@ -18,27 +16,8 @@ const rounds = Number(values.rounds ?? 3);
 
 const upstream = await startUpstream();
 async function service(root: string) {
-  const port = await freePort();
-  const child = spawn(process.execPath, [join(root, "dist", "main.js")], {
-    stdio: ["ignore", "ignore", "inherit"],
-    env: {
-      PATH: process.env.PATH ?? "",
-      GRPC_HOST: "127.0.0.1",
-      GRPC_PORT: String(port),
-      OPENAI_BASE_URL: `http://127.0.0.1:${upstream.port}/v1`,
-      OPENAI_API_KEY: "sk-bench",
-      CHAT_MODEL: "bench-model",
-      // As `npm start` runs it: logs at info (one line per stream, to stdout, here discarded) and
-      // the Prometheus endpoint on.
-      LOG_LEVEL: "info",
-      METRICS_HOST: "127.0.0.1",
-      METRICS_PORT: String(await freePort()),
-      UPSTREAM_MAX_RETRIES: "0",
-      AUTH: "none",
-    },
-  });
-  await waitForPort(port, child, "service");
-  return { pid: child.pid!, client: grpcClient(port), stop: () => child.kill("SIGKILL") };
+  const proc = await startService(upstream.port, {}, [], root);
+  return { pid: proc.pid, client: grpcClient(proc.port), stop: proc.stop };
 }
 const services = { A: await service(roots.A), B: await service(roots.B) };
 
@@ -105,6 +84,6 @@ console.log(
 );
 for (const s of Object.values(services)) {
   s.client.close();
-  s.stop();
+  await s.stop();
 }
 await upstream.stop();

@@ -41,11 +41,14 @@ export async function startUpstream(): Promise<Proc> {
   return { pid: child.pid!, port: (JSON.parse(line) as { port: number }).port, stop: stopper(child) };
 }
 
-/** The gateway as deployed: `node dist/main.js`, configured by environment. */
-export async function startService(upstreamPort: number, env: Record<string, string> = {}, nodeArgs: string[] = []): Promise<Proc> {
+/**
+ * The gateway as deployed: `node dist/main.js`, configured by environment; `root` is the checkout
+ * whose build runs (bench:cpu-ab runs two).
+ */
+export async function startService(upstreamPort: number, env: Record<string, string> = {}, nodeArgs: string[] = [], root = ROOT): Promise<Proc> {
   const port = await freePort();
-  const child = spawn(process.execPath, [...nodeArgs, join(ROOT, "dist", "main.js")], {
-    cwd: ROOT,
+  const child = spawn(process.execPath, [...nodeArgs, join(root, "dist", "main.js")], {
+    cwd: root,
     stdio: ["ignore", "ignore", "inherit"],
     env: {
       PATH: process.env.PATH ?? "",
