@@ -39,75 +39,36 @@ export interface PathClient {
  * (the bench upstream's tokens need no JSON escapes), so it costs far less per token than parsing.
  */
 export function rawClient(upstreamPort: number): PathClient {
-  const agent = new Agent({ keepAlive: true, maxSockets: Infinity, maxFreeSockets: 20_000 });
+  const agent = pooledAgent();
   const CONTENT = '"content":"';
   return {
     name: "raw",
-    chat(prompt, { signal, onFirstToken, onDelta } = {}) {
-      const started = performance.now();
+    chat(prompt, options = {}) {
       const body = JSON.stringify({
         model: "bench-model",
         messages: [{ role: "user", content: prompt }],
         stream: true,
         stream_options: { include_usage: true },
       });
-      return new Promise((resolve) => {
-        let text = "";
-        let ttftMs: number | undefined;
-        let settled = false;
-        const done = (complete: boolean, error?: string) => {
-          if (settled) return;
-          settled = true;
-          resolve({ text, ttftMs, totalMs: performance.now() - started, complete, ...(error !== undefined && !signal?.aborted && { error }) });
-        };
-        const req = httpRequest(
-          {
-            host: "127.0.0.1",
-            port: upstreamPort,
-            path: "/v1/chat/completions",
-            method: "POST",
-            agent,
-            headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body), authorization: "Bearer sk-bench" },
-            ...(signal && { signal }),
-          },
-          (res) => {
-            res.setEncoding("utf8");
-            if (res.statusCode !== 200) {
-              res.resume();
-              res.on("end", () => done(false, `HTTP ${res.statusCode}`));
-              return;
-            }
-            let buffered = "";
-            let sawDone = false;
-            res.on("data", (chunk: string) => {
-              buffered += chunk;
-              let start = 0;
-              let end: number;
-              while ((end = buffered.indexOf("\n\n", start)) >= 0) {
-                const at = buffered.indexOf(CONTENT, start);
-                if (at >= 0 && at < end) {
-                  const from = at + CONTENT.length;
-                  const delta = buffered.slice(from, buffered.indexOf('"', from));
-                  if (delta) {
-                    if (ttftMs === undefined) {
-                      ttftMs = performance.now() - started;
-                      onFirstToken?.();
-                    }
-                    onDelta?.(performance.now());
-                    text += delta;
-                  }
-                } else if (buffered.startsWith("data: [DONE]", start)) sawDone = true;
-                start = end + 2;
-              }
-              buffered = buffered.slice(start);
-            });
-            res.on("end", () => done(sawDone, sawDone ? undefined : "ended without [DONE]"));
-            res.on("error", (e) => done(false, String(e)));
-            res.on("close", () => done(false, "connection closed"));
-          },
-        );
-        req.on("error", (e) => done(false, String(e)));
-        req.end(body);
+      let buffered = "";
+      let sawDone = false;
+      const target = { port: upstreamPort, path: "/v1/chat/completions", headers: { authorization: "Bearer sk-bench" } };
+      return postForReply(agent, target, body, options, {
+        read(chunk, delta) {
+          buffered += chunk;
+          let start = 0;
+          let end: number;
+          while ((end = buffered.indexOf("\n\n", start)) >= 0) {
+            const at = buffered.indexOf(CONTENT, start);
+            if (at >= 0 && at < end) {
+              const from = at + CONTENT.length;
+              delta(buffered.slice(from, buffered.indexOf('"', from)));
+            } else if (buffered.startsWith("data: [DONE]", start)) sawDone = true;
+            start = end + 2;
+          }
+          buffered = buffered.slice(start);
+        },
+        ended: () => (sawDone ? undefined : "ended without [DONE]"),
       });
     },
     close() {
@@ -210,81 +171,106 @@ export function grpcClient(servicePort: number, channels = 4, flowControlWindow 
  * article's endpoint does.
  */
 export function httpClient(name: "http" | "reference", port: number): PathClient {
-  const agent = new Agent({ keepAlive: true, maxSockets: Infinity, maxFreeSockets: 20_000 });
-  const sse = name === "http";
+  const agent = pooledAgent();
   return {
     name,
-    chat(prompt, { signal, onFirstToken, onDelta } = {}) {
-      const started = performance.now();
+    chat(prompt, options = {}) {
       const body = JSON.stringify({ text: prompt });
-      return new Promise((resolve) => {
-        let text = "";
-        let ttftMs: number | undefined;
-        let settled = false;
-        const done = (complete: boolean, error?: string) => {
-          if (settled) return;
-          settled = true;
-          resolve({ text, ttftMs, totalMs: performance.now() - started, complete, ...(error !== undefined && !signal?.aborted && { error }) });
-        };
-        const req = httpRequest(
-          {
-            host: "127.0.0.1",
-            port,
-            path: "/chat",
-            method: "POST",
-            agent,
-            headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) },
-            ...(signal && { signal }),
-          },
-          (res) => {
-            res.setEncoding("utf8");
-            if (res.statusCode !== 200) {
-              res.resume();
-              res.on("end", () => done(false, `HTTP ${res.statusCode}`));
-              return;
-            }
-            let buffered = "";
-            let finished = !sse;
-            let failure: string | undefined;
-            res.on("data", (chunk: string) => {
-              if (!sse) {
-                if (ttftMs === undefined) {
-              ttftMs = performance.now() - started;
-              onFirstToken?.();
-            }
-                onDelta?.(performance.now());
-                text += chunk;
-                return;
-              }
-              buffered += chunk;
-              let end: number;
-              while ((end = buffered.indexOf("\n\n")) >= 0) {
-                const event = buffered.slice(0, end);
-                buffered = buffered.slice(end + 2);
-                if (!event.startsWith("data: ")) continue;
-                const message = JSON.parse(event.slice(6)) as { delta?: { text?: string }; finish?: unknown; error?: { message?: string } };
-                if (message.delta) {
-                  if (ttftMs === undefined) {
-              ttftMs = performance.now() - started;
-              onFirstToken?.();
-            }
-                  onDelta?.(performance.now());
-                  text += message.delta.text ?? "";
-                } else if (message.finish) finished = true;
-                else if (message.error) failure = message.error.message ?? "error event";
-              }
-            });
-            res.on("end", () => done(finished && !failure, failure ?? (finished ? undefined : "ended without a finish event")));
-            res.on("error", (e) => done(false, String(e)));
-            res.on("close", () => done(false, "connection closed"));
-          },
-        );
-        req.on("error", (e) => done(false, String(e)));
-        req.end(body);
+      const target = { port, path: "/chat", headers: {} };
+      if (name === "reference") return postForReply(agent, target, body, options, { read: (chunk, delta) => delta(chunk), ended: () => undefined });
+      let buffered = "";
+      let finished = false;
+      let failure: string | undefined;
+      return postForReply(agent, target, body, options, {
+        read(chunk, delta) {
+          buffered += chunk;
+          let end: number;
+          while ((end = buffered.indexOf("\n\n")) >= 0) {
+            const event = buffered.slice(0, end);
+            buffered = buffered.slice(end + 2);
+            if (!event.startsWith("data: ")) continue;
+            const message = JSON.parse(event.slice(6)) as { delta?: { text?: string }; finish?: unknown; error?: { message?: string } };
+            if (message.delta) delta(message.delta.text ?? "");
+            else if (message.finish) finished = true;
+            else if (message.error) failure = message.error.message ?? "error event";
+          }
+        },
+        ended: () => failure ?? (finished ? undefined : "ended without a finish event"),
       });
     },
     close() {
       agent.destroy();
     },
   };
+}
+
+function pooledAgent(): Agent {
+  return new Agent({ keepAlive: true, maxSockets: Infinity, maxFreeSockets: 20_000 });
+}
+
+/** How an HTTP path's body turns into tokens. */
+interface BodyReader {
+  /** Each piece of the body as it arrives; calls `delta` with each piece of reply text in it. */
+  read(chunk: string, delta: (text: string) => void): void;
+  /** At the body's end: why the reply did not end as it should, if it did not. */
+  ended(): string | undefined;
+}
+
+/** POSTs `body` over HTTP/1.1 and reads the streamed reply with `reader`, timing its first token. */
+function postForReply(
+  agent: Agent,
+  target: { port: number; path: string; headers: Record<string, string> },
+  body: string,
+  { signal, onFirstToken, onDelta }: ChatOptions,
+  reader: BodyReader,
+): Promise<Reply> {
+  const started = performance.now();
+  return new Promise((resolve) => {
+    let text = "";
+    let ttftMs: number | undefined;
+    let settled = false;
+    const done = (complete: boolean, error?: string) => {
+      if (settled) return;
+      settled = true;
+      resolve({ text, ttftMs, totalMs: performance.now() - started, complete, ...(error !== undefined && !signal?.aborted && { error }) });
+    };
+    const delta = (piece: string) => {
+      if (!piece) return;
+      const now = performance.now();
+      if (ttftMs === undefined) {
+        ttftMs = now - started;
+        onFirstToken?.();
+      }
+      onDelta?.(now);
+      text += piece;
+    };
+    const req = httpRequest(
+      {
+        host: "127.0.0.1",
+        port: target.port,
+        path: target.path,
+        method: "POST",
+        agent,
+        headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body), ...target.headers },
+        ...(signal && { signal }),
+      },
+      (res) => {
+        res.setEncoding("utf8");
+        if (res.statusCode !== 200) {
+          res.resume();
+          res.on("end", () => done(false, `HTTP ${res.statusCode}`));
+          return;
+        }
+        res.on("data", (chunk: string) => reader.read(chunk, delta));
+        res.on("end", () => {
+          const error = reader.ended();
+          done(error === undefined, error);
+        });
+        res.on("error", (e) => done(false, String(e)));
+        res.on("close", () => done(false, "connection closed"));
+      },
+    );
+    req.on("error", (e) => done(false, String(e)));
+    req.end(body);
+  });
 }
