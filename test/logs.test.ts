@@ -5,7 +5,7 @@
 import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { once } from "node:events";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import { credentials, Metadata, status } from "@grpc/grpc-js";
 import { ChatServiceClient } from "../src/gen/chat/v1/chat.js";
 import { startFakeUpstream, type FakeUpstream, type Reply } from "../src/demo/upstream.js";
@@ -221,54 +221,47 @@ describe("a configuration error at start-up", () => {
   });
 });
 
+/**
+ * `node dist/main.js` with `env`, once it says it listens: its stdout so far, and its exit code when
+ * it exits. Killed when the test ends, however it ends (a timeout included).
+ */
+async function listeningService(env: Record<string, string>) {
+  const child = spawn(process.execPath, [join(ROOT, "dist", "main.js")], {
+    env: { PATH: process.env.PATH ?? "", GRPC_HOST: "127.0.0.1", GRPC_PORT: "0", AUTH: "none", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  onTestFinished(() => {
+    child.kill("SIGKILL");
+  });
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  let output = "";
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.on("data", (c: Buffer) => {
+      output += c.toString();
+      if (output.includes("chat gateway listening")) resolve();
+    });
+    void exited.then(() => reject(new Error(`exited before listening: ${output}`)));
+  });
+  return { child, output, exited };
+}
+
 describe("log format", () => {
   it("is human-readable with LOG_FORMAT=pretty (as `auto` is on a terminal)", async () => {
-    const child = spawn(process.execPath, [join(ROOT, "dist", "main.js")], {
-      env: { PATH: process.env.PATH ?? "", GRPC_HOST: "127.0.0.1", GRPC_PORT: "0", LOG_FORMAT: "pretty", AUTH: "none" },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    try {
-      let output = "";
-      await new Promise<void>((resolve, reject) => {
-        child.stdout.on("data", (c: Buffer) => {
-          output += c.toString();
-          if (output.includes("chat gateway listening")) resolve();
-        });
-        child.once("exit", () => reject(new Error(`exited before listening: ${output}`)));
-      });
-      const line = output.split("\n").find((l) => l.includes("chat gateway listening")) ?? "";
-      expect(line).toMatch(/INFO/);
-      expect(() => JSON.parse(line)).toThrow();
-      expect(output).toContain("open: AUTH=none, so any caller may call");
-    } finally {
-      child.kill("SIGKILL");
-    }
+    const { output } = await listeningService({ LOG_FORMAT: "pretty" });
+    const line = output.split("\n").find((l) => l.includes("chat gateway listening")) ?? "";
+    expect(line).toMatch(/INFO/);
+    expect(() => JSON.parse(line)).toThrow();
+    expect(output).toContain("open: AUTH=none, so any caller may call");
   });
 });
 
 describe("a stdout nobody reads any more", () => {
   it("does not keep the service from stopping: SIGTERM still ends it, with code 0", async () => {
     // A log shipper that died, `node dist/main.js | head -1`: every later log line meets a broken pipe.
-    const child = spawn(process.execPath, [join(ROOT, "dist", "main.js")], {
-      env: { PATH: process.env.PATH ?? "", GRPC_HOST: "127.0.0.1", GRPC_PORT: "0", AUTH: "none", LOG_FORMAT: "json" },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-    try {
-      let output = "";
-      await new Promise<void>((resolve, reject) => {
-        child.stdout.on("data", (c: Buffer) => {
-          output += c.toString();
-          if (output.includes("chat gateway listening")) resolve();
-        });
-        void exited.then(() => reject(new Error(`exited before listening: ${output}`)));
-      });
-      child.stdout.destroy();
-      child.kill("SIGTERM");
-      // Before sonic-boom 5 (pino's log destination) the exit flush retried the broken pipe forever.
-      expect(await exited).toBe(0);
-    } finally {
-      child.kill("SIGKILL");
-    }
+    const { child, exited } = await listeningService({ LOG_FORMAT: "json" });
+    child.stdout.destroy();
+    child.kill("SIGTERM");
+    // Before sonic-boom 5 (pino's log destination) the exit flush retried the broken pipe forever.
+    expect(await exited).toBe(0);
   });
 });
