@@ -1,23 +1,15 @@
 // The configuration: one validated read of the environment, every problem reported at once in
 // plain words, .env.example documenting every variable, named upstreams and caller keys parsed.
+import { problemsOf } from "./support/config.js";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { CONFIG_VARIABLES, ConfigError, loadConfig } from "../src/server/config.js";
+import { CONFIG_VARIABLES, loadConfig } from "../src/server/config.js";
 import { ROOT } from "../src/dev/envoy.js";
 import { readFileSync } from "node:fs";
 
-function problemsOf(env: Record<string, string>): string[] {
-  try {
-    loadConfig(env);
-  } catch (error) {
-    if (error instanceof ConfigError) return error.problems;
-    throw error;
-  }
-  return [];
-}
 
 const dir = mkdtempSync(join(tmpdir(), "chat-config-"));
 

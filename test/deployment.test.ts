@@ -4,6 +4,7 @@
 // schemas by scripts/check.sh). The Envoy drain script they run is tested with the real Envoy in
 // shutdown-e2e.test.ts, its probe mode here, and the image's HEALTHCHECK command against the real
 // service here.
+import { problemsOf } from "./support/config.js";
 import { execFile } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -13,7 +14,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { parse, parseAllDocuments } from "yaml";
 import { DRAIN_TIME_S, ROOT, SERVICE_CLUSTER, startEnvoy } from "../src/dev/envoy.js";
 import { ENVOY_CONFIG_DIR, REPLICAS_SERVICE, renderDeploy } from "../src/dev/render-deploy.js";
-import { CONFIG_VARIABLES, ConfigError, loadConfig } from "../src/server/config.js";
+import { CONFIG_VARIABLES, loadConfig } from "../src/server/config.js";
 import { CHAT_SERVICE_NAME, FORCE_AFTER_GRACE_MS } from "../src/server/server.js";
 import { credentials } from "@grpc/grpc-js";
 import { ChatRequest, ChatServiceClient } from "../src/gen/chat/v1/chat.js";
@@ -379,13 +380,3 @@ describe("Dockerfile", () => {
     }
   });
 });
-
-function problemsOf(env: Record<string, string>): string[] {
-  try {
-    loadConfig(env);
-  } catch (error) {
-    if (error instanceof ConfigError) return error.problems;
-    throw error;
-  }
-  return [];
-}
