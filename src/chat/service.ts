@@ -234,7 +234,6 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
       }
       call.end(requestIdMetadata(info?.requestId));
     } catch (error: unknown) {
-      watchdog.close();
       outcome = toGatewayStatus(controller.signal.aborted ? controller.signal.reason : error, deps.secrets);
       if (!call.cancelled) {
         flushHeld();

@@ -136,17 +136,22 @@ export class StreamWatchdog implements UpstreamWatch {
     this.disarm();
   }
 
+  /** When the current attempt counts as stalled: before its first token, or between chunks after it. */
+  private stallAt(): number {
+    if (!this.watching) return Infinity;
+    const { idleMs, firstTokenMs } = this.limits;
+    if (!this.tokenSeen) return firstTokenMs > 0 ? this.openedAt + firstTokenMs : Infinity;
+    return idleMs > 0 ? this.lastChunkAt + idleMs : Infinity;
+  }
+
+  /** When the caller is due a heartbeat. */
+  private beatAt(): number {
+    return this.limits.heartbeatMs > 0 && this.onHeartbeat ? this.lastBeatAt + this.limits.heartbeatMs : Infinity;
+  }
+
   /** The earliest time something is due: a stall of the current attempt, or a heartbeat. */
   private nextDeadline(): number {
-    let at = Infinity;
-    if (this.paused || this.closed) return at;
-    const { idleMs, firstTokenMs, heartbeatMs } = this.limits;
-    if (this.watching) {
-      if (!this.tokenSeen && firstTokenMs > 0) at = this.openedAt + firstTokenMs;
-      if (this.tokenSeen && idleMs > 0) at = this.lastChunkAt + idleMs;
-    }
-    if (heartbeatMs > 0 && this.onHeartbeat) at = Math.min(at, this.lastBeatAt + heartbeatMs);
-    return at;
+    return this.paused || this.closed ? Infinity : Math.min(this.stallAt(), this.beatAt());
   }
 
   /** Makes sure the timer fires no later than the earliest deadline (it may fire earlier and look again). */
@@ -170,18 +175,14 @@ export class StreamWatchdog implements UpstreamWatch {
     this.timerAt = Infinity;
     if (this.paused || this.closed) return;
     const now = performance.now();
-    const { idleMs, firstTokenMs, heartbeatMs } = this.limits;
-    if (this.watching) {
-      if (!this.tokenSeen && firstTokenMs > 0 && now - this.openedAt >= firstTokenMs) {
-        this.stall(new StreamStopped("first-token", firstTokenMs));
-      } else if (this.tokenSeen && idleMs > 0 && now - this.lastChunkAt >= idleMs) {
-        this.stall(new StreamStopped("idle", idleMs));
-      }
+    if (now >= this.stallAt()) {
+      const { idleMs, firstTokenMs } = this.limits;
+      this.stall(this.tokenSeen ? new StreamStopped("idle", idleMs) : new StreamStopped("first-token", firstTokenMs));
     }
     // A stall just ended this attempt: its error (or the fallback) comes next, not a heartbeat.
-    if (!this.stalled && heartbeatMs > 0 && this.onHeartbeat && now - this.lastBeatAt >= heartbeatMs) {
+    if (!this.stalled && now >= this.beatAt()) {
       this.lastBeatAt = now;
-      this.onHeartbeat(now - this.lastContentAt);
+      this.onHeartbeat?.(now - this.lastContentAt);
     }
     this.arm();
   };
