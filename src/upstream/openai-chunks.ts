@@ -81,10 +81,10 @@ export class ChunkTranslator {
       if (delta) {
         const reasoning = nonEmpty(delta.reasoning_content) ?? nonEmpty(delta.reasoning);
         if (reasoning !== undefined) out.push({ type: "reasoning", text: reasoning });
-        const text = delta.content;
-        if (typeof text === "string" && text !== "") out.push({ type: "text", text });
-        const refusal = delta.refusal;
-        if (typeof refusal === "string" && refusal !== "") out.push({ type: "refusal", text: refusal });
+        const text = nonEmpty(delta.content);
+        if (text !== undefined) out.push({ type: "text", text });
+        const refusal = nonEmpty(delta.refusal);
+        if (refusal !== undefined) out.push({ type: "refusal", text: refusal });
         if (Array.isArray(delta.tool_calls)) for (const call of delta.tool_calls) this.toolCall(call);
       }
       if (choice.finish_reason) this.finishReason = choice.finish_reason;
