@@ -15,7 +15,7 @@ import { loadConfigOrExit } from "./server/config.js";
 import { createLogger } from "./observability/logger.js";
 import { ROOT, startEnvoy } from "./dev/envoy.js";
 import { freePort } from "./dev/free-port.js";
-import { localEnv } from "./dev/local-env.js";
+import { localEnv, localEnvoyOptions } from "./dev/local-env.js";
 import { redactUrl } from "./observability/redact-url.js";
 
 /** As in `npm start`: Ctrl-C should not take the deployed 30 s. */
@@ -89,13 +89,8 @@ async function main(): Promise<void> {
   let envoy;
   try {
     envoy = await startEnvoy({
+      ...localEnvoyOptions(config.stack, graceMs),
       serviceEndpoints: replicas.map((r) => ({ address: replicaHost, port: r.port })),
-      httpHost: config.stack.httpHost,
-      httpPort: config.stack.httpPort,
-      adminPort: config.stack.adminPort,
-      accessLog: "inherit",
-      graceMs,
-      ...(config.stack.corsAllowOrigin && { corsAllowOrigin: config.stack.corsAllowOrigin }),
     });
   } catch (error) {
     return abort(error);

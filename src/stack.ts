@@ -5,7 +5,7 @@ import { createLogger } from "./observability/logger.js";
 import { startGateway } from "./server/gateway.js";
 import { startupFields } from "./server/startup.js";
 import { startEnvoy } from "./dev/envoy.js";
-import { localEnv } from "./dev/local-env.js";
+import { localEnv, localEnvoyOptions } from "./dev/local-env.js";
 
 /** npm start is for trying things out: Ctrl-C should not take the deployed 30 s. */
 const STACK_GRACE_MS = 5_000;
@@ -16,16 +16,7 @@ async function main(): Promise<void> {
   const logger = createLogger({ level: config.logLevel, format: config.log.format });
   const graceMs = Math.min(config.shutdownGraceMs, STACK_GRACE_MS);
   const gateway = await startGateway(config, logger);
-  const envoy = await startEnvoy({
-    servicePort: gateway.port,
-    httpHost: config.stack.httpHost,
-    httpPort: config.stack.httpPort,
-    adminPort: config.stack.adminPort,
-    // One JSON line per request on this terminal, as a deployed Envoy writes them to its stdout.
-    accessLog: "inherit",
-    graceMs,
-    ...(config.stack.corsAllowOrigin && { corsAllowOrigin: config.stack.corsAllowOrigin }),
-  }).catch((error: unknown) => {
+  const envoy = await startEnvoy({ ...localEnvoyOptions(config.stack, graceMs), servicePort: gateway.port }).catch((error: unknown) => {
     gateway.forceShutdown();
     throw error;
   });

@@ -2,6 +2,8 @@
 // zero configuration: the demo upstream when none is configured, no caller keys (then open, and so
 // on loopback only), and metrics on.
 import { startFakeUpstream, type FakeUpstream } from "../demo/upstream.js";
+import type { Config } from "../server/config.js";
+import type { EnvoyOptions } from "./envoy.js";
 
 export interface LocalEnv {
   env: Record<string, string | undefined>;
@@ -27,4 +29,17 @@ export async function localEnv(base: NodeJS.ProcessEnv): Promise<LocalEnv> {
   // Metrics on by default here, on the port OpenTelemetry's Prometheus exporter uses.
   if (unset("METRICS_PORT")) env.METRICS_PORT = "9464";
   return { env, demo };
+}
+
+/** The front Envoy's options as the configuration sets them, for `npm start` and the cluster. */
+export function localEnvoyOptions(stack: Config["stack"], graceMs: number): EnvoyOptions {
+  return {
+    httpHost: stack.httpHost,
+    httpPort: stack.httpPort,
+    adminPort: stack.adminPort,
+    // One JSON line per request on this terminal, as a deployed Envoy writes them to its stdout.
+    accessLog: "inherit",
+    graceMs,
+    ...(stack.corsAllowOrigin && { corsAllowOrigin: stack.corsAllowOrigin }),
+  };
 }
