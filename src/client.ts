@@ -22,4 +22,4 @@ export {
   ListModelsResponse,
   Model,
   UnavailableUpstream,
-} from "./gen/chat/v1/chat.js";
+} from "./contract/chat.js";

@@ -5,8 +5,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { status } from "@grpc/grpc-js";
 import type { ChatCompletionChunk } from "openai/resources/chat/completions";
-import { ChunkTranslator } from "../src/upstream/openai-chunks.js";
-import { UpstreamProtocolError } from "../src/chat/errors.js";
+import { ChunkTranslator } from "../src/providers/openai/chunks.js";
+import { UpstreamProtocolError } from "../src/upstream/errors.js";
 import type { UpstreamEvent } from "../src/upstream/events.js";
 import { EXPECTED, chunksOf, fixture, seenFromEvent, seenFromResponse } from "./support/events.js";
 import { collect, startHarness, type Harness } from "./support/grpc.js";

@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { status } from "@grpc/grpc-js";
 import OpenAI from "openai";
-import { SseChunkDecoder } from "../src/upstream/sse-chunks.js";
+import { SseChunkDecoder } from "../src/providers/openai/sse-chunks.js";
 import { collect, startHarness, type Harness } from "./support/grpc.js";
 
 const bytes = (text: string) => new TextEncoder().encode(text);

@@ -4,12 +4,13 @@
 import { describe, expect, it } from "vitest";
 import { ChatRequest } from "../src/gen/chat/v1/chat.js";
 import { toUpstreamRequest, type RequestLimits } from "../src/chat/validate.js";
+import { bodyKeys } from "../src/providers/openai/params.js";
 
 type RequestInput = Parameters<typeof ChatRequest.fromPartial>[0];
 
 const LIMITS: RequestLimits = { maxInputBytes: 262_144, maxMessages: 256, maxOutputTokens: 131_072, maxTools: 128, maxImageBytes: 20 * 1024 * 1024 };
 const validate = (request: RequestInput, limits: Partial<RequestLimits> = {}) =>
-  toUpstreamRequest(ChatRequest.fromPartial(request), "default-model", { ...LIMITS, ...limits });
+  toUpstreamRequest(ChatRequest.fromPartial(request), "default-model", { ...LIMITS, ...limits }, bodyKeys);
 const problemOf = (request: RequestInput, limits: Partial<RequestLimits> = {}) => {
   const result = validate(request, limits);
   return result.ok ? undefined : result.problem;

@@ -9,8 +9,8 @@ import { isUtf8 } from "node:buffer";
 import { createFileRegistry, fromBinary, ScalarType, type DescField, type DescMessage } from "@bufbuild/protobuf";
 import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
 import { FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
-import { ChatRequest } from "../gen/chat/v1/chat.js";
-import { readDescriptorSet } from "../server/descriptor.js";
+import { ChatRequest } from "../contract/chat.js";
+import { readDescriptorSet } from "../contract/descriptor.js";
 
 /** On a decoded request whose strings were not all valid UTF-8: the path of the first bad one. */
 export const INVALID_UTF8 = Symbol("invalid UTF-8 field");

@@ -2,33 +2,13 @@
 // Envoy's convert_grpc_status, the HTTP status). Messages are written here, never copied from
 // an exception, except an upstream's own 4xx explanation with secrets scrubbed.
 import { status } from "@grpc/grpc-js";
-import OpenAI from "openai";
-
-/**
- * Why the gateway itself stopped a stream; carried as the AbortSignal's reason. `afterMs` is the
- * limit that was reached (first-token, idle, max-duration), or the stream's age.
- */
-export class StreamStopped extends Error {
-  constructor(readonly why: "cancelled" | "deadline" | "first-token" | "idle" | "max-duration" | "shutdown", readonly afterMs: number) {
-    super(`stream stopped: ${why}`);
-    this.name = "StreamStopped";
-  }
-}
-
-/** The upstream's stream broke: cut mid-body, unparseable or of the wrong shape, or ended without a finish reason. */
-export class UpstreamProtocolError extends Error {
-  constructor(readonly kind: "cut" | "malformed" | "unfinished") {
-    super(`upstream stream ${kind}`);
-    this.name = "UpstreamProtocolError";
-  }
-}
-
-/**
- * An error the upstream reported inside its SSE stream before the first token, carrying the HTTP
- * status it stands for (see upstream/stream-error.ts): mapped, retried and sent to the fallback like
- * the same error sent as that HTTP status.
- */
-export class UpstreamStreamError extends OpenAI.APIError {}
+import {
+  StreamStopped,
+  UpstreamAborted,
+  UpstreamHttpError,
+  UpstreamProtocolError,
+  UpstreamUnreachable,
+} from "../upstream/errors.js";
 
 /** A call refused before it became a stream. `detail` is the caller-facing reason for bad input. */
 export class CallRefused extends Error {
@@ -103,21 +83,20 @@ export function toGatewayStatus(error: unknown, secrets: readonly string[] = [])
         return { code: status.INTERNAL, details: "upstream sent malformed data", cause: "upstream_malformed" };
     }
   }
-  if (error instanceof OpenAI.APIUserAbortError) {
+  if (error instanceof UpstreamAborted) {
     return { code: status.CANCELLED, details: "cancelled", cause: "cancelled" };
   }
-  if (error instanceof OpenAI.APIConnectionTimeoutError) {
-    return { code: status.UNAVAILABLE, details: "upstream did not answer in time", cause: "upstream_timeout" };
+  if (error instanceof UpstreamUnreachable) {
+    return error.kind === "timeout"
+      ? { code: status.UNAVAILABLE, details: "upstream did not answer in time", cause: "upstream_timeout" }
+      : { code: status.UNAVAILABLE, details: "upstream unreachable", cause: "upstream_unreachable" };
   }
-  if (error instanceof OpenAI.APIConnectionError) {
-    return { code: status.UNAVAILABLE, details: "upstream unreachable", cause: "upstream_unreachable" };
-  }
-  if (error instanceof OpenAI.APIError) {
+  if (error instanceof UpstreamHttpError) {
     const said = upstreamMessage(error, secrets);
     switch (error.status) {
       case undefined:
         // An error event inside the SSE stream after the first token (before it, one with a status
-        // it stands for is an UpstreamStreamError and takes that status's row).
+        // it stands for carries that status and takes that status's row).
         return { code: status.UNAVAILABLE, details: `upstream failed mid-stream${said}`, cause: "upstream_stream_error" };
       case 400:
       case 422:
@@ -132,7 +111,7 @@ export function toGatewayStatus(error: unknown, secrets: readonly string[] = [])
       case 408:
         return { code: status.DEADLINE_EXCEEDED, details: "upstream timed out", cause: "upstream_timeout" };
       case 429: {
-        const retryAfter = retryAfterSeconds(error.headers);
+        const retryAfter = error.retryAfterSeconds;
         return {
           code: status.RESOURCE_EXHAUSTED,
           details: `upstream rate limit reached${retryAfter === undefined ? "" : `; retry after ${retryAfter}s`}`,
@@ -153,21 +132,11 @@ export function toGatewayStatus(error: unknown, secrets: readonly string[] = [])
 /** gRPC's server pushback trailer (gRFC A6); envoy.yaml's retry policy matches it by name. */
 export const RETRY_PUSHBACK_HEADER = "grpc-retry-pushback-ms";
 
-function upstreamMessage(error: InstanceType<typeof OpenAI.APIError>, secrets: readonly string[]): string {
-  const body = error.error as { message?: unknown } | undefined;
-  const raw = typeof body?.message === "string" ? body.message : "";
+function upstreamMessage(error: UpstreamHttpError, secrets: readonly string[]): string {
+  const raw = error.upstreamMessage;
   if (!raw) return "";
   // The configured keys, and anything shaped like an OpenAI-style key, never reach the caller.
   let text = raw.replace(/\bsk-[A-Za-z0-9_-]{6,}/g, "[redacted]");
   for (const secret of secrets) if (secret) text = text.split(secret).join("[redacted]");
   return `: ${text.slice(0, 300)}`;
-}
-
-function retryAfterSeconds(headers: Headers | undefined): number | undefined {
-  const value = headers?.get("retry-after");
-  if (!value) return undefined;
-  const seconds = Number(value);
-  if (Number.isFinite(seconds) && seconds >= 0) return Math.ceil(seconds);
-  const date = Date.parse(value);
-  return Number.isNaN(date) ? undefined : Math.max(0, Math.ceil((date - Date.now()) / 1000));
 }

@@ -3,10 +3,10 @@
 // the upstream a Chat request for it would go to (the router decides, as for Chat). An upstream
 // that cannot list is reported in `unavailable` and the call still succeeds.
 import { status, type handleUnaryCall } from "@grpc/grpc-js";
-import type { ListModelsRequest, ListModelsResponse, Model, UnavailableUpstream } from "../gen/chat/v1/chat.js";
+import type { ListModelsRequest, ListModelsResponse, Model, UnavailableUpstream } from "../contract/chat.js";
 import { toGatewayStatus } from "./errors.js";
-import type { Logger } from "../observability/logger.js";
-import type { ListedModel } from "../upstream/openai.js";
+import type { Logger } from "pino";
+import type { ListedModel } from "../upstream/port.js";
 
 export interface ModelSource {
   /** The upstream's name, as in logs and metrics ("default" for OPENAI_BASE_URL). */

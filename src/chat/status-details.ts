@@ -4,9 +4,7 @@
 // reading either gets the same answer; Envoy's transcoder turns the Status into the JSON body of an
 // HTTP error (`{"code", "message", "details": [...]}`).
 import { Metadata, type status } from "@grpc/grpc-js";
-import { Any } from "../gen/google/protobuf/any.js";
-import { Status } from "../gen/google/rpc/status.js";
-import { ErrorInfo, RetryInfo } from "../gen/google/rpc/error_details.js";
+import { Any, ErrorInfo, RetryInfo, Status } from "../contract/chat.js";
 import { RETRY_PUSHBACK_HEADER } from "./errors.js";
 
 /** ErrorInfo's domain for every error the gateway reports. */

@@ -1,8 +1,8 @@
 // One conversation turn: its role and the fields that role needs (a tool result answers a call id,
 // an assistant turn may carry tool calls, a user turn may be parts with images), each checked
 // before the upstream is called, with problems naming the field.
-import type { ChatMessage, ContentPart, ToolCall } from "../gen/chat/v1/chat.js";
-import type { ImageDetail, UpstreamContentPart, UpstreamMessage, UpstreamToolCall } from "../upstream/request.js";
+import type { ChatMessage, ContentPart, ToolCall } from "../contract/chat.js";
+import type { ImageDetail, UpstreamContentPart, UpstreamMessage, UpstreamToolCall } from "../upstream/port.js";
 import { parseImageUrl } from "./image-url.js";
 import { checkFunctionName, checkFunctionType, checkOneOf, invalid, quote, utf8Bytes, type InputBudget } from "./request-checks.js";
 

@@ -1,16 +1,21 @@
 // The request's options beyond the conversation: tools and tool_choice, response_format,
 // reasoning_effort, the sampling knobs and extra_body. Each is checked before the upstream is
 // called, with problems naming the field; unset options stay absent so the upstream's defaults apply.
-import type { ChatRequest, ResponseFormat, Tool, ToolChoice } from "../gen/chat/v1/chat.js";
-import { toOpenAIParams } from "../upstream/openai-params.js";
+import type { ChatRequest, ResponseFormat, Tool, ToolChoice } from "../contract/chat.js";
 import type {
   ReasoningEffort,
   UpstreamRequest,
   UpstreamResponseFormat,
   UpstreamTool,
   UpstreamToolChoice,
-} from "../upstream/request.js";
+} from "../upstream/port.js";
 import { checkFunctionName, checkFunctionType, checkOneOf, invalid, jsonBytes, quote, utf8Bytes, type InputBudget } from "./request-checks.js";
+
+/**
+ * The keys of the upstream's request body that a request's own fields fill: the provider's to say
+ * (src/providers/openai/params.ts), since extra_body is merged into that body as it is.
+ */
+export type BodyKeys = (request: UpstreamRequest) => Iterable<string>;
 
 export interface OptionLimits {
   maxTools: number;
@@ -69,12 +74,12 @@ export function toUpstreamOptions(req: ChatRequest, limits: OptionLimits, input:
  * extra_body may not repeat what the request's own fields already put in the body: which of the
  * two should win would be a guess.
  */
-export function checkExtraBodyClashes(request: UpstreamRequest): void {
+export function checkExtraBodyClashes(request: UpstreamRequest, bodyKeys: BodyKeys): void {
   const { extraBody, ...typedOnly } = request;
   if (extraBody === undefined) return;
-  const typed = toOpenAIParams(typedOnly);
+  const typed = new Set(bodyKeys(typedOnly));
   for (const key of Object.keys(extraBody)) {
-    if (Object.hasOwn(typed, key)) invalid(`extra_body.${key}`, `the request sets "${key}" with its own field already; set it once`);
+    if (typed.has(key)) invalid(`extra_body.${key}`, `the request sets "${key}" with its own field already; set it once`);
   }
 }
 

@@ -1,10 +1,12 @@
 // Turns a ChatRequest into an upstream request, or says exactly which field is wrong and why.
-import type { UpstreamMessage, UpstreamRequest } from "../upstream/openai.js";
+import type { UpstreamMessage, UpstreamRequest } from "../upstream/port.js";
 import { INVALID_UTF8, type DecodedChatRequest } from "./decode.js";
 import { withDecimalFloats } from "./float32.js";
 import { InputBudget, RequestProblem } from "./request-checks.js";
 import { hasContent, toUpstreamMessage, type MessageLimits } from "./validate-messages.js";
-import { checkExtraBodyClashes, toUpstreamOptions, type OptionLimits } from "./validate-options.js";
+import { checkExtraBodyClashes, toUpstreamOptions, type BodyKeys, type OptionLimits } from "./validate-options.js";
+
+export type { BodyKeys } from "./validate-options.js";
 
 export interface RequestLimits extends MessageLimits, OptionLimits {
   maxInputBytes: number;
@@ -18,16 +20,16 @@ const MAX_MODEL_NAME = 256;
 
 export type Validated = { ok: true; request: UpstreamRequest } | { ok: false; problem: string };
 
-export function toUpstreamRequest(req: DecodedChatRequest, defaultModel: string, limits: RequestLimits): Validated {
+export function toUpstreamRequest(req: DecodedChatRequest, defaultModel: string, limits: RequestLimits, bodyKeys: BodyKeys): Validated {
   try {
-    return checkedRequest(req, defaultModel, limits);
+    return checkedRequest(req, defaultModel, limits, bodyKeys);
   } catch (error: unknown) {
     if (error instanceof RequestProblem) return { ok: false, problem: error.message };
     throw error;
   }
 }
 
-function checkedRequest(decoded: DecodedChatRequest, defaultModel: string, limits: RequestLimits): Validated {
+function checkedRequest(decoded: DecodedChatRequest, defaultModel: string, limits: RequestLimits, bodyKeys: BodyKeys): Validated {
   const req = withDecimalFloats(decoded);
   const fail = (problem: string): Validated => ({ ok: false, problem });
 
@@ -77,6 +79,6 @@ function checkedRequest(decoded: DecodedChatRequest, defaultModel: string, limit
     ...(req.stop.length > 0 && { stop: req.stop }),
     ...options,
   };
-  checkExtraBodyClashes(request);
+  checkExtraBodyClashes(request, bodyKeys);
   return { ok: true, request };
 }

@@ -1,7 +1,7 @@
 // What the terminal client needs from a transport: a request in, the reply's events out as they
 // arrive, cancelled by an AbortSignal; a failed call is thrown as a CallFailed.
 // The browser build of the generated messages: the same types as grpc-js's, without loading grpc-js.
-import type { ChatRequest, ChatResponse } from "../gen/web/chat/v1/chat.js";
+import type { ChatRequest, ChatResponse } from "../contract/web.js";
 
 export type ChatEvent = NonNullable<ChatResponse["event"]>;
 

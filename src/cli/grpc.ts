@@ -1,6 +1,6 @@
 // The terminal client's default transport: a grpc-js call to the service's gRPC port.
 import { credentials, Metadata, status, type ServiceError } from "@grpc/grpc-js";
-import { ChatRequest, ChatServiceClient, type ChatResponse } from "../gen/chat/v1/chat.js";
+import { ChatRequest, ChatServiceClient, type ChatResponse } from "../contract/chat.js";
 import { CallFailed, type OpenChat } from "./call.js";
 
 export function grpcChat(target: string, key: string | undefined): OpenChat {

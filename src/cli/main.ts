@@ -1,7 +1,7 @@
 // `chat-gateway "why is the sky blue?"`: one Chat call, its reply streamed to the terminal.
 // Runs from dist/ (bin/chat-gateway.js checks Node and the build first, then imports this).
 import { readFileSync } from "node:fs";
-import { ChatRequest } from "../gen/web/chat/v1/chat.js";
+import { ChatRequest } from "../contract/web.js";
 import { parseArgs, type CliOptions } from "./args.js";
 import { CallFailed, type OpenChat } from "./call.js";
 import { EXIT, exitCodeFor } from "./exit-codes.js";

@@ -3,7 +3,7 @@
 // alone while a terminal shows everything in order. JSON mode: one event per line on stdout, in
 // the proto's JSON form (the same objects as the `data:` lines of POST /chat).
 import { styleText } from "node:util";
-import { ChatResponse, type Finish } from "../gen/web/chat/v1/chat.js";
+import { ChatResponse, type Finish } from "../contract/web.js";
 import { statusName } from "./exit-codes.js";
 import { CallFailed, type ChatEvent } from "./call.js";
 

@@ -6,8 +6,8 @@
 // contents and text parts, tool-call arguments and tool results; images and tool definitions are
 // not counted. The completion is the text the caller was sent: deltas, reasoning, refusals and
 // tool-call names and arguments.
-import type { ChatRequest, ChatResponse } from "../gen/chat/v1/chat.js";
-import type { UpstreamUsage } from "../upstream/openai.js";
+import type { ChatRequest, ChatResponse } from "../contract/chat.js";
+import type { UpstreamUsage } from "../upstream/port.js";
 
 export const BYTES_PER_TOKEN = 4;
 

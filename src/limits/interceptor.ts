@@ -1,12 +1,11 @@
 // Holds chat streams to their caller's budget: a grpc-js server interceptor after the auth
-// interceptor (which names the caller in metadata). A Chat call is admitted before its request is
-// read and releases its lease when its status is sent or it is cancelled, however it ends; other
-// methods (ListModels, GetUsage) pass. A refusal is a trailers-only RESOURCE_EXHAUSTED (HTTP 429
+// interceptor (which names the caller; `callerOf` reads the name). A Chat call is admitted before
+// its request is read and releases its lease when its status is sent or it is cancelled, however
+// it ends; other methods (ListModels, GetUsage) pass. A refusal is a trailers-only RESOURCE_EXHAUSTED (HTTP 429
 // through Envoy) with `retry-after` in its metadata, which Envoy turns into the HTTP header; with
 // the store unreachable and the failure mode closed, UNAVAILABLE (503) with `retry-after: 1`. Both
 // carry the error details every other failure carries (ErrorInfo, RetryInfo, x-request-id).
-import { status, ServerInterceptingCall, type ServerInterceptor } from "@grpc/grpc-js";
-import { CALLER_METADATA_KEY } from "../server/stream-context.js";
+import { status, ServerInterceptingCall, type Metadata, type ServerInterceptor } from "@grpc/grpc-js";
 import { errorTrailers, REQUEST_ID_KEY } from "../chat/status-details.js";
 import type { Admitted, CallerBudgets, Refused } from "./budgets.js";
 
@@ -21,11 +20,13 @@ export const REFUSAL_CAUSES: Record<Refused["limit"], string> = {
 };
 
 export interface BudgetInterceptorOptions {
+  /** The caller key's name the auth interceptor found for a call (undefined: anonymous). */
+  callerOf: (metadata: Metadata) => string | undefined;
   /** A call refused here, for logs and metrics. */
   onRefused?: (path: string, responseStream: boolean, code: status, cause: string, caller: string, details: string) => void;
 }
 
-export function budgetInterceptor(budgets: CallerBudgets, options: BudgetInterceptorOptions = {}): ServerInterceptor {
+export function budgetInterceptor(budgets: CallerBudgets, options: BudgetInterceptorOptions): ServerInterceptor {
   return (method, call) => {
     if (method.path !== CHAT_PATH) return new ServerInterceptingCall(call);
     let admitted: Admitted | undefined;
@@ -38,7 +39,7 @@ export function budgetInterceptor(budgets: CallerBudgets, options: BudgetInterce
       start(next) {
         next({
           onReceiveMetadata(metadata, nextMetadata) {
-            const caller = String(metadata.get(CALLER_METADATA_KEY)[0] ?? "anonymous");
+            const caller = options.callerOf(metadata) ?? "anonymous";
             const requestId = metadata.get(REQUEST_ID_KEY)[0];
             if (!budgets.limited(caller)) {
               // Counted as open, with no store to ask: nothing to wait for.

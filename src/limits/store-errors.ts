@@ -2,7 +2,7 @@
 // number of failures since the last line. A Redis that is down fails every call and every reconnect
 // attempt; one line per failure would flood the log exactly when it is read. The metrics count
 // every failure.
-import type { Logger } from "../observability/logger.js";
+import type { Logger } from "pino";
 
 const WINDOW_MS = 10_000;
 

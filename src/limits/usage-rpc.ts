@@ -1,16 +1,17 @@
 // GetUsage: the calling caller key's usage today and what is left of its limits. The caller is the
 // one the auth interceptor named (with caller keys off, "anonymous"). It spends no budget; when the
 // limits store cannot be read it answers UNAVAILABLE, whatever the failure mode for streams.
-import { status, type handleUnaryCall } from "@grpc/grpc-js";
-import type { Budget, GetUsageRequest, GetUsageResponse } from "../gen/chat/v1/chat.js";
-import { CALLER_METADATA_KEY } from "../server/stream-context.js";
-import { metadataText } from "../observability/tracing.js";
+import { status, type handleUnaryCall, type Metadata } from "@grpc/grpc-js";
+import type { Budget, GetUsageRequest, GetUsageResponse } from "../contract/chat.js";
 import type { CallerBudgets, UsageReport } from "./budgets.js";
 import type { BudgetLeft } from "./store.js";
 
-export function getUsageHandler(budgets: CallerBudgets, callerFromMetadata: boolean): handleUnaryCall<GetUsageRequest, GetUsageResponse> {
+export function getUsageHandler(
+  budgets: CallerBudgets,
+  callerOf: (metadata: Metadata) => string | undefined,
+): handleUnaryCall<GetUsageRequest, GetUsageResponse> {
   return (call, callback) => {
-    const caller = (callerFromMetadata && metadataText(call.metadata, CALLER_METADATA_KEY)) || "anonymous";
+    const caller = callerOf(call.metadata) || "anonymous";
     budgets.report(caller).then(
       (report) => callback(null, toResponse(report)),
       () => callback({ code: status.UNAVAILABLE, details: "usage cannot be read now (the limits store is unreachable); retry" }),

@@ -8,8 +8,8 @@ import type { AddressInfo } from "node:net";
 import { once } from "node:events";
 import { status, ServerInterceptingCall, type ServerInterceptor } from "@grpc/grpc-js";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import type { StreamSummary } from "../chat/service.js";
-import { CALLER_METADATA_KEY } from "../server/stream-context.js";
+import type { Metadata } from "@grpc/grpc-js";
+import type { StreamSummary } from "../chat/context.js";
 
 export interface StreamLabels {
   model: string;
@@ -44,8 +44,8 @@ export interface MetricsServer {
 }
 
 export interface MetricsSources {
-  /** Whether the caller-name metadata was set by the auth interceptor (caller keys on). */
-  callerFromMetadata: boolean;
+  /** The caller key's name the auth interceptor found for a call, by its metadata (undefined: keys off). */
+  callerOf: (metadata: Metadata) => string | undefined;
   /** Streams open now. */
   activeStreams: () => number;
   /** Streams open now in this process per caller (with caller keys on). */
@@ -174,8 +174,8 @@ export function createMetrics(sources: MetricsSources): GatewayMetrics {
       start(next) {
         next({
           onReceiveMetadata(metadata, nextMetadata) {
-            const named = sources.callerFromMetadata ? metadata.get(CALLER_METADATA_KEY)[0] : undefined;
-            if (named !== undefined) caller = String(named);
+            const named = sources.callerOf(metadata);
+            if (named !== undefined) caller = named;
             nextMetadata(metadata);
           },
         });

@@ -2,15 +2,28 @@
 // and replies appear only when LOG_PROMPTS is on.
 import { status } from "@grpc/grpc-js";
 import type { Logger } from "./logger.js";
-import type { StreamSummary } from "../chat/service.js";
-import type { StreamContext } from "../server/stream-context.js";
+import type { StreamSummary } from "../chat/context.js";
 
-export function logStreamEnd(logger: Logger, s: StreamSummary, context?: StreamContext): void {
-  const requestId = context?.requestId ?? s.metadata.get("x-request-id")[0];
+/** Who asked and what answered: the call's side of the line, besides the stream's summary. */
+export interface StreamLogFields {
+  requestId: string;
+  traceId: string;
+  caller: string;
+  upstream: string;
+  /** Upstream HTTP requests repeated after a failure. */
+  retries: number;
+  /** Collected only when LOG_PROMPTS is on. */
+  prompt: string | undefined;
+  reply: string | undefined;
+}
+
+export function logStreamEnd(logger: Logger, s: StreamSummary, call: StreamLogFields): void {
   logger.info(
     {
-      ...(requestId !== undefined && { requestId: String(requestId) }),
-      ...(context && { traceId: context.span.traceId, caller: context.caller, upstream: context.upstream }),
+      requestId: call.requestId,
+      traceId: call.traceId,
+      caller: call.caller,
+      upstream: call.upstream,
       model: s.model,
       code: status[s.code],
       ...(s.cause !== undefined && { cause: s.cause }),
@@ -19,10 +32,10 @@ export function logStreamEnd(logger: Logger, s: StreamSummary, context?: StreamC
       durationMs: round(s.durationMs),
       ...(s.finishReason !== undefined && { finishReason: s.finishReason }),
       ...(s.usage && { promptTokens: s.usage.promptTokens, completionTokens: s.usage.completionTokens }),
-      ...(context && context.retries > 0 && { retries: context.retries }),
+      ...(call.retries > 0 && { retries: call.retries }),
       peakBufferedChars: s.peakBufferedChars,
-      ...(context?.prompt !== undefined && { prompt: context.prompt }),
-      ...(context?.reply !== undefined && { reply: context.reply }),
+      ...(call.prompt !== undefined && { prompt: call.prompt }),
+      ...(call.reply !== undefined && { reply: call.reply }),
     },
     "stream ended",
   );

@@ -3,12 +3,12 @@
 // metadata). A missing or unknown key ends the call with UNAUTHENTICATED (HTTP 401 through Envoy).
 // Keys are compared as SHA-256 digests with crypto.timingSafeEqual, against every configured key,
 // so the time taken tells nothing about which key (or how much of one) matched. The caller's name,
-// never its key, goes on as metadata: to the budget interceptor (src/limits/), which holds the
-// caller to its limits, and to the handler, for logs and metrics.
+// never its key, goes on through `Callers` (callers.ts): to the budget interceptor (src/limits/),
+// which holds the caller to its limits, and to the handlers, for logs and metrics.
 import { timingSafeEqual } from "node:crypto";
 import { status, ServerInterceptingCall, type ServerInterceptor } from "@grpc/grpc-js";
 import { sha256, type CallerKey } from "./caller-keys.js";
-import { CALLER_METADATA_KEY } from "./stream-context.js";
+import type { Callers } from "./callers.js";
 import { errorTrailers } from "../chat/status-details.js";
 
 /** Services anyone may call: load balancers and grpcurl must work without a key. */
@@ -23,7 +23,7 @@ export interface CallerAuthOptions {
   onRefused?: (path: string, responseStream: boolean, code: status, caller: string | undefined) => void;
 }
 
-export function createCallerAuth(keys: readonly CallerKey[], options: CallerAuthOptions = {}): CallerAuth {
+export function createCallerAuth(keys: readonly CallerKey[], callers: Callers, options: CallerAuthOptions = {}): CallerAuth {
   function identify(header: string | undefined): CallerKey | undefined {
     const presented = /^Bearer\s+(\S+)\s*$/i.exec(header ?? "")?.[1];
     if (presented === undefined) return undefined;
@@ -37,7 +37,7 @@ export function createCallerAuth(keys: readonly CallerKey[], options: CallerAuth
   }
 
   const interceptor: ServerInterceptor = (method, call) => {
-    if (OPEN_SERVICES.some((prefix) => method.path.startsWith(prefix))) return stripCallerName(method, call);
+    if (OPEN_SERVICES.some((prefix) => method.path.startsWith(prefix))) return new ServerInterceptingCall(call);
     const refuse = (code: status, details: string, requestId: unknown) => {
       options.onRefused?.(method.path, method.responseStream, code, undefined);
       const trailers = errorTrailers({ code, details, cause: "unauthenticated" }, { requestId: typeof requestId === "string" ? requestId.slice(0, 128) : undefined });
@@ -61,7 +61,7 @@ export function createCallerAuth(keys: readonly CallerKey[], options: CallerAuth
             }
             // The key stops here; only the caller's name goes further.
             metadata.remove("authorization");
-            metadata.set(CALLER_METADATA_KEY, key.name);
+            callers.set(metadata, key.name);
             nextMetadata(metadata);
           },
         });
@@ -71,16 +71,3 @@ export function createCallerAuth(keys: readonly CallerKey[], options: CallerAuth
 
   return { interceptor };
 }
-
-/** Nobody may claim a caller name by sending the internal metadata key themselves. */
-export const stripCallerName: ServerInterceptor = (_method, call) =>
-  new ServerInterceptingCall(call, {
-    start(next) {
-      next({
-        onReceiveMetadata(metadata, nextMetadata) {
-          metadata.remove(CALLER_METADATA_KEY);
-          nextMetadata(metadata);
-        },
-      });
-    },
-  });

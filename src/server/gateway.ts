@@ -1,27 +1,29 @@
-// Wires a configured gateway from its parts; main.ts and the `npm start` stack both call it.
+// Wires a configured gateway from its parts; main.ts and the `npm start` stack both call it. The
+// path of a Chat call: server.ts (grpc-js) → auth.ts, limits/interceptor.ts, metrics (interceptors)
+// → call-context.ts (its context) → chat/service.ts (validate → upstream → events → write).
 import { readFileSync } from "node:fs";
 import { ServerCredentials, status } from "@grpc/grpc-js";
 import type { Config } from "./config.js";
 import type { Logger } from "../observability/logger.js";
-import { createChatService, type ChatService } from "../chat/service.js";
+import { chatImplementation, createChatService, type ChatService } from "../chat/service.js";
 import { createModelCatalog, listModelsHandler, type ModelSource } from "../chat/models.js";
-import { logStreamEnd } from "../observability/stream-log.js";
+import { toGatewayStatus } from "../chat/errors.js";
 import { createRefusalLog } from "../observability/refusal-log.js";
 import { startServer, type GatewayServer } from "./server.js";
-import { OpenAIUpstream, type ChatUpstream } from "../upstream/openai.js";
+import type { ChatUpstream } from "../upstream/port.js";
 import { FallbackUpstream } from "../upstream/fallback.js";
 import { UpstreamRouter } from "../upstream/router.js";
-import { upstreamFetch } from "../upstream/fetch.js";
+import { OpenAIUpstream } from "../providers/openai/upstream.js";
+import { bodyKeys } from "../providers/openai/params.js";
 import { createMetrics, type GatewayMetrics } from "../observability/metrics.js";
 import { createCallerAuth } from "./auth.js";
+import { Callers } from "./callers.js";
+import { callContexts } from "./call-context.js";
 import { createTracing } from "../observability/tracing.js";
-import { instrumentChatService } from "../observability/instrument.js";
-import { streamContext } from "./stream-context.js";
 import { createCallerBudgets, type CallerBudgets } from "../limits/budgets.js";
 import { budgetInterceptor } from "../limits/interceptor.js";
 import { createMemoryStore } from "../limits/memory-store.js";
 import { createStoreErrorLog } from "../limits/store-errors.js";
-import { streamTokens } from "../limits/estimate.js";
 import { getUsageHandler } from "../limits/usage-rpc.js";
 
 export interface Gateway extends GatewayServer {
@@ -34,48 +36,21 @@ export interface Gateway extends GatewayServer {
 
 export async function startGateway(config: Config, logger: Logger, upstream?: ChatUpstream): Promise<Gateway> {
   let chat: ChatService | undefined;
-  let metrics: GatewayMetrics | undefined;
+  const callers = new Callers();
+  const callerOf = callers.of.bind(callers);
   const logRefusal = createRefusalLog(logger);
-  const auth = config.auth
-    ? createCallerAuth(config.auth.keys, {
-        onRefused: (path, stream, code, caller) => {
-          metrics?.refused(path, stream, code, caller);
-          metrics?.callRefused(code, "unauthenticated", caller ?? "unauthenticated");
-          logRefusal({ code: status[code], cause: "unauthenticated", caller });
-        },
-      })
-    : undefined;
   const budgets = await callerBudgetsFrom(config, logger, () => metrics);
-  metrics = createMetrics({
-    callerFromMetadata: auth !== undefined,
+  const metrics = createMetrics({
+    callerOf,
     activeStreams: () => chat?.active ?? 0,
-    ...(auth && { activeByCaller: () => budgets.active() }),
+    ...(config.auth && { activeByCaller: () => budgets.active() }),
   });
-  const m = metrics;
-  // Caller keys' limits apply to Chat streams, after auth has named the caller.
-  const budgetCheck = auth
-    ? budgetInterceptor(budgets, {
-        onRefused: (path, stream, code, cause, caller, details) => {
-          m.refused(path, stream, code, caller);
-          m.callRefused(code, cause, caller);
-          logRefusal({ code: status[code], cause, caller, message: details });
-        },
-      })
-    : undefined;
   const tracing = await createTracing(config.tracing);
-
-  // Metric labels name only models the configuration lists: callers choose the model, and each new
-  // label value is a new time series.
-  const knownModels = new Set<string>([
-    config.upstream.model,
-    ...(config.fallback?.model ? [config.fallback.model] : []),
-    ...config.upstreams.flatMap((u) => u.models.filter((model) => !model.endsWith("*"))),
-  ]);
-
+  const knownModels = knownModelsOf(config);
   const secrets = [config.upstream.apiKey, config.fallback?.apiKey, ...config.upstreams.map((u) => u.apiKey)].filter(
     (k): k is string => k !== undefined,
   );
-  const upstreams = upstreamFrom(config, m);
+  const upstreams = upstreamFrom(config);
   chat = createChatService({
     upstream: upstream ?? upstreams.chat,
     defaultModel: config.upstream.model,
@@ -87,53 +62,18 @@ export async function startGateway(config: Config, logger: Logger, upstream?: Ch
     },
     logger,
     secrets,
-    callInfo: () => streamContext.getStore(),
-    onStreamEnd: (s) => {
-      const context = streamContext.getStore();
-      logStreamEnd(logger, s, context);
-      const caller = context?.caller ?? "anonymous";
-      const upstreamName = context?.upstream ?? "default";
-      const model = knownModels.has(s.model) ? s.model : "other";
-      m.streamEnded(s, { model, upstream: upstreamName, caller });
-      // What the stream used, charged to its caller's budget (and usage) after it ended.
-      const tokens = streamTokens(s.usage, context?.promptBytes ?? 0, context?.sentBytes ?? 0);
-      if (tokens) {
-        m.tokensCharged(caller, model, tokens);
-        budgets.charge(caller, { model, ...tokens });
-      }
-      context?.span.end({
-        code: s.code,
-        cause: s.cause,
-        upstream: upstreamName,
-        caller,
-        inputTokens: s.usage?.promptTokens,
-        outputTokens: s.usage?.completionTokens,
-        finishReason: s.finishReason,
-      });
-    },
-    onRefused: (r) => {
-      const context = streamContext.getStore();
-      const caller = context?.caller ?? "anonymous";
-      m.callRefused(r.code, r.cause, caller);
-      logRefusal({
-        requestId: context?.requestId,
-        traceId: context?.span.traceId,
-        caller,
-        model: knownModels.has(r.model) ? r.model : "other",
-        code: status[r.code],
-        cause: r.cause,
-        message: r.details,
-      });
-      context?.span.end({
-        code: r.code,
-        cause: r.cause,
-        upstream: undefined,
-        caller,
-        inputTokens: undefined,
-        outputTokens: undefined,
-        finishReason: undefined,
-      });
-    },
+    bodyKeys,
+  });
+  const contextOf = callContexts({
+    logger,
+    metrics,
+    tracing,
+    budgets,
+    callers,
+    logRefusal,
+    defaultModel: config.upstream.model,
+    knownModels,
+    logPrompts: config.log.prompts,
   });
   const catalog = createModelCatalog({
     sources: upstreams.sources,
@@ -142,24 +82,17 @@ export async function startGateway(config: Config, logger: Logger, upstream?: Ch
     ...config.models,
     secrets,
   });
-  const served = instrumentChatService(chat, {
-    tracing,
-    defaultModel: config.upstream.model,
-    callerFromMetadata: auth !== undefined,
-    logPrompts: config.log.prompts,
-  });
-  const server = await startServer(served, {
+  const server = await startServer(chat, {
     ...config.grpc,
     credentials: credentialsFrom(config),
-    // Auth first, so the metrics interceptor sees the caller's name; with neither caller keys nor
-    // metrics on, calls pass through no interceptor at all.
-    interceptors: [...(auth ? [auth.interceptor] : []), ...(budgetCheck ? [budgetCheck] : []), ...(config.metrics ? [m.interceptor] : [])],
+    interceptors: interceptorsFrom(config, { callers, budgets, metrics, logRefusal }),
+    chat: chatImplementation(chat, contextOf, logger).chat,
     listModels: listModelsHandler(catalog, logger),
-    getUsage: getUsageHandler(budgets, auth !== undefined),
+    getUsage: getUsageHandler(budgets, callerOf),
   });
   let metricsServer;
   try {
-    metricsServer = config.metrics ? await m.serve(config.metrics.host, config.metrics.port) : undefined;
+    metricsServer = config.metrics ? await metrics.serve(config.metrics.host, config.metrics.port) : undefined;
   } catch (error) {
     server.forceShutdown();
     await budgets.close();
@@ -168,7 +101,7 @@ export async function startGateway(config: Config, logger: Logger, upstream?: Ch
   return {
     port: server.port,
     config,
-    metrics: m,
+    metrics,
     budgets,
     metricsPort: metricsServer?.port,
     async shutdown(graceMs, forceAfterMs) {
@@ -183,6 +116,48 @@ export async function startGateway(config: Config, logger: Logger, upstream?: Ch
       void tracing.shutdown();
     },
   };
+}
+
+/**
+ * Metric labels name only models the configuration lists: callers choose the model, and each new
+ * label value is a new time series.
+ */
+function knownModelsOf(config: Config): Set<string> {
+  return new Set<string>([
+    config.upstream.model,
+    ...(config.fallback?.model ? [config.fallback.model] : []),
+    ...config.upstreams.flatMap((u) => u.models.filter((model) => !model.endsWith("*"))),
+  ]);
+}
+
+/**
+ * The interceptors every call passes, first to last from the network to the handler: auth first,
+ * so the budget and metrics interceptors see the caller's name; with neither caller keys nor
+ * metrics on, calls pass through no interceptor at all.
+ */
+function interceptorsFrom(
+  config: Config,
+  parts: { callers: Callers; budgets: CallerBudgets; metrics: GatewayMetrics; logRefusal: ReturnType<typeof createRefusalLog> },
+) {
+  const { callers, budgets, metrics: m, logRefusal } = parts;
+  if (!config.auth) return config.metrics ? [m.interceptor] : [];
+  const auth = createCallerAuth(config.auth.keys, callers, {
+    onRefused: (path, stream, code, caller) => {
+      m.refused(path, stream, code, caller);
+      m.callRefused(code, "unauthenticated", caller ?? "unauthenticated");
+      logRefusal({ code: status[code], cause: "unauthenticated", caller });
+    },
+  });
+  // Caller keys' limits apply to Chat streams, after auth has named the caller.
+  const budgetCheck = budgetInterceptor(budgets, {
+    callerOf: (metadata) => callers.of(metadata),
+    onRefused: (path, stream, code, cause, caller, details) => {
+      m.refused(path, stream, code, caller);
+      m.callRefused(code, cause, caller);
+      logRefusal({ code: status[code], cause, caller, message: details });
+    },
+  });
+  return [auth.interceptor, budgetCheck, ...(config.metrics ? [m.interceptor] : [])];
 }
 
 /**
@@ -240,30 +215,19 @@ function credentialsFrom(config: Config): ServerCredentials {
  * The upstream Chat streams from (routed, with the fallback), the router, and the upstreams a
  * model can be routed to, for ListModels. The fallback is not among them: no model routes to it.
  */
-function upstreamFrom(config: Config, metrics: GatewayMetrics): { chat: ChatUpstream; router: UpstreamRouter; sources: ModelSource[] } {
-  const make = (name: string, where: { baseURL: string; apiKey: string | undefined }) => {
-    const onRetry = () => {
-      const context = streamContext.getStore();
-      if (context) context.retries++;
-      metrics.upstreamRetry(name);
-    };
-    return new OpenAIUpstream({ ...config.upstream, ...where, fetch: upstreamFetch(onRetry), onRetry });
-  };
+function upstreamFrom(config: Config): { chat: ChatUpstream; router: UpstreamRouter; sources: ModelSource[] } {
+  const make = (where: { baseURL: string; apiKey: string | undefined }) => new OpenAIUpstream({ ...config.upstream, ...where });
   const routes = [
-    { name: "default", upstream: make("default", config.upstream), models: [] },
-    ...config.upstreams.map((u) => ({ name: u.name, upstream: make(u.name, u), models: u.models })),
+    { name: "default", upstream: make(config.upstream), models: [] },
+    ...config.upstreams.map((u) => ({ name: u.name, upstream: make(u), models: u.models })),
   ];
   const [fallthrough, ...named] = routes as [(typeof routes)[number], ...typeof routes];
   const router = new UpstreamRouter(fallthrough, named);
   const sources = routes.map(({ name, upstream }) => ({ name, list: (timeoutMs: number) => upstream.listModels(timeoutMs) }));
   if (!config.fallback) return { chat: router, router, sources };
-  const chat = new FallbackUpstream(router, make("fallback", config.fallback), {
+  const chat = new FallbackUpstream(router, make(config.fallback), {
     model: config.fallback.model,
-    onFallback: (cause) => {
-      const context = streamContext.getStore();
-      metrics.fallback(context?.upstream ?? "default", cause);
-      if (context) context.upstream = "fallback";
-    },
+    causeOf: (error) => toGatewayStatus(error).cause,
   });
   return { chat, router, sources };
 }

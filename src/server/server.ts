@@ -9,10 +9,11 @@ import {
   type GetUsageResponse,
   type ListModelsRequest,
   type ListModelsResponse,
-} from "../gen/chat/v1/chat.js";
+} from "../contract/chat.js";
 import type { ChatService } from "../chat/service.js";
+import type { Call } from "../chat/outbox.js";
 import { chatRequestDecoder } from "../chat/decode.js";
-import { readDescriptorSet, reflectionDefinition } from "./descriptor.js";
+import { readDescriptorSet, reflectionDefinition } from "../contract/descriptor.js";
 
 export const CHAT_SERVICE_NAME = "chat.v1.ChatService";
 
@@ -55,6 +56,8 @@ export interface ServerOptions {
   credentials?: ServerCredentials;
   /** Run on every call, first to last from the network to the handler (auth, metrics). */
   interceptors?: ServerInterceptor[];
+  /** Chat's grpc-js handler (chat/service.ts's `chatImplementation`). */
+  chat: (call: Call) => void;
   /** The ListModels handler (src/chat/models.ts). */
   listModels: handleUnaryCall<ListModelsRequest, ListModelsResponse>;
   /** The GetUsage handler (src/limits/usage-rpc.ts). */
@@ -71,7 +74,7 @@ export async function startServer(chat: ChatService, options: ServerOptions): Pr
   setHttp2Settings(server, { maxHeaderListSize: MAX_METADATA_BYTES });
   // The generated deserializer, but noticing invalid UTF-8 (see chat/decode.ts).
   const definition = { ...ChatServiceService, chat: { ...ChatServiceService.chat, requestDeserialize: chatRequestDecoder() } };
-  server.addService(definition, { ...chat.implementation, listModels: options.listModels, getUsage: options.getUsage });
+  server.addService(definition, { chat: options.chat, listModels: options.listModels, getUsage: options.getUsage });
 
   const health = new HealthImplementation({ "": "SERVING", [CHAT_SERVICE_NAME]: "SERVING" });
   const watches = addHealthService(server, health);

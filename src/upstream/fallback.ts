@@ -1,37 +1,41 @@
 // A second upstream (another base URL and/or model) tried when the first fails before sending any
 // text. Once text went out, nothing is retried anywhere: the caller would get it twice.
-import OpenAI from "openai";
-import { StreamStopped, toGatewayStatus, UpstreamProtocolError } from "../chat/errors.js";
-import type { ChatUpstream, UpstreamBatch, UpstreamRequest } from "./openai.js";
-import type { UpstreamWatch } from "./watchdog.js";
+import {
+  StreamStopped,
+  UpstreamAborted,
+  UpstreamHttpError,
+  UpstreamProtocolError,
+  UpstreamUnreachable,
+} from "./errors.js";
+import type { ChatUpstream, UpstreamBatch, UpstreamCall, UpstreamRequest } from "./port.js";
 
 export interface FallbackOptions {
   /** The model to ask the fallback for; the request's model when absent. */
   model?: string | undefined;
-  /** Called with the error table's cause each time the fallback is used. */
-  onFallback?: (cause: string) => void;
+  /** The error table's cause for an error (chat/errors.ts), told to the call's observer on a fallback. */
+  causeOf: (error: unknown) => string;
 }
 
 export class FallbackUpstream implements ChatUpstream {
   constructor(
     private readonly primary: ChatUpstream,
     private readonly fallback: ChatUpstream,
-    private readonly options: FallbackOptions = {},
+    private readonly options: FallbackOptions,
   ) {}
 
-  async *stream(request: UpstreamRequest, signal: AbortSignal, watch: UpstreamWatch): AsyncIterable<UpstreamBatch> {
+  async *stream(request: UpstreamRequest, call: UpstreamCall): AsyncIterable<UpstreamBatch> {
     let started = false;
     try {
-      for await (const batch of this.primary.stream(request, signal, watch)) {
+      for await (const batch of this.primary.stream(request, call)) {
         started = true;
         yield batch;
       }
       return;
     } catch (error: unknown) {
-      if (started || signal.aborted || !worthAnotherUpstream(error)) throw error;
-      this.options.onFallback?.(toGatewayStatus(error).cause);
+      if (started || call.signal.aborted || !worthAnotherUpstream(error)) throw error;
+      call.observer.fellBack(this.options.causeOf(error));
     }
-    yield* this.fallback.stream({ ...request, model: this.options.model ?? request.model }, signal, watch);
+    yield* this.fallback.stream({ ...request, model: this.options.model ?? request.model }, call);
   }
 }
 
@@ -43,9 +47,9 @@ export class FallbackUpstream implements ChatUpstream {
 function worthAnotherUpstream(error: unknown): boolean {
   if (error instanceof StreamStopped) return error.why === "idle" || error.why === "first-token";
   if (error instanceof UpstreamProtocolError) return error.kind !== "malformed";
-  if (error instanceof OpenAI.APIUserAbortError) return false;
-  if (error instanceof OpenAI.APIConnectionError) return true; // includes timeouts
-  if (error instanceof OpenAI.APIError) {
+  if (error instanceof UpstreamAborted) return false;
+  if (error instanceof UpstreamUnreachable) return true; // includes timeouts
+  if (error instanceof UpstreamHttpError) {
     // No status: an error event in the stream that did not say what it was.
     if (error.status === undefined) return true;
     return error.status === 408 || error.status === 429 || error.status >= 500;

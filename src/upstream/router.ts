@@ -1,8 +1,6 @@
 // Several named upstreams behind one ChatUpstream: a request goes to the upstream that lists its
 // model (exactly, or by a `prefix*` pattern), and every other model to the default upstream.
-import { streamContext } from "../server/stream-context.js";
-import type { ChatUpstream, UpstreamBatch, UpstreamRequest } from "./openai.js";
-import type { UpstreamWatch } from "./watchdog.js";
+import type { ChatUpstream, UpstreamBatch, UpstreamCall, UpstreamRequest } from "./port.js";
 
 export interface Route {
   name: string;
@@ -31,10 +29,9 @@ export class UpstreamRouter implements ChatUpstream {
     return this.exact.get(model) ?? this.prefixes.find((p) => model.startsWith(p.prefix))?.route ?? this.fallthrough;
   }
 
-  stream(request: UpstreamRequest, signal: AbortSignal, watch: UpstreamWatch): AsyncIterable<UpstreamBatch> {
+  stream(request: UpstreamRequest, call: UpstreamCall): AsyncIterable<UpstreamBatch> {
     const route = this.route(request.model);
-    const context = streamContext.getStore();
-    if (context) context.upstream = route.name;
-    return route.upstream.stream(request, signal, watch);
+    call.observer.routed(route.name);
+    return route.upstream.stream(request, call);
   }
 }

@@ -4,7 +4,7 @@
 // proto/ (src/gen/web: the same messages, without the grpc-js service stubs, so nothing here needs
 // Node). Needs only fetch, streams and TextDecoderStream: every current browser, Node 18+.
 import { EventSourceParserStream } from "eventsource-parser/stream";
-import { ChatRequest, ChatResponse, ListModelsResponse, type DeepPartial } from "../gen/web/chat/v1/chat.js";
+import { ChatRequest, ChatResponse, ListModelsResponse, type DeepPartial } from "../contract/web.js";
 import { ChatError, GrpcCode, errorFromResponse, type ChatErrorInit } from "./errors.js";
 
 export { ChatError, GrpcCode, grpcCodeName, type GrpcCodeName, type ChatErrorInit } from "./errors.js";
@@ -31,7 +31,7 @@ export type {
   Model,
   UnavailableUpstream,
   DeepPartial,
-} from "../gen/web/chat/v1/chat.js";
+} from "../contract/web.js";
 
 /** A request as written by hand: every field optional, as `ChatRequest.fromPartial` takes it. */
 export type ChatRequestInit = DeepPartial<ChatRequest>;

@@ -20,19 +20,8 @@
 //
 // It stays out of the data path: a chunk costs one clock read, and the timer checks lazily, re-arming
 // for the earliest deadline instead of being reset per chunk.
-import { StreamStopped } from "../chat/errors.js";
-
-/** What an upstream tells the watchdog, for each attempt it makes. */
-export interface UpstreamWatch {
-  /** A new attempt: the returned signal aborts with `parent`'s reason, or with a stall once armed. */
-  begin(parent: AbortSignal): AbortSignal;
-  /** The attempt's response headers arrived: from now on, silence counts. */
-  opened(): void;
-  /** A chunk arrived, carrying `events` events of content (0 for role-only, empty, usage-only chunks). */
-  chunk(events: number): void;
-  /** The attempt is over: ended, failed or abandoned. */
-  end(): void;
-}
+import { StreamStopped } from "../upstream/errors.js";
+import type { UpstreamWatch } from "../upstream/port.js";
 
 export interface WatchdogLimits {
   /** The longest silence between chunks once the first token came (0: none). */

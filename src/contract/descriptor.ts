@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs";
 import { loadFileDescriptorSetFromBuffer, type PackageDefinition } from "@grpc/proto-loader";
 import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
 
-// Resolved from this module's folder, which is src/server/ under vitest and dist/server/ when
+// Resolved from this module's folder, which is src/contract/ under vitest and dist/contract/ when
 // built: both two levels below the repository root, where src/gen/ is.
 const DESCRIPTOR_URL = new URL("../../src/gen/chat.binpb", import.meta.url);
 

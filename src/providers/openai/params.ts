@@ -9,7 +9,7 @@ import type {
   ChatCompletionToolChoiceOption,
 } from "openai/resources/chat/completions";
 import type { ResponseFormatJSONSchema } from "openai/resources/shared";
-import type { UpstreamMessage, UpstreamRequest, UpstreamResponseFormat, UpstreamTool, UpstreamToolChoice } from "./request.js";
+import type { UpstreamMessage, UpstreamRequest, UpstreamResponseFormat, UpstreamTool, UpstreamToolChoice } from "../../upstream/port.js";
 
 export function toOpenAIParams(request: UpstreamRequest): ChatCompletionCreateParamsStreaming {
   const params: ChatCompletionCreateParamsStreaming = {
@@ -98,4 +98,9 @@ function toOpenAIResponseFormat(format: UpstreamResponseFormat): NonNullable<Cha
     ...(format.strict !== undefined && { strict: format.strict }),
   };
   return { type: "json_schema", json_schema: jsonSchema };
+}
+
+/** The body keys a request's own fields fill (extra_body may not set them as well). */
+export function bodyKeys(request: UpstreamRequest): string[] {
+  return Object.keys(toOpenAIParams(request));
 }

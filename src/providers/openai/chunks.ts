@@ -17,8 +17,8 @@
 //   `completion_tokens_details.reasoning_tokens` and `prompt_tokens_details.cached_tokens` (or
 //   DeepSeek's `prompt_cache_hit_tokens`) → the finish event, built once the stream has ended.
 import type { ChatCompletionChunk } from "openai/resources/chat/completions";
-import { UpstreamProtocolError } from "../chat/errors.js";
-import type { UpstreamEvent, UpstreamFinish, UpstreamUsage } from "./events.js";
+import { UpstreamProtocolError } from "../../upstream/errors.js";
+import type { UpstreamEvent, UpstreamFinish, UpstreamUsage } from "../../upstream/port.js";
 
 /** A chunk's delta with the fields compatible servers add to OpenAI's. */
 interface WireDelta {

@@ -3,31 +3,15 @@
 import OpenAI from "openai";
 import type { ChatCompletionChunk, ChatCompletionCreateParamsStreaming } from "openai/resources/chat/completions";
 import { setTimeout as sleep } from "node:timers/promises";
-import { UpstreamProtocolError, UpstreamStreamError } from "../chat/errors.js";
-import { toOpenAIParams } from "./openai-params.js";
-import type { UpstreamRequest } from "./request.js";
+import { UpstreamProtocolError, UpstreamUnreachable } from "../../upstream/errors.js";
+import type { ChatUpstream, ListedModel, ModelLister, UpstreamBatch, UpstreamCall } from "../../upstream/port.js";
+import type { UpstreamEvent, UpstreamRequest } from "../../upstream/port.js";
+import { toOpenAIParams } from "./params.js";
 import { statusOfStreamError } from "./stream-error.js";
-import type { UpstreamWatch } from "./watchdog.js";
-import type { UpstreamEvent } from "./events.js";
-import { ChunkTranslator } from "./openai-chunks.js";
+import { toUpstreamError, UpstreamStreamError } from "./errors.js";
+import { ChunkTranslator } from "./chunks.js";
 import { SseChunkDecoder } from "./sse-chunks.js";
-
-export type { UpstreamMessage, UpstreamRequest } from "./request.js";
-export type { ToolCallPiece, UpstreamEvent, UpstreamFinish, UpstreamUsage } from "./events.js";
-
-/**
- * One streamed completion: its events as they arrive, then exactly one finish. Aborting `signal` ends it.
- * Events come in batches, each what one network read of the upstream carried (never empty): the
- * consumer handles a whole batch per await, and the next read waits until it asks for more.
- * Each attempt at the upstream begins and ends on `watch`, says when its response headers arrived,
- * and reports every chunk (see watchdog.ts).
- */
-export interface ChatUpstream {
-  stream(request: UpstreamRequest, signal: AbortSignal, watch: UpstreamWatch): AsyncIterable<UpstreamBatch>;
-}
-
-/** Events in order; the consumer may keep the array (it is not reused). */
-export type UpstreamBatch = readonly UpstreamEvent[];
+import { CALL_OPTION, upstreamFetch } from "./fetch.js";
 
 export interface OpenAIUpstreamOptions {
   baseURL: string;
@@ -35,13 +19,11 @@ export interface OpenAIUpstreamOptions {
   /** Retries before the first token, the SDK's and the gateway's own (in-stream errors) together. */
   maxRetries: number;
   timeoutMs: number;
-  /** Used instead of the global fetch (tracing headers, retry counting). */
+  /** Used instead of the global fetch (tests; undici's dispatcher options). */
   fetch?: typeof fetch;
-  /** Called for each retry the gateway makes itself (the SDK's are seen by `fetch`). */
-  onRetry?: () => void;
 }
 
-export class OpenAIUpstream implements ChatUpstream {
+export class OpenAIUpstream implements ChatUpstream, ModelLister {
   private readonly client: OpenAI;
   /** Cleared the first time the server refuses `stream_options`: some compatible servers do. */
   private sendStreamOptions = true;
@@ -49,7 +31,8 @@ export class OpenAIUpstream implements ChatUpstream {
   private readonly retriesBefore = new WeakMap<Response, number>();
 
   constructor(private readonly options: OpenAIUpstreamOptions) {
-    const base = options.fetch ?? globalThis.fetch;
+    // Reports the SDK's own retries to the call that made them (see fetch.ts).
+    const base = upstreamFetch(options.fetch ?? globalThis.fetch);
     this.client = new OpenAI({
       baseURL: options.baseURL,
       // The SDK insists on a key; local servers (Ollama, llama.cpp) ignore whatever is sent.
@@ -69,21 +52,22 @@ export class OpenAIUpstream implements ChatUpstream {
     });
   }
 
-  async *stream(request: UpstreamRequest, parent: AbortSignal, watch: UpstreamWatch): AsyncIterable<UpstreamBatch> {
+  async *stream(request: UpstreamRequest, call: UpstreamCall): AsyncIterable<UpstreamBatch> {
+    const { signal: parent, watch } = call;
     const progress: Progress = { retriesLeft: this.options.maxRetries, sent: false };
     // One generator for every attempt (not one per attempt behind `yield*`): each batch passes
     // through as few async layers as possible.
     for (let retry = 0; ; retry++) {
       if (retry > 0) {
         progress.retriesLeft--;
-        this.options.onRetry?.();
+        call.observer.retried();
         await backoff(retryDelayMs(retry - 1), parent);
       }
       const signal = watch.begin(parent);
       try {
         let response: Response;
         try {
-          response = await this.open(request, signal, progress);
+          response = await this.open(request, call, signal, progress);
         } catch (error: unknown) {
           throw signal.aborted ? signal.reason : error;
         }
@@ -144,7 +128,7 @@ export class OpenAIUpstream implements ChatUpstream {
       } catch (error: unknown) {
         // Before the first token an error the upstream put in its stream is retried like the same
         // error sent as an HTTP status (the SDK retries only those, before a response).
-        if (progress.sent || parent.aborted || progress.retriesLeft <= 0 || !retryable(error)) throw error;
+        if (progress.sent || parent.aborted || progress.retriesLeft <= 0 || !retryable(error)) throw toUpstreamError(error);
       } finally {
         watch.end();
       }
@@ -152,10 +136,14 @@ export class OpenAIUpstream implements ChatUpstream {
   }
 
   /** Sends the request and waits for the response headers, through the SDK's timeout and retries. */
-  private async open(request: UpstreamRequest, signal: AbortSignal, progress: Progress): Promise<Response> {
+  private async open(request: UpstreamRequest, call: UpstreamCall, signal: AbortSignal, progress: Progress): Promise<Response> {
     const params: ChatCompletionCreateParamsStreaming = toOpenAIParams(request);
+    // The call rides along in the SDK's per-request fetch options, to the fetch that counts retries.
+    const fetchOptions = { [CALL_OPTION]: call } as object;
     const create = async (body: ChatCompletionCreateParamsStreaming) => {
-      const response = await this.client.chat.completions.create(body, { signal, maxRetries: progress.retriesLeft }).asResponse();
+      const response = await this.client.chat.completions
+        .create(body, { signal, maxRetries: progress.retriesLeft, headers: call.headers, fetchOptions })
+        .asResponse();
       progress.retriesLeft -= this.retriesBefore.get(response) ?? 0;
       return response;
     };
@@ -185,16 +173,9 @@ export class OpenAIUpstream implements ChatUpstream {
           : [],
       );
     } catch (error: unknown) {
-      if (deadline.aborted) throw new OpenAI.APIConnectionTimeoutError();
-      throw error;
+      throw deadline.aborted ? new UpstreamUnreachable("timeout") : toUpstreamError(error);
     }
   }
-}
-
-export interface ListedModel {
-  id: string;
-  /** Empty when the upstream does not say. */
-  ownedBy: string;
 }
 
 interface Progress {
