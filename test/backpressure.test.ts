@@ -1,7 +1,7 @@
 // Backpressure, end to end with the real processes: a client that stops reading must, after a
 // bounded number of bytes, stop the upstream itself: its writes block and the reply waits in the
 // upstream. Measured with the bytes the fake upstream managed to write, against the bound stated
-// in the README (the sum of every window and buffer on the path), over HTTP through Envoy and over
+// in docs/streaming.md (the sum of every window and buffer on the path), over HTTP through Envoy and over
 // gRPC to the service; then, once the client reads again, every token arrives, in order.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { credentials } from "@grpc/grpc-js";
@@ -24,7 +24,7 @@ const REPLY = TOKENS.join("");
  */
 const UPSTREAM_BYTES_PER_CHAR = 2;
 
-// The bound, as the README derives it: what each buffer on the path may hold of one stream. The
+// The bound, as docs/streaming.md derives it: what each buffer on the path may hold of one stream. The
 // kernel's socket queues are read from /proc at the plateau; everything else is a constant.
 
 /** The service's read-ahead, in the upstream's bytes: Node's 64 KiB high-water marks at the socket,

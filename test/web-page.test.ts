@@ -343,7 +343,7 @@ describe("the chat page, open gateway", () => {
     ["400", { status: 400, errorMessage: "bad things" }, ["HTTP 400", "INVALID_ARGUMENT", "upstream rejected the request: bad things"]],
     ["429", { status: 429, headers: { "retry-after": "7" } }, ["HTTP 429", "RESOURCE_EXHAUSTED", "upstream rate limit reached; retry after 7s"]],
     ["503", { status: 503 }, ["HTTP 503", "UNAVAILABLE", "upstream error 503"]],
-  ] as [string, Reply, string[]][])("shows an upstream %s before the answer as the README's table names it, and gives the text back", async (_name, reply, parts) => {
+  ] as [string, Reply, string[]][])("shows an upstream %s before the answer as docs/errors.md's table names it, and gives the text back", async (_name, reply, parts) => {
     await openPage();
     ctx.reply = () => reply;
     await send(page, "Will this work?");

@@ -1,5 +1,5 @@
 // The terminal client's exit status, one per kind of failure, so a script can tell "fix the request"
-// from "try again later" without reading the message. The README's table is this one.
+// from "try again later" without reading the message. The table in docs/api.md is this one.
 import { GrpcCode as status, grpcCodeName } from "../web/errors.js";
 
 export const EXIT = {

@@ -159,7 +159,7 @@ export interface FakeUpstream {
 /**
  * The demo's answer: the fixed reply, word by word. Asked with `reasoning_effort`, it "thinks" aloud
  * first; offered tools, it calls the first one (string arguments filled with what the user said);
- * given a tool's result, it repeats it. So every event of the README can be tried on `npm start`.
+ * given a tool's result, it repeats it. So every event of docs/api.md can be tried on `npm start`.
  */
 export function demoReply(request: RecordedRequest): Reply {
   const messages = request.body.messages ?? [];

@@ -61,7 +61,7 @@ export interface EnvoyOptions {
   graceMs?: number;
   /**
    * Serve the listener over TLS with this certificate and key (PEM files), offering HTTP/2 and
-   * HTTP/1.1 by ALPN, as the README's TLS snippet does: how browsers reach Envoy over HTTP/2.
+   * HTTP/1.1 by ALPN, as the TLS snippet in docs/operations.md does: how browsers reach Envoy over HTTP/2.
    */
   tls?: { certFile: string; keyFile: string };
 }

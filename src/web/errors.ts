@@ -74,7 +74,7 @@ export class ChatError extends Error {
 
 /**
  * The gRPC code an HTTP status stands for when the body does not say (a proxy's own page): the
- * gateway's own mapping for the statuses it uses (README, "When things go wrong").
+ * gateway's own mapping for the statuses it uses (docs/errors.md, "When things go wrong").
  */
 function codeForHttpStatus(status: number): number {
   switch (status) {

@@ -141,7 +141,7 @@ export class AssistantTurn {
   }
 }
 
-/** An error as the README's table names it: HTTP status (before the answer) or in-band, gRPC code, message, retry-after. */
+/** An error as the table in docs/errors.md names it: HTTP status (before the answer) or in-band, gRPC code, message, retry-after. */
 export function describeError(error: ChatError): string {
   const where =
     error.httpStatus === undefined
