@@ -7,7 +7,7 @@ import { loadConfig, type Config } from "../server/config.js";
 import { ConfigError, loadOrExit, parseVariables, port, presentOf, schemaOf, section, variablesOf } from "../server/variables.js";
 
 export const LAUNCHER_SECTION = section({
-  title: "`npm start` and `npm run start:cluster` only",
+  title: "Read by `npm start` and `npm run start:cluster` only (the local launcher)",
   about:
     "The Envoy these run in front of the service, and how many replicas the cluster runs. The service itself (`node dist/main.js`, the container) ignores these.",
   variables: {

@@ -68,7 +68,7 @@ export const SERVICE_SECTIONS = [
   section({
     title: "More upstreams, routed by the request's model",
     about:
-      "UPSTREAM_<NAME>_BASE_URL (required), UPSTREAM_<NAME>_API_KEY (optional), UPSTREAM_<NAME>_MODELS (required: comma-separated; a trailing * matches by prefix). <NAME> is capital letters and digits, and appears in logs and metrics in lower case. A model no upstream lists goes to the default upstream. Default: none.",
+      "`UPSTREAM_<NAME>_BASE_URL` (required), `UPSTREAM_<NAME>_API_KEY` (optional), `UPSTREAM_<NAME>_MODELS` (required: comma-separated; a trailing `*` matches by prefix). `<NAME>` is capital letters and digits, and appears in logs and metrics in lower case. A model no upstream lists goes to the default upstream. Default: none.",
     exampleLines: [
       "UPSTREAM_DEEPSEEK_BASE_URL=https://api.deepseek.com/v1",
       "UPSTREAM_DEEPSEEK_API_KEY=sk-...",
@@ -97,12 +97,12 @@ export const SERVICE_SECTIONS = [
         type: bytes.default(256 * 1024),
         description: "UTF-8 bytes of everything the model reads in one request.",
         example: "262144",
-        details: "Text, messages, tool calls and definitions, schemas, extra_body, and the decoded bytes of data: URL images.",
+        details: "Text, messages, tool calls and definitions, schemas, `extra_body`, and the decoded bytes of `data:` URL images.",
       },
       MAX_MESSAGES: { type: z.coerce.number().int().positive().default(256), description: "Messages in one request.", example: "256" },
       MAX_OUTPUT_TOKENS: {
         type: z.coerce.number().int().positive().default(131_072),
-        description: "The largest max_tokens a request may ask for (more is INVALID_ARGUMENT).",
+        description: "The largest `max_tokens` a request may ask for (more is INVALID_ARGUMENT).",
         example: "131072",
       },
       MAX_CONCURRENT_STREAMS: { type: z.coerce.number().int().positive().default(10_000), description: "Streams open at once in this process; more are refused (RESOURCE_EXHAUSTED).", example: "10000" },
@@ -116,7 +116,7 @@ export const SERVICE_SECTIONS = [
       MAX_TOOLS: { type: z.coerce.number().int().positive().default(128), description: "Tool definitions in one request (OpenAI's own limit is 128).", example: "128" },
       MAX_IMAGE_BYTES: {
         type: bytes.default(20 * 1024 * 1024),
-        description: "Decoded bytes of one data: URL image in a message part (OpenAI's per-image limit is 20 MiB).",
+        description: "Decoded bytes of one `data:` URL image in a message part (OpenAI's per-image limit is 20 MiB).",
         example: "20971520",
         details: "Images also count toward MAX_INPUT_BYTES: raise that too to accept large images.",
       },
@@ -147,10 +147,10 @@ export const SERVICE_SECTIONS = [
       },
       CALLER_KEYS: {
         type: z.string().min(1).optional(),
-        description: 'Caller keys: "<name> <key> [streams=N] [rpm=N] [tpm=N]" entries, separated by commas or new lines.',
+        description: "Caller keys: `<name> <key> [streams=N] [rpm=N] [tpm=N]` entries, separated by commas or new lines.",
         example: "billing sha256:<64 hex digits> streams=20 rpm=600 tpm=1000000, search <a key of 16+ characters>",
         details:
-          'At most N streams open at once (over every replica), N chat requests per minute, N tokens (prompt + completion) per minute; a limit left out is no limit. The older "<name> <key> <N>" (N concurrent streams) still works. A key may be given hashed, as sha256:<hex digest> (`printf %s "$KEY" | sha256sum`).',
+          'At most N streams open at once (over every replica), N chat requests per minute, N tokens (prompt + completion) per minute; a limit left out is no limit. The older `<name> <key> <N>` (N concurrent streams) still works. A key may be given hashed, as `sha256:<hex digest>` (`printf %s "$KEY" | sha256sum`).',
       },
       CALLER_KEYS_FILE: {
         type: file.optional(),
@@ -165,9 +165,8 @@ export const SERVICE_SECTIONS = [
     variables: {
       REDIS_URL: {
         type: url("redis", "rediss").optional(),
-        description: "Redis or Valkey shared by every replica, which then share the limits and the usage. Unset: in this process, so each replica counts alone.",
+        description: "Redis or Valkey shared by every replica, which then share the limits and the usage. Unset: in this process, so each replica counts alone (right for one replica).",
         example: "redis://redis:6379",
-        details: "Unset is right for one replica.",
       },
       LIMITS_ON_REDIS_ERROR: {
         type: z.enum(["open", "closed"]).default("open"),
@@ -218,7 +217,7 @@ export const SERVICE_SECTIONS = [
     variables: {
       OTEL_EXPORTER_OTLP_ENDPOINT: {
         type: url("http", "https").optional(),
-        description: "An OTLP/HTTP endpoint to export a span per stream to (at <endpoint>/v1/traces). Unset: no export.",
+        description: "An OTLP/HTTP endpoint to export a span per stream to (at `<endpoint>/v1/traces`). Unset: no export.",
         example: "http://otel-collector:4318",
       },
       OTEL_SERVICE_NAME: { type: z.string().min(1).default("chat-gateway"), description: "The service name on exported spans.", example: "chat-gateway" },
