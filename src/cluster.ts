@@ -11,11 +11,11 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { setTimeout as sleep } from "node:timers/promises";
 import { prettyFactory } from "pino-pretty";
-import { loadConfigOrExit } from "./server/config.js";
 import { createLogger } from "./observability/logger.js";
 import { ROOT, startEnvoy } from "./dev/envoy.js";
 import { freePort } from "./dev/free-port.js";
 import { localEnv, localEnvoyOptions } from "./dev/local-env.js";
+import { loadLocalConfigOrExit } from "./dev/config.js";
 import { redactUrl } from "./observability/redact-url.js";
 
 /** As in `npm start`: Ctrl-C should not take the deployed 30 s. */
@@ -39,7 +39,7 @@ async function main(): Promise<void> {
   const { env, demo } = await localEnv(process.env);
   if (!env.SHUTDOWN_GRACE_MS) env.SHUTDOWN_GRACE_MS = String(CLUSTER_GRACE_MS);
   // Checked here once, so a mistake is reported once rather than by every replica.
-  const config = loadConfigOrExit(env);
+  const { config, launcher } = loadLocalConfigOrExit(env);
   const logger = createLogger({ level: config.logLevel, format: config.log.format });
   const graceMs = config.shutdownGraceMs;
 
@@ -69,7 +69,7 @@ async function main(): Promise<void> {
   const replicas: Replica[] = [];
   try {
     const started = await Promise.allSettled(
-      Array.from({ length: config.stack.replicas }, (_, index) =>
+      Array.from({ length: launcher.replicas }, (_, index) =>
         startReplica(index, {
           ...env,
           GRPC_PORT: String(offset(config.grpc.port, index)),
@@ -89,7 +89,7 @@ async function main(): Promise<void> {
   let envoy;
   try {
     envoy = await startEnvoy({
-      ...localEnvoyOptions(config.stack, graceMs),
+      ...localEnvoyOptions(launcher, graceMs),
       serviceEndpoints: replicas.map((r) => ({ address: replicaHost, port: r.port })),
     });
   } catch (error) {

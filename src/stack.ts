@@ -1,22 +1,22 @@
 // `npm start`: the whole stack on one machine. The gRPC service (in this process), Envoy in front of
 // it, and, when no upstream is configured, the built-in demo upstream so it works with no setup.
-import { loadConfigOrExit } from "./server/config.js";
 import { createLogger } from "./observability/logger.js";
 import { startGateway } from "./server/gateway.js";
 import { startupFields } from "./server/startup.js";
 import { startEnvoy } from "./dev/envoy.js";
 import { localEnv, localEnvoyOptions } from "./dev/local-env.js";
+import { loadLocalConfigOrExit } from "./dev/config.js";
 
 /** npm start is for trying things out: Ctrl-C should not take the deployed 30 s. */
 const STACK_GRACE_MS = 5_000;
 
 async function main(): Promise<void> {
   const { env, demo } = await localEnv(process.env);
-  const config = loadConfigOrExit(env);
+  const { config, launcher } = loadLocalConfigOrExit(env);
   const logger = createLogger({ level: config.logLevel, format: config.log.format });
   const graceMs = Math.min(config.shutdownGraceMs, STACK_GRACE_MS);
   const gateway = await startGateway(config, logger);
-  const envoy = await startEnvoy({ ...localEnvoyOptions(config.stack, graceMs), servicePort: gateway.port }).catch((error: unknown) => {
+  const envoy = await startEnvoy({ ...localEnvoyOptions(launcher, graceMs), servicePort: gateway.port }).catch((error: unknown) => {
     gateway.forceShutdown();
     throw error;
   });

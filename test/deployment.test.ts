@@ -15,6 +15,7 @@ import { parse, parseAllDocuments } from "yaml";
 import { DRAIN_TIME_S, ROOT, SERVICE_CLUSTER, startEnvoy } from "../src/dev/envoy.js";
 import { ENVOY_CONFIG_DIR, REPLICAS_SERVICE, renderDeploy } from "../src/dev/render-deploy.js";
 import { CONFIG_VARIABLES, loadConfig } from "../src/server/config.js";
+import { loadLauncherConfig } from "../src/dev/config.js";
 import { CHAT_SERVICE_NAME, FORCE_AFTER_GRACE_MS } from "../src/server/server.js";
 import { credentials } from "@grpc/grpc-js";
 import { ChatRequest, ChatServiceClient } from "../src/gen/chat/v1/chat.js";
@@ -86,7 +87,7 @@ describe("docker-compose.yml", () => {
 
   it("runs replicas of the service, Redis, and one front Envoy: the shape of deploy/", () => {
     expect(Object.keys(compose.services).sort()).toEqual(["chat", "envoy", "redis"]);
-    expect(defaultOf(chat.deploy.replicas)).toBe(String(loadConfig({ AUTH: "none" }).stack.replicas));
+    expect(defaultOf(chat.deploy.replicas)).toBe(String(loadLauncherConfig({}).replicas));
     expect(front.network_mode).toBeUndefined();
     expect(front.depends_on).toEqual(["chat"]);
     expect(chat.depends_on).toEqual(["redis"]);

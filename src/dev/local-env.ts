@@ -2,7 +2,7 @@
 // zero configuration: the demo upstream when none is configured, no caller keys (then open, and so
 // on loopback only), and metrics on.
 import { startFakeUpstream, type FakeUpstream } from "../demo/upstream.js";
-import type { Config } from "../server/config.js";
+import type { LauncherConfig } from "./config.js";
 import type { EnvoyOptions } from "./envoy.js";
 
 export interface LocalEnv {
@@ -31,8 +31,8 @@ export async function localEnv(base: NodeJS.ProcessEnv): Promise<LocalEnv> {
   return { env, demo };
 }
 
-/** The front Envoy's options as the configuration sets them, for `npm start` and the cluster. */
-export function localEnvoyOptions(stack: Config["stack"], graceMs: number): EnvoyOptions {
+/** The front Envoy's options as the launcher's settings set them, for `npm start` and the cluster. */
+export function localEnvoyOptions(stack: LauncherConfig, graceMs: number): EnvoyOptions {
   return {
     httpHost: stack.httpHost,
     httpPort: stack.httpPort,

@@ -1,133 +1,18 @@
 // The gateway's whole configuration, read once from the environment and validated together, so a
-// bad deployment fails at start-up with every problem listed instead of at the first request.
+// bad deployment fails at start-up with every problem listed instead of at the first request. The
+// variables are declared in config-variables.ts; here they are checked together and shaped into Config.
 import { accessSync, constants, readFileSync } from "node:fs";
 import { z } from "zod";
+import { SERVICE_SECTIONS } from "./config-variables.js";
+import { ConfigError, loadOrExit, parseVariables, presentOf, problem as problemOf, schemaOf, variablesOf } from "./variables.js";
 import { parseCallerKeys, type CallerKey } from "./caller-keys.js";
 import { parseNamedUpstreams, type NamedUpstream } from "../upstream/named.js";
 
-const port = z.coerce.number().int().min(0).max(65535);
-const positiveMs = z.coerce.number().int().positive();
-const optionalMs = z.coerce.number().int().min(0); // 0 turns the limit off
-const bytes = z.coerce.number().int().positive();
-const flag = z
-  .enum(["true", "false", "1", "0", "yes", "no"])
-  .transform((v) => v === "true" || v === "1" || v === "yes");
-const file = z.string().min(1);
+const VARIABLES = variablesOf(SERVICE_SECTIONS);
+const schema = schemaOf(SERVICE_SECTIONS);
 
-const schema = z.object({
-  GRPC_HOST: z.string().default("0.0.0.0"),
-  GRPC_PORT: port.default(50051),
-  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
-
-  // The openai SDK's own variables, so pointing the gateway at OpenAI, vLLM or Ollama is one setting.
-  OPENAI_BASE_URL: z.url({ protocol: /^https?$/ }).default("https://api.openai.com/v1"),
-  OPENAI_API_KEY: z.string().min(1).optional(),
-  CHAT_MODEL: z.string().min(1).default("gpt-4o-mini"),
-  // Tried when the upstream fails before sending any text (unreachable, 429, 5xx, timeout).
-  FALLBACK_BASE_URL: z.url({ protocol: /^https?$/ }).optional(),
-  FALLBACK_API_KEY: z.string().min(1).optional(),
-  FALLBACK_MODEL: z.string().min(1).optional(),
-  UPSTREAM_MAX_RETRIES: z.coerce.number().int().min(0).max(10).default(2),
-  UPSTREAM_TIMEOUT_MS: positiveMs.default(60_000),
-  UPSTREAM_IDLE_TIMEOUT_MS: optionalMs.default(60_000),
-  // Hidden reasoning can take minutes before the first token (issue 14).
-  UPSTREAM_FIRST_TOKEN_TIMEOUT_MS: optionalMs.default(600_000),
-  HEARTBEAT_INTERVAL_MS: optionalMs.default(15_000),
-  MAX_STREAM_DURATION_MS: optionalMs.default(15 * 60_000),
-
-  MAX_INPUT_BYTES: bytes.default(256 * 1024),
-  MAX_MESSAGES: z.coerce.number().int().positive().default(256),
-  MAX_OUTPUT_TOKENS: z.coerce.number().int().positive().default(131_072),
-  MAX_CONCURRENT_STREAMS: z.coerce.number().int().positive().default(10_000),
-  SHUTDOWN_GRACE_MS: optionalMs.default(30_000),
-
-  // Tools, images and the model list (issue 9).
-  MAX_TOOLS: z.coerce.number().int().positive().default(128),
-  MAX_IMAGE_BYTES: bytes.default(20 * 1024 * 1024),
-  MODELS_CACHE_MS: optionalMs.default(60_000),
-  MODELS_TIMEOUT_MS: positiveMs.default(5_000),
-
-  // Operations: logs, metrics, tracing, caller auth, TLS.
-  LOG_FORMAT: z.enum(["auto", "json", "pretty"]).default("auto"),
-  LOG_PROMPTS: flag.default(false),
-  METRICS_HOST: z.string().min(1).default("127.0.0.1"),
-  METRICS_PORT: port.optional(),
-  OTEL_EXPORTER_OTLP_ENDPOINT: z.url({ protocol: /^https?$/ }).optional(),
-  OTEL_SERVICE_NAME: z.string().min(1).default("chat-gateway"),
-  // Closed by default: a deployment with no caller keys must say AUTH=none to let anyone in.
-  AUTH: z.enum(["keys", "none"]).default("keys"),
-  CALLER_KEYS: z.string().min(1).optional(),
-  CALLER_KEYS_FILE: file.optional(),
-  TLS_CERT_FILE: file.optional(),
-  TLS_KEY_FILE: file.optional(),
-  TLS_CLIENT_CA_FILE: file.optional(),
-
-  // Caller budgets (src/limits/): in process, or shared by every replica in Redis.
-  REDIS_URL: z.url({ protocol: /^rediss?$/ }).optional(),
-  LIMITS_ON_REDIS_ERROR: z.enum(["open", "closed"]).default("open"),
-  LIMITS_REDIS_TIMEOUT_MS: positiveMs.default(250),
-  LIMITS_LEASE_TTL_MS: z.coerce.number().int().min(300).default(15_000),
-
-  // Read by `npm start` only (src/stack.ts), for the Envoy it runs beside the service.
-  HTTP_HOST: z.string().min(1).default("0.0.0.0"),
-  HTTP_PORT: port.default(8080),
-  ENVOY_ADMIN_PORT: port.default(9901),
-  CORS_ALLOW_ORIGIN: z.string().min(1).optional(),
-  // Read by `npm run start:cluster` only (src/cluster.ts): how many service processes it runs.
-  REPLICAS: z.coerce.number().int().min(1).max(64).default(3),
-});
-
-/** Every environment variable the gateway reads. */
-export const CONFIG_VARIABLES: readonly string[] = Object.keys(schema.shape);
-
-/** A right value for each variable, quoted in start-up errors. */
-const examples: Record<string, string> = {
-  GRPC_HOST: "0.0.0.0",
-  GRPC_PORT: "50051",
-  LOG_LEVEL: "info",
-  OPENAI_BASE_URL: "http://127.0.0.1:11434/v1",
-  OPENAI_API_KEY: "sk-...",
-  CHAT_MODEL: "gpt-4o-mini",
-  FALLBACK_BASE_URL: "https://api.openai.com/v1",
-  FALLBACK_API_KEY: "sk-...",
-  FALLBACK_MODEL: "gpt-4o-mini",
-  UPSTREAM_MAX_RETRIES: "2",
-  UPSTREAM_TIMEOUT_MS: "60000",
-  UPSTREAM_IDLE_TIMEOUT_MS: "60000",
-  UPSTREAM_FIRST_TOKEN_TIMEOUT_MS: "600000",
-  HEARTBEAT_INTERVAL_MS: "15000",
-  MAX_STREAM_DURATION_MS: "900000",
-  MAX_INPUT_BYTES: "262144",
-  MAX_MESSAGES: "256",
-  MAX_OUTPUT_TOKENS: "131072",
-  MAX_CONCURRENT_STREAMS: "10000",
-  SHUTDOWN_GRACE_MS: "30000",
-  MAX_TOOLS: "128",
-  MAX_IMAGE_BYTES: "20971520",
-  MODELS_CACHE_MS: "60000",
-  MODELS_TIMEOUT_MS: "5000",
-  LOG_FORMAT: "json",
-  LOG_PROMPTS: "false",
-  METRICS_HOST: "127.0.0.1",
-  METRICS_PORT: "9464",
-  OTEL_EXPORTER_OTLP_ENDPOINT: "http://otel-collector:4318",
-  OTEL_SERVICE_NAME: "chat-gateway",
-  AUTH: "none",
-  CALLER_KEYS: "billing sha256:<64 hex digits> streams=20 rpm=600 tpm=1000000, search <a key of 16+ characters>",
-  CALLER_KEYS_FILE: "/run/secrets/caller-keys",
-  TLS_CERT_FILE: "/etc/chat-gateway/tls.crt",
-  TLS_KEY_FILE: "/etc/chat-gateway/tls.key",
-  TLS_CLIENT_CA_FILE: "/etc/chat-gateway/clients-ca.crt",
-  REDIS_URL: "redis://redis:6379",
-  LIMITS_ON_REDIS_ERROR: "closed",
-  LIMITS_REDIS_TIMEOUT_MS: "250",
-  LIMITS_LEASE_TTL_MS: "15000",
-  HTTP_HOST: "127.0.0.1",
-  HTTP_PORT: "8080",
-  ENVOY_ADMIN_PORT: "9901",
-  CORS_ALLOW_ORIGIN: "https://app.example.com",
-  REPLICAS: "3",
-};
+/** Every environment variable the service reads (declared in config-variables.ts). */
+export const CONFIG_VARIABLES: readonly string[] = [...VARIABLES.keys()];
 
 export interface Config {
   grpc: { host: string; port: number };
@@ -188,30 +73,14 @@ export interface Config {
     leaseTtlMs: number;
   };
   tls: { certFile: string; keyFile: string; clientCaFile: string | undefined } | undefined;
-  /** The Envoy of `npm start` and `npm run start:cluster`, and the number of replicas of the latter. */
-  stack: { httpHost: string; httpPort: number; adminPort: number; corsAllowOrigin: string | undefined; replicas: number };
 }
 
-export class ConfigError extends Error {
-  constructor(readonly problems: string[]) {
-    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
-    this.name = "ConfigError";
-  }
-}
+export { ConfigError };
 
 export function loadConfig(env: Record<string, string | undefined>): Config {
-  // An empty variable means "not set", as in most shells' `FOO= cmd` and compose files.
-  const present = Object.fromEntries(
-    Object.entries(env).filter((entry): entry is [string, string] => entry[1] !== undefined && entry[1] !== ""),
-  );
+  const present = presentOf(env);
   const problems: string[] = [];
-  const parsed = schema.safeParse(present);
-  if (!parsed.success) {
-    for (const issue of parsed.error.issues) {
-      const name = String(issue.path[0] ?? "?");
-      problems.push(problem(name, plainWords(issue, name)));
-    }
-  }
+  const e = parseVariables(schema, VARIABLES, present, problems);
   // Named upstreams and caller keys have formats of their own; their problems join the same list.
   const upstreams = parseNamedUpstreams(present, new Set(CONFIG_VARIABLES), (name, what) => problems.push(problem(name, what, upstreamExample(name))));
   let callerKeys: CallerKey[] = [];
@@ -265,8 +134,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     if (path !== undefined) readable(path, name, problems, false);
   }
 
-  if (problems.length > 0 || !parsed.success) throw new ConfigError(problems);
-  const e = parsed.data;
+  if (problems.length > 0 || e === undefined) throw new ConfigError(problems);
   return {
     grpc: { host: e.GRPC_HOST, port: e.GRPC_PORT },
     logLevel: e.LOG_LEVEL,
@@ -309,50 +177,25 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       e.TLS_CERT_FILE && e.TLS_KEY_FILE
         ? { certFile: e.TLS_CERT_FILE, keyFile: e.TLS_KEY_FILE, clientCaFile: e.TLS_CLIENT_CA_FILE }
         : undefined,
-    stack: { httpHost: e.HTTP_HOST, httpPort: e.HTTP_PORT, adminPort: e.ENVOY_ADMIN_PORT, corsAllowOrigin: e.CORS_ALLOW_ORIGIN, replicas: e.REPLICAS },
   };
 }
 
 /** For entry points: the configuration, or every problem on stderr and exit status 2. */
 export function loadConfigOrExit(env: Record<string, string | undefined>): Config {
-  try {
-    return loadConfig(env);
-  } catch (error: unknown) {
-    if (!(error instanceof ConfigError)) throw error;
-    process.stderr.write(`${error.message}\n`);
-    process.exit(2);
-  }
+  return loadOrExit(() => loadConfig(env));
 }
 
-// Never echo the value in a problem: it may be a secret.
-function problem(name: string, what: string, example = examples[name]): string {
-  return `${name}: ${what}${example ? ` (for example ${name}=${example})` : ""}`;
+/** A problem with a variable, with its declared example (or the one given). Never echoes the value: it may be a secret. */
+function problem(name: string, what: string, example = VARIABLES.get(name)?.example): string {
+  return problemOf(name, what, example);
 }
 
-function plainWords(issue: z.core.$ZodIssue, name: string): string {
-  switch (issue.code) {
-    case "invalid_type":
-      return issue.expected === "number" ? "must be a number" : `must be a ${issue.expected}`;
-    case "too_small":
-      return `must be ${issue.inclusive ? "at least" : "more than"} ${String(issue.minimum)}`;
-    case "too_big":
-      return `must be ${issue.inclusive ? "at most" : "less than"} ${String(issue.maximum)}`;
-    case "invalid_format":
-      if (issue.format !== "url") return `is not a valid ${issue.format}`;
-      return name === "REDIS_URL" ? "must be a redis:// or rediss:// URL" : "must be an http:// or https:// URL";
-    case "invalid_value":
-      return `must be one of ${issue.values.map(String).join(", ")}`;
-    default:
-      return issue.message;
-  }
-}
-
+/** For a named upstream's variable, the first declared example of its kind (config-variables.ts). */
 function upstreamExample(name: string): string | undefined {
   const suffix = /_(BASE_URL|API_KEY|MODELS)$/.exec(name)?.[1];
-  if (suffix === "BASE_URL") return "https://api.deepseek.com/v1";
-  if (suffix === "API_KEY") return "sk-...";
-  if (suffix === "MODELS") return "deepseek-chat,deepseek-reasoner";
-  return undefined;
+  if (suffix === undefined) return undefined;
+  const line = SERVICE_SECTIONS.flatMap((s) => s.exampleLines ?? []).find((l) => l.split("=")[0]?.endsWith(`_${suffix}`));
+  return line?.slice(line.indexOf("=") + 1);
 }
 
 /** The file's text, or a problem when it cannot be read. */
