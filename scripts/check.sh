@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Static checks CI runs before the tests: types, proto lint and breaking changes, Envoy's config, and
-# deploy/'s Kubernetes manifests against the Kubernetes schemas.
+# Static checks CI runs before the tests: types, the folders' import rules, proto lint and breaking
+# changes, Envoy's config, and deploy/'s Kubernetes manifests against the Kubernetes schemas.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -9,6 +9,9 @@ echo "== tsc"
 node_modules/.bin/tsc -p tsconfig.json
 # The chat page, with DOM types and without Node's: what it imports must run in a browser.
 node_modules/.bin/tsc -p src/web/page/tsconfig.json
+
+echo "== dependency-cruiser (the folders' import rules: .dependency-cruiser.cjs)"
+node_modules/.bin/depcruise src --config .dependency-cruiser.cjs
 
 echo "== buf lint"
 node_modules/.bin/buf lint
