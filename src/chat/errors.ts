@@ -38,7 +38,22 @@ export interface GatewayStatus {
 }
 
 export function toGatewayStatus(error: unknown, secrets: readonly string[] = []): GatewayStatus {
-  if (error instanceof CallRefused) {
+  if (error instanceof CallRefused) return refusedStatus(error);
+  if (error instanceof StreamStopped) return stoppedStatus(error);
+  if (error instanceof UpstreamProtocolError) return protocolStatus(error);
+  if (error instanceof UpstreamAborted) {
+    return { code: status.CANCELLED, details: "cancelled", cause: "cancelled" };
+  }
+  if (error instanceof UpstreamUnreachable) {
+    return error.kind === "timeout"
+      ? { code: status.UNAVAILABLE, details: "upstream did not answer in time", cause: "upstream_timeout" }
+      : { code: status.UNAVAILABLE, details: "upstream unreachable", cause: "upstream_unreachable" };
+  }
+  if (error instanceof UpstreamHttpError) return upstreamAnswerStatus(error, secrets);
+  return { code: status.INTERNAL, details: "internal error", cause: "internal" };
+}
+
+function refusedStatus(error: CallRefused): GatewayStatus {
     switch (error.why) {
       case "invalid":
         return { code: status.INVALID_ARGUMENT, details: error.detail, cause: "invalid_request" };
@@ -47,8 +62,9 @@ export function toGatewayStatus(error: unknown, secrets: readonly string[] = [])
       case "draining":
         return { code: status.UNAVAILABLE, details: "gateway is shutting down; retry", cause: "draining", retryElsewhere: true };
     }
-  }
-  if (error instanceof StreamStopped) {
+}
+
+function stoppedStatus(error: StreamStopped): GatewayStatus {
     const seconds = (error.afterMs / 1000).toFixed(1);
     switch (error.why) {
       case "cancelled":
@@ -72,8 +88,9 @@ export function toGatewayStatus(error: unknown, secrets: readonly string[] = [])
       case "shutdown":
         return { code: status.UNAVAILABLE, details: "gateway is shutting down; retry", cause: "shutdown" };
     }
-  }
-  if (error instanceof UpstreamProtocolError) {
+}
+
+function protocolStatus(error: UpstreamProtocolError): GatewayStatus {
     switch (error.kind) {
       case "cut":
         return { code: status.UNAVAILABLE, details: "upstream connection lost mid-stream", cause: "upstream_cut" };
@@ -82,16 +99,10 @@ export function toGatewayStatus(error: unknown, secrets: readonly string[] = [])
       case "malformed":
         return { code: status.INTERNAL, details: "upstream sent malformed data", cause: "upstream_malformed" };
     }
-  }
-  if (error instanceof UpstreamAborted) {
-    return { code: status.CANCELLED, details: "cancelled", cause: "cancelled" };
-  }
-  if (error instanceof UpstreamUnreachable) {
-    return error.kind === "timeout"
-      ? { code: status.UNAVAILABLE, details: "upstream did not answer in time", cause: "upstream_timeout" }
-      : { code: status.UNAVAILABLE, details: "upstream unreachable", cause: "upstream_unreachable" };
-  }
-  if (error instanceof UpstreamHttpError) {
+}
+
+/** The upstream answered with an error status, or an error event in its stream. */
+function upstreamAnswerStatus(error: UpstreamHttpError, secrets: readonly string[]): GatewayStatus {
     const said = upstreamMessage(error, secrets);
     switch (error.status) {
       case undefined:
@@ -125,8 +136,6 @@ export function toGatewayStatus(error: unknown, secrets: readonly string[] = [])
         }
         return { code: status.INTERNAL, details: `upstream answered ${error.status}`, cause: "upstream_other" };
     }
-  }
-  return { code: status.INTERNAL, details: "internal error", cause: "internal" };
 }
 
 /** gRPC's server pushback trailer (gRFC A6); envoy.yaml's retry policy matches it by name. */

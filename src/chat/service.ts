@@ -76,9 +76,9 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
 
   async function chat(call: Call, context: CallContext): Promise<void> {
     const refused = streams.refusal();
-    if (refused) return refuse(call, context, refused.why, refused.detail);
+    if (refused) return refuse(call, context, deps.defaultModel, refused.why, refused.detail);
     const validated = toUpstreamRequest(call.request, deps.defaultModel, limits, deps.bodyKeys);
-    if (!validated.ok) return refuse(call, context, "invalid", validated.problem);
+    if (!validated.ok) return refuse(call, context, deps.defaultModel, "invalid", validated.problem);
     const request = validated.request;
 
     const started = performance.now();
@@ -141,19 +141,6 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
     });
   }
 
-  /** Ends a call before anything was written: a trailers-only response Envoy can map to an HTTP status. */
-  function refuse(call: Call, context: CallContext, why: CallRefused["why"], detail: string): void {
-    const outcome = toGatewayStatus(new CallRefused(why, detail));
-    const metadata = errorTrailers(outcome, { requestId: context.requestId });
-    call.emit("error", { code: outcome.code, details: outcome.details, metadata });
-    context.observer.refused({
-      model: call.request.model || deps.defaultModel,
-      code: outcome.code,
-      cause: outcome.cause,
-      details: outcome.details,
-    });
-  }
-
   return {
     chat,
     get active() {
@@ -161,6 +148,19 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
     },
     drain: (graceMs) => streams.drain(graceMs),
   };
+}
+
+/** Ends a call before anything was written: a trailers-only response Envoy can map to an HTTP status. */
+function refuse(call: Call, context: CallContext, defaultModel: string, why: CallRefused["why"], detail: string): void {
+  const outcome = toGatewayStatus(new CallRefused(why, detail));
+  const metadata = errorTrailers(outcome, { requestId: context.requestId });
+  call.emit("error", { code: outcome.code, details: outcome.details, metadata });
+  context.observer.refused({
+    model: call.request.model || defaultModel,
+    code: outcome.code,
+    cause: outcome.cause,
+    details: outcome.details,
+  });
 }
 
 /**
