@@ -1,5 +1,5 @@
 // A chat request as the gateway hands it to an upstream: validated (src/chat/validate.ts), with
-// defaults applied, in no provider's wire format yet (src/upstream/openai-params.ts writes OpenAI's).
+// defaults applied, in no provider's wire format yet (src/providers/openai/params.ts writes OpenAI's).
 // Optional fields are absent when the caller left them unset, so the upstream's defaults apply.
 
 export type UpstreamContentPart =
