@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { credentials } from "@grpc/grpc-js";
 import { ChatRequest, ChatServiceClient, type ChatResponse } from "../src/client.js";
-import { startFakeUpstream, type FakeUpstream } from "../src/demo/upstream.js";
+import { startFakeUpstream, type FakeUpstream } from "./support/fake-model.js";
 import { MAX_MERGED_CHARS } from "../src/chat/service.js";
 import { tcpQueues, type TcpQueues } from "../src/dev/tcp-queues.js";
 import { startStack, type Stack } from "./support/processes.js";

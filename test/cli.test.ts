@@ -3,7 +3,7 @@
 // what the upstream received and when its socket closed. Tests run concurrently: each asks its own
 // question, and the upstream answers each question as that test says.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startFakeUpstream, type FakeUpstream, type Reply, type RecordedRequest } from "../src/demo/upstream.js";
+import { startFakeUpstream, type FakeUpstream, type Reply, type RecordedRequest } from "./support/fake-model.js";
 import { startServiceProcess, startStack, type ServiceProcess, type Stack } from "./support/processes.js";
 import { runCli, startCli } from "./support/cli.js";
 import { hold, never } from "./support/gates.js";

@@ -9,7 +9,7 @@ import { createInterface } from "node:readline";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, expect, it } from "vitest";
 import { ROOT, serviceHosts } from "../src/dev/envoy.js";
-import { startFakeUpstream, type FakeUpstream } from "../src/demo/upstream.js";
+import { startFakeUpstream, type FakeUpstream } from "./support/fake-model.js";
 import { hold } from "./support/gates.js";
 import { httpChat, promptOf, tokensFor } from "./support/replicas.js";
 

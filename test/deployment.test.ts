@@ -18,7 +18,7 @@ import { CONFIG_VARIABLES, loadConfig } from "../src/server/config.js";
 import { CHAT_SERVICE_NAME, FORCE_AFTER_GRACE_MS } from "../src/server/server.js";
 import { credentials } from "@grpc/grpc-js";
 import { ChatRequest, ChatServiceClient } from "../src/gen/chat/v1/chat.js";
-import { startFakeUpstream } from "../src/demo/upstream.js";
+import { startFakeUpstream } from "./support/fake-model.js";
 import { startServiceProcess } from "./support/processes.js";
 import { hold } from "./support/gates.js";
 import { httpChat, tokensFor, promptOf } from "./support/replicas.js";

@@ -3,7 +3,9 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { credentials, status } from "@grpc/grpc-js";
 import { ChatRequest, ChatServiceClient, type ChatResponse } from "../src/client.js";
-import { demoReply, startFakeUpstream, type FakeUpstream, type Reply, type RecordedRequest } from "../src/demo/upstream.js";
+import { startFakeUpstream, type FakeUpstream, type Reply, type RecordedRequest } from "./support/fake-model.js";
+// The demo upstream's reply is product code (`npm start` answers with it); the fake model streams it here.
+import { demoReply } from "../src/demo/server.js";
 import { grpcurl, spawnGrpcurl, startStack, type Stack } from "./support/processes.js";
 import { allEvents, errorBody, post } from "./support/http.js";
 

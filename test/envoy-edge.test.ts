@@ -5,7 +5,7 @@ import { connect as connectHttp2 } from "node:http2";
 import { connect, type Socket } from "node:net";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { startEnvoy, type RunningEnvoy } from "../src/dev/envoy.js";
-import { startFakeUpstream, type FakeUpstream, type Reply } from "../src/demo/upstream.js";
+import { startFakeUpstream, type FakeUpstream, type Reply } from "./support/fake-model.js";
 import { startStack, type Stack } from "./support/processes.js";
 import { allEvents, errorBody, post, type HttpResponse } from "./support/http.js";
 import { startRecordingService, type RecordingService } from "./support/recording-service.js";

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { Client, credentials, status } from "@grpc/grpc-js";
 import { ChatServiceClient } from "../src/client.js";
 import { ROOT, startEnvoy, type RunningEnvoy } from "../src/dev/envoy.js";
-import { startFakeUpstream, type FakeUpstream } from "../src/demo/upstream.js";
+import { startFakeUpstream, type FakeUpstream } from "./support/fake-model.js";
 import { grpcurl, startStack, type Stack } from "./support/processes.js";
 import { allEvents, post } from "./support/http.js";
 import { collect } from "./support/grpc.js";

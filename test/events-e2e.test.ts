@@ -5,7 +5,7 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { startFakeUpstream, wire, type FakeUpstream, type RecordedRequest, type Reply, type WireDelta } from "../src/demo/upstream.js";
+import { startFakeUpstream, wire, type FakeUpstream, type RecordedRequest, type Reply, type WireDelta } from "./support/fake-model.js";
 import { grpcurl, startStack, type Stack } from "./support/processes.js";
 import { allEvents, post } from "./support/http.js";
 import { never } from "./support/gates.js";

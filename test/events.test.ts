@@ -8,7 +8,7 @@ import { Metadata, status } from "@grpc/grpc-js";
 import { ChatRequest } from "../src/gen/chat/v1/chat.js";
 import { Status } from "../src/gen/google/rpc/status.js";
 import { ErrorInfo, RetryInfo } from "../src/gen/google/rpc/error_details.js";
-import { wire, type RecordedRequest, type Reply, type WireDelta } from "../src/demo/upstream.js";
+import { wire, type RecordedRequest, type Reply, type WireDelta } from "./support/fake-model.js";
 import { collect, openStream, startHarness, type Harness } from "./support/grpc.js";
 import { never } from "./support/gates.js";
 import { kindsOf, seenFromResponse, toolCallsOf, type Seen } from "./support/events.js";

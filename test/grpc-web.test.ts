@@ -16,7 +16,7 @@ import { Code, ConnectError, createClient, type Transport } from "@connectrpc/co
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import { createGrpcWebTransport as createNodeGrpcWebTransport } from "@connectrpc/connect-node";
 import { ChatRequestSchema, ChatService } from "../src/gen/chat/v1/chat_pb.js";
-import { startFakeUpstream, type FakeUpstream, type Reply, type RecordedRequest } from "../src/demo/upstream.js";
+import { startFakeUpstream, type FakeUpstream, type Reply, type RecordedRequest } from "./support/fake-model.js";
 import { ROOT, startEnvoy, type RunningEnvoy } from "../src/dev/envoy.js";
 import { startStack, type Stack } from "./support/processes.js";
 import { hold, never } from "./support/gates.js";

@@ -4,7 +4,7 @@
 // heartbeats and then carries the answer; with heartbeats off, nginx cuts it. The upstream is held
 // with gates that open once the client has seen the silence outlast the proxy's timeout.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startFakeUpstream, type FakeUpstream } from "../src/demo/upstream.js";
+import { startFakeUpstream, type FakeUpstream } from "./support/fake-model.js";
 import { startStack, type Stack } from "./support/processes.js";
 import { post, type HttpResponse } from "./support/http.js";
 import { NGINX, startNginx, type RunningNginx } from "./support/nginx.js";

@@ -5,7 +5,7 @@
 // the heartbeats.
 import { afterEach, describe, expect, it } from "vitest";
 import { Metadata, status } from "@grpc/grpc-js";
-import { wire } from "../src/demo/upstream.js";
+import { wire } from "./support/fake-model.js";
 import { collect, heartbeatsOf, openStream, startHarness, textOf, type Harness } from "./support/grpc.js";
 import { never } from "./support/gates.js";
 

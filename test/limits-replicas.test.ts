@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { credentials, status, type ServiceError } from "@grpc/grpc-js";
 import { ChatRequest, ChatServiceClient, type ChatResponse } from "../src/gen/chat/v1/chat.js";
-import { startFakeUpstream, type FakeUpstream } from "../src/demo/upstream.js";
+import { startFakeUpstream, type FakeUpstream } from "./support/fake-model.js";
 import { startEnvoy, type RunningEnvoy } from "../src/dev/envoy.js";
 import { collect } from "./support/grpc.js";
 import { hold } from "./support/gates.js";

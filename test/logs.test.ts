@@ -8,7 +8,7 @@ import { once } from "node:events";
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import { credentials, Metadata, status } from "@grpc/grpc-js";
 import { ChatServiceClient } from "../src/gen/chat/v1/chat.js";
-import { startFakeUpstream, type FakeUpstream, type Reply } from "../src/demo/upstream.js";
+import { startFakeUpstream, type FakeUpstream, type Reply } from "./support/fake-model.js";
 import { ROOT } from "../src/dev/envoy.js";
 import { collect, startHarness } from "./support/grpc.js";
 import { startServiceProcess, type ServiceProcess } from "./support/processes.js";

@@ -6,7 +6,7 @@ import { ChatRequest } from "../src/gen/chat/v1/chat.js";
 import { collect, startHarness, type Harness } from "./support/grpc.js";
 import { hold } from "./support/gates.js";
 import { scrape } from "./support/metrics.js";
-import { startFakeUpstream, type FakeUpstream, type Reply } from "../src/demo/upstream.js";
+import { startFakeUpstream, type FakeUpstream, type Reply } from "./support/fake-model.js";
 
 const METRICS = { METRICS_HOST: "127.0.0.1", METRICS_PORT: "0" };
 const CHAT = { grpc_service: "chat.v1.ChatService", grpc_method: "Chat" };

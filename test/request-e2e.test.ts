@@ -4,7 +4,7 @@
 // upstream down.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { status } from "@grpc/grpc-js";
-import { startFakeUpstream, type FakeUpstream } from "../src/demo/upstream.js";
+import { startFakeUpstream, type FakeUpstream } from "./support/fake-model.js";
 import { grpcurl, startStack, type Stack } from "./support/processes.js";
 import { allEvents, errorBody, post } from "./support/http.js";
 

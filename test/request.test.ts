@@ -3,7 +3,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { Metadata, status, type ServiceError } from "@grpc/grpc-js";
 import type { ChatServiceClient, ListModelsResponse } from "../src/gen/chat/v1/chat.js";
-import { startFakeUpstream, type FakeUpstream } from "../src/demo/upstream.js";
+import { startFakeUpstream, type FakeUpstream } from "./support/fake-model.js";
 import { collect, startHarness, type Harness, type PartialRequest } from "./support/grpc.js";
 import { hold } from "./support/gates.js";
 

@@ -2,7 +2,7 @@
 // built service process: HTTP statuses before the first event, in-band errors after it.
 import { request } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startFakeUpstream, type FakeUpstream, type Reply, type RecordedRequest } from "../src/demo/upstream.js";
+import { startFakeUpstream, type FakeUpstream, type Reply, type RecordedRequest } from "./support/fake-model.js";
 import { startStack, type Stack } from "./support/processes.js";
 import { allEvents, errorBody, post, type HttpResponse, type SseEvent } from "./support/http.js";
 import { hold, never } from "./support/gates.js";

@@ -6,7 +6,7 @@ import { credentials, makeGenericClientConstructor, Metadata, status, type Servi
 import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { service as healthService } from "grpc-health-check";
 import { ChatRequest, ChatResponse } from "../src/gen/chat/v1/chat.js";
-import { startFakeUpstream, type FakeUpstream, type Reply } from "../src/demo/upstream.js";
+import { startFakeUpstream, type FakeUpstream, type Reply } from "./support/fake-model.js";
 import { collect, startHarness, textOf, type Harness } from "./support/grpc.js";
 import { hold, never } from "./support/gates.js";
 import { grpcurl } from "./support/processes.js";

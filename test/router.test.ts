@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { status } from "@grpc/grpc-js";
 import { collect, startHarness, type Harness } from "./support/grpc.js";
 import { scrape } from "./support/metrics.js";
-import { startFakeUpstream, type FakeUpstream } from "../src/demo/upstream.js";
+import { startFakeUpstream, type FakeUpstream } from "./support/fake-model.js";
 
 describe("named upstreams", () => {
   let harness: Harness;

@@ -9,7 +9,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { status } from "@grpc/grpc-js";
-import { startFakeUpstream, type FakeUpstream } from "../src/demo/upstream.js";
+import { startFakeUpstream, type FakeUpstream } from "./support/fake-model.js";
 import { ROOT, TOOLS_BIN, renderEnvoyConfig, startEnvoy, type RunningEnvoy } from "../src/dev/envoy.js";
 import { freePort } from "../bench/procs.js";
 import { startServiceProcess, type ServiceProcess } from "./support/processes.js";

@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { status, type ServiceError } from "@grpc/grpc-js";
 import { ChatRequest, ChatServiceClient, type ChatResponse } from "../src/gen/chat/v1/chat.js";
 import { credentials } from "@grpc/grpc-js";
-import { startFakeUpstream, type FakeUpstream } from "../src/demo/upstream.js";
+import { startFakeUpstream, type FakeUpstream } from "./support/fake-model.js";
 import { allEvents, errorBody, post } from "./support/http.js";
 import { hold } from "./support/gates.js";
 import { healthStatus } from "./support/health.js";

@@ -6,7 +6,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { status } from "@grpc/grpc-js";
 import { ChatRequest, type ChatResponse } from "../src/gen/chat/v1/chat.js";
-import { startFakeUpstream, type FakeUpstream, type FillerKind, type RecordedRequest, type Reply } from "../src/demo/upstream.js";
+import { startFakeUpstream, type FakeUpstream, type FillerKind, type RecordedRequest, type Reply } from "./support/fake-model.js";
 import { collect, startHarness, textOf, type Harness } from "./support/grpc.js";
 import { never } from "./support/gates.js";
 import { scrape } from "./support/metrics.js";

@@ -7,7 +7,7 @@ import { build } from "esbuild";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { ChatError, GrpcCode, listModels, streamChat, type ChatResponse, type ClientOptions } from "../src/web/client.js";
 import type { ChatResponse as GrpcChatResponse } from "../src/client.js";
-import { startFakeUpstream, type FakeUpstream, type Reply, type RecordedRequest } from "../src/demo/upstream.js";
+import { startFakeUpstream, type FakeUpstream, type Reply, type RecordedRequest } from "./support/fake-model.js";
 import { ROOT } from "../src/dev/envoy.js";
 import { startStack, type Stack } from "./support/processes.js";
 import { hold, never } from "./support/gates.js";

@@ -3,7 +3,7 @@
 // whether its request was closed. One browser for the whole file.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { Page } from "playwright-core";
-import { startFakeUpstream, wire, type FakeUpstream, type Reply, type RecordedRequest } from "../src/demo/upstream.js";
+import { startFakeUpstream, wire, type FakeUpstream, type Reply, type RecordedRequest } from "./support/fake-model.js";
 import { startStack, type Stack } from "./support/processes.js";
 import { hold, never } from "./support/gates.js";
 import { launchChromium, type Browser } from "./support/browser.js";

@@ -1,33 +1,25 @@
-// A small, real OpenAI-compatible chat-completions server: `POST /v1/chat/completions` answering in
-// the streaming SSE wire format (role chunk, content chunks, finish chunk, usage chunk, `[DONE]`),
-// and `GET /v1/models` listing its models. Besides plain text it streams the shapes real servers
-// send (see `wire`): reasoning before the answer, tool calls (parallel, interleaved, without
-// `index`, with a reused `index`), refusals, usage with its details; or replays a recorded stream
-// as it is, a few bytes at a time.
-// `npm start` runs it as the demo upstream when no real one is configured; the tests and the
-// benchmark run the same code with knobs, so the real `openai` SDK is exercised end to end.
-import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
-import { once } from "node:events";
+// The tests' fake model: a small, real OpenAI-compatible chat-completions server, `POST
+// /v1/chat/completions` answering in the streaming SSE wire format (role chunk, content chunks,
+// finish chunk, usage chunk, `[DONE]`), and `GET /v1/models` listing its models. Besides plain text
+// it streams the shapes real servers send (see `wire`): reasoning before the answer, tool calls
+// (parallel, interleaved, without `index`, with a reused `index`), refusals, usage with its details;
+// or replays a recorded stream as it is, a few bytes at a time. Every knob is a test's (`Reply`,
+// `ModelsReply`): gates, delays, fillers, errors, cut or malformed ends, what it received and when
+// its socket closed. The tests, the benchmark and the screenshot run it, so the real `openai` SDK
+// is exercised end to end.
+// `npm start`'s demo upstream is product code of its own (src/demo/server.ts); this shares only the
+// wire format with it (src/demo/wire.ts), and does not answer as the demo does.
+import type { IncomingMessage, ServerResponse } from "node:http";
 import { setTimeout as sleep } from "node:timers/promises";
+import { deltas, sendError, sendModels, serve, startCompletion, type ChatCompletionBody, type CompletionStream, type WireDelta } from "../../src/demo/wire.js";
+
+export type { ChatCompletionBody, WireDelta };
 
 export interface RecordedRequest {
   readonly index: number;
   readonly headers: IncomingMessage["headers"];
   readonly body: ChatCompletionBody;
 }
-
-export interface ChatCompletionBody {
-  model?: string;
-  /** `content` is a string, a list of content parts, or null beside tool calls. */
-  messages?: { role: string; content: string | { type: string; text?: string }[] | null; [key: string]: unknown }[];
-  stream?: boolean;
-  stream_options?: { include_usage?: boolean };
-  [key: string]: unknown;
-}
-
-/** One chunk's `choices[0].delta`, as a server writes it (see `wire` for the shapes). */
-export type WireDelta = Record<string, unknown>;
 
 /** What the server does with one request. Every field is optional; the defaults stream a short reply. */
 export interface Reply {
@@ -90,23 +82,14 @@ export interface Reply {
  */
 export type FillerKind = "reasoning" | "role" | "empty" | "tool-call" | "usage";
 
-/** The deltas real servers stream, for `Reply.deltas`. */
+/**
+ * The deltas real servers stream, for `Reply.deltas`: the wire format's (role, content, reasoning,
+ * tool calls), and the refusal the demo never sends.
+ */
 export const wire = {
-  /** The first chunk of most servers. */
-  role: (): WireDelta => ({ role: "assistant", content: "" }),
-  content: (text: string): WireDelta => ({ content: text }),
-  /** `reasoning_content` (DeepSeek, vLLM, QwQ) or `reasoning` (OpenRouter, newer vLLM, Ollama). */
-  reasoning: (text: string, field: "reasoning_content" | "reasoning" = "reasoning_content"): WireDelta => ({ content: null, [field]: text }),
+  ...deltas,
   /** Structured outputs' refusal (OpenAI). */
   refusal: (text: string): WireDelta => ({ content: null, refusal: text }),
-  /** A tool call's first piece: its id, name and maybe first arguments. `index` undefined leaves it out (Gemini). */
-  toolCall: (index: number | undefined, id: string, name: string, args = ""): WireDelta => ({
-    tool_calls: [{ ...(index !== undefined && { index }), id, type: "function", function: { name, arguments: args } }],
-  }),
-  /** More of a tool call's arguments: no id, no name. */
-  toolArgs: (index: number | undefined, args: string): WireDelta => ({
-    tool_calls: [{ ...(index !== undefined && { index }), function: { arguments: args } }],
-  }),
 };
 
 /** What `GET /v1/models` answers. */
@@ -125,7 +108,7 @@ export interface ModelsReply {
 }
 
 export interface FakeUpstreamOptions {
-  /** Decides the reply to each request; defaults to the demo reply echoing the last user message. */
+  /** Decides the reply to each request; defaults to `{}`: the short reply of `Reply`'s defaults. */
   reply?: (request: RecordedRequest) => Reply;
   /** Decides what each `GET /v1/models` answers; defaults to listing `demo`. */
   models?: () => ModelsReply;
@@ -156,46 +139,8 @@ export interface FakeUpstream {
   close(): Promise<void>;
 }
 
-/**
- * The demo's answer: the fixed reply, word by word. Asked with `reasoning_effort`, it "thinks" aloud
- * first; offered tools, it calls the first one (string arguments filled with what the user said);
- * given a tool's result, it repeats it. So every event of the README can be tried on `npm start`.
- */
-export function demoReply(request: RecordedRequest): Reply {
-  const messages = request.body.messages ?? [];
-  const last = [...messages].reverse().find((m) => m.role === "user");
-  const said = textOf(last?.content).trim().slice(0, 200);
-  const words = (text: string) => text.split(/(?<= )/);
-  const deltas: WireDelta[] = request.body.reasoning_effort
-    ? words("The demo upstream does not think, but this is how a model's reasoning streams, before its answer.").map((w) => wire.reasoning(w))
-    : [];
-  const tool = (request.body.tools as DemoTool[] | undefined)?.[0]?.function;
-  const result = messages.at(-1);
-  if (result?.role === "tool") {
-    return { deltas, tokens: words(`The tool answered: ${textOf(result.content).slice(0, 200)}`), tokenDelayMs: 40 };
-  }
-  if (tool?.name && request.body.tool_choice !== "none") {
-    const properties = tool.parameters?.properties ?? {};
-    const args = JSON.stringify(
-      Object.fromEntries(Object.entries(properties).flatMap(([key, schema]) => (schema?.type === "string" ? [[key, said.slice(0, 60)]] : []))),
-    );
-    const pieces = args.match(/.{1,8}/g) ?? [];
-    deltas.push(wire.toolCall(0, "call_demo", tool.name), ...pieces.map((piece) => wire.toolArgs(0, piece)));
-    return { deltas, tokens: [], tokenDelayMs: 40, finishReason: "tool_calls" };
-  }
-  const text =
-    `This is the demo upstream of chat-gateway. You said: "${said}". ` +
-    "Set OPENAI_BASE_URL and OPENAI_API_KEY to talk to a real model; until then every reply is this one, " +
-    "streamed word by word so you can watch it arrive.";
-  return { deltas, tokens: words(text), tokenDelayMs: 40 };
-}
-
-interface DemoTool {
-  function?: { name?: string; parameters?: { properties?: Record<string, { type?: string } | undefined> } };
-}
-
 export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Promise<FakeUpstream> {
-  const decide = options.reply ?? demoReply;
+  const decide: (request: RecordedRequest) => Reply = options.reply ?? (() => ({}));
   const requests: RecordedRequest[] = [];
   const listings: IncomingMessage["headers"][] = [];
   const outcomes = new Map<number, "finished" | "closed">();
@@ -221,30 +166,12 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
     waiters.delete(index);
   };
 
-  const server = createServer((req, res) => {
-    void handle(req, res).catch(() => res.destroy());
-  });
-  server.keepAliveTimeout = 60_000;
+  async function models(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    listings.push(req.headers);
+    await listModels(res, options.models?.() ?? {});
+  }
 
-  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    if (req.method === "GET" && req.url?.split("?")[0]?.endsWith("/models")) {
-      listings.push(req.headers);
-      await listModels(res, options.models?.() ?? {});
-      return;
-    }
-    if (req.method !== "POST" || !req.url?.endsWith("/chat/completions")) {
-      sendError(res, 404, `no route for ${req.method} ${req.url}`);
-      return;
-    }
-    const chunks: Buffer[] = [];
-    for await (const chunk of req) chunks.push(chunk as Buffer);
-    let body: ChatCompletionBody;
-    try {
-      body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as ChatCompletionBody;
-    } catch {
-      sendError(res, 400, "request body is not JSON");
-      return;
-    }
+  async function completions(req: IncomingMessage, res: ServerResponse, body: ChatCompletionBody): Promise<void> {
     const recorded: RecordedRequest = { index: requests.length, headers: req.headers, body };
     requests.push(recorded);
     for (const w of arrivals.get(recorded.index) ?? []) w(recorded);
@@ -263,38 +190,21 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
       sendError(res, reply.status, reply.errorMessage ?? `fake upstream error ${reply.status}`, reply.headers);
       return;
     }
-    await stream(res, body, reply, {
+    const completion = startCompletion(res, body, {
+      headers: reply.headers,
       onWrite: (bytes) => written.set(recorded.index, (written.get(recorded.index) ?? 0) + bytes),
       onBlocked: () => blockage(recorded.index).resolve(),
     });
+    await stream(res, completion, reply);
   }
 
-  async function stream(
-    res: ServerResponse,
-    body: ChatCompletionBody,
-    reply: Reply,
-    { onWrite, onBlocked }: { onWrite: (bytes: number) => void; onBlocked: () => void },
-  ): Promise<void> {
-    const model = body.model ?? "demo";
-    const id = `chatcmpl-${Math.random().toString(36).slice(2)}`;
-    const created = Math.floor(Date.now() / 1000);
-    const chunk = (choices: unknown[], extra: Record<string, unknown> = {}) =>
-      `data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model, choices, ...extra })}\n\n`;
-    // Honours TCP backpressure, so a slow gateway slows this server down like a real one.
-    const write = (data: string | Buffer): Promise<void> | undefined => {
-      onWrite(Buffer.byteLength(data));
-      if (res.write(data)) return undefined;
-      onBlocked();
-      return drainedOrClosed(res);
-    };
-
-    res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", ...reply.headers });
-    res.flushHeaders();
+  async function stream(res: ServerResponse, completion: CompletionStream, reply: Reply): Promise<void> {
+    const { event, write } = completion;
     if (reply.sse !== undefined) {
       await replay(res, reply.sse, reply.writeBytes, write);
       return;
     }
-    if (reply.roleChunk !== false) await write(chunk([{ index: 0, delta: { role: "assistant", content: "" }, finish_reason: null }]));
+    if (reply.roleChunk !== false) await completion.delta(wire.role());
 
     const fill = async () => {
       if (!reply.fillers) return;
@@ -303,7 +213,7 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
       while (performance.now() < until) {
         await sleep(everyMs);
         if (res.destroyed) return;
-        await write(filler(kind, chunk));
+        await write(filler(kind, event));
       }
     };
 
@@ -316,7 +226,7 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
       if (delay) await sleep(delay);
       await reply.gate?.(i);
       if (res.destroyed) return;
-      await write(chunk([{ index: 0, delta: steps[i], finish_reason: null }]));
+      await completion.delta(steps[i]!);
     }
 
     if ((reply.fillers?.before ?? 0) >= steps.length) await fill();
@@ -331,7 +241,7 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
         res.end();
         return;
       case "no-choices":
-        await write(`data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model })}\n\n`);
+        await write(event({}));
         res.end();
         return;
       case "malformed":
@@ -344,20 +254,10 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
       case "done":
         break;
     }
-    await write(chunk([{ index: 0, delta: {}, finish_reason: reply.finishReason ?? "stop" }]));
-    if (body.stream_options?.include_usage && reply.usage !== false) {
-      const promptChars = (body.messages ?? []).reduce((n, m) => n + textOf(m.content).length, 0);
-      const usage = {
-        prompt_tokens: Math.ceil(promptChars / 4),
-        completion_tokens: steps.length,
-        total_tokens: Math.ceil(promptChars / 4) + steps.length,
-        ...reply.usageDetails,
-      };
-      await write(chunk([], { usage }));
-    }
-    const done = "data: [DONE]\n\n";
-    onWrite(Buffer.byteLength(done));
-    res.end(done);
+    await completion.finish(
+      reply.finishReason ?? "stop",
+      reply.usage === false ? undefined : { completionTokens: steps.length, ...(reply.usageDetails && { details: reply.usageDetails }) },
+    );
   }
 
   async function listModels(res: ServerResponse, reply: ModelsReply): Promise<void> {
@@ -372,18 +272,16 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
       res.end(reply.body);
       return;
     }
-    const created = Math.floor(Date.now() / 1000);
-    const data = (reply.ids ?? ["demo"]).map((id) => ({ id, object: "model", created, owned_by: reply.ownedBy ?? "chat-gateway-demo" }));
-    res.writeHead(200, { "content-type": "application/json" });
-    res.end(JSON.stringify({ object: "list", data }));
+    // `demo` by default, the name the demo upstream lists: tests check that the configured model
+    // is added to what the upstream lists.
+    sendModels(res, reply.ids ?? ["demo"], reply.ownedBy ?? "chat-gateway-demo");
   }
 
-  server.listen(options.port ?? 0, options.host ?? "127.0.0.1");
-  await once(server, "listening");
-  const { port } = server.address() as AddressInfo;
+  const served = await serve({ models, completions }, options);
 
   return {
-    baseURL: `http://127.0.0.1:${port}/v1`,
+    baseURL: served.baseURL,
+    close: () => served.close(),
     requests,
     listings,
     outcomes,
@@ -403,26 +301,22 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
       if (known) return Promise.resolve(known);
       return new Promise((resolve) => arrivals.set(index, [...(arrivals.get(index) ?? []), resolve]));
     },
-    async close() {
-      server.closeAllConnections();
-      server.close();
-      await once(server, "close").catch(() => undefined);
-    },
   };
 }
 
-function filler(kind: FillerKind, chunk: (choices: unknown[], extra?: Record<string, unknown>) => string): string {
+function filler(kind: FillerKind, event: (fields: Record<string, unknown>) => string): string {
+  const delta = (d: WireDelta) => event({ choices: [{ index: 0, delta: d, finish_reason: null }] });
   switch (kind) {
     case "reasoning":
-      return chunk([{ index: 0, delta: { content: null, reasoning_content: "Let me think. " }, finish_reason: null }]);
+      return delta({ content: null, reasoning_content: "Let me think. " });
     case "role":
-      return chunk([{ index: 0, delta: { role: "assistant" }, finish_reason: null }]);
+      return delta({ role: "assistant" });
     case "empty":
-      return chunk([{ index: 0, delta: {}, finish_reason: null }]);
+      return delta({});
     case "tool-call":
-      return chunk([{ index: 0, delta: { tool_calls: [{ index: 0, function: { arguments: '{"q' } }] }, finish_reason: null }]);
+      return delta({ tool_calls: [{ index: 0, function: { arguments: '{"q' } }] });
     case "usage":
-      return chunk([], { usage: { prompt_tokens: 1, completion_tokens: 0, total_tokens: 1 } });
+      return event({ choices: [], usage: { prompt_tokens: 1, completion_tokens: 0, total_tokens: 1 } });
   }
 }
 
@@ -436,29 +330,4 @@ async function replay(res: ServerResponse, body: string, size: number | undefine
     if (step < bytes.length) await new Promise((resolve) => setImmediate(resolve));
   }
   res.end();
-}
-
-/** The text of a message's content: the string, or its text parts joined. */
-function textOf(content: string | { type: string; text?: string }[] | null | undefined): string {
-  if (typeof content === "string") return content;
-  return (content ?? []).map((part) => (part.type === "text" ? (part.text ?? "") : "")).join("");
-}
-
-function sendError(res: ServerResponse, status: number, message: string, headers: Record<string, string> = {}): void {
-  const body = JSON.stringify({ error: { message, type: "invalid_request_error", code: null } });
-  res.writeHead(status, { "content-type": "application/json", ...headers });
-  res.end(body);
-}
-
-/** Resolves at the response's next 'drain', or when it closes: a writer honouring backpressure. */
-export function drainedOrClosed(res: ServerResponse): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      res.off("drain", done);
-      res.off("close", done);
-      resolve();
-    };
-    res.on("drain", done);
-    res.on("close", done);
-  });
 }
