@@ -2,7 +2,7 @@
 // right by construction: these checks tie them to envoy.yaml, the Dockerfile, the setup script, the
 // config schema and the renderer (deploy/'s manifests are also validated against the Kubernetes
 // schemas by scripts/check.sh). The Envoy drain script they run is tested with the real Envoy in
-// shutdown-e2e.test.ts, its probe mode here, and the image's HEALTHCHECK command against the real
+// shutdown.test.ts, its probe mode here, and the image's HEALTHCHECK command against the real
 // service here.
 import { problemsOf } from "../support/config.js";
 import { execFile } from "node:child_process";

@@ -1,7 +1,7 @@
 // Native gRPC through Envoy's port: nothing in Envoy holds a gRPC stream (a bidirectional call is
 // answered before the client closes its side), gRPC requests are bounded by the service's gRPC limits
 // rather than the 1 MiB cap of JSON bodies, and reflection and health can be refused at once by a
-// setting. grpcurl-through-Envoy for list/describe/Chat/health is in e2e.test.ts.
+// setting. grpcurl-through-Envoy for list/describe/Chat/health is in user-clients.test.ts.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { join } from "node:path";
 import { Client, credentials, status } from "@grpc/grpc-js";

@@ -1,4 +1,4 @@
-// The same failures as robustness.test.ts, seen by an HTTP client through the real Envoy and the
+// The same failures as robustness-grpc.test.ts, seen by an HTTP client through the real Envoy and the
 // built service process: HTTP statuses before the first event, in-band errors after it.
 import { request } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -230,7 +230,7 @@ describe("through Envoy, the upstream's timers in order: timeout and retries, fa
   it("lets an HTTP client read more slowly than the idle timeout: the stream completes", async () => {
     // The service waits on this client only as long as Envoy passes its backpressure on; while Envoy
     // buffers the whole reply instead (HTTP/2 windows of 256 MiB), this shows only that the stream
-    // completes, and the in-process test (upstream-timers.test.ts) is the one that fails without the pause.
+    // completes, and the in-process test (test/unit/upstream-timers.test.ts) is the one that fails without the pause.
     const tokens = Array.from({ length: 50_000 }, (_, i) => `${String(i).padStart(6, "0")}${"x".repeat(194)}`);
     ctx.reply = stallsIfSentinel({ tokens });
     ctx.fallbackReply = stallsIfSentinel({ tokens: ["never used"] });

@@ -1,5 +1,5 @@
 // Caller budgets kept in process (no REDIS_URL): requests and tokens per minute on top of the stream
-// limit (test/auth.test.ts), tokens charged from the upstream's usage or estimated from the text
+// limit (test/e2e/auth-envoy.test.ts), tokens charged from the upstream's usage or estimated from the text
 // sent, GetUsage, and the metrics, with exact values.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Metadata, status } from "@grpc/grpc-js";
