@@ -17,7 +17,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { credentials, Metadata, status, type ServiceError } from "@grpc/grpc-js";
 import { ChatRequest, ChatServiceClient } from "../src/gen/chat/v1/chat.js";
-import { startFakeUpstream } from "../src/demo/upstream.js";
+import { startFakeUpstream } from "../test/support/fake-model.js";
 import { ROOT } from "../src/dev/envoy.js";
 import { startRedis } from "../test/support/redis.js";
 

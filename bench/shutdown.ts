@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { credentials, status, type ServiceError } from "@grpc/grpc-js";
 import { ChatRequest, ChatServiceClient, type ChatResponse } from "../src/gen/chat/v1/chat.js";
-import { startFakeUpstream } from "../src/demo/upstream.js";
+import { startFakeUpstream } from "../test/support/fake-model.js";
 import { ROOT } from "../src/dev/envoy.js";
 
 const { values } = parseArgs({

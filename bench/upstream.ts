@@ -12,7 +12,7 @@ import type { AddressInfo } from "node:net";
 import { once } from "node:events";
 import { pathToFileURL } from "node:url";
 import { token, shapeFromPrompt, type ReplyShape } from "./tokens.js";
-import { drainedOrClosed } from "../src/demo/upstream.js";
+import { drainedOrClosed } from "../src/demo/wire.js";
 
 const DEFAULT_SHAPE: ReplyShape = { tokens: 16, size: 4, firstMs: 0, delayMs: 0 };
 /** Bytes gathered before a write when tokens are not delayed. */

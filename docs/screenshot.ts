@@ -2,7 +2,7 @@
 // reasoning folded above it (the fake upstream holds the rest), in Debian's Chromium, through the real Envoy and the built service.
 // Run with `npm run docs:screenshot` after `npm run setup`.
 import { join } from "node:path";
-import { startFakeUpstream, wire, type Reply } from "../src/demo/upstream.js";
+import { startFakeUpstream, wire, type Reply } from "../test/support/fake-model.js";
 import { ROOT } from "../src/dev/envoy.js";
 import { startStack } from "../test/support/processes.js";
 import { launchChromium } from "../test/support/browser.js";

@@ -59,7 +59,7 @@ if newer dist/page/index.html src/web src/gen/web scripts/build-web.mjs envoy.ya
   node_modules/.bin/node scripts/build-web.mjs
 fi
 
-# Chromium, for the page's tests (test/web-page.test.ts drives it with playwright-core): Debian's
+# Chromium, for the page's tests (test/e2e/web-page.test.ts drives it with playwright-core): Debian's
 # package, since nothing may download a browser build of its own.
 debian_package /usr/bin/chromium chromium "the page's tests"
 
@@ -96,5 +96,5 @@ if [ "$("$TOOLS/k8s-venv/bin/python" -m kubernetes_validate --version 2>/dev/nul
   "$TOOLS/k8s-venv/bin/python" -m pip install --quiet --disable-pip-version-check "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
 fi
 
-# nginx, for the test that runs the stack behind it (test/heartbeat-e2e.test.ts).
+# nginx, for the test that runs the stack behind it (test/e2e/heartbeat-nginx.test.ts).
 debian_package nginx nginx "the test behind nginx"

@@ -1,22 +1,22 @@
 // What `npm start` and `npm run start:cluster` add to the environment to run on this machine with
 // zero configuration: the demo upstream when none is configured, no caller keys (then open, and so
 // on loopback only), and metrics on.
-import { startFakeUpstream, type FakeUpstream } from "../demo/upstream.js";
+import { startDemoUpstream, type DemoUpstream } from "../demo/server.js";
 import type { LauncherConfig } from "./config.js";
 import type { EnvoyOptions } from "./envoy.js";
 
 export interface LocalEnv {
   env: Record<string, string | undefined>;
   /** The demo upstream, started when no upstream was configured. */
-  demo: FakeUpstream | undefined;
+  demo: DemoUpstream | undefined;
 }
 
 export async function localEnv(base: NodeJS.ProcessEnv): Promise<LocalEnv> {
   const env: Record<string, string | undefined> = { ...base };
   const unset = (name: string) => env[name] === undefined || env[name] === "";
-  let demo: FakeUpstream | undefined;
+  let demo: DemoUpstream | undefined;
   if (unset("OPENAI_BASE_URL") && unset("OPENAI_API_KEY")) {
-    demo = await startFakeUpstream();
+    demo = await startDemoUpstream();
     env.OPENAI_BASE_URL = demo.baseURL;
     if (unset("CHAT_MODEL")) env.CHAT_MODEL = "demo";
   }

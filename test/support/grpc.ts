@@ -5,7 +5,7 @@ import { seenFromResponse } from "./events.js";
 import { loadConfig } from "../../src/server/config.js";
 import { createLogger } from "../../src/observability/logger.js";
 import { startGateway, type Gateway } from "../../src/server/gateway.js";
-import { startFakeUpstream, type FakeUpstream, type FakeUpstreamOptions } from "../../src/demo/upstream.js";
+import { startFakeUpstream, type FakeUpstream, type FakeUpstreamOptions } from "./fake-model.js";
 
 export interface Harness {
   upstream: FakeUpstream;

@@ -4,7 +4,7 @@
 import { request } from "node:http";
 import { credentials, status, type ServiceError } from "@grpc/grpc-js";
 import { ChatRequest, ChatServiceClient, type ChatResponse } from "../../src/gen/chat/v1/chat.js";
-import { startFakeUpstream, type FakeUpstream, type Reply, type RecordedRequest } from "../../src/demo/upstream.js";
+import { startFakeUpstream, type FakeUpstream, type Reply, type RecordedRequest } from "./fake-model.js";
 import { startEnvoy, type EnvoyOptions, type RunningEnvoy } from "../../src/dev/envoy.js";
 import { startServiceProcess, type ServiceProcess } from "./processes.js";
 
