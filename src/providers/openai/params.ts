@@ -1,6 +1,6 @@
 // The gateway's upstream request → the body of OpenAI's `POST /chat/completions`, as the openai SDK
 // sends it. Pure: no client, no I/O, so every field's translation is tested on its own
-// (test/unit/openai-params.test.ts). A text-only request gives exactly the body it always gave.
+// (test/unit/providers/openai/params.test.ts). A text-only request gives exactly the body it always gave.
 import type {
   ChatCompletionContentPart,
   ChatCompletionCreateParamsStreaming,

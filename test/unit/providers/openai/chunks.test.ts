@@ -5,11 +5,11 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { status } from "@grpc/grpc-js";
 import type { ChatCompletionChunk } from "openai/resources/chat/completions";
-import { ChunkTranslator } from "../../src/providers/openai/chunks.js";
-import { UpstreamProtocolError } from "../../src/upstream/errors.js";
-import type { UpstreamEvent } from "../../src/upstream/events.js";
-import { EXPECTED, chunksOf, fixture, seenFromEvent, seenFromResponse } from "../support/events.js";
-import { collect, startHarness, type Harness } from "../support/grpc.js";
+import { ChunkTranslator } from "../../../../src/providers/openai/chunks.js";
+import { UpstreamProtocolError } from "../../../../src/upstream/errors.js";
+import type { UpstreamEvent } from "../../../../src/upstream/events.js";
+import { EXPECTED, chunksOf, fixture, seenFromEvent, seenFromResponse } from "../../../support/events.js";
+import { collect, startHarness, type Harness } from "../../../support/grpc.js";
 
 function translate(chunks: readonly unknown[], model = "asked-model"): UpstreamEvent[] {
   const translator = new ChunkTranslator(model);

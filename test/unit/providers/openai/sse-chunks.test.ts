@@ -3,8 +3,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { status } from "@grpc/grpc-js";
 import OpenAI from "openai";
-import { SseChunkDecoder } from "../../src/providers/openai/sse-chunks.js";
-import { collect, startHarness, type Harness } from "../support/grpc.js";
+import { SseChunkDecoder } from "../../../../src/providers/openai/sse-chunks.js";
+import { collect, startHarness, type Harness } from "../../../support/grpc.js";
 
 const bytes = (text: string) => new TextEncoder().encode(text);
 const headers = new Headers({ "x-request-id": "req-1" });

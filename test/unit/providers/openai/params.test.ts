@@ -2,8 +2,8 @@
 // field, without a server: what the upstream will receive (the in-process and end-to-end tests
 // check that the SDK sends exactly this).
 import { describe, expect, it } from "vitest";
-import { toOpenAIParams } from "../../src/providers/openai/params.js";
-import type { UpstreamRequest } from "../../src/upstream/request.js";
+import { toOpenAIParams } from "../../../../src/providers/openai/params.js";
+import type { UpstreamRequest } from "../../../../src/upstream/request.js";
 
 const base: UpstreamRequest = { model: "gpt-4o", messages: [{ role: "user", content: "hi" }] };
 
