@@ -104,8 +104,22 @@ interface SocketAddress {
   port_value: number;
 }
 
+/** envoy.yaml as parsed: untyped (what is changed here is a small part of Envoy's schema). */
+type EnvoyYaml = ReturnType<typeof parse>;
+
 export function renderEnvoyConfig(options: EnvoyOptions): string {
-  const config = parse(readFileSync(join(ROOT, "envoy.yaml"), "utf8"));
+  const config: EnvoyYaml = parse(readFileSync(join(ROOT, "envoy.yaml"), "utf8"));
+  applyAddresses(config, options);
+  applyTestLimits(config, options);
+  if (options.tls) applyTls(config, options.tls);
+  applyHealthCheckInterval(config, options);
+  applyServiceEndpoints(config, options);
+  // JSON, which Envoy reads as YAML too, so no scalar changes type between YAML versions.
+  return JSON.stringify(config, null, 2);
+}
+
+/** Sets the admin and listener addresses, the descriptor's and the page files' paths, and the CORS origin. */
+function applyAddresses(config: EnvoyYaml, options: EnvoyOptions): void {
   const admin: SocketAddress = config.admin.address.socket_address;
   admin.port_value = options.adminPort ?? 9901;
 
@@ -113,7 +127,7 @@ export function renderEnvoyConfig(options: EnvoyOptions): string {
   listener.port_value = options.httpPort ?? 8080;
   if (options.httpHost) listener.address = options.httpHost;
 
-  const hcm = config.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
+  const hcm = httpConnectionManager(config);
   const transcoder = hcm.http_filters.find((f: { name: string }) => f.name === "envoy.filters.http.grpc_json_transcoder");
   transcoder.typed_config.proto_descriptor = options.descriptorPath ?? join(ROOT, transcoder.typed_config.proto_descriptor);
   // The chat page's files (dist/page): in this checkout, or where a deployment mounts them.
@@ -125,7 +139,11 @@ export function renderEnvoyConfig(options: EnvoyOptions): string {
     const cors = hcm.route_config.virtual_hosts[0].typed_per_filter_config["envoy.filters.http.cors"];
     cors.allow_origin_string_match = [{ exact: options.corsAllowOrigin }];
   }
+}
 
+/** Shrinks envoy.yaml's runtime settings and limits to what a test names; throws for one it lacks. */
+function applyTestLimits(config: EnvoyYaml, options: EnvoyOptions): void {
+  const hcm = httpConnectionManager(config);
   // A test may shrink a limit envoy.yaml sets, never add one it lacks.
   const settings = config.layered_runtime?.layers?.[0]?.static_layer ?? {};
   for (const [key, value] of Object.entries(options.runtime ?? {})) {
@@ -147,26 +165,38 @@ export function renderEnvoyConfig(options: EnvoyOptions): string {
     if (!monitor) throw new Error("envoy.yaml sets no global_downstream_max_connections");
     monitor.typed_config.max_active_downstream_connections = options.limits.maxDownstreamConnections;
   }
+}
 
-  if (options.tls) {
-    config.static_resources.listeners[0].filter_chains[0].transport_socket = {
-      name: "envoy.transport_sockets.tls",
-      typed_config: {
-        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
-        common_tls_context: {
-          alpn_protocols: ["h2", "http/1.1"],
-          tls_certificates: [{ certificate_chain: { filename: options.tls.certFile }, private_key: { filename: options.tls.keyFile } }],
-        },
+/** The listener's HTTP connection manager: its filters, routes and timeouts. */
+function httpConnectionManager(config: EnvoyYaml): EnvoyYaml {
+  return config.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
+}
+
+/** Serves the listener over TLS with this certificate and key, offering HTTP/2 and HTTP/1.1 by ALPN. */
+function applyTls(config: EnvoyYaml, tls: NonNullable<EnvoyOptions["tls"]>): void {
+  config.static_resources.listeners[0].filter_chains[0].transport_socket = {
+    name: "envoy.transport_sockets.tls",
+    typed_config: {
+      "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+      common_tls_context: {
+        alpn_protocols: ["h2", "http/1.1"],
+        tls_certificates: [{ certificate_chain: { filename: tls.certFile }, private_key: { filename: tls.keyFile } }],
       },
-    };
-  }
+    },
+  };
+}
 
+/** A test's slower health check of the service's replicas; throws when envoy.yaml has none. */
+function applyHealthCheckInterval(config: EnvoyYaml, options: EnvoyOptions): void {
   if (options.limits?.healthCheckInterval) {
     const check = config.static_resources.clusters.find((c: { name: string }) => c.name === SERVICE_CLUSTER)?.health_checks?.[0];
     if (!check) throw new Error("envoy.yaml sets no health check");
     check.interval = check.no_traffic_interval = options.limits.healthCheckInterval;
   }
+}
 
+/** Puts the service's replicas in its cluster, which becomes a DNS cluster when one is a name. */
+function applyServiceEndpoints(config: EnvoyYaml, options: EnvoyOptions): void {
   // The replicas: envoy.yaml names one (127.0.0.1:50051); its entry is the pattern for each.
   const cluster = config.static_resources.clusters.find((c: { name: string }) => c.name === SERVICE_CLUSTER);
   const locality = cluster.load_assignment.endpoints[0];
@@ -192,8 +222,6 @@ export function renderEnvoyConfig(options: EnvoyOptions): string {
       },
     };
   }
-  // JSON, which Envoy reads as YAML too, so no scalar changes type between YAML versions.
-  return JSON.stringify(config, null, 2);
 }
 
 /** The cluster in envoy.yaml that holds the service's replicas. */
