@@ -264,41 +264,13 @@ export async function serviceHosts(adminPort: number): Promise<ClusterHost[]> {
 
 export async function startEnvoy(options: EnvoyOptions): Promise<RunningEnvoy> {
   const dir = mkdtempSync(join(tmpdir(), "chat-envoy-"));
-  const configPath = join(dir, "envoy.json");
-  const adminPath = join(dir, "admin-address");
-  const pidPath = join(dir, "envoy.pid");
-  writeFileSync(configPath, renderEnvoyConfig({ httpPort: 0, adminPort: 0, ...options }));
+  const paths: SidecarPaths = { config: join(dir, "envoy.json"), admin: join(dir, "admin-address"), pid: join(dir, "envoy.pid") };
+  writeFileSync(paths.config, renderEnvoyConfig({ httpPort: 0, adminPort: 0, ...options }));
   // Ready once every replica on this machine has passed its first health check (a DNS name: one).
   const endpoints = serviceEndpointsOf(options);
   const replicas = endpoints.every((e) => isIP(e.address) !== 0) ? endpoints.length : 1;
 
-  const child = spawn(
-    "bash",
-    [
-      join(ROOT, "scripts", "envoy-sidecar.sh"),
-      // The pipe on its stdin closes when this process dies, even by SIGKILL: Envoy goes with it.
-      "--exit-with-stdin",
-      join(TOOLS_BIN, "envoy"),
-      "-c", configPath,
-      "--admin-address-path", adminPath,
-      // Several Envoys (tests, npm start) may run on one machine at once.
-      "--disable-hot-restart",
-      "--log-level", options.logLevel ?? "warn",
-      "--concurrency", "2",
-      // Access log lines are written in batches; Envoy's default waits up to 10 s.
-      "--file-flush-interval-msec", "200",
-      // Once draining, the listener keeps accepting this long (new requests then meet the draining
-      // service's 503), then closes. As in docker-compose.yml.
-      "--drain-time-s", String(DRAIN_TIME_S),
-    ],
-    {
-      stdio: ["pipe", options.accessLog ?? "ignore", options.stderr ?? "inherit"],
-      env: { ...process.env, ENVOY_PID_FILE: pidPath, SHUTDOWN_GRACE_MS: String(options.graceMs ?? 30_000) },
-      // Its own process group: Ctrl-C in a terminal signals the whole foreground group at once, and
-      // Envoy must wait for the service's streams instead of exiting with them.
-      detached: true,
-    },
-  );
+  const child = spawnSidecar(options, paths);
   const accessLog = outputLines(child.stdout);
   const log = outputLines(child.stderr);
   let exited: string | undefined;
@@ -318,49 +290,94 @@ export async function startEnvoy(options: EnvoyOptions): Promise<RunningEnvoy> {
   };
 
   try {
-    const deadline = Date.now() + 20_000;
-    let adminPort = 0;
-    let httpPort = 0;
-    while (Date.now() < deadline) {
-      if (exited) throw new Error(exited);
-      try {
-        adminPort ||= Number(readFileSync(adminPath, "utf8").trim().split(":").pop());
-        const listeners = (await (await fetch(`http://127.0.0.1:${adminPort}/listeners?format=json`)).json()) as {
-          listener_statuses: { local_address: { socket_address: { port_value: number } } }[];
-        };
-        httpPort = listeners.listener_statuses[0]?.local_address.socket_address.port_value ?? 0;
-        // Wait for the first health checks to pass, so the first requests are routed normally.
-        const healthy = (await serviceHosts(adminPort)).filter((h) => h.healthFlags === "healthy").length;
-        if (httpPort && healthy >= replicas) {
-          const port = adminPort;
-          return {
-            httpPort,
-            adminPort,
-            pid: Number(readFileSync(pidPath, "utf8")),
-            process: child,
-            accessLog,
-            log,
-            async drain() {
-              await admin("/healthcheck/fail")(port);
-              await admin("/drain_listeners?graceful")(port);
-            },
-            async stopGracefully() {
-              if (running()) child.kill("SIGTERM");
-              await gone;
-            },
-            stop,
-          };
-        }
-      } catch {
-        // Not up yet.
-      }
-      await sleep(50);
-    }
-    throw new Error("envoy did not become ready within 20 s");
+    const { httpPort, adminPort, pid } = await untilReady(paths, replicas, () => exited);
+    return {
+      httpPort,
+      adminPort,
+      pid,
+      process: child,
+      accessLog,
+      log,
+      async drain() {
+        await admin("/healthcheck/fail")(adminPort);
+        await admin("/drain_listeners?graceful")(adminPort);
+      },
+      async stopGracefully() {
+        if (running()) child.kill("SIGTERM");
+        await gone;
+      },
+      stop,
+    };
   } catch (error) {
     await stop();
     throw error;
   }
+}
+
+/** Where the sidecar's Envoy reads its configuration and writes its admin address and process id. */
+interface SidecarPaths {
+  config: string;
+  admin: string;
+  pid: string;
+}
+
+/** Starts Envoy under scripts/envoy-sidecar.sh in a process group of its own. */
+function spawnSidecar(options: EnvoyOptions, paths: SidecarPaths): ChildProcess {
+  return spawn(
+    "bash",
+    [
+      join(ROOT, "scripts", "envoy-sidecar.sh"),
+      // The pipe on its stdin closes when this process dies, even by SIGKILL: Envoy goes with it.
+      "--exit-with-stdin",
+      join(TOOLS_BIN, "envoy"),
+      "-c", paths.config,
+      "--admin-address-path", paths.admin,
+      // Several Envoys (tests, npm start) may run on one machine at once.
+      "--disable-hot-restart",
+      "--log-level", options.logLevel ?? "warn",
+      "--concurrency", "2",
+      // Access log lines are written in batches; Envoy's default waits up to 10 s.
+      "--file-flush-interval-msec", "200",
+      // Once draining, the listener keeps accepting this long (new requests then meet the draining
+      // service's 503), then closes. As in docker-compose.yml.
+      "--drain-time-s", String(DRAIN_TIME_S),
+    ],
+    {
+      stdio: ["pipe", options.accessLog ?? "ignore", options.stderr ?? "inherit"],
+      env: { ...process.env, ENVOY_PID_FILE: paths.pid, SHUTDOWN_GRACE_MS: String(options.graceMs ?? 30_000) },
+      // Its own process group: Ctrl-C in a terminal signals the whole foreground group at once, and
+      // Envoy must wait for the service's streams instead of exiting with them.
+      detached: true,
+    },
+  );
+}
+
+/**
+ * Polls every 50 ms, for 20 s at most, until Envoy's listener is up and `replicas` replicas are
+ * healthy: then its ports and process id. Throws once `exited` says Envoy is gone.
+ */
+async function untilReady(paths: SidecarPaths, replicas: number, exited: () => string | undefined): Promise<{ httpPort: number; adminPort: number; pid: number }> {
+  const deadline = Date.now() + 20_000;
+  let adminPort = 0;
+  let httpPort = 0;
+  while (Date.now() < deadline) {
+    const why = exited();
+    if (why) throw new Error(why);
+    try {
+      adminPort ||= Number(readFileSync(paths.admin, "utf8").trim().split(":").pop());
+      const listeners = (await (await fetch(`http://127.0.0.1:${adminPort}/listeners?format=json`)).json()) as {
+        listener_statuses: { local_address: { socket_address: { port_value: number } } }[];
+      };
+      httpPort = listeners.listener_statuses[0]?.local_address.socket_address.port_value ?? 0;
+      // Wait for the first health checks to pass, so the first requests are routed normally.
+      const healthy = (await serviceHosts(adminPort)).filter((h) => h.healthFlags === "healthy").length;
+      if (httpPort && healthy >= replicas) return { httpPort, adminPort, pid: Number(readFileSync(paths.pid, "utf8")) };
+    } catch {
+      // Not up yet.
+    }
+    await sleep(50);
+  }
+  throw new Error("envoy did not become ready within 20 s");
 }
 
 function outputLines(stream: NodeJS.ReadableStream | null): OutputLines {
