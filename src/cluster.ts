@@ -11,11 +11,12 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { setTimeout as sleep } from "node:timers/promises";
 import { prettyFactory } from "pino-pretty";
-import { createLogger } from "./observability/logger.js";
-import { ROOT, startEnvoy } from "./dev/envoy.js";
+import { createLogger, type Logger } from "./observability/logger.js";
+import { ROOT, startEnvoy, type RunningEnvoy } from "./dev/envoy.js";
 import { freePort } from "./dev/free-port.js";
-import { localEnv, localEnvoyOptions } from "./dev/local-env.js";
+import { localEnv, localEnvoyOptions, type LocalEnv } from "./dev/local-env.js";
 import { loadLocalConfigOrExit } from "./dev/config.js";
+import type { Config } from "./server/config.js";
 import { redactUrl } from "./observability/redact-url.js";
 
 /** As in `npm start`: Ctrl-C should not take the deployed 30 s. */
@@ -63,24 +64,10 @@ async function main(): Promise<void> {
     return abort(error);
   }
 
-  // Replica i on GRPC_PORT + i and METRICS_PORT + i (or free ports, for 0).
   const forward = lineForwarder(config.log.format);
-  const offset = (port: number | undefined, i: number) => (port === undefined ? undefined : port === 0 ? 0 : port + i);
-  const replicas: Replica[] = [];
+  let replicas: Replica[];
   try {
-    const started = await Promise.allSettled(
-      Array.from({ length: launcher.replicas }, (_, index) =>
-        startReplica(index, {
-          ...env,
-          GRPC_PORT: String(offset(config.grpc.port, index)),
-          ...(config.metrics && { METRICS_PORT: String(offset(config.metrics.port, index)) }),
-        }, forward),
-      ),
-    );
-    for (const s of started) if (s.status === "fulfilled") replicas.push(s.value);
-    children.push(...replicas);
-    const failed = started.find((s) => s.status === "rejected");
-    if (failed) throw failed.reason;
+    replicas = await startReplicas(launcher.replicas, env, config, forward, children);
   } catch (error) {
     return abort(error);
   }
@@ -112,6 +99,48 @@ async function main(): Promise<void> {
     running.httpPort,
   );
 
+  superviseCluster({ logger, graceMs, envoy: running, replicas, redis, demo });
+}
+
+/** Replicas i = 0…count-1 at once; each one started joins `children`, even when another failed (then its error is thrown). */
+async function startReplicas(
+  count: number,
+  env: Record<string, string | undefined>,
+  config: Config,
+  forward: (line: string, replica: number) => void,
+  children: Child[],
+): Promise<Replica[]> {
+  // Replica i on GRPC_PORT + i and METRICS_PORT + i (or free ports, for 0).
+  const offset = (port: number | undefined, i: number) => (port === undefined ? undefined : port === 0 ? 0 : port + i);
+  const replicas: Replica[] = [];
+  const started = await Promise.allSettled(
+    Array.from({ length: count }, (_, index) =>
+      startReplica(index, {
+        ...env,
+        GRPC_PORT: String(offset(config.grpc.port, index)),
+        ...(config.metrics && { METRICS_PORT: String(offset(config.metrics.port, index)) }),
+      }, forward),
+    ),
+  );
+  for (const s of started) if (s.status === "fulfilled") replicas.push(s.value);
+  children.push(...replicas);
+  const failed = started.find((s) => s.status === "rejected");
+  if (failed) throw failed.reason;
+  return replicas;
+}
+
+/** The running cluster, as `superviseCluster` stops it. */
+interface Cluster {
+  logger: Logger;
+  graceMs: number;
+  envoy: RunningEnvoy;
+  replicas: Replica[];
+  redis: Child | undefined;
+  demo: LocalEnv["demo"];
+}
+
+/** Stops the cluster in order on SIGINT or SIGTERM, or once Envoy, Redis or every replica is gone. */
+function superviseCluster({ logger, graceMs, envoy: running, replicas, redis, demo }: Cluster): void {
   // In order, as `npm start` does: Envoy stops taking new requests, every replica drains its
   // streams, then Envoy goes, then Redis.
   let stopping = false;

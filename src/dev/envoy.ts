@@ -104,8 +104,22 @@ interface SocketAddress {
   port_value: number;
 }
 
+/** envoy.yaml as parsed: untyped (what is changed here is a small part of Envoy's schema). */
+type EnvoyYaml = ReturnType<typeof parse>;
+
 export function renderEnvoyConfig(options: EnvoyOptions): string {
-  const config = parse(readFileSync(join(ROOT, "envoy.yaml"), "utf8"));
+  const config: EnvoyYaml = parse(readFileSync(join(ROOT, "envoy.yaml"), "utf8"));
+  applyAddresses(config, options);
+  applyTestLimits(config, options);
+  if (options.tls) applyTls(config, options.tls);
+  applyHealthCheckInterval(config, options);
+  applyServiceEndpoints(config, options);
+  // JSON, which Envoy reads as YAML too, so no scalar changes type between YAML versions.
+  return JSON.stringify(config, null, 2);
+}
+
+/** Sets the admin and listener addresses, the descriptor's and the page files' paths, and the CORS origin. */
+function applyAddresses(config: EnvoyYaml, options: EnvoyOptions): void {
   const admin: SocketAddress = config.admin.address.socket_address;
   admin.port_value = options.adminPort ?? 9901;
 
@@ -113,7 +127,7 @@ export function renderEnvoyConfig(options: EnvoyOptions): string {
   listener.port_value = options.httpPort ?? 8080;
   if (options.httpHost) listener.address = options.httpHost;
 
-  const hcm = config.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
+  const hcm = httpConnectionManager(config);
   const transcoder = hcm.http_filters.find((f: { name: string }) => f.name === "envoy.filters.http.grpc_json_transcoder");
   transcoder.typed_config.proto_descriptor = options.descriptorPath ?? join(ROOT, transcoder.typed_config.proto_descriptor);
   // The chat page's files (dist/page): in this checkout, or where a deployment mounts them.
@@ -125,7 +139,11 @@ export function renderEnvoyConfig(options: EnvoyOptions): string {
     const cors = hcm.route_config.virtual_hosts[0].typed_per_filter_config["envoy.filters.http.cors"];
     cors.allow_origin_string_match = [{ exact: options.corsAllowOrigin }];
   }
+}
 
+/** Shrinks envoy.yaml's runtime settings and limits to what a test names; throws for one it lacks. */
+function applyTestLimits(config: EnvoyYaml, options: EnvoyOptions): void {
+  const hcm = httpConnectionManager(config);
   // A test may shrink a limit envoy.yaml sets, never add one it lacks.
   const settings = config.layered_runtime?.layers?.[0]?.static_layer ?? {};
   for (const [key, value] of Object.entries(options.runtime ?? {})) {
@@ -147,26 +165,38 @@ export function renderEnvoyConfig(options: EnvoyOptions): string {
     if (!monitor) throw new Error("envoy.yaml sets no global_downstream_max_connections");
     monitor.typed_config.max_active_downstream_connections = options.limits.maxDownstreamConnections;
   }
+}
 
-  if (options.tls) {
-    config.static_resources.listeners[0].filter_chains[0].transport_socket = {
-      name: "envoy.transport_sockets.tls",
-      typed_config: {
-        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
-        common_tls_context: {
-          alpn_protocols: ["h2", "http/1.1"],
-          tls_certificates: [{ certificate_chain: { filename: options.tls.certFile }, private_key: { filename: options.tls.keyFile } }],
-        },
+/** The listener's HTTP connection manager: its filters, routes and timeouts. */
+function httpConnectionManager(config: EnvoyYaml): EnvoyYaml {
+  return config.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
+}
+
+/** Serves the listener over TLS with this certificate and key, offering HTTP/2 and HTTP/1.1 by ALPN. */
+function applyTls(config: EnvoyYaml, tls: NonNullable<EnvoyOptions["tls"]>): void {
+  config.static_resources.listeners[0].filter_chains[0].transport_socket = {
+    name: "envoy.transport_sockets.tls",
+    typed_config: {
+      "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+      common_tls_context: {
+        alpn_protocols: ["h2", "http/1.1"],
+        tls_certificates: [{ certificate_chain: { filename: tls.certFile }, private_key: { filename: tls.keyFile } }],
       },
-    };
-  }
+    },
+  };
+}
 
+/** A test's slower health check of the service's replicas; throws when envoy.yaml has none. */
+function applyHealthCheckInterval(config: EnvoyYaml, options: EnvoyOptions): void {
   if (options.limits?.healthCheckInterval) {
     const check = config.static_resources.clusters.find((c: { name: string }) => c.name === SERVICE_CLUSTER)?.health_checks?.[0];
     if (!check) throw new Error("envoy.yaml sets no health check");
     check.interval = check.no_traffic_interval = options.limits.healthCheckInterval;
   }
+}
 
+/** Puts the service's replicas in its cluster, which becomes a DNS cluster when one is a name. */
+function applyServiceEndpoints(config: EnvoyYaml, options: EnvoyOptions): void {
   // The replicas: envoy.yaml names one (127.0.0.1:50051); its entry is the pattern for each.
   const cluster = config.static_resources.clusters.find((c: { name: string }) => c.name === SERVICE_CLUSTER);
   const locality = cluster.load_assignment.endpoints[0];
@@ -192,8 +222,6 @@ export function renderEnvoyConfig(options: EnvoyOptions): string {
       },
     };
   }
-  // JSON, which Envoy reads as YAML too, so no scalar changes type between YAML versions.
-  return JSON.stringify(config, null, 2);
 }
 
 /** The cluster in envoy.yaml that holds the service's replicas. */
@@ -236,41 +264,13 @@ export async function serviceHosts(adminPort: number): Promise<ClusterHost[]> {
 
 export async function startEnvoy(options: EnvoyOptions): Promise<RunningEnvoy> {
   const dir = mkdtempSync(join(tmpdir(), "chat-envoy-"));
-  const configPath = join(dir, "envoy.json");
-  const adminPath = join(dir, "admin-address");
-  const pidPath = join(dir, "envoy.pid");
-  writeFileSync(configPath, renderEnvoyConfig({ httpPort: 0, adminPort: 0, ...options }));
+  const paths: SidecarPaths = { config: join(dir, "envoy.json"), admin: join(dir, "admin-address"), pid: join(dir, "envoy.pid") };
+  writeFileSync(paths.config, renderEnvoyConfig({ httpPort: 0, adminPort: 0, ...options }));
   // Ready once every replica on this machine has passed its first health check (a DNS name: one).
   const endpoints = serviceEndpointsOf(options);
   const replicas = endpoints.every((e) => isIP(e.address) !== 0) ? endpoints.length : 1;
 
-  const child = spawn(
-    "bash",
-    [
-      join(ROOT, "scripts", "envoy-sidecar.sh"),
-      // The pipe on its stdin closes when this process dies, even by SIGKILL: Envoy goes with it.
-      "--exit-with-stdin",
-      join(TOOLS_BIN, "envoy"),
-      "-c", configPath,
-      "--admin-address-path", adminPath,
-      // Several Envoys (tests, npm start) may run on one machine at once.
-      "--disable-hot-restart",
-      "--log-level", options.logLevel ?? "warn",
-      "--concurrency", "2",
-      // Access log lines are written in batches; Envoy's default waits up to 10 s.
-      "--file-flush-interval-msec", "200",
-      // Once draining, the listener keeps accepting this long (new requests then meet the draining
-      // service's 503), then closes. As in docker-compose.yml.
-      "--drain-time-s", String(DRAIN_TIME_S),
-    ],
-    {
-      stdio: ["pipe", options.accessLog ?? "ignore", options.stderr ?? "inherit"],
-      env: { ...process.env, ENVOY_PID_FILE: pidPath, SHUTDOWN_GRACE_MS: String(options.graceMs ?? 30_000) },
-      // Its own process group: Ctrl-C in a terminal signals the whole foreground group at once, and
-      // Envoy must wait for the service's streams instead of exiting with them.
-      detached: true,
-    },
-  );
+  const child = spawnSidecar(options, paths);
   const accessLog = outputLines(child.stdout);
   const log = outputLines(child.stderr);
   let exited: string | undefined;
@@ -290,49 +290,94 @@ export async function startEnvoy(options: EnvoyOptions): Promise<RunningEnvoy> {
   };
 
   try {
-    const deadline = Date.now() + 20_000;
-    let adminPort = 0;
-    let httpPort = 0;
-    while (Date.now() < deadline) {
-      if (exited) throw new Error(exited);
-      try {
-        adminPort ||= Number(readFileSync(adminPath, "utf8").trim().split(":").pop());
-        const listeners = (await (await fetch(`http://127.0.0.1:${adminPort}/listeners?format=json`)).json()) as {
-          listener_statuses: { local_address: { socket_address: { port_value: number } } }[];
-        };
-        httpPort = listeners.listener_statuses[0]?.local_address.socket_address.port_value ?? 0;
-        // Wait for the first health checks to pass, so the first requests are routed normally.
-        const healthy = (await serviceHosts(adminPort)).filter((h) => h.healthFlags === "healthy").length;
-        if (httpPort && healthy >= replicas) {
-          const port = adminPort;
-          return {
-            httpPort,
-            adminPort,
-            pid: Number(readFileSync(pidPath, "utf8")),
-            process: child,
-            accessLog,
-            log,
-            async drain() {
-              await admin("/healthcheck/fail")(port);
-              await admin("/drain_listeners?graceful")(port);
-            },
-            async stopGracefully() {
-              if (running()) child.kill("SIGTERM");
-              await gone;
-            },
-            stop,
-          };
-        }
-      } catch {
-        // Not up yet.
-      }
-      await sleep(50);
-    }
-    throw new Error("envoy did not become ready within 20 s");
+    const { httpPort, adminPort, pid } = await untilReady(paths, replicas, () => exited);
+    return {
+      httpPort,
+      adminPort,
+      pid,
+      process: child,
+      accessLog,
+      log,
+      async drain() {
+        await admin("/healthcheck/fail")(adminPort);
+        await admin("/drain_listeners?graceful")(adminPort);
+      },
+      async stopGracefully() {
+        if (running()) child.kill("SIGTERM");
+        await gone;
+      },
+      stop,
+    };
   } catch (error) {
     await stop();
     throw error;
   }
+}
+
+/** Where the sidecar's Envoy reads its configuration and writes its admin address and process id. */
+interface SidecarPaths {
+  config: string;
+  admin: string;
+  pid: string;
+}
+
+/** Starts Envoy under scripts/envoy-sidecar.sh in a process group of its own. */
+function spawnSidecar(options: EnvoyOptions, paths: SidecarPaths): ChildProcess {
+  return spawn(
+    "bash",
+    [
+      join(ROOT, "scripts", "envoy-sidecar.sh"),
+      // The pipe on its stdin closes when this process dies, even by SIGKILL: Envoy goes with it.
+      "--exit-with-stdin",
+      join(TOOLS_BIN, "envoy"),
+      "-c", paths.config,
+      "--admin-address-path", paths.admin,
+      // Several Envoys (tests, npm start) may run on one machine at once.
+      "--disable-hot-restart",
+      "--log-level", options.logLevel ?? "warn",
+      "--concurrency", "2",
+      // Access log lines are written in batches; Envoy's default waits up to 10 s.
+      "--file-flush-interval-msec", "200",
+      // Once draining, the listener keeps accepting this long (new requests then meet the draining
+      // service's 503), then closes. As in docker-compose.yml.
+      "--drain-time-s", String(DRAIN_TIME_S),
+    ],
+    {
+      stdio: ["pipe", options.accessLog ?? "ignore", options.stderr ?? "inherit"],
+      env: { ...process.env, ENVOY_PID_FILE: paths.pid, SHUTDOWN_GRACE_MS: String(options.graceMs ?? 30_000) },
+      // Its own process group: Ctrl-C in a terminal signals the whole foreground group at once, and
+      // Envoy must wait for the service's streams instead of exiting with them.
+      detached: true,
+    },
+  );
+}
+
+/**
+ * Polls every 50 ms, for 20 s at most, until Envoy's listener is up and `replicas` replicas are
+ * healthy: then its ports and process id. Throws once `exited` says Envoy is gone.
+ */
+async function untilReady(paths: SidecarPaths, replicas: number, exited: () => string | undefined): Promise<{ httpPort: number; adminPort: number; pid: number }> {
+  const deadline = Date.now() + 20_000;
+  let adminPort = 0;
+  let httpPort = 0;
+  while (Date.now() < deadline) {
+    const why = exited();
+    if (why) throw new Error(why);
+    try {
+      adminPort ||= Number(readFileSync(paths.admin, "utf8").trim().split(":").pop());
+      const listeners = (await (await fetch(`http://127.0.0.1:${adminPort}/listeners?format=json`)).json()) as {
+        listener_statuses: { local_address: { socket_address: { port_value: number } } }[];
+      };
+      httpPort = listeners.listener_statuses[0]?.local_address.socket_address.port_value ?? 0;
+      // Wait for the first health checks to pass, so the first requests are routed normally.
+      const healthy = (await serviceHosts(adminPort)).filter((h) => h.healthFlags === "healthy").length;
+      if (httpPort && healthy >= replicas) return { httpPort, adminPort, pid: Number(readFileSync(paths.pid, "utf8")) };
+    } catch {
+      // Not up yet.
+    }
+    await sleep(50);
+  }
+  throw new Error("envoy did not become ready within 20 s");
 }
 
 function outputLines(stream: NodeJS.ReadableStream | null): OutputLines {

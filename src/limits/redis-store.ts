@@ -47,48 +47,17 @@ export interface RedisStore extends LimitStore {
 }
 
 export function createRedisStore(options: RedisStoreOptions): RedisStore {
-  const redis = new Redis(options.url, {
-    commandTimeout: options.timeoutMs,
-    // No data at all for this long while commands wait: the connection is dead (a Redis that hangs
-    // keeps its TCP connection up). Drop it and reconnect.
-    socketTimeout: Math.max(1000, 2 * options.timeoutMs),
-    connectTimeout: Math.max(1000, options.timeoutMs),
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    retryStrategy: (times) => Math.min(100 * times, 1000),
-    connectionName: "chat-gateway",
-  });
-  redis.on("error", (error: Error) => options.onBackgroundError("connection", error));
-  redis.defineCommand("chatAdmit", { numberOfKeys: 3, lua: ADMIT });
-  redis.defineCommand("chatRefresh", { numberOfKeys: 1, lua: REFRESH });
-  redis.defineCommand("chatCharge", { numberOfKeys: 2, lua: CHARGE });
-  redis.defineCommand("chatReport", { numberOfKeys: 4, lua: REPORT });
+  const redis = connect(options);
   const scripts = redis as unknown as ScriptCommands;
 
   // Leases this replica holds, by caller, for the refresh.
   const held = new Map<string, Set<string>>();
-  const refresh = () => {
-    for (const [caller, leases] of held) {
-      scripts.chatRefresh(keys(caller).streams, options.leaseTtlMs, ...leases).catch((error: Error) => options.onBackgroundError("refresh", error));
-    }
-  };
-  const refresher = setInterval(refresh, Math.max(100, Math.floor(options.leaseTtlMs / 3)));
-  refresher.unref();
+  const refresher = startLeaseRefresher(held, scripts, options);
 
   return {
     kind: "redis",
     ready(withinMs) {
-      if (redis.status === "ready") return Promise.resolve(true);
-      return new Promise((resolve) => {
-        const done = (ok: boolean) => {
-          clearTimeout(timer);
-          redis.off("ready", onReady);
-          resolve(ok);
-        };
-        const onReady = () => done(true);
-        const timer = setTimeout(() => done(false), withinMs);
-        redis.once("ready", onReady);
-      });
+      return waitUntilReady(redis, withinMs);
     },
     async admit(caller, limits: CallerLimits, lease): Promise<Admission> {
       const k = keys(caller);
@@ -120,13 +89,8 @@ export function createRedisStore(options: RedisStoreOptions): RedisStore {
       const [open, requests, requestsFullMs, tokens, tokensFullMs, fields] = await scripts.chatReport(
         k.streams, k.rpm, k.tpm, k.usage(day), limits.rpm ?? 0, limits.tpm ?? 0,
       );
-      const pairs: [string, number][] = [];
-      for (let i = 0; i + 1 < fields.length; i += 2) {
-        const field = String(fields[i]);
-        if (USAGE_FIELDS.some((f) => field.startsWith(`${f}:`))) pairs.push([field, Number(fields[i + 1])]);
-      }
       return {
-        models: usageFromFields(pairs),
+        models: usageFromFields(usagePairs(fields)),
         ...(limits.streams !== undefined && { streams: { limit: limits.streams, open: Number(open) } }),
         ...(limits.rpm !== undefined && { rpm: { limit: limits.rpm, remaining: Number(requests), fullInMs: Number(requestsFullMs) } }),
         ...(limits.tpm !== undefined && { tpm: { limit: limits.tpm, remaining: Number(tokens), fullInMs: Number(tokensFullMs) } }),
@@ -146,4 +110,62 @@ export function createRedisStore(options: RedisStoreOptions): RedisStore {
       redis.disconnect();
     },
   };
+}
+
+/** The ioredis client, failing fast while Redis is unreachable, with the four Lua scripts defined. */
+function connect(options: RedisStoreOptions): Redis {
+  const redis = new Redis(options.url, {
+    commandTimeout: options.timeoutMs,
+    // No data at all for this long while commands wait: the connection is dead (a Redis that hangs
+    // keeps its TCP connection up). Drop it and reconnect.
+    socketTimeout: Math.max(1000, 2 * options.timeoutMs),
+    connectTimeout: Math.max(1000, options.timeoutMs),
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    retryStrategy: (times) => Math.min(100 * times, 1000),
+    connectionName: "chat-gateway",
+  });
+  redis.on("error", (error: Error) => options.onBackgroundError("connection", error));
+  redis.defineCommand("chatAdmit", { numberOfKeys: 3, lua: ADMIT });
+  redis.defineCommand("chatRefresh", { numberOfKeys: 1, lua: REFRESH });
+  redis.defineCommand("chatCharge", { numberOfKeys: 2, lua: CHARGE });
+  redis.defineCommand("chatReport", { numberOfKeys: 4, lua: REPORT });
+  return redis;
+}
+
+/** Puts the `held` leases back at a full TTL every third of the TTL; the timer does not keep the process up. */
+function startLeaseRefresher(held: Map<string, Set<string>>, scripts: ScriptCommands, options: RedisStoreOptions): NodeJS.Timeout {
+  const refresh = () => {
+    for (const [caller, leases] of held) {
+      scripts.chatRefresh(keys(caller).streams, options.leaseTtlMs, ...leases).catch((error: Error) => options.onBackgroundError("refresh", error));
+    }
+  };
+  const refresher = setInterval(refresh, Math.max(100, Math.floor(options.leaseTtlMs / 3)));
+  refresher.unref();
+  return refresher;
+}
+
+/** Resolves true once `redis` is connected, or false after `withinMs` without. */
+function waitUntilReady(redis: Redis, withinMs: number): Promise<boolean> {
+  if (redis.status === "ready") return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const done = (ok: boolean) => {
+      clearTimeout(timer);
+      redis.off("ready", onReady);
+      resolve(ok);
+    };
+    const onReady = () => done(true);
+    const timer = setTimeout(() => done(false), withinMs);
+    redis.once("ready", onReady);
+  });
+}
+
+/** The usage hash's [field, count] pairs from HGETALL's flat list, keeping only the usage fields. */
+function usagePairs(fields: string[]): [string, number][] {
+  const pairs: [string, number][] = [];
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    const field = String(fields[i]);
+    if (USAGE_FIELDS.some((f) => field.startsWith(`${f}:`))) pairs.push([field, Number(fields[i + 1])]);
+  }
+  return pairs;
 }

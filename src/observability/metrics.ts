@@ -63,129 +63,11 @@ const GEN_AI_LABELS = ["gen_ai_operation_name", "gen_ai_request_model", "upstrea
 
 export function createMetrics(sources: MetricsSources): GatewayMetrics {
   const registry = new Registry();
-
-  const started = new Counter({
-    name: "grpc_server_started_total",
-    help: "RPCs started on the server.",
-    labelNames: ["grpc_service", "grpc_method", "grpc_type"],
-    registers: [registry],
-  });
-  const handled = new Counter({
-    name: "grpc_server_handled_total",
-    help: "RPCs completed on the server, by final gRPC status code and caller.",
-    labelNames: ["grpc_service", "grpc_method", "grpc_type", "grpc_code", "caller"],
-    registers: [registry],
-  });
-  new Gauge({
-    name: "chat_gateway_active_streams",
-    help: "Chat streams open now.",
-    registers: [registry],
-    collect() {
-      this.set(sources.activeStreams());
-    },
-  });
-  new Gauge({
-    name: "chat_gateway_caller_active_streams",
-    help: "Chat streams open now in this process per caller key (when caller keys are configured).",
-    labelNames: ["caller"],
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const [caller, open] of sources.activeByCaller?.() ?? []) this.set({ caller }, open);
-    },
-  });
-  const ttft = new Histogram({
-    name: "gen_ai_server_time_to_first_token_seconds",
-    help: "Time from the request to the first output token (gen_ai.server.time_to_first_token).",
-    labelNames: GEN_AI_LABELS,
-    buckets: TTFT_BUCKETS,
-    registers: [registry],
-  });
-  const tpot = new Histogram({
-    name: "gen_ai_server_time_per_output_token_seconds",
-    help: "Time per output token after the first (gen_ai.server.time_per_output_token), per stream.",
-    labelNames: GEN_AI_LABELS,
-    buckets: TPOT_BUCKETS,
-    registers: [registry],
-  });
-  const duration = new Histogram({
-    name: "gen_ai_server_request_duration_seconds",
-    help: "Duration of a chat stream from request to its final status (gen_ai.server.request.duration).",
-    labelNames: [...GEN_AI_LABELS, "error_type"],
-    buckets: DURATION_BUCKETS,
-    registers: [registry],
-  });
-  const tokens = new Histogram({
-    name: "gen_ai_client_token_usage",
-    help: "Tokens per stream as the upstream reported them (gen_ai.client.token.usage), by gen_ai_token_type input/output.",
-    labelNames: [...GEN_AI_LABELS, "gen_ai_token_type", "caller"],
-    buckets: TOKEN_BUCKETS,
-    registers: [registry],
-  });
-  const refusedCalls = new Counter({
-    name: "chat_gateway_refused_calls_total",
-    help: "Chat calls refused before they became a stream, by gRPC code and cause (invalid_request, concurrency_limit, draining, unauthenticated, caller_stream_limit, caller_rpm_limit, caller_tpm_limit, limits_unavailable).",
-    labelNames: ["grpc_code", "cause", "caller"],
-    registers: [registry],
-  });
-  const callerTokens = new Counter({
-    name: "chat_gateway_caller_tokens_total",
-    help: "Tokens charged to each caller's budget per model, by gen_ai_token_type input/output and source: reported by the upstream, or estimated from the text (a cancelled or failed stream, an upstream that reports no usage).",
-    labelNames: ["caller", "gen_ai_request_model", "gen_ai_token_type", "source"],
-    registers: [registry],
-  });
-  const storeErrors = new Counter({
-    name: "chat_gateway_limits_store_errors_total",
-    help: "Limits store (Redis) operations that failed or timed out, by operation and outcome: admit allowed or refused (by the failure mode), charge and release lost, usage, refresh and connection failed.",
-    labelNames: ["operation", "outcome"],
-    registers: [registry],
-  });
-  const checks = new Histogram({
-    name: "chat_gateway_limits_check_seconds",
-    help: "Time to check a caller's budget at a stream's start, by store (memory, redis); failed checks included.",
-    labelNames: ["store"],
-    buckets: CHECK_BUCKETS,
-    registers: [registry],
-  });
-  const upstreamErrors = new Counter({
-    name: "chat_gateway_upstream_errors_total",
-    help: "Upstream failures by class (error_type: the error table's cause), including those a fallback recovered.",
-    labelNames: ["upstream", "error_type"],
-    registers: [registry],
-  });
-  const retries = new Counter({
-    name: "chat_gateway_upstream_retries_total",
-    help: "Upstream HTTP requests repeated after a failure before the first token (the SDK's retries, and the gateway's after an error inside the stream).",
-    labelNames: ["upstream"],
-    registers: [registry],
-  });
-  const fallbacks = new Counter({
-    name: "chat_gateway_upstream_fallbacks_total",
-    help: "Streams moved to the fallback upstream, by the failed upstream and why.",
-    labelNames: ["upstream", "error_type"],
-    registers: [registry],
-  });
-
-  const interceptor: ServerInterceptor = (method, call) => {
-    const labels = methodLabels(method.path, method.responseStream);
-    let caller = "anonymous";
-    started.inc(labels);
-    return new ServerInterceptingCall(call, {
-      start(next) {
-        next({
-          onReceiveMetadata(metadata, nextMetadata) {
-            const named = sources.callerOf(metadata);
-            if (named !== undefined) caller = named;
-            nextMetadata(metadata);
-          },
-        });
-      },
-      sendStatus(s, next) {
-        handled.inc({ ...labels, grpc_code: status[s.code] ?? String(s.code), caller });
-        next(s);
-      },
-    });
-  };
+  // Declared in this order, which is the order they are exposed in.
+  const { started, handled } = declareCallInstruments(registry, sources);
+  const { ttft, tpot, duration, tokens } = declareGenAiInstruments(registry);
+  const { refusedCalls, callerTokens, storeErrors, checks, upstreamErrors, retries, fallbacks } = declareGatewayInstruments(registry);
+  const interceptor = countingInterceptor(started, handled, sources);
 
   return {
     registry,
@@ -234,6 +116,150 @@ export function createMetrics(sources: MetricsSources): GatewayMetrics {
       collectDefaultMetrics({ register: registry });
       return serveMetrics(registry, host, port);
     },
+  };
+}
+
+/** The go-grpc-prometheus call counters and the open-stream gauges, registered in `registry`. */
+function declareCallInstruments(registry: Registry, sources: MetricsSources) {
+  const started = new Counter({
+    name: "grpc_server_started_total",
+    help: "RPCs started on the server.",
+    labelNames: ["grpc_service", "grpc_method", "grpc_type"],
+    registers: [registry],
+  });
+  const handled = new Counter({
+    name: "grpc_server_handled_total",
+    help: "RPCs completed on the server, by final gRPC status code and caller.",
+    labelNames: ["grpc_service", "grpc_method", "grpc_type", "grpc_code", "caller"],
+    registers: [registry],
+  });
+  new Gauge({
+    name: "chat_gateway_active_streams",
+    help: "Chat streams open now.",
+    registers: [registry],
+    collect() {
+      this.set(sources.activeStreams());
+    },
+  });
+  new Gauge({
+    name: "chat_gateway_caller_active_streams",
+    help: "Chat streams open now in this process per caller key (when caller keys are configured).",
+    labelNames: ["caller"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [caller, open] of sources.activeByCaller?.() ?? []) this.set({ caller }, open);
+    },
+  });
+  return { started, handled };
+}
+
+/** The GenAI semantic conventions' per-stream histograms, registered in `registry`. */
+function declareGenAiInstruments(registry: Registry) {
+  const ttft = new Histogram({
+    name: "gen_ai_server_time_to_first_token_seconds",
+    help: "Time from the request to the first output token (gen_ai.server.time_to_first_token).",
+    labelNames: GEN_AI_LABELS,
+    buckets: TTFT_BUCKETS,
+    registers: [registry],
+  });
+  const tpot = new Histogram({
+    name: "gen_ai_server_time_per_output_token_seconds",
+    help: "Time per output token after the first (gen_ai.server.time_per_output_token), per stream.",
+    labelNames: GEN_AI_LABELS,
+    buckets: TPOT_BUCKETS,
+    registers: [registry],
+  });
+  const duration = new Histogram({
+    name: "gen_ai_server_request_duration_seconds",
+    help: "Duration of a chat stream from request to its final status (gen_ai.server.request.duration).",
+    labelNames: [...GEN_AI_LABELS, "error_type"],
+    buckets: DURATION_BUCKETS,
+    registers: [registry],
+  });
+  const tokens = new Histogram({
+    name: "gen_ai_client_token_usage",
+    help: "Tokens per stream as the upstream reported them (gen_ai.client.token.usage), by gen_ai_token_type input/output.",
+    labelNames: [...GEN_AI_LABELS, "gen_ai_token_type", "caller"],
+    buckets: TOKEN_BUCKETS,
+    registers: [registry],
+  });
+  return { ttft, tpot, duration, tokens };
+}
+
+/** The gateway's own counters and histogram (refusals, budgets, limits store, upstream failures), registered in `registry`. */
+function declareGatewayInstruments(registry: Registry) {
+  const refusedCalls = new Counter({
+    name: "chat_gateway_refused_calls_total",
+    help: "Chat calls refused before they became a stream, by gRPC code and cause (invalid_request, concurrency_limit, draining, unauthenticated, caller_stream_limit, caller_rpm_limit, caller_tpm_limit, limits_unavailable).",
+    labelNames: ["grpc_code", "cause", "caller"],
+    registers: [registry],
+  });
+  const callerTokens = new Counter({
+    name: "chat_gateway_caller_tokens_total",
+    help: "Tokens charged to each caller's budget per model, by gen_ai_token_type input/output and source: reported by the upstream, or estimated from the text (a cancelled or failed stream, an upstream that reports no usage).",
+    labelNames: ["caller", "gen_ai_request_model", "gen_ai_token_type", "source"],
+    registers: [registry],
+  });
+  const storeErrors = new Counter({
+    name: "chat_gateway_limits_store_errors_total",
+    help: "Limits store (Redis) operations that failed or timed out, by operation and outcome: admit allowed or refused (by the failure mode), charge and release lost, usage, refresh and connection failed.",
+    labelNames: ["operation", "outcome"],
+    registers: [registry],
+  });
+  const checks = new Histogram({
+    name: "chat_gateway_limits_check_seconds",
+    help: "Time to check a caller's budget at a stream's start, by store (memory, redis); failed checks included.",
+    labelNames: ["store"],
+    buckets: CHECK_BUCKETS,
+    registers: [registry],
+  });
+  const upstreamErrors = new Counter({
+    name: "chat_gateway_upstream_errors_total",
+    help: "Upstream failures by class (error_type: the error table's cause), including those a fallback recovered.",
+    labelNames: ["upstream", "error_type"],
+    registers: [registry],
+  });
+  const retries = new Counter({
+    name: "chat_gateway_upstream_retries_total",
+    help: "Upstream HTTP requests repeated after a failure before the first token (the SDK's retries, and the gateway's after an error inside the stream).",
+    labelNames: ["upstream"],
+    registers: [registry],
+  });
+  const fallbacks = new Counter({
+    name: "chat_gateway_upstream_fallbacks_total",
+    help: "Streams moved to the fallback upstream, by the failed upstream and why.",
+    labelNames: ["upstream", "error_type"],
+    registers: [registry],
+  });
+  return { refusedCalls, callerTokens, storeErrors, checks, upstreamErrors, retries, fallbacks };
+}
+
+/** Counts every call's start in `started` and its final code, by caller, in `handled`. */
+function countingInterceptor(
+  started: Counter<"grpc_service" | "grpc_method" | "grpc_type">,
+  handled: Counter<"grpc_service" | "grpc_method" | "grpc_type" | "grpc_code" | "caller">,
+  sources: MetricsSources,
+): ServerInterceptor {
+  return (method, call) => {
+    const labels = methodLabels(method.path, method.responseStream);
+    let caller = "anonymous";
+    started.inc(labels);
+    return new ServerInterceptingCall(call, {
+      start(next) {
+        next({
+          onReceiveMetadata(metadata, nextMetadata) {
+            const named = sources.callerOf(metadata);
+            if (named !== undefined) caller = named;
+            nextMetadata(metadata);
+          },
+        });
+      },
+      sendStatus(s, next) {
+        handled.inc({ ...labels, grpc_code: status[s.code] ?? String(s.code), caller });
+        next(s);
+      },
+    });
   };
 }
 

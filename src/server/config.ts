@@ -83,8 +83,23 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   const e = parseVariables(schema, VARIABLES, present, problems);
   // Named upstreams and caller keys have formats of their own; their problems join the same list.
   const upstreams = parseNamedUpstreams(present, new Set(CONFIG_VARIABLES), (name, what) => problems.push(problem(name, what, upstreamExample(name))));
-  let callerKeys: CallerKey[] = [];
   const problemsBeforeKeys = problems.length;
+  const callerKeys = readCallerKeys(present, problems);
+  if (present.OPENAI_CUSTOM_HEADERS !== undefined) {
+    problems.push(
+      problem("OPENAI_CUSTOM_HEADERS", "not supported: the openai SDK would send these headers to every upstream, whatever its key; unset it"),
+    );
+  }
+  checkAuth(present, callerKeys, problems, problemsBeforeKeys);
+  checkTls(present, problems);
+
+  if (problems.length > 0 || e === undefined) throw new ConfigError(problems);
+  return shapeConfig(e, upstreams, callerKeys);
+}
+
+/** The caller keys of CALLER_KEYS, then those of CALLER_KEYS_FILE; their problems join `problems`. */
+function readCallerKeys(present: Record<string, string>, problems: string[]): CallerKey[] {
+  let callerKeys: CallerKey[] = [];
   if (present.CALLER_KEYS !== undefined) {
     callerKeys = parseCallerKeys(present.CALLER_KEYS, (what) => problems.push(problem("CALLER_KEYS", what)));
   }
@@ -97,11 +112,14 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       ];
     }
   }
-  if (present.OPENAI_CUSTOM_HEADERS !== undefined) {
-    problems.push(
-      problem("OPENAI_CUSTOM_HEADERS", "not supported: the openai SDK would send these headers to every upstream, whatever its key; unset it"),
-    );
-  }
+  return callerKeys;
+}
+
+/**
+ * Problems with AUTH and the caller keys together: keys required unless AUTH=none, not both, no
+ * duplicate names. "Holds no caller key" is only said when no problem came since `problemsBeforeKeys`.
+ */
+function checkAuth(present: Record<string, string>, callerKeys: CallerKey[], problems: string[], problemsBeforeKeys: number): void {
   const authNone = present.AUTH === "none";
   const keysSet = present.CALLER_KEYS !== undefined || present.CALLER_KEYS_FILE !== undefined;
   if (!authNone && !keysSet) {
@@ -123,6 +141,10 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     if (names.has(key.name)) problems.push(problem("CALLER_KEYS", `the caller name "${key.name}" is used twice`));
     names.add(key.name);
   }
+}
+
+/** Problems with the TLS variables: certificate and key together, a client CA only with them, every file readable. */
+function checkTls(present: Record<string, string>, problems: string[]): void {
   if ((present.TLS_CERT_FILE === undefined) !== (present.TLS_KEY_FILE === undefined)) {
     problems.push(problem(present.TLS_CERT_FILE ? "TLS_KEY_FILE" : "TLS_CERT_FILE", "TLS needs both TLS_CERT_FILE and TLS_KEY_FILE"));
   }
@@ -133,8 +155,10 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     const path = present[name];
     if (path !== undefined) readable(path, name, problems, false);
   }
+}
 
-  if (problems.length > 0 || e === undefined) throw new ConfigError(problems);
+/** The validated variables shaped into Config. */
+function shapeConfig(e: z.infer<typeof schema>, upstreams: NamedUpstream[], callerKeys: CallerKey[]): Config {
   return {
     grpc: { host: e.GRPC_HOST, port: e.GRPC_PORT },
     logLevel: e.LOG_LEVEL,
