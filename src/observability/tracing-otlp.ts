@@ -1,21 +1,12 @@
 // The OpenTelemetry side of tracing.ts, loaded only when an OTLP endpoint is configured: one server
 // span per stream, named and attributed after the GenAI semantic conventions, exported over
 // OTLP/HTTP to `<endpoint>/v1/traces`.
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type TextMapGetter } from "@opentelemetry/api";
-import { W3CTraceContextPropagator } from "@opentelemetry/core";
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
 import { resourceFromAttributes } from "@opentelemetry/resources";
 import { BasicTracerProvider, BatchSpanProcessor } from "@opentelemetry/sdk-trace-base";
-import { status, type Metadata } from "@grpc/grpc-js";
-import type { Tracing } from "./tracing.js";
-
-const getter: TextMapGetter<Metadata> = {
-  keys: (metadata) => Object.keys(metadata.getMap()),
-  get: (metadata, key) => {
-    const values = metadata.get(key).map(String);
-    return values.length === 0 ? undefined : values;
-  },
-};
+import { status } from "@grpc/grpc-js";
+import { metadataGetter, propagator, type Tracing } from "./tracing.js";
 
 export function otlpTracing(endpoint: string, serviceName: string): Tracing {
   const provider = new BasicTracerProvider({
@@ -23,11 +14,10 @@ export function otlpTracing(endpoint: string, serviceName: string): Tracing {
     spanProcessors: [new BatchSpanProcessor(new OTLPTraceExporter({ url: `${endpoint.replace(/\/$/, "")}/v1/traces` }))],
   });
   const tracer = provider.getTracer("chat-gateway");
-  const propagator = new W3CTraceContextPropagator();
 
   return {
     start(metadata, model) {
-      const parent = propagator.extract(ROOT_CONTEXT, metadata, getter);
+      const parent = propagator.extract(ROOT_CONTEXT, metadata, metadataGetter);
       const span = tracer.startSpan(
         `chat ${model}`,
         {

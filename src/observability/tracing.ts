@@ -2,8 +2,12 @@
 // Envoy passes on as metadata) continue into the upstream request, with the gateway as a span in
 // between. Without an OTLP endpoint nothing is recorded or sent: the gateway only makes a span id.
 // With OTEL_EXPORTER_OTLP_ENDPOINT set, the OpenTelemetry SDK is loaded (lazily: it is not needed
-// otherwise) and each stream is exported as a server span.
+// otherwise) and each stream is exported as a server span. Both read the caller's headers with
+// OpenTelemetry's own W3C propagator (@opentelemetry/core, about 1 MB of heap at start-up), so
+// they accept and refuse the same `traceparent`s.
 import { randomBytes } from "node:crypto";
+import { ROOT_CONTEXT, trace, TraceFlags, type SpanContext, type TextMapGetter } from "@opentelemetry/api";
+import { W3CTraceContextPropagator } from "@opentelemetry/core";
 import { status as grpcStatus, type Metadata } from "@grpc/grpc-js";
 
 export interface StreamSpan {
@@ -31,13 +35,23 @@ export interface Tracing {
   shutdown(): Promise<void>;
 }
 
-const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
+/** grpc-js metadata as OpenTelemetry's propagators read a carrier. */
+export const metadataGetter: TextMapGetter<Metadata> = {
+  keys: (metadata) => Object.keys(metadata.getMap()),
+  get: (metadata, key) => {
+    const values = metadata.get(key).map(String);
+    return values.length === 0 ? undefined : values;
+  },
+};
 
-/** The trace id and flags of a valid `traceparent`, else undefined. */
-export function parseTraceparent(value: string | undefined): { traceId: string; flags: string } | undefined {
-  const match = value === undefined ? null : TRACEPARENT.exec(value.trim().toLowerCase());
-  if (!match?.[2] || !match[4] || match[1] === "ff" || /^0+$/.test(match[2]) || /^0+$/.test(match[3] ?? "")) return undefined;
-  return { traceId: match[2], flags: match[4] };
+export const propagator = new W3CTraceContextPropagator();
+
+/**
+ * The caller's span context, when its `traceparent` is valid (the W3C rules: lowercase hex, a version
+ * other than ff, trace and parent ids not all zeros), with its `tracestate`; else undefined.
+ */
+function callerSpanContext(metadata: Metadata): SpanContext | undefined {
+  return trace.getSpanContext(propagator.extract(ROOT_CONTEXT, metadata, metadataGetter));
 }
 
 export function metadataText(metadata: Metadata, key: string): string | undefined {
@@ -49,12 +63,15 @@ export function metadataText(metadata: Metadata, key: string): string | undefine
 export function propagatingTracing(): Tracing {
   return {
     start(metadata) {
-      const parent = parseTraceparent(metadataText(metadata, "traceparent"));
+      const parent = callerSpanContext(metadata);
       const traceId = parent?.traceId ?? randomBytes(16).toString("hex");
       const spanId = randomBytes(8).toString("hex");
+      // Written here rather than by propagator.inject, which would print flags of 0x10 and above
+      // with three digits: the caller's flags are passed on as they came.
+      const flags = (parent?.traceFlags ?? TraceFlags.NONE).toString(16).padStart(2, "0");
       return {
-        traceparent: `00-${traceId}-${spanId}-${parent?.flags ?? "00"}`,
-        tracestate: parent ? metadataText(metadata, "tracestate") : undefined,
+        traceparent: `00-${traceId}-${spanId}-${flags}`,
+        tracestate: parent?.traceState?.serialize(),
         traceId,
         end() {},
       };

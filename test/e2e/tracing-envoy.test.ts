@@ -47,7 +47,15 @@ describe("trace context propagation", () => {
   });
 
   it("starts a new trace and request id when the caller sends none, or an invalid traceparent", async () => {
-    for (const metadata of [new Metadata(), traced("00-not-a-trace-01"), traced(`00-${"0".repeat(32)}-${CALLER_SPAN}-01`)]) {
+    const invalid = [
+      "00-not-a-trace-01",
+      `00-${"0".repeat(32)}-${CALLER_SPAN}-01`,
+      `00-${TRACE_ID}-${"0".repeat(16)}-01`,
+      // Version ff is forbidden, and the ids are lowercase hex (W3C Trace Context).
+      `ff-${TRACE_ID}-${CALLER_SPAN}-01`,
+      `00-${TRACE_ID.toUpperCase()}-${CALLER_SPAN}-01`,
+    ];
+    for (const metadata of [new Metadata(), ...invalid.map((traceparent) => traced(traceparent, { tracestate: "vendor=abc" }))]) {
       await collect(harness.client, { text: "hi" }, metadata);
       const headers = lastUpstreamHeaders();
       const [, traceId] = TRACEPARENT.exec(String(headers.traceparent)) ?? [];
