@@ -10,7 +10,8 @@ for f in annotations.proto http.proto; do
 done
 # google.rpc.Status with ErrorInfo and RetryInfo: the details of every error status
 # (grpc-status-details-bin). In the descriptor set too, so Envoy's transcoder can print them as JSON.
-for f in status.proto error_details.proto; do
+# google.rpc.Code: the table of status codes the web client's GrpcCode is (src/web/errors.ts).
+for f in status.proto error_details.proto code.proto; do
   cp node_modules/google-proto-files/google/rpc/$f third_party/google/rpc/$f
 done
 # In the descriptor set so server reflection can describe the health service to grpcurl.
