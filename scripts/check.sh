@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# Static checks CI runs before the tests: types, the folders' import rules, proto lint and breaking
-# changes, Envoy's config, and deploy/'s Kubernetes manifests against the Kubernetes schemas.
+# Static checks CI runs before the tests: formatting and lint, types, the folders' import rules,
+# proto lint and breaking changes, Envoy's config, and deploy/'s Kubernetes manifests against the
+# Kubernetes schemas.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+
+echo "== biome (formatting and lint: biome.jsonc; \`npm run format\` fixes what it can)"
+# Writes nothing; a warning fails as an error does, so none piles up.
+node_modules/.bin/biome ci --error-on-warnings .
 
 echo "== tsc"
 node_modules/.bin/tsc -p tsconfig.json
