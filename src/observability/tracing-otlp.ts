@@ -6,7 +6,7 @@ import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
 import { resourceFromAttributes } from "@opentelemetry/resources";
 import { BasicTracerProvider, BatchSpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { status } from "@grpc/grpc-js";
-import { metadataGetter, propagator, type Tracing } from "./tracing.js";
+import { metadataGetter, propagator, type Tracing } from "./tracing-shared.js";
 
 export function otlpTracing(endpoint: string, serviceName: string): Tracing {
   const provider = new BasicTracerProvider({

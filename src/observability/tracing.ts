@@ -3,48 +3,14 @@
 // between. Without an OTLP endpoint nothing is recorded or sent: the gateway only makes a span id.
 // With OTEL_EXPORTER_OTLP_ENDPOINT set, the OpenTelemetry SDK is loaded (lazily: it is not needed
 // otherwise) and each stream is exported as a server span. Both read the caller's headers with
-// OpenTelemetry's own W3C propagator (@opentelemetry/core, about 1 MB of heap at start-up), so
-// they accept and refuse the same `traceparent`s.
+// OpenTelemetry's own W3C propagator (tracing-shared.ts; @opentelemetry/core, about 1 MB of heap
+// at start-up), so they accept and refuse the same `traceparent`s.
 import { randomBytes } from "node:crypto";
-import { ROOT_CONTEXT, trace, TraceFlags, type SpanContext, type TextMapGetter } from "@opentelemetry/api";
-import { W3CTraceContextPropagator } from "@opentelemetry/core";
-import { status as grpcStatus, type Metadata } from "@grpc/grpc-js";
+import { ROOT_CONTEXT, trace, TraceFlags, type SpanContext } from "@opentelemetry/api";
+import type { Metadata } from "@grpc/grpc-js";
+import { metadataGetter, propagator, type Tracing } from "./tracing-shared.js";
 
-export interface StreamSpan {
-  /** The header value for the upstream request: this trace, with the gateway's span as parent. */
-  readonly traceparent: string;
-  readonly tracestate: string | undefined;
-  readonly traceId: string;
-  end(outcome: SpanOutcome): void;
-}
-
-export interface SpanOutcome {
-  code: grpcStatus;
-  cause: string | undefined;
-  /** Undefined for a call refused before it reached any upstream. */
-  upstream: string | undefined;
-  caller: string;
-  inputTokens: number | undefined;
-  outputTokens: number | undefined;
-  finishReason: string | undefined;
-}
-
-export interface Tracing {
-  start(metadata: Metadata, model: string): StreamSpan;
-  /** Sends what is buffered and stops. */
-  shutdown(): Promise<void>;
-}
-
-/** grpc-js metadata as OpenTelemetry's propagators read a carrier. */
-export const metadataGetter: TextMapGetter<Metadata> = {
-  keys: (metadata) => Object.keys(metadata.getMap()),
-  get: (metadata, key) => {
-    const values = metadata.get(key).map(String);
-    return values.length === 0 ? undefined : values;
-  },
-};
-
-export const propagator = new W3CTraceContextPropagator();
+export type { SpanOutcome, StreamSpan, Tracing } from "./tracing-shared.js";
 
 /**
  * The caller's span context, when its `traceparent` is valid (the W3C rules: lowercase hex, a version
