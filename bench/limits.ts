@@ -26,7 +26,7 @@ const calls = Number(values.calls);
 const ttlMs = Number(values.ttl);
 const KEY = "bench-key-0123456789abcdef";
 
-let release = () => undefined as void;
+let release: () => void = () => {};
 const upstream = await startFakeUpstream({
   reply: (r) =>
     r.body.messages?.at(-1)?.content === "hold"

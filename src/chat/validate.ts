@@ -51,6 +51,7 @@ function checkedRequest(decoded: DecodedChatRequest, defaultModel: string, limit
   const options = toUpstreamOptions(req, limits, input);
   const tooLarge = input.problem();
   if (tooLarge !== undefined) return fail(tooLarge);
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: refusing control characters is the point
   if (req.model.length > MAX_MODEL_NAME || /[\u0000-\u001f]/.test(req.model)) {
     return fail(`model: not a model name`);
   }

@@ -152,7 +152,8 @@ interface K8sObject {
   apiVersion: string;
   kind: string;
   metadata: { name: string };
-  spec: Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+  // biome-ignore lint/suspicious/noExplicitAny: parsed YAML, read field by field
+  spec: Record<string, any>;
   [key: string]: unknown;
 }
 

@@ -92,12 +92,11 @@ describe("heartbeats", () => {
   });
 
   it("count as activity for nothing upstream-side: a stall between tokens still ends as stalled", async () => {
-    let stream: ReturnType<typeof openStream> | undefined;
     harness = await startHarness({
       env: { HEARTBEAT_INTERVAL_MS: "50", UPSTREAM_IDLE_TIMEOUT_MS: "1000" },
       upstream: { reply: () => ({ tokens: ["a", "b"], gate: (i) => (i === 1 ? never : undefined) }) },
     });
-    stream = openStream(harness, { text: "hi" });
+    const stream = openStream(harness, { text: "hi" });
     // Heartbeats go on during the stall...
     await stream.until((r) => heartbeatsOf(r).length >= 3);
     // ...and the stall still ends it, as a stall.
