@@ -52,7 +52,11 @@ export function rawClient(upstreamPort: number): PathClient {
       });
       let buffered = "";
       let sawDone = false;
-      const target = { port: upstreamPort, path: "/v1/chat/completions", headers: { authorization: "Bearer sk-bench" } };
+      const target = {
+        port: upstreamPort,
+        path: "/v1/chat/completions",
+        headers: { authorization: "Bearer sk-bench" },
+      };
       return postForReply(agent, target, body, options, {
         read(chunk, delta) {
           buffered += chunk;
@@ -79,7 +83,12 @@ export function rawClient(upstreamPort: number): PathClient {
 
 /** 1: the openai SDK streaming straight from the upstream: the limit every other path is held to. */
 export function directClient(upstreamPort: number): PathClient {
-  const client = new OpenAI({ baseURL: `http://127.0.0.1:${upstreamPort}/v1`, apiKey: "sk-bench", maxRetries: 0, logLevel: "off" });
+  const client = new OpenAI({
+    baseURL: `http://127.0.0.1:${upstreamPort}/v1`,
+    apiKey: "sk-bench",
+    maxRetries: 0,
+    logLevel: "off",
+  });
   return {
     name: "direct",
     async chat(prompt, { signal, onFirstToken, onDelta } = {}) {
@@ -88,7 +97,12 @@ export function directClient(upstreamPort: number): PathClient {
       let ttftMs: number | undefined;
       try {
         const stream = await client.chat.completions.create(
-          { model: "bench-model", messages: [{ role: "user", content: prompt }], stream: true, stream_options: { include_usage: true } },
+          {
+            model: "bench-model",
+            messages: [{ role: "user", content: prompt }],
+            stream: true,
+            stream_options: { include_usage: true },
+          },
           signal ? { signal } : {},
         );
         for await (const chunk of stream) {
@@ -104,7 +118,13 @@ export function directClient(upstreamPort: number): PathClient {
         }
         return { text, ttftMs, totalMs: performance.now() - started, complete: !signal?.aborted };
       } catch (error: unknown) {
-        return { text, ttftMs, totalMs: performance.now() - started, complete: false, ...(!signal?.aborted && { error: String(error) }) };
+        return {
+          text,
+          ttftMs,
+          totalMs: performance.now() - started,
+          complete: false,
+          ...(!signal?.aborted && { error: String(error) }),
+        };
       }
     },
     close() {},
@@ -143,7 +163,13 @@ export function grpcClient(servicePort: number, channels = 4, flowControlWindow 
         signal?.addEventListener("abort", onAbort, { once: true });
         const done = (complete: boolean, error?: string) => {
           signal?.removeEventListener("abort", onAbort);
-          resolve({ text, ttftMs, totalMs: performance.now() - started, complete, ...(error !== undefined && { error }) });
+          resolve({
+            text,
+            ttftMs,
+            totalMs: performance.now() - started,
+            complete,
+            ...(error !== undefined && { error }),
+          });
         };
         call.on("data", (r: ChatResponse) => {
           if (r.event?.$case === "delta") {
@@ -177,7 +203,11 @@ export function httpClient(name: "http" | "reference", port: number): PathClient
     chat(prompt, options = {}) {
       const body = JSON.stringify({ text: prompt });
       const target = { port, path: "/chat", headers: {} };
-      if (name === "reference") return postForReply(agent, target, body, options, { read: (chunk, delta) => delta(chunk), ended: () => undefined });
+      if (name === "reference")
+        return postForReply(agent, target, body, options, {
+          read: (chunk, delta) => delta(chunk),
+          ended: () => undefined,
+        });
       let buffered = "";
       let finished = false;
       let failure: string | undefined;
@@ -189,7 +219,11 @@ export function httpClient(name: "http" | "reference", port: number): PathClient
             const event = buffered.slice(0, end);
             buffered = buffered.slice(end + 2);
             if (!event.startsWith("data: ")) continue;
-            const message = JSON.parse(event.slice(6)) as { delta?: { text?: string }; finish?: unknown; error?: { message?: string } };
+            const message = JSON.parse(event.slice(6)) as {
+              delta?: { text?: string };
+              finish?: unknown;
+              error?: { message?: string };
+            };
             if (message.delta) delta(message.delta.text ?? "");
             else if (message.finish) finished = true;
             else if (message.error) failure = message.error.message ?? "error event";
@@ -232,7 +266,13 @@ function postForReply(
     const done = (complete: boolean, error?: string) => {
       if (settled) return;
       settled = true;
-      resolve({ text, ttftMs, totalMs: performance.now() - started, complete, ...(error !== undefined && !signal?.aborted && { error }) });
+      resolve({
+        text,
+        ttftMs,
+        totalMs: performance.now() - started,
+        complete,
+        ...(error !== undefined && !signal?.aborted && { error }),
+      });
     };
     const delta = (piece: string) => {
       if (!piece) return;

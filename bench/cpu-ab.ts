@@ -43,15 +43,19 @@ const oneStream = async (s: (typeof services)["A"]) => {
 };
 // 100 streams at once, 20 replies each.
 const hundredStreams = (s: (typeof services)["A"]) =>
-  Promise.all(Array.from({ length: 100 }, async () => {
-    for (let i = 0; i < 20; i++) await s.client.chat(promptFor(load));
-  })).then(() => undefined);
+  Promise.all(
+    Array.from({ length: 100 }, async () => {
+      for (let i = 0; i < 20; i++) await s.client.chat(promptFor(load));
+    }),
+  ).then(() => undefined);
 
 // 100 paced streams at once, 5 replies each.
 const hundredPaced = (s: (typeof services)["A"]) =>
-  Promise.all(Array.from({ length: 100 }, async () => {
-    for (let i = 0; i < 5; i++) await s.client.chat(promptFor(paced));
-  })).then(() => undefined);
+  Promise.all(
+    Array.from({ length: 100 }, async () => {
+      for (let i = 0; i < 5; i++) await s.client.chat(promptFor(paced));
+    }),
+  ).then(() => undefined);
 
 // Each section in rounds of A B B A (after a warm-up of both), so drift hits both sides alike.
 for (const [section, tokens, run] of [

@@ -41,7 +41,9 @@ async function serve(): Promise<void> {
 }
 
 export async function measureFloor(samples: number): Promise<Floor> {
-  const child = spawn(process.execPath, ["--import", "tsx", new URL(import.meta.url).pathname, "--serve"], { stdio: ["ignore", "pipe", "inherit"] });
+  const child = spawn(process.execPath, ["--import", "tsx", new URL(import.meta.url).pathname, "--serve"], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
   try {
     const [line] = (await once(createInterface({ input: child.stdout! }), "line")) as [string];
     const ports = JSON.parse(line) as { h2: number; grpc: number };

@@ -52,8 +52,12 @@ await withPath(async (pids, port) => {
   result.fullSpeed = {
     streams: 100,
     tokensPerSecond: Math.round(load.tokensPerSecond),
-    cpuMsPer1kTokens: Object.fromEntries(Object.entries(load.cpuMsPer1kTokens).map(([k, v]) => [k, Math.round(v * 10) / 10])),
-    cores: Object.fromEntries(Object.entries(load.cpuMsPer1kTokens).map(([k, v]) => [k, Math.round((v * load.tokensPerSecond) / 1e4) / 100])),
+    cpuMsPer1kTokens: Object.fromEntries(
+      Object.entries(load.cpuMsPer1kTokens).map(([k, v]) => [k, Math.round(v * 10) / 10]),
+    ),
+    cores: Object.fromEntries(
+      Object.entries(load.cpuMsPer1kTokens).map(([k, v]) => [k, Math.round((v * load.tokensPerSecond) / 1e4) / 100]),
+    ),
     rssMiB: { service: mib(rssKiB(pids.service)), envoy: mib(rssKiB(pids.envoy)) },
     lost: load.integrity.lost,
     errors: load.integrity.errors,

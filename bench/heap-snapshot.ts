@@ -41,7 +41,11 @@ export async function takeHeapSnapshot(pid: number): Promise<HeapSnapshot> {
   rmSync(join(DIR, file));
   const fields = snap.snapshot.meta.node_fields;
   const width = fields.length;
-  const [typeAt, nameAt, sizeAt] = ["type", "name", "self_size"].map((f) => fields.indexOf(f)) as [number, number, number];
+  const [typeAt, nameAt, sizeAt] = ["type", "name", "self_size"].map((f) => fields.indexOf(f)) as [
+    number,
+    number,
+    number,
+  ];
   const types = snap.snapshot.meta.node_types[0];
   const byName = new Map<string, [number, number]>();
   let total = 0;
@@ -49,7 +53,10 @@ export async function takeHeapSnapshot(pid: number): Promise<HeapSnapshot> {
     const type = types[snap.nodes[i + typeAt]!]!;
     const size = snap.nodes[i + sizeAt]!;
     total += size;
-    const name = type === "object" || type === "closure" ? `${type === "closure" ? "closure " : ""}${snap.strings[snap.nodes[i + nameAt]!]}` : `(${type})`;
+    const name =
+      type === "object" || type === "closure"
+        ? `${type === "closure" ? "closure " : ""}${snap.strings[snap.nodes[i + nameAt]!]}`
+        : `(${type})`;
     const entry = byName.get(name) ?? [0, 0];
     entry[0] += size;
     entry[1]++;

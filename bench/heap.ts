@@ -9,7 +9,9 @@ import { heapSnapshotNodeArgs, takeHeapSnapshot } from "./heap-snapshot.js";
 import { rssKiB, startService, startUpstream } from "./procs.js";
 import { promptFor } from "./tokens.js";
 
-const { values } = parseArgs({ options: { streams: { type: "string", default: "2000" }, top: { type: "string", default: "25" } } });
+const { values } = parseArgs({
+  options: { streams: { type: "string", default: "2000" }, top: { type: "string", default: "25" } },
+});
 const streams = Number(values.streams);
 const upstream = await startUpstream();
 const service = await startService(upstream.port, { SHUTDOWN_GRACE_MS: "0" }, heapSnapshotNodeArgs());

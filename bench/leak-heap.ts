@@ -17,7 +17,9 @@ for (let cycle = 0; cycle < 4; cycle++) {
   await Promise.all(Array.from({ length: streams }, () => client.chat(promptFor(shape))));
   await sleep(1000);
   const heap = await takeHeapSnapshot(service.pid);
-  console.log(`cycle ${cycle + 1}: live heap ${(heap.total / 2 ** 20).toFixed(1)} MiB, RSS ${(rssKiB(service.pid) / 1024).toFixed(0)} MiB; top: ${mostNumerous(heap)}`);
+  console.log(
+    `cycle ${cycle + 1}: live heap ${(heap.total / 2 ** 20).toFixed(1)} MiB, RSS ${(rssKiB(service.pid) / 1024).toFixed(0)} MiB; top: ${mostNumerous(heap)}`,
+  );
 }
 client.close();
 await service.stop();

@@ -21,7 +21,9 @@ import { startFakeUpstream } from "../test/support/fake-model.js";
 import { ROOT } from "../src/dev/envoy.js";
 import { startRedis } from "../test/support/redis.js";
 
-const { values } = parseArgs({ options: { calls: { type: "string", default: "1000" }, ttl: { type: "string", default: "15000" } } });
+const { values } = parseArgs({
+  options: { calls: { type: "string", default: "1000" }, ttl: { type: "string", default: "15000" } },
+});
 const calls = Number(values.calls);
 const ttlMs = Number(values.ttl);
 const KEY = "bench-key-0123456789abcdef";
@@ -72,7 +74,8 @@ function call(client: ChatServiceClient, text = "go"): Promise<{ code: status; m
   });
 }
 
-const quantile = (sorted: number[], q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
+const quantile = (sorted: number[], q: number) =>
+  sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
 
 // 1. Added latency.
 const limits = `streams=100000 rpm=100000000 tpm=1000000000`;
@@ -90,12 +93,22 @@ for (let i = 0; i < calls; i++) {
     times[name]!.push(ms);
   }
 }
-const p50 = (name: string) => quantile([...times[name]!].sort((a, b) => a - b), 0.5);
-const p99 = (name: string) => quantile([...times[name]!].sort((a, b) => a - b), 0.99);
+const p50 = (name: string) =>
+  quantile(
+    [...times[name]!].sort((a, b) => a - b),
+    0.5,
+  );
+const p99 = (name: string) =>
+  quantile(
+    [...times[name]!].sort((a, b) => a - b),
+    0.99,
+  );
 console.log(`\nAdded latency per call (${calls} sequential one-token calls each, taking turns):`);
 console.log("| limits | call p50 (ms) | call p99 (ms) | added p50 (ms) |\n|---|---|---|---|");
 for (const name of Object.keys(times)) {
-  console.log(`| ${name} | ${p50(name).toFixed(3)} | ${p99(name).toFixed(3)} | ${name === "no limits" ? "(baseline)" : (p50(name) - p50("no limits")).toFixed(3)} |`);
+  console.log(
+    `| ${name} | ${p50(name).toFixed(3)} | ${p99(name).toFixed(3)} | ${name === "no limits" ? "(baseline)" : (p50(name) - p50("no limits")).toFixed(3)} |`,
+  );
 }
 for (const s of Object.values(setups)) {
   s.client.close();
@@ -116,7 +129,9 @@ while ((await call(a.client)).code === status.RESOURCE_EXHAUSTED) {
   tries++;
   await new Promise((r) => setTimeout(r, 50));
 }
-console.log(`\nLease recovery: the killed replica's slot was free again ${((performance.now() - killedAt) / 1000).toFixed(2)} s after SIGKILL (lease TTL ${ttlMs / 1000} s, refreshed every ${ttlMs / 3000} s; ${tries} refused tries meanwhile)`);
+console.log(
+  `\nLease recovery: the killed replica's slot was free again ${((performance.now() - killedAt) / 1000).toFixed(2)} s after SIGKILL (lease TTL ${ttlMs / 1000} s, refreshed every ${ttlMs / 3000} s; ${tries} refused tries meanwhile)`,
+);
 release();
 a.client.close();
 b.client.close();

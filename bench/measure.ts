@@ -54,7 +54,11 @@ export interface TtftResult {
  * Time to first token, one stream at a time. The paths take turns sample by sample, so a noisy
  * neighbour on the machine weighs on all of them alike.
  */
-export async function measureTtft(clients: PathClient[], samples: number, shape: ReplyShape): Promise<Map<string, TtftResult>> {
+export async function measureTtft(
+  clients: PathClient[],
+  samples: number,
+  shape: ReplyShape,
+): Promise<Map<string, TtftResult>> {
   const times = new Map(clients.map((c) => [c.name, [] as number[]]));
   const integrity = new Map(clients.map((c) => [c.name, emptyIntegrity()]));
   const prompt = promptFor(shape);
@@ -68,7 +72,10 @@ export async function measureTtft(clients: PathClient[], samples: number, shape:
   return new Map(
     clients.map((c) => {
       const t = times.get(c.name)!;
-      return [c.name, { samples: t.length, p50Ms: percentile(t, 50), p99Ms: percentile(t, 99), integrity: integrity.get(c.name)! }];
+      return [
+        c.name,
+        { samples: t.length, p50Ms: percentile(t, 50), p99Ms: percentile(t, 99), integrity: integrity.get(c.name)! },
+      ];
     }),
   );
 }
@@ -80,7 +87,11 @@ export interface SingleStreamResult {
 }
 
 /** One long reply at a time, as fast as the path carries it: the median of `runs`. */
-export async function measureSingleStream(client: PathClient, shape: ReplyShape, runs: number): Promise<SingleStreamResult> {
+export async function measureSingleStream(
+  client: PathClient,
+  shape: ReplyShape,
+  runs: number,
+): Promise<SingleStreamResult> {
   const integrity = emptyIntegrity();
   const rates: number[] = [];
   for (let i = 0; i < runs; i++) {
@@ -169,7 +180,10 @@ export async function measureLoad(
     ttftP50Ms: percentile(ttfts, 50),
     ttftP99Ms: percentile(ttfts, 99),
     cpuMsPer1kTokens: Object.fromEntries(Object.entries(cpu).map(([name, ms]) => [name, (ms / tokensInWindow) * 1000])),
-    ...(paced && { gapP50Ms: percentile(gaps.filter(Number.isFinite), 50), gapP99Ms: percentile(gaps.filter(Number.isFinite), 99) }),
+    ...(paced && {
+      gapP50Ms: percentile(gaps.filter(Number.isFinite), 50),
+      gapP99Ms: percentile(gaps.filter(Number.isFinite), 99),
+    }),
     integrity,
   };
 }
@@ -213,7 +227,8 @@ export async function measureRss(
     }),
   );
   const deadline = performance.now() + 60_000;
-  while (firsts + neverOpened < streams && performance.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+  while (firsts + neverOpened < streams && performance.now() < deadline)
+    await new Promise((resolve) => setTimeout(resolve, 50));
   const openMs = performance.now() - started;
   await new Promise((resolve) => setTimeout(resolve, settleMs));
   const loadedKiB = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, rssKiB(pid)]));
@@ -249,7 +264,9 @@ export async function measureLeak(
   const idleKiB = rssKiB(pid);
   const afterCycleKiB: number[] = [];
   for (let cycle = 0; cycle < cycles; cycle++) {
-    await Promise.all(Array.from({ length: streams }, () => client.chat(prompt).then((reply) => check(integrity, reply, shape))));
+    await Promise.all(
+      Array.from({ length: streams }, () => client.chat(prompt).then((reply) => check(integrity, reply, shape))),
+    );
     await new Promise((resolve) => setTimeout(resolve, settleMs));
     afterCycleKiB.push(rssKiB(pid));
   }

@@ -42,7 +42,12 @@ export const PLANS: Record<Mode, Plan> = {
   quick: {
     ttftSamples: 200,
     single: { shape: { tokens: 20_000, size: 4, firstMs: 0, delayMs: 0 }, runs: 3 },
-    load: { levels: [1, 10, 100, 1_000], shape: { tokens: 200, size: 4, firstMs: 0, delayMs: 0 }, warmupMs: 1_000, windowMs: 3_000 },
+    load: {
+      levels: [1, 10, 100, 1_000],
+      shape: { tokens: 200, size: 4, firstMs: 0, delayMs: 0 },
+      warmupMs: 1_000,
+      windowMs: 3_000,
+    },
     rss: { streams: [1_000], shape: () => ({ tokens: 4, size: 4, firstMs: 0, delayMs: 3_000 }) },
     paced: { concurrency: 100, shape: PACED_SHAPE, warmupMs: 1_500, windowMs: 4_000 },
     leak: { cycles: 5, streams: 1_000, shape: LEAK_SHAPE, settleMs: 2_000 },
@@ -51,7 +56,12 @@ export const PLANS: Record<Mode, Plan> = {
   full: {
     ttftSamples: 1_000,
     single: { shape: { tokens: 50_000, size: 4, firstMs: 0, delayMs: 0 }, runs: 5 },
-    load: { levels: [1, 10, 100, 1_000], shape: { tokens: 200, size: 4, firstMs: 0, delayMs: 0 }, warmupMs: 2_000, windowMs: 10_000 },
+    load: {
+      levels: [1, 10, 100, 1_000],
+      shape: { tokens: 200, size: 4, firstMs: 0, delayMs: 0 },
+      warmupMs: 2_000,
+      windowMs: 10_000,
+    },
     rss: {
       streams: [1_000, 10_000],
       // Long enough between tokens that every stream is still open once the last one has started.

@@ -19,7 +19,6 @@ export interface Proc {
   stop(): Promise<void>;
 }
 
-
 function stopper(child: ChildProcess, graceMs = 5_000): () => Promise<void> {
   return async () => {
     if (child.exitCode !== null || child.signalCode !== null) return;
@@ -45,7 +44,12 @@ export async function startUpstream(): Promise<Proc> {
  * The gateway as deployed: `node dist/main.js`, configured by environment; `root` is the checkout
  * whose build runs (bench:cpu-ab runs two).
  */
-export async function startService(upstreamPort: number, env: Record<string, string> = {}, nodeArgs: string[] = [], root = ROOT): Promise<Proc> {
+export async function startService(
+  upstreamPort: number,
+  env: Record<string, string> = {},
+  nodeArgs: string[] = [],
+  root = ROOT,
+): Promise<Proc> {
   const port = await freePort();
   const child = spawn(process.execPath, [...nodeArgs, join(root, "dist", "main.js")], {
     cwd: root,
@@ -79,7 +83,18 @@ export async function startReference(upstreamPort: number): Promise<Proc> {
   // its scripts' shebang lines.
   const child = spawn(
     join(venv, "bin", "python"),
-    ["-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--port", String(port), "--log-level", "warning", "--no-access-log"],
+    [
+      "-m",
+      "uvicorn",
+      "app:app",
+      "--host",
+      "127.0.0.1",
+      "--port",
+      String(port),
+      "--log-level",
+      "warning",
+      "--no-access-log",
+    ],
     {
       cwd: join(ROOT, "bench", "reference"),
       stdio: ["ignore", "ignore", "pipe"],

@@ -42,11 +42,23 @@ const client = grpcClient(service.port, 1);
 const shape = { tokens: Number(values.tokens), size: 4, firstMs: 0, delayMs: Number(values.delay) };
 await measureSingleStream(client, { ...shape, tokens: 20, delayMs: 0 }, 50); // warm up
 if (values.workload === "single") {
-  const r = await measureSingleStream(client, { ...shape, tokens: 20_000, delayMs: 0 }, Math.max(1, Number(values.seconds)));
+  const r = await measureSingleStream(
+    client,
+    { ...shape, tokens: 20_000, delayMs: 0 },
+    Math.max(1, Number(values.seconds)),
+  );
   process.stderr.write(`single stream: ${Math.round(r.tokensPerSecond)} tokens/s\n`);
 } else {
-  const r = await measureLoad(client, Number(values.concurrency), shape, { warmupMs: 500, windowMs: Number(values.seconds) * 1000 }, { service: service.pid });
-  process.stderr.write(`load ${values.concurrency}: ${Math.round(r.tokensPerSecond)} tokens/s, ${r.cpuMsPer1kTokens.service?.toFixed(1)} CPU ms / 1k tokens\n`);
+  const r = await measureLoad(
+    client,
+    Number(values.concurrency),
+    shape,
+    { warmupMs: 500, windowMs: Number(values.seconds) * 1000 },
+    { service: service.pid },
+  );
+  process.stderr.write(
+    `load ${values.concurrency}: ${Math.round(r.tokensPerSecond)} tokens/s, ${r.cpuMsPer1kTokens.service?.toFixed(1)} CPU ms / 1k tokens\n`,
+  );
 }
 client.close();
 await service.stop();
@@ -70,16 +82,23 @@ for (const node of profile.nodes) {
   byPackage.set(packageOf(url, functionName), (byPackage.get(packageOf(url, functionName)) ?? 0) + t);
 }
 const pct = (t: number) => `${((100 * t) / total).toFixed(1).padStart(5)}%`;
-process.stdout.write(`profile ${join("bench/results/profiles", file)}: ${(total / 1000).toFixed(0)} ms sampled\n\nself time by package:\n`);
+process.stdout.write(
+  `profile ${join("bench/results/profiles", file)}: ${(total / 1000).toFixed(0)} ms sampled\n\nself time by package:\n`,
+);
 for (const [k, t] of [...byPackage].sort((a, b) => b[1] - a[1])) process.stdout.write(`${pct(t)}  ${k}\n`);
 process.stdout.write("\nself time by function:\n");
-for (const [k, t] of [...byFunction].sort((a, b) => b[1] - a[1]).slice(0, Number(values.top))) process.stdout.write(`${pct(t)}  ${k}\n`);
+for (const [k, t] of [...byFunction].sort((a, b) => b[1] - a[1]).slice(0, Number(values.top)))
+  process.stdout.write(`${pct(t)}  ${k}\n`);
 
 function packageOf(url: string, fn: string): string {
   if (!url) return fn.startsWith("(") ? fn : "(native)";
   const m = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url);
   if (m) return m[1]!;
-  if (url.startsWith("node:")) return url.replace(/^node:(internal\/)?/, "node:").replace(/\/.*$/, "").replace(/_.*$/, "");
+  if (url.startsWith("node:"))
+    return url
+      .replace(/^node:(internal\/)?/, "node:")
+      .replace(/\/.*$/, "")
+      .replace(/_.*$/, "");
   if (url.includes("/dist/")) return "chat-gateway (dist/)";
   return url;
 }

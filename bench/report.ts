@@ -14,7 +14,9 @@ const LABEL: Record<PathName, string> = {
 };
 
 const fmt = (n: number | undefined, digits = 0): string =>
-  n === undefined || !Number.isFinite(n) ? "–" : n.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits });
+  n === undefined || !Number.isFinite(n)
+    ? "–"
+    : n.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits });
 const ratio = (a: number | undefined, b: number | undefined, digits = 2): string =>
   a === undefined || b === undefined || !Number.isFinite(a / b) || b === 0 ? "–" : `${fmt(a / b, digits)}×`;
 
@@ -86,11 +88,22 @@ export function targets(r: BenchResult): Target[] {
   for (const p of ["grpc", "http"] as const) {
     const a = addedTtft(r, p);
     const via = p === "grpc" ? "over gRPC" : "through Envoy";
-    list.push({ name: `added TTFT p50 ${via} ≤ 1.0 ms (vs ${base}, c=1)`, figure: `${fmt(a?.p50, 3)} ms`, met: a === undefined ? undefined : a.p50 <= 1.0 });
-    list.push({ name: `added TTFT p99 ${via} ≤ 3 ms`, figure: `${fmt(a?.p99, 3)} ms`, met: a === undefined ? undefined : a.p99 <= 3 });
+    list.push({
+      name: `added TTFT p50 ${via} ≤ 1.0 ms (vs ${base}, c=1)`,
+      figure: `${fmt(a?.p50, 3)} ms`,
+      met: a === undefined ? undefined : a.p50 <= 1.0,
+    });
+    list.push({
+      name: `added TTFT p99 ${via} ≤ 3 ms`,
+      figure: `${fmt(a?.p99, 3)} ms`,
+      met: a === undefined ? undefined : a.p99 <= 3,
+    });
     list.push({
       name: `added TTFT p50 ${via} ≤ 0.5 × the FastAPI reference's`,
-      figure: a && refAdded ? `${ratio(a.p50, refAdded.p50)} (${fmt(a.p50, 2)} vs ${fmt(refAdded.p50, 2)} ms)` : "reference not measured",
+      figure:
+        a && refAdded
+          ? `${ratio(a.p50, refAdded.p50)} (${fmt(a.p50, 2)} vs ${fmt(refAdded.p50, 2)} ms)`
+          : "reference not measured",
       met: a && refAdded ? a.p50 <= 0.5 * refAdded.p50 : undefined,
     });
   }
@@ -119,14 +132,17 @@ export function targets(r: BenchResult): Target[] {
     const rawGap = addedGap(r, "raw");
     list.push({
       name: `added inter-token gap p99 ≤ 1 ms at ${fmt(n)} streams — ${p}`,
-      figure: g ? `${fmt(g.p99, 2)} ms (p50 ${fmt(g.p50, 2)} ms; the raw reader's own: p99 ${fmt(rawGap?.p99, 2)} ms)` : "not measured",
+      figure: g
+        ? `${fmt(g.p99, 2)} ms (p50 ${fmt(g.p50, 2)} ms; the raw reader's own: p99 ${fmt(rawGap?.p99, 2)} ms)`
+        : "not measured",
       met: g === undefined || n !== 100 ? undefined : g.p99 <= 1,
     });
   }
   const big = r.rss.grpc?.find((x) => x.streams >= 10_000);
   const anyRss = big ?? r.rss.grpc?.at(-1);
   const rssIntegrity = anyRss?.integrity;
-  const clean = rssIntegrity && rssIntegrity.lost + rssIntegrity.duplicated + rssIntegrity.corrupt + rssIntegrity.errors === 0;
+  const clean =
+    rssIntegrity && rssIntegrity.lost + rssIntegrity.duplicated + rssIntegrity.corrupt + rssIntegrity.errors === 0;
   list.push({
     name: "RSS per open stream ≤ 48 KiB at 10,000 open streams, 0 lost",
     figure: anyRss
@@ -140,7 +156,10 @@ export function targets(r: BenchResult): Target[] {
     figure: r.leak
       ? `${leakCurve(r)}; growth over the last cycle ${fmt((leak?.growthKiB ?? NaN) / 1024, 1)} MiB (bound ${fmt((leak?.boundKiB ?? NaN) / 1024, 1)} MiB)`
       : "not measured",
-    met: r.leak && leak && r.leak.streams >= 5_000 && r.leak.afterCycleKiB.length >= 5 ? leak.growthKiB <= leak.boundKiB : undefined,
+    met:
+      r.leak && leak && r.leak.streams >= 5_000 && r.leak.afterCycleKiB.length >= 5
+        ? leak.growthKiB <= leak.boundKiB
+        : undefined,
   });
   return list;
 }
@@ -177,7 +196,9 @@ export function renderMarkdown(r: BenchResult): string {
     "single-stream tokens/s (vs raw, vs direct)",
     ...levels.map((c) => `tokens/s @${fmt(c)}`),
     ...(levels.length ? [`CPU ms / 1k tokens @${fmt(cpuLevel)}`] : []),
-    ...(pacedN !== undefined ? [`CPU ms / 1k tokens, paced @${fmt(pacedN)}`, `added gap p50 / p99, paced @${fmt(pacedN)} (ms)`] : []),
+    ...(pacedN !== undefined
+      ? [`CPU ms / 1k tokens, paced @${fmt(pacedN)}`, `added gap p50 / p99, paced @${fmt(pacedN)} (ms)`]
+      : []),
     ...rssLevels.map((n) => `RSS / stream @${fmt(n)}`),
     "replies · lost · dup · errors",
   ];
@@ -190,7 +211,9 @@ export function renderMarkdown(r: BenchResult): string {
     const load = r.load[p] ?? [];
     const cpu = load.find((l) => l.concurrency === cpuLevel)?.cpuMsPer1kTokens ?? {};
     const cpuText = Object.keys(cpu).length
-      ? Object.entries(cpu).map(([k, v]) => (Object.keys(cpu).length > 1 ? `${k} ${fmt(v, 1)}` : fmt(v, 1))).join(" + ")
+      ? Object.entries(cpu)
+          .map(([k, v]) => (Object.keys(cpu).length > 1 ? `${k} ${fmt(v, 1)}` : fmt(v, 1)))
+          .join(" + ")
       : "–";
     const integrity = integrityOf(r, p);
     const cells = [
@@ -202,13 +225,18 @@ export function renderMarkdown(r: BenchResult): string {
         const here = load.find((l) => l.concurrency === c)?.tokensPerSecond;
         const d = r.load.direct?.find((l) => l.concurrency === c)?.tokensPerSecond;
         const rr = ref?.find((l) => l.concurrency === c)?.tokensPerSecond;
-        const notes = [p !== "direct" && d ? `${ratio(here, d)} direct` : "", p !== "reference" && p !== "direct" && rr ? `${ratio(here, rr, 1)} ref` : ""].filter(Boolean);
+        const notes = [
+          p !== "direct" && d ? `${ratio(here, d)} direct` : "",
+          p !== "reference" && p !== "direct" && rr ? `${ratio(here, rr, 1)} ref` : "",
+        ].filter(Boolean);
         return `${fmt(here)}${notes.length ? ` (${notes.join(", ")})` : ""}`;
       }),
       ...(levels.length ? [cpuText] : []),
       ...(pacedN !== undefined
         ? [
-            Object.entries(r.paced?.[p]?.cpuMsPer1kTokens ?? {}).map(([k, v]) => (p === "http" ? `${k} ${fmt(v, 1)}` : fmt(v, 2))).join(" + ") || "–",
+            Object.entries(r.paced?.[p]?.cpuMsPer1kTokens ?? {})
+              .map(([k, v]) => (p === "http" ? `${k} ${fmt(v, 1)}` : fmt(v, 2)))
+              .join(" + ") || "–",
             addedGap(r, p) ? `${fmt(addedGap(r, p)!.p50, 2)} / ${fmt(addedGap(r, p)!.p99, 2)}` : "–",
           ]
         : []),
@@ -222,10 +250,23 @@ export function renderMarkdown(r: BenchResult): string {
   }
   lines.push("");
   if (levels.length) {
-    lines.push("TTFT under load, p50 / p99 (ms): every stream started before the window's end, the ramp-up included:", "");
-    lines.push(`| path | ${levels.map((c) => `@${fmt(c)}`).join(" | ")} |`, `|---|${levels.map(() => "---").join("|")}|`);
+    lines.push(
+      "TTFT under load, p50 / p99 (ms): every stream started before the window's end, the ramp-up included:",
+      "",
+    );
+    lines.push(
+      `| path | ${levels.map((c) => `@${fmt(c)}`).join(" | ")} |`,
+      `|---|${levels.map(() => "---").join("|")}|`,
+    );
     for (const p of r.paths) {
-      lines.push(`| ${p} | ${levels.map((c) => { const x = r.load[p]?.find((l) => l.concurrency === c); return x ? `${fmt(x.ttftP50Ms, 1)} / ${fmt(x.ttftP99Ms, 1)}` : "–"; }).join(" | ")} |`);
+      lines.push(
+        `| ${p} | ${levels
+          .map((c) => {
+            const x = r.load[p]?.find((l) => l.concurrency === c);
+            return x ? `${fmt(x.ttftP50Ms, 1)} / ${fmt(x.ttftP99Ms, 1)}` : "–";
+          })
+          .join(" | ")} |`,
+      );
     }
     lines.push("");
   }
@@ -253,19 +294,23 @@ export function renderMarkdown(r: BenchResult): string {
     lines.push(
       `Slow readers: clients that ask for a ${shape ? `${fmt(shape.tokens)}-token reply of ${shape.size}-character tokens` : "long reply"} and read nothing, ` +
         "fresh processes per path. The upstream's bytes per stream are read once its writes have stopped growing; " +
-        "\"in the kernel\" is what the socket queues between the upstream and the service hold (both ends); the rest has gone past them, into the service, Envoy and the clients' buffers.",
+        '"in the kernel" is what the socket queues between the upstream and the service hold (both ends); the rest has gone past them, into the service, Envoy and the clients\' buffers.',
       "",
     );
     const mib = (kib: number | undefined) => fmt((kib ?? NaN) / 1024, 0);
     const rssCell = (x: SlowReadersResult, name: string) =>
-      x.rssKiB.before[name] === undefined ? "–" : `${mib(x.rssKiB.before[name])} → ${mib(x.rssKiB.during[name])} → ${mib(x.rssKiB.after[name])}`;
+      x.rssKiB.before[name] === undefined
+        ? "–"
+        : `${mib(x.rssKiB.before[name])} → ${mib(x.rssKiB.during[name])} → ${mib(x.rssKiB.after[name])}`;
     lines.push(
       "| path | clients | upstream bytes / stream (p50 · max) | in the kernel / stream | past the upstream's socket / stream | upstream blocked · finished | RSS service, MiB (before → stalled → after) | RSS Envoy, MiB | RSS / stalled stream | a new request meanwhile |",
       "|---|---|---|---|---|---|---|---|---|---|",
     );
     for (const [p, x] of slow) {
       const kernel = x.kernelUpstreamBytes / x.streams;
-      const perStream = Object.entries(x.perStreamKiB).map(([k, v]) => `${k} ${fmt(v, 1)} KiB`).join(" + ");
+      const perStream = Object.entries(x.perStreamKiB)
+        .map(([k, v]) => `${k} ${fmt(v, 1)} KiB`)
+        .join(" + ");
       lines.push(
         `| ${p} | ${fmt(x.streams)} (${fmt(x.started)} started) | ${fmt(x.upstreamBytesP50 / 1024)} · ${fmt(x.upstreamBytesMax / 1024)} KiB | ${fmt(kernel / 1024)} KiB | ` +
           `${fmt(Math.max(0, x.upstreamBytesP50 - kernel) / 1024)} KiB | ${fmt(x.blocked)} · ${fmt(x.finished)} | ${rssCell(x, "service")} | ${rssCell(x, "envoy")} | ${perStream} | ` +
@@ -275,7 +320,10 @@ export function renderMarkdown(r: BenchResult): string {
     lines.push("");
   }
   lines.push("Targets:", "");
-  for (const t of targets(r)) lines.push(`- ${t.met === undefined ? "not measured in this mode" : t.met ? "**met**" : "**missed**"}: ${t.name} — ${t.figure}`);
+  for (const t of targets(r))
+    lines.push(
+      `- ${t.met === undefined ? "not measured in this mode" : t.met ? "**met**" : "**missed**"}: ${t.name} — ${t.figure}`,
+    );
   const errors = r.paths.map((p) => [p, integrityOf(r, p).firstError] as const).filter(([, e]) => e);
   if (errors.length) {
     lines.push("", "First error per path:", "");
@@ -285,22 +333,40 @@ export function renderMarkdown(r: BenchResult): string {
   return lines.join("\n");
 }
 
-const COLORS: Record<PathName, string> = { raw: "#9467bd", direct: "#555555", grpc: "#1f77b4", http: "#2ca02c", reference: "#d62728" };
+const COLORS: Record<PathName, string> = {
+  raw: "#9467bd",
+  direct: "#555555",
+  grpc: "#1f77b4",
+  http: "#2ca02c",
+  reference: "#d62728",
+};
 
 /** Tokens/s against concurrency, one line per path: a small hand-written SVG. */
 export function renderChart(r: BenchResult): string {
-  const W = 720, H = 420, left = 80, right = 220, top = 40, bottom = 60;
-  const series = r.paths.map((p) => ({ p, points: (r.load[p] ?? []).map((l) => [l.concurrency, l.tokensPerSecond] as const) })).filter((s) => s.points.length);
+  const W = 720,
+    H = 420,
+    left = 80,
+    right = 220,
+    top = 40,
+    bottom = 60;
+  const series = r.paths
+    .map((p) => ({ p, points: (r.load[p] ?? []).map((l) => [l.concurrency, l.tokensPerSecond] as const) }))
+    .filter((s) => s.points.length);
   const levels = [...new Set(series.flatMap((s) => s.points.map(([c]) => c)))].sort((a, b) => a - b);
   const maxY = Math.max(1, ...series.flatMap((s) => s.points.map(([, y]) => y)));
   const step = niceStep(maxY / 5);
   const yMax = Math.ceil(maxY / step) * step;
-  const x = (c: number) => left + (levels.length < 2 ? 0 : (levels.indexOf(c) / (levels.length - 1)) * (W - left - right));
+  const x = (c: number) =>
+    left + (levels.length < 2 ? 0 : (levels.indexOf(c) / (levels.length - 1)) * (W - left - right));
   const y = (v: number) => top + (1 - v / yMax) * (H - top - bottom);
   const out: string[] = [];
-  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`);
+  out.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
+  );
   out.push(`<rect width="${W}" height="${H}" fill="white"/>`);
-  out.push(`<text x="${left}" y="22" font-size="14" font-weight="bold">Aggregate tokens/s against concurrent streams (${r.date.slice(0, 10)}, ${r.machine.cpus} cores)</text>`);
+  out.push(
+    `<text x="${left}" y="22" font-size="14" font-weight="bold">Aggregate tokens/s against concurrent streams (${r.date.slice(0, 10)}, ${r.machine.cpus} cores)</text>`,
+  );
   for (let v = 0; v <= yMax; v += step) {
     out.push(`<line x1="${left}" x2="${W - right}" y1="${y(v)}" y2="${y(v)}" stroke="#e0e0e0"/>`);
     out.push(`<text x="${left - 8}" y="${y(v) + 4}" text-anchor="end">${fmt(v)}</text>`);
@@ -309,14 +375,21 @@ export function renderChart(r: BenchResult): string {
     out.push(`<line x1="${x(c)}" x2="${x(c)}" y1="${top}" y2="${H - bottom}" stroke="#f0f0f0"/>`);
     out.push(`<text x="${x(c)}" y="${H - bottom + 18}" text-anchor="middle">${fmt(c)}</text>`);
   }
-  out.push(`<text x="${(left + W - right) / 2}" y="${H - 18}" text-anchor="middle">concurrent streams (log scale)</text>`);
-  out.push(`<text transform="translate(18 ${(top + H - bottom) / 2}) rotate(-90)" text-anchor="middle">tokens/s</text>`);
+  out.push(
+    `<text x="${(left + W - right) / 2}" y="${H - 18}" text-anchor="middle">concurrent streams (log scale)</text>`,
+  );
+  out.push(
+    `<text transform="translate(18 ${(top + H - bottom) / 2}) rotate(-90)" text-anchor="middle">tokens/s</text>`,
+  );
   series.forEach((s, i) => {
     const d = s.points.map(([c, v], j) => `${j ? "L" : "M"}${x(c).toFixed(1)} ${y(v).toFixed(1)}`).join(" ");
     out.push(`<path d="${d}" fill="none" stroke="${COLORS[s.p]}" stroke-width="2.5"/>`);
-    for (const [c, v] of s.points) out.push(`<circle cx="${x(c).toFixed(1)}" cy="${y(v).toFixed(1)}" r="3.5" fill="${COLORS[s.p]}"/>`);
+    for (const [c, v] of s.points)
+      out.push(`<circle cx="${x(c).toFixed(1)}" cy="${y(v).toFixed(1)}" r="3.5" fill="${COLORS[s.p]}"/>`);
     const ly = top + 10 + i * 22;
-    out.push(`<line x1="${W - right + 16}" x2="${W - right + 40}" y1="${ly}" y2="${ly}" stroke="${COLORS[s.p]}" stroke-width="2.5"/>`);
+    out.push(
+      `<line x1="${W - right + 16}" x2="${W - right + 40}" y1="${ly}" y2="${ly}" stroke="${COLORS[s.p]}" stroke-width="2.5"/>`,
+    );
     out.push(`<text x="${W - right + 46}" y="${ly + 4}">${s.p}</text>`);
   });
   out.push("</svg>");

@@ -11,7 +11,18 @@ import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { directClient, grpcClient, httpClient, rawClient, PATHS, type PathClient, type PathName } from "./clients.js";
-import { measureLeak, measureLoad, measureRss, measureSingleStream, measureTtft, type LeakResult, type LoadResult, type RssResult, type SingleStreamResult, type TtftResult } from "./measure.js";
+import {
+  measureLeak,
+  measureLoad,
+  measureRss,
+  measureSingleStream,
+  measureTtft,
+  type LeakResult,
+  type LoadResult,
+  type RssResult,
+  type SingleStreamResult,
+  type TtftResult,
+} from "./measure.js";
 import { ROOT, startEnvoyFor, startReference, startService, startUpstream, type Proc } from "./procs.js";
 import { renderChart, renderMarkdown } from "./report.js";
 import { measureFloor, type Floor } from "./floor.js";
@@ -24,8 +35,24 @@ export type { Mode } from "./plans.js";
 export interface BenchResult {
   date: string;
   mode: Mode;
-  machine: { cpus: number; cpuModel: string; memoryGiB: number; node: string; envoy: string; python: string; commit: string };
-  shapes: { ttft: ReplyShape; single: ReplyShape; load: ReplyShape; rss: Record<number, ReplyShape>; paced?: ReplyShape; leak?: ReplyShape; slow?: ReplyShape };
+  machine: {
+    cpus: number;
+    cpuModel: string;
+    memoryGiB: number;
+    node: string;
+    envoy: string;
+    python: string;
+    commit: string;
+  };
+  shapes: {
+    ttft: ReplyShape;
+    single: ReplyShape;
+    load: ReplyShape;
+    rss: Record<number, ReplyShape>;
+    paced?: ReplyShape;
+    leak?: ReplyShape;
+    slow?: ReplyShape;
+  };
   paths: PathName[];
   ttft: Partial<Record<PathName, TtftResult>>;
   /** First-byte time of raw node:http2 and of a bare grpc-js call between two processes. */
@@ -66,9 +93,12 @@ async function main(): Promise<void> {
   });
   const mode: Mode = values.smoke ? "smoke" : values.full ? "full" : "quick";
   const plan = PLANS[mode];
-  const paths = (values.paths?.split(",") ?? (mode === "smoke" ? ["raw", "direct", "grpc", "http"] : PATHS)) as PathName[];
+  const paths = (values.paths?.split(",") ??
+    (mode === "smoke" ? ["raw", "direct", "grpc", "http"] : PATHS)) as PathName[];
   for (const p of paths) if (!PATHS.includes(p)) throw new Error(`unknown path ${p}`);
-  const sections = new Set(values.sections?.split(",") ?? ["ttft", "single", "load", "paced", "rss", "leak", ...(plan.slow ? ["slow"] : [])]);
+  const sections = new Set(
+    values.sections?.split(",") ?? ["ttft", "single", "load", "paced", "rss", "leak", ...(plan.slow ? ["slow"] : [])],
+  );
   const out = values.out ?? join(ROOT, "bench", "results");
   mkdirSync(out, { recursive: true });
 
@@ -146,8 +176,16 @@ async function main(): Promise<void> {
       }
     }
     for (const client of sections.has("paced") ? clients : []) {
-      log(`paced: ${client.name}, ${plan.paced.concurrency} streams of ${plan.paced.shape.tokens} deltas ${plan.paced.shape.delayMs} ms apart`);
-      result.paced![client.name] = await measureLoad(client, plan.paced.concurrency, plan.paced.shape, plan.paced, pidsOf[client.name]);
+      log(
+        `paced: ${client.name}, ${plan.paced.concurrency} streams of ${plan.paced.shape.tokens} deltas ${plan.paced.shape.delayMs} ms apart`,
+      );
+      result.paced![client.name] = await measureLoad(
+        client,
+        plan.paced.concurrency,
+        plan.paced.shape,
+        plan.paced,
+        pidsOf[client.name],
+      );
     }
     for (const c of clients) c.close();
     await stopAll();
@@ -171,7 +209,9 @@ async function main(): Promise<void> {
       for (const path of paths) {
         if (path === "direct" || path === "raw") continue;
         if (path === "reference" && streams > REFERENCE_MAX_STREAMS) {
-          log(`rss: reference skipped at ${streams} streams (its AsyncOpenAI pool holds ${REFERENCE_MAX_STREAMS} connections)`);
+          log(
+            `rss: reference skipped at ${streams} streams (its AsyncOpenAI pool holds ${REFERENCE_MAX_STREAMS} connections)`,
+          );
           continue;
         }
         log(`rss: ${path} with ${streams} slow streams`);
@@ -179,7 +219,11 @@ async function main(): Promise<void> {
         const svc = path === "reference" ? undefined : await start(startService(up.port));
         const env = path === "http" ? await start(startEnvoyFor(svc!.port)) : undefined;
         const ref = path === "reference" ? await start(startReference(up.port)) : undefined;
-        const client = clientFor(path, { upstream: up, service: svc, envoy: env, reference: ref }, Math.ceil(streams / 1_000));
+        const client = clientFor(
+          path,
+          { upstream: up, service: svc, envoy: env, reference: ref },
+          Math.ceil(streams / 1_000),
+        );
         await measureTtft([client], 20, TTFT_SHAPE);
         await new Promise((resolve) => setTimeout(resolve, 500));
         const pids: Record<string, number> = {

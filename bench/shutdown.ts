@@ -55,7 +55,9 @@ async function main(): Promise<void> {
     detached: true,
     stdio: ["ignore", "pipe", "ignore"],
   });
-  const exited = new Promise<number | string | null>((resolve) => stack.once("exit", (code, sig) => resolve(code ?? sig)));
+  const exited = new Promise<number | string | null>((resolve) =>
+    stack.once("exit", (code, sig) => resolve(code ?? sig)),
+  );
   const up = await new Promise<{ grpc: string; http: string }>((resolve, reject) => {
     createInterface({ input: stack.stdout! }).on("line", (line) => {
       if (line.includes('"stack up')) resolve(JSON.parse(line) as { grpc: string; http: string });
@@ -159,7 +161,9 @@ function grpcStream(client: ChatServiceClient, onFirst: () => void): Promise<Out
       }
       if (r.event?.$case === "finish") finished = true;
     });
-    call.on("error", (e: ServiceError) => resolve(first ? `${status[e.code]} after deltas` : `${status[e.code]}: ${e.details}`));
+    call.on("error", (e: ServiceError) =>
+      resolve(first ? `${status[e.code]} after deltas` : `${status[e.code]}: ${e.details}`),
+    );
     call.on("end", () => resolve(finished ? "finished" : "cut"));
   });
 }

@@ -48,7 +48,14 @@ function slowHttp(port: number, agent: Agent, prompt: string): SlowClient {
   const started = new Promise<void>((resolve) => {
     const body = JSON.stringify({ text: prompt });
     req = httpRequest(
-      { host: "127.0.0.1", port, path: "/chat", method: "POST", agent, headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) } },
+      {
+        host: "127.0.0.1",
+        port,
+        path: "/chat",
+        method: "POST",
+        agent,
+        headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) },
+      },
       (res) => {
         // Read nothing more than Node's own buffers take: a client that fell asleep.
         res.pause();
@@ -102,7 +109,8 @@ async function upstreamStreams(upstreamPort: number): Promise<StreamRecord[]> {
 
 const PROBE_TIMEOUT_MS = 30_000;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-const rssOf = (pids: Record<string, number>) => Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, rssKiB(pid)]));
+const rssOf = (pids: Record<string, number>) =>
+  Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, rssKiB(pid)]));
 
 /**
  * `streams` clients on `path` each ask for a `shape` reply and read nothing. Waits until the
@@ -185,7 +193,9 @@ export async function measureSlowReaders(
     finished: records.filter((r) => r.finished).length,
     stallMs,
     rssKiB: { before, during, after },
-    perStreamKiB: Object.fromEntries(Object.keys(pids).map((name) => [name, (during[name]! - before[name]!) / streams])),
+    perStreamKiB: Object.fromEntries(
+      Object.keys(pids).map((name) => [name, (during[name]! - before[name]!) / streams]),
+    ),
     probe: probeResult,
   };
 }

@@ -64,7 +64,8 @@ export async function startBenchUpstream(port = 0): Promise<{ port: number; clos
     const shape = shapeFromPrompt(last, DEFAULT_SHAPE);
 
     const head = `data: {"id":"chatcmpl-b${(seq++).toString(36)}","object":"chat.completion.chunk","created":${Math.floor(Date.now() / 1000)},"model":${JSON.stringify(body.model ?? "bench")},"system_fingerprint":null,"choices":[`;
-    const content = (text: string) => `${head}{"index":0,"delta":{"content":"${text}"},"logprobs":null,"finish_reason":null}]}\n\n`;
+    const content = (text: string) =>
+      `${head}{"index":0,"delta":{"content":"${text}"},"logprobs":null,"finish_reason":null}]}\n\n`;
     const tail =
       `${head}{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}]}\n\n` +
       (body.stream_options?.include_usage

@@ -9,17 +9,22 @@ import { launchChromium } from "../test/support/browser.js";
 import { hold, never } from "../test/support/gates.js";
 
 const FIRST: Reply = {
-  tokens: ["It is served by the same Envoy as `POST /chat` and `GET /models`: ", "one origin, so the browser sends no preflight."],
+  tokens: [
+    "It is served by the same Envoy as `POST /chat` and `GET /models`: ",
+    "one origin, so the browser sends no preflight.",
+  ],
 };
 const shown = hold();
 const SECOND: Reply = {
   // Reasoning first: folded away under its label once the answer starts.
-  deltas: [wire.reasoning("The question is about the transport: explain the SSE events and how Stop reaches the upstream.")],
+  deltas: [
+    wire.reasoning("The question is about the transport: explain the SSE events and how Stop reaches the upstream."),
+  ],
   tokens: [
     "Each `data:` line is one `ChatResponse`, decoded by the generated code:\n\n",
-    "```ts\nimport { streamChat } from \"chat-gateway/web\";\n\n",
+    '```ts\nimport { streamChat } from "chat-gateway/web";\n\n',
     "for await (const { event } of streamChat({ text }, { signal })) {\n",
-    "  if (event?.$case === \"delta\") show(event.value.text);\n}\n```\n\n",
+    '  if (event?.$case === "delta") show(event.value.text);\n}\n```\n\n',
     "Pressing **Stop** aborts the `fetch`; Envoy resets the gRPC stream, ",
     "and the service closes the upstream request",
     " at once.",
@@ -28,7 +33,10 @@ const SECOND: Reply = {
   gate: (i) => (i === 6 ? shown.promise : i === 7 ? never : undefined),
 };
 
-const upstream = await startFakeUpstream({ reply: (r) => (r.index === 0 ? FIRST : SECOND), models: () => ({ ids: ["demo", "demo-large"] }) });
+const upstream = await startFakeUpstream({
+  reply: (r) => (r.index === 0 ? FIRST : SECOND),
+  models: () => ({ ids: ["demo", "demo-large"] }),
+});
 const stack = await startStack({ OPENAI_BASE_URL: upstream.baseURL, OPENAI_API_KEY: "sk-demo", CHAT_MODEL: "demo" });
 const browser = await launchChromium();
 try {

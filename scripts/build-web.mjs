@@ -43,7 +43,9 @@ for (const route of routes.virtual_hosts.flatMap((host) => host.routes)) {
   if (!file) continue;
   const size = statSync(join(root, file)).size;
   if (!(size <= limit)) {
-    throw new Error(`${file} is ${size} bytes, over envoy.yaml's max_direct_response_body_size_bytes (${limit}): Envoy would refuse to start`);
+    throw new Error(
+      `${file} is ${size} bytes, over envoy.yaml's max_direct_response_body_size_bytes (${limit}): Envoy would refuse to start`,
+    );
   }
   console.error(`[setup] ${file}: ${(size / 1024).toFixed(1)} KiB`);
 }

@@ -91,8 +91,12 @@ async function main(): Promise<void> {
       replicas: replicas.map((r) => `localhost:${r.port}`),
       redis: redis ? `${env.REDIS_URL} (started here)` : redactUrl(env.REDIS_URL ?? ""),
       envoyAdmin: `http://127.0.0.1:${running.adminPort}`,
-      auth: config.auth ? `caller keys required (${config.auth.keys.map((k) => k.name).join(", ")})` : "open: AUTH=none, so any caller may call",
-      upstream: demo ? "built-in demo (set OPENAI_BASE_URL / OPENAI_API_KEY for a real model)" : redactUrl(config.upstream.baseURL),
+      auth: config.auth
+        ? `caller keys required (${config.auth.keys.map((k) => k.name).join(", ")})`
+        : "open: AUTH=none, so any caller may call",
+      upstream: demo
+        ? "built-in demo (set OPENAI_BASE_URL / OPENAI_API_KEY for a real model)"
+        : redactUrl(config.upstream.baseURL),
     },
     "cluster up: %d replicas behind Envoy; try  curl -N localhost:%d/chat -H 'content-type: application/json' -d '{\"text\":\"hello\"}'",
     replicas.length,
@@ -115,11 +119,15 @@ async function startReplicas(
   const replicas: Replica[] = [];
   const started = await Promise.allSettled(
     Array.from({ length: count }, (_, index) =>
-      startReplica(index, {
-        ...env,
-        GRPC_PORT: String(offset(config.grpc.port, index)),
-        ...(config.metrics && { METRICS_PORT: String(offset(config.metrics.port, index)) }),
-      }, forward),
+      startReplica(
+        index,
+        {
+          ...env,
+          GRPC_PORT: String(offset(config.grpc.port, index)),
+          ...(config.metrics && { METRICS_PORT: String(offset(config.metrics.port, index)) }),
+        },
+        forward,
+      ),
     ),
   );
   for (const s of started) if (s.status === "fulfilled") replicas.push(s.value);
@@ -163,7 +171,8 @@ function superviseCluster({ logger, graceMs, envoy: running, replicas, redis, de
     void replica.exited.then((code) => {
       if (stopping) return;
       logger.error({ replica: replica.index, code }, "replica exited; Envoy sends new streams to the others");
-      if (replicas.every((r) => r.process.exitCode !== null || r.process.signalCode !== null)) void stop("every replica exited");
+      if (replicas.every((r) => r.process.exitCode !== null || r.process.signalCode !== null))
+        void stop("every replica exited");
     });
   }
   running.process.once("exit", (code) => {
@@ -183,7 +192,10 @@ function superviseCluster({ logger, graceMs, envoy: running, replicas, redis, de
 }
 
 /** Runs `command` under scripts/exit-with-stdin.sh, in a process group of its own (Ctrl-C reaches this process only). */
-function spawnChild(command: string[], options: { env?: Record<string, string | undefined>; stdout: "pipe" | "ignore" }): Child {
+function spawnChild(
+  command: string[],
+  options: { env?: Record<string, string | undefined>; stdout: "pipe" | "ignore" },
+): Child {
   const child = spawn("bash", [EXIT_WITH_STDIN, ...command], {
     stdio: ["pipe", options.stdout, "inherit"],
     env: options.env ?? process.env,
@@ -202,11 +214,25 @@ function spawnChild(command: string[], options: { env?: Record<string, string | 
 
 async function startRedis(port: number): Promise<Child> {
   if (spawnSync("redis-server", ["--version"]).error) {
-    throw new Error("redis-server not found: install it (scripts/setup.sh does, with apt-get), or set REDIS_URL to a Redis or Valkey of your own");
+    throw new Error(
+      "redis-server not found: install it (scripts/setup.sh does, with apt-get), or set REDIS_URL to a Redis or Valkey of your own",
+    );
   }
   // On loopback, and nothing kept on disk: the counters live as long as the cluster.
   const redis = spawnChild(
-    ["redis-server", "--bind", "127.0.0.1", "--port", String(port), "--save", "", "--appendonly", "no", "--loglevel", "warning"],
+    [
+      "redis-server",
+      "--bind",
+      "127.0.0.1",
+      "--port",
+      String(port),
+      "--save",
+      "",
+      "--appendonly",
+      "no",
+      "--loglevel",
+      "warning",
+    ],
     { stdout: "ignore" },
   );
   const deadline = Date.now() + 10_000;
@@ -234,9 +260,16 @@ function answersPing(port: number): Promise<boolean> {
 }
 
 /** One replica: `node dist/main.js` with its own port; its log lines are passed on, marked with its number. */
-async function startReplica(index: number, env: Record<string, string | undefined>, forward: (line: string, replica: number) => void): Promise<Replica> {
+async function startReplica(
+  index: number,
+  env: Record<string, string | undefined>,
+  forward: (line: string, replica: number) => void,
+): Promise<Replica> {
   // JSON lines, so this process can read the port and mark each line; shown pretty here if asked.
-  const child = spawnChild([process.execPath, join(ROOT, "dist", "main.js")], { env: { ...env, LOG_FORMAT: "json" }, stdout: "pipe" });
+  const child = spawnChild([process.execPath, join(ROOT, "dist", "main.js")], {
+    env: { ...env, LOG_FORMAT: "json" },
+    stdout: "pipe",
+  });
   const port = await new Promise<number>((resolve, reject) => {
     createInterface({ input: child.process.stdout! }).on("line", (line) => {
       forward(line, index);
@@ -250,7 +283,9 @@ async function startReplica(index: number, env: Record<string, string | undefine
 
 function lineForwarder(format: "auto" | "json" | "pretty"): (line: string, replica: number) => void {
   const human = format === "pretty" || (format === "auto" && process.stdout.isTTY === true);
-  const pretty = human ? prettyFactory({ colorize: true, translateTime: "SYS:HH:MM:ss.l", ignore: "service,pid,hostname" }) : undefined;
+  const pretty = human
+    ? prettyFactory({ colorize: true, translateTime: "SYS:HH:MM:ss.l", ignore: "service,pid,hostname" })
+    : undefined;
   return (line, replica) => {
     const entry = parseJson(line);
     if (!entry) return void process.stdout.write(`[replica ${replica}] ${line}\n`);
@@ -267,6 +302,5 @@ function parseJson(line: string): Record<string, unknown> | undefined {
     return undefined;
   }
 }
-
 
 void main();

@@ -24,10 +24,13 @@ async function main(): Promise<void> {
     };
     // A last guard, past the server's own hard deadline: closing the metrics endpoint or flushing
     // spans must not hold the process either.
-    setTimeout(() => {
-      logger.error("shutdown did not finish; exiting");
-      exit(1);
-    }, config.shutdownGraceMs + 2 * FORCE_AFTER_GRACE_MS).unref();
+    setTimeout(
+      () => {
+        logger.error("shutdown did not finish; exiting");
+        exit(1);
+      },
+      config.shutdownGraceMs + 2 * FORCE_AFTER_GRACE_MS,
+    ).unref();
     gateway
       .shutdown(config.shutdownGraceMs)
       .then((outcome) => {

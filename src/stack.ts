@@ -16,10 +16,12 @@ async function main(): Promise<void> {
   const logger = createLogger({ level: config.logLevel, format: config.log.format });
   const graceMs = Math.min(config.shutdownGraceMs, STACK_GRACE_MS);
   const gateway = await startGateway(config, logger);
-  const envoy = await startEnvoy({ ...localEnvoyOptions(launcher, graceMs), servicePort: gateway.port }).catch((error: unknown) => {
-    gateway.forceShutdown();
-    throw error;
-  });
+  const envoy = await startEnvoy({ ...localEnvoyOptions(launcher, graceMs), servicePort: gateway.port }).catch(
+    (error: unknown) => {
+      gateway.forceShutdown();
+      throw error;
+    },
+  );
   const fields = startupFields(config, gateway);
   logger.info(
     {

@@ -18,7 +18,9 @@ export const INVALID_UTF8 = Symbol("invalid UTF-8 field");
 export type DecodedChatRequest = ChatRequest & { [INVALID_UTF8]?: string };
 
 export function chatRequestDecoder(): (bytes: Buffer) => DecodedChatRequest {
-  const schema = createFileRegistry(fromBinary(FileDescriptorSetSchema, readDescriptorSet())).getMessage("chat.v1.ChatRequest");
+  const schema = createFileRegistry(fromBinary(FileDescriptorSetSchema, readDescriptorSet())).getMessage(
+    "chat.v1.ChatRequest",
+  );
   if (!schema) throw new Error("chat.v1.ChatRequest is missing from the descriptor set");
   const strict = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
   const decodeStrictly = (bytes: Uint8Array) => strict.decode(bytes);
@@ -58,7 +60,10 @@ function firstInvalidUtf8(message: DescMessage, bytes: Uint8Array, prefix = ""):
 }
 
 function isString(field: DescField): boolean {
-  return (field.fieldKind === "scalar" || (field.fieldKind === "list" && field.listKind === "scalar")) && field.scalar === ScalarType.STRING;
+  return (
+    (field.fieldKind === "scalar" || (field.fieldKind === "list" && field.listKind === "scalar")) &&
+    field.scalar === ScalarType.STRING
+  );
 }
 
 function messageOf(field: DescField): DescMessage | undefined {

@@ -54,88 +54,105 @@ export function toGatewayStatus(error: unknown, secrets: readonly string[] = [])
 }
 
 function refusedStatus(error: CallRefused): GatewayStatus {
-    switch (error.why) {
-      case "invalid":
-        return { code: status.INVALID_ARGUMENT, details: error.detail, cause: "invalid_request" };
-      case "concurrency":
-        return { code: status.RESOURCE_EXHAUSTED, details: error.detail, cause: "concurrency_limit" };
-      case "draining":
-        return { code: status.UNAVAILABLE, details: "gateway is shutting down; retry", cause: "draining", retryElsewhere: true };
-    }
+  switch (error.why) {
+    case "invalid":
+      return { code: status.INVALID_ARGUMENT, details: error.detail, cause: "invalid_request" };
+    case "concurrency":
+      return { code: status.RESOURCE_EXHAUSTED, details: error.detail, cause: "concurrency_limit" };
+    case "draining":
+      return {
+        code: status.UNAVAILABLE,
+        details: "gateway is shutting down; retry",
+        cause: "draining",
+        retryElsewhere: true,
+      };
+  }
 }
 
 function stoppedStatus(error: StreamStopped): GatewayStatus {
-    const seconds = (error.afterMs / 1000).toFixed(1);
-    switch (error.why) {
-      case "cancelled":
-        return { code: status.CANCELLED, details: "cancelled by the caller", cause: "cancelled" };
-      case "deadline":
-        return { code: status.DEADLINE_EXCEEDED, details: "deadline exceeded", cause: "deadline" };
-      case "idle":
-        return { code: status.UNAVAILABLE, details: `upstream stalled: no data for ${seconds}s`, cause: "upstream_idle" };
-      case "first-token":
-        return {
-          code: status.UNAVAILABLE,
-          details: `upstream stalled before the first token: no token for ${seconds}s`,
-          cause: "upstream_first_token",
-        };
-      case "max-duration":
-        return {
-          code: status.DEADLINE_EXCEEDED,
-          details: `stream exceeded the gateway's maximum duration of ${seconds}s`,
-          cause: "max_duration",
-        };
-      case "shutdown":
-        return { code: status.UNAVAILABLE, details: "gateway is shutting down; retry", cause: "shutdown" };
-    }
+  const seconds = (error.afterMs / 1000).toFixed(1);
+  switch (error.why) {
+    case "cancelled":
+      return { code: status.CANCELLED, details: "cancelled by the caller", cause: "cancelled" };
+    case "deadline":
+      return { code: status.DEADLINE_EXCEEDED, details: "deadline exceeded", cause: "deadline" };
+    case "idle":
+      return { code: status.UNAVAILABLE, details: `upstream stalled: no data for ${seconds}s`, cause: "upstream_idle" };
+    case "first-token":
+      return {
+        code: status.UNAVAILABLE,
+        details: `upstream stalled before the first token: no token for ${seconds}s`,
+        cause: "upstream_first_token",
+      };
+    case "max-duration":
+      return {
+        code: status.DEADLINE_EXCEEDED,
+        details: `stream exceeded the gateway's maximum duration of ${seconds}s`,
+        cause: "max_duration",
+      };
+    case "shutdown":
+      return { code: status.UNAVAILABLE, details: "gateway is shutting down; retry", cause: "shutdown" };
+  }
 }
 
 function protocolStatus(error: UpstreamProtocolError): GatewayStatus {
-    switch (error.kind) {
-      case "cut":
-        return { code: status.UNAVAILABLE, details: "upstream connection lost mid-stream", cause: "upstream_cut" };
-      case "unfinished":
-        return { code: status.UNAVAILABLE, details: "upstream ended the stream without finishing", cause: "upstream_cut" };
-      case "malformed":
-        return { code: status.INTERNAL, details: "upstream sent malformed data", cause: "upstream_malformed" };
-    }
+  switch (error.kind) {
+    case "cut":
+      return { code: status.UNAVAILABLE, details: "upstream connection lost mid-stream", cause: "upstream_cut" };
+    case "unfinished":
+      return {
+        code: status.UNAVAILABLE,
+        details: "upstream ended the stream without finishing",
+        cause: "upstream_cut",
+      };
+    case "malformed":
+      return { code: status.INTERNAL, details: "upstream sent malformed data", cause: "upstream_malformed" };
+  }
 }
 
 /** The upstream answered with an error status, or an error event in its stream. */
 function upstreamAnswerStatus(error: UpstreamHttpError, secrets: readonly string[]): GatewayStatus {
-    const said = upstreamMessage(error, secrets);
-    switch (error.status) {
-      case undefined:
-        // An error event inside the SSE stream after the first token (before it, one with a status
-        // it stands for carries that status and takes that status's row).
-        return { code: status.UNAVAILABLE, details: `upstream failed mid-stream${said}`, cause: "upstream_stream_error" };
-      case 400:
-      case 422:
-        return { code: status.INVALID_ARGUMENT, details: `upstream rejected the request${said}`, cause: "upstream_invalid" };
-      case 401:
-      case 403:
-        // The gateway's own credentials are wrong: the caller can do nothing about it, and the
-        // upstream's message may quote part of the key.
-        return { code: status.INTERNAL, details: "upstream refused the gateway's credentials", cause: "upstream_auth" };
-      case 404:
-        return { code: status.NOT_FOUND, details: `upstream has no such model or route${said}`, cause: "upstream_not_found" };
-      case 408:
-        return { code: status.DEADLINE_EXCEEDED, details: "upstream timed out", cause: "upstream_timeout" };
-      case 429: {
-        const retryAfter = error.retryAfterSeconds;
-        return {
-          code: status.RESOURCE_EXHAUSTED,
-          details: `upstream rate limit reached${retryAfter === undefined ? "" : `; retry after ${retryAfter}s`}`,
-          cause: "upstream_rate_limited",
-          ...(retryAfter !== undefined && { retryAfterSeconds: retryAfter }),
-        };
-      }
-      default:
-        if (error.status >= 500) {
-          return { code: status.UNAVAILABLE, details: `upstream error ${error.status}`, cause: "upstream_5xx" };
-        }
-        return { code: status.INTERNAL, details: `upstream answered ${error.status}`, cause: "upstream_other" };
+  const said = upstreamMessage(error, secrets);
+  switch (error.status) {
+    case undefined:
+      // An error event inside the SSE stream after the first token (before it, one with a status
+      // it stands for carries that status and takes that status's row).
+      return { code: status.UNAVAILABLE, details: `upstream failed mid-stream${said}`, cause: "upstream_stream_error" };
+    case 400:
+    case 422:
+      return {
+        code: status.INVALID_ARGUMENT,
+        details: `upstream rejected the request${said}`,
+        cause: "upstream_invalid",
+      };
+    case 401:
+    case 403:
+      // The gateway's own credentials are wrong: the caller can do nothing about it, and the
+      // upstream's message may quote part of the key.
+      return { code: status.INTERNAL, details: "upstream refused the gateway's credentials", cause: "upstream_auth" };
+    case 404:
+      return {
+        code: status.NOT_FOUND,
+        details: `upstream has no such model or route${said}`,
+        cause: "upstream_not_found",
+      };
+    case 408:
+      return { code: status.DEADLINE_EXCEEDED, details: "upstream timed out", cause: "upstream_timeout" };
+    case 429: {
+      const retryAfter = error.retryAfterSeconds;
+      return {
+        code: status.RESOURCE_EXHAUSTED,
+        details: `upstream rate limit reached${retryAfter === undefined ? "" : `; retry after ${retryAfter}s`}`,
+        cause: "upstream_rate_limited",
+        ...(retryAfter !== undefined && { retryAfterSeconds: retryAfter }),
+      };
     }
+    default:
+      if (error.status >= 500) {
+        return { code: status.UNAVAILABLE, details: `upstream error ${error.status}`, cause: "upstream_5xx" };
+      }
+      return { code: status.INTERNAL, details: `upstream answered ${error.status}`, cause: "upstream_other" };
+  }
 }
 
 /** gRPC's server pushback trailer (gRFC A6); envoy.yaml's retry policy matches it by name. */

@@ -15,7 +15,8 @@ export function parseImageUrl(url: string): ImageSource | string {
   }
   // Not http: or file:, which would have the upstream (perhaps a server inside this network)
   // fetch whatever the caller names.
-  if (parsed.protocol !== "https:") return `${parsed.protocol} URLs are not accepted: send an https: URL or a data:image/...;base64, URL`;
+  if (parsed.protocol !== "https:")
+    return `${parsed.protocol} URLs are not accepted: send an https: URL or a data:image/...;base64, URL`;
   return { kind: "https" };
 }
 

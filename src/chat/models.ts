@@ -81,7 +81,12 @@ export function createModelCatalog(options: ModelCatalogOptions): ModelCatalog {
         for (const model of listing.models) {
           // A model this upstream lists but the routing sends elsewhere cannot be reached here.
           if (options.route(model.id) !== source.name || found.has(model.id)) continue;
-          found.set(model.id, { id: model.id, upstream: source.name, ownedBy: model.ownedBy, configured: configured.has(model.id) });
+          found.set(model.id, {
+            id: model.id,
+            upstream: source.name,
+            ownedBy: model.ownedBy,
+            configured: configured.has(model.id),
+          });
         }
       }
       for (const id of configured) {
@@ -89,14 +94,18 @@ export function createModelCatalog(options: ModelCatalogOptions): ModelCatalog {
       }
       const order = new Map(options.sources.map((s, i) => [s.name, i]));
       const models = [...found.values()].sort(
-        (a, b) => (order.get(a.upstream) ?? 0) - (order.get(b.upstream) ?? 0) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0),
+        (a, b) =>
+          (order.get(a.upstream) ?? 0) - (order.get(b.upstream) ?? 0) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0),
       );
       return { models, unavailable };
     },
   };
 }
 
-export function listModelsHandler(catalog: ModelCatalog, logger: Logger): handleUnaryCall<ListModelsRequest, ListModelsResponse> {
+export function listModelsHandler(
+  catalog: ModelCatalog,
+  logger: Logger,
+): handleUnaryCall<ListModelsRequest, ListModelsResponse> {
   return (_call, callback) => {
     catalog.list().then(
       (response) => callback(null, response),

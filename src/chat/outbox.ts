@@ -54,7 +54,8 @@ export class Outbox {
    * True when the caller is so far behind that the producer must wait for `drained` before more.
    */
   push(event: ContentEvent): boolean {
-    const size = event.type === "tool_call" ? event.arguments.length + event.id.length + event.name.length : event.text.length;
+    const size =
+      event.type === "tool_call" ? event.arguments.length + event.id.length + event.name.length : event.text.length;
     this.buffered += size;
     if (this.buffered > this.peakBuffered) this.peakBuffered = this.buffered;
     if (this.held.length === 0 && !this.call.writableNeedDrain) {
@@ -152,7 +153,12 @@ export function messageOf(event: ContentEvent): ChatResponse {
     case "refusal":
       return { event: { $case: "refusal", value: { text: event.text } } };
     case "tool_call":
-      return { event: { $case: "toolCall", value: { index: event.index, id: event.id, name: event.name, arguments: event.arguments } } };
+      return {
+        event: {
+          $case: "toolCall",
+          value: { index: event.index, id: event.id, name: event.name, arguments: event.arguments },
+        },
+      };
   }
 }
 
@@ -174,7 +180,8 @@ function mergeInto(last: ChatResponse, event: ContentEvent): boolean {
       return true;
     case "tool_call":
       // A call's first piece (its id and name) is never merged into anything before it.
-      if (held?.$case !== "toolCall" || held.value.index !== event.index || event.id !== "" || event.name !== "") return false;
+      if (held?.$case !== "toolCall" || held.value.index !== event.index || event.id !== "" || event.name !== "")
+        return false;
       held.value.arguments += event.arguments;
       return true;
   }
@@ -183,7 +190,9 @@ function mergeInto(last: ChatResponse, event: ContentEvent): boolean {
 /** The characters a content message holds (for the buffer accounting). */
 function sizeOf(message: ChatResponse): number {
   const event = message.event;
-  if (event?.$case === "toolCall") return event.value.arguments.length + event.value.id.length + event.value.name.length;
-  if (event?.$case === "delta" || event?.$case === "reasoning" || event?.$case === "refusal") return event.value.text.length;
+  if (event?.$case === "toolCall")
+    return event.value.arguments.length + event.value.id.length + event.value.name.length;
+  if (event?.$case === "delta" || event?.$case === "reasoning" || event?.$case === "refusal")
+    return event.value.text.length;
   return 0;
 }

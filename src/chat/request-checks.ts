@@ -3,7 +3,10 @@
 
 /** A field of the request is wrong; the message names it. Caught by toUpstreamRequest. */
 export class RequestProblem extends Error {
-  constructor(readonly field: string, what: string) {
+  constructor(
+    readonly field: string,
+    what: string,
+  ) {
     super(`${field}: ${what}`);
     this.name = "RequestProblem";
   }
@@ -50,7 +53,10 @@ const FUNCTION_NAME = /^[a-zA-Z0-9_-]{1,64}$/;
 
 export function checkFunctionName(field: string, name: string): void {
   if (!FUNCTION_NAME.test(name)) {
-    invalid(field, name === "" ? "must not be empty" : `${quote(name)} is not 1 to 64 letters, digits, underscores or dashes`);
+    invalid(
+      field,
+      name === "" ? "must not be empty" : `${quote(name)} is not 1 to 64 letters, digits, underscores or dashes`,
+    );
   }
 }
 
@@ -60,7 +66,8 @@ export function checkFunctionType(field: string, type: string): void {
 }
 
 export function checkOneOf<T extends string>(field: string, value: string, allowed: readonly T[]): T {
-  if (!(allowed as readonly string[]).includes(value)) invalid(field, `${quote(value)} is not one of ${allowed.join(", ")}`);
+  if (!(allowed as readonly string[]).includes(value))
+    invalid(field, `${quote(value)} is not one of ${allowed.join(", ")}`);
   return value as T;
 }
 

@@ -60,7 +60,9 @@ export function chatImplementation(
 ): Pick<ChatServiceServer, "chat"> {
   return {
     chat: (call: Call) => {
-      service.chat(call, contextOf(call)).catch((error: unknown) => logger.error({ err: error }, "chat handler failed"));
+      service
+        .chat(call, contextOf(call))
+        .catch((error: unknown) => logger.error({ err: error }, "chat handler failed"));
     },
   };
 }
@@ -88,7 +90,11 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
     // the time of the last chunk, so a delta's time is the time its chunk arrived.
     const watchdog = new StreamWatchdog(watchdogLimits, (waitedMs) => outbox.heartbeat(waitedMs));
     const upstreamCall = callFor(context, stream.signal, watchdog);
-    const timing = { deltas: 0, firstDeltaMs: undefined as number | undefined, lastDeltaMs: undefined as number | undefined };
+    const timing = {
+      deltas: 0,
+      firstDeltaMs: undefined as number | undefined,
+      lastDeltaMs: undefined as number | undefined,
+    };
     let outcome: GatewayStatus | undefined;
     let finish: UpstreamFinish | undefined;
     try {
@@ -167,7 +173,11 @@ function refuse(call: Call, context: CallContext, defaultModel: string, why: Cal
  * What the upstream is handed for this call; it also keeps the name of the upstream that served
  * (or last tried) it, named in the error details when the call fails.
  */
-function callFor(context: CallContext, signal: AbortSignal, watch: StreamWatchdog): UpstreamCall & { upstream: string } {
+function callFor(
+  context: CallContext,
+  signal: AbortSignal,
+  watch: StreamWatchdog,
+): UpstreamCall & { upstream: string } {
   const observer = context.observer;
   const call = {
     signal,

@@ -4,7 +4,15 @@
 import type { ChatMessage, ContentPart, ToolCall } from "../contract/chat.js";
 import type { ImageDetail, UpstreamContentPart, UpstreamMessage, UpstreamToolCall } from "../upstream/port.js";
 import { parseImageUrl } from "./image-url.js";
-import { checkFunctionName, checkFunctionType, checkOneOf, invalid, quote, utf8Bytes, type InputBudget } from "./request-checks.js";
+import {
+  checkFunctionName,
+  checkFunctionType,
+  checkOneOf,
+  invalid,
+  quote,
+  utf8Bytes,
+  type InputBudget,
+} from "./request-checks.js";
 
 export interface MessageLimits {
   /** Decoded bytes of one data: URL image. */
@@ -21,14 +29,22 @@ const MAX_ID = 256;
 /** OpenAI's rule for a participant's name. */
 const PARTICIPANT_NAME = /^[^\s<|\\/>]{1,64}$/;
 
-export function toUpstreamMessage(m: ChatMessage, field: string, limits: MessageLimits, input: InputBudget): UpstreamMessage {
+export function toUpstreamMessage(
+  m: ChatMessage,
+  field: string,
+  limits: MessageLimits,
+  input: InputBudget,
+): UpstreamMessage {
   const role = checkOneOf(`${field}.role`, m.role, ROLES);
   if (m.parts.length > 0 && role !== "user") invalid(`${field}.parts`, "only user messages have parts");
-  if (m.toolCalls.length > 0 && role !== "assistant") invalid(`${field}.tool_calls`, "only assistant messages carry tool calls");
+  if (m.toolCalls.length > 0 && role !== "assistant")
+    invalid(`${field}.tool_calls`, "only assistant messages carry tool calls");
   if (m.toolCallId !== "" && role !== "tool") invalid(`${field}.tool_call_id`, "only tool messages answer a tool call");
   if (m.name !== "") {
-    if (role === "tool") invalid(`${field}.name`, "a tool message has no name (its tool_call_id says which call it answers)");
-    if (!PARTICIPANT_NAME.test(m.name)) invalid(`${field}.name`, `${quote(m.name)} is not a name (at most 64 characters, no spaces or <|\\/>)`);
+    if (role === "tool")
+      invalid(`${field}.name`, "a tool message has no name (its tool_call_id says which call it answers)");
+    if (!PARTICIPANT_NAME.test(m.name))
+      invalid(`${field}.name`, `${quote(m.name)} is not a name (at most 64 characters, no spaces or <|\\/>)`);
   }
   input.add(`${field}.content`, utf8Bytes(m.content));
   const name = m.name !== "" && { name: m.name };
@@ -39,11 +55,22 @@ export function toUpstreamMessage(m: ChatMessage, field: string, limits: Message
       return { role, content: m.content, ...name };
     case "user":
       if (m.parts.length === 0) return { role, content: m.content, ...name };
-      if (m.parts.length > MAX_PARTS) invalid(`${field}.parts`, `${m.parts.length} parts, more than the limit of ${MAX_PARTS}`);
-      return { role, content: m.content, parts: m.parts.map((p, i) => toUpstreamPart(p, `${field}.parts[${i}]`, limits, input)), ...name };
+      if (m.parts.length > MAX_PARTS)
+        invalid(`${field}.parts`, `${m.parts.length} parts, more than the limit of ${MAX_PARTS}`);
+      return {
+        role,
+        content: m.content,
+        parts: m.parts.map((p, i) => toUpstreamPart(p, `${field}.parts[${i}]`, limits, input)),
+        ...name,
+      };
     case "assistant":
       if (m.toolCalls.length === 0) return { role, content: m.content, ...name };
-      return { role, content: m.content, toolCalls: toUpstreamToolCalls(m.toolCalls, `${field}.tool_calls`, input), ...name };
+      return {
+        role,
+        content: m.content,
+        toolCalls: toUpstreamToolCalls(m.toolCalls, `${field}.tool_calls`, input),
+        ...name,
+      };
     case "tool":
       if (m.toolCallId === "") invalid(`${field}.tool_call_id`, "a tool message needs the id of the call it answers");
       if (m.toolCallId.length > MAX_ID) invalid(`${field}.tool_call_id`, `longer than ${MAX_ID} characters`);
@@ -61,7 +88,12 @@ export function hasContent(m: UpstreamMessage): boolean {
   );
 }
 
-function toUpstreamPart(part: ContentPart, field: string, limits: MessageLimits, input: InputBudget): UpstreamContentPart {
+function toUpstreamPart(
+  part: ContentPart,
+  field: string,
+  limits: MessageLimits,
+  input: InputBudget,
+): UpstreamContentPart {
   const type = checkOneOf(`${field}.type`, part.type, ["text", "image_url"] as const);
   if (type === "text") {
     if (part.imageUrl !== undefined) invalid(`${field}.image_url`, 'only on a part of type "image_url"');
@@ -77,7 +109,10 @@ function toUpstreamPart(part: ContentPart, field: string, limits: MessageLimits,
   if (typeof source === "string") invalid(`${field}.image_url.url`, source);
   if (source.kind === "data") {
     if (source.bytes > limits.maxImageBytes) {
-      invalid(`${field}.image_url.url`, `the image is ${source.bytes} bytes, more than the limit of ${limits.maxImageBytes}`);
+      invalid(
+        `${field}.image_url.url`,
+        `the image is ${source.bytes} bytes, more than the limit of ${limits.maxImageBytes}`,
+      );
     }
     input.add(`${field}.image_url.url`, source.bytes);
   } else {
@@ -88,7 +123,8 @@ function toUpstreamPart(part: ContentPart, field: string, limits: MessageLimits,
 }
 
 function toUpstreamToolCalls(calls: ToolCall[], field: string, input: InputBudget): UpstreamToolCall[] {
-  if (calls.length > MAX_TOOL_CALLS) invalid(field, `${calls.length} tool calls, more than the limit of ${MAX_TOOL_CALLS}`);
+  if (calls.length > MAX_TOOL_CALLS)
+    invalid(field, `${calls.length} tool calls, more than the limit of ${MAX_TOOL_CALLS}`);
   const ids = new Set<string>();
   return calls.map((call, i) => {
     const at = `${field}[${i}]`;

@@ -9,7 +9,16 @@ import type {
   UpstreamTool,
   UpstreamToolChoice,
 } from "../upstream/port.js";
-import { checkFunctionName, checkFunctionType, checkOneOf, invalid, jsonBytes, quote, utf8Bytes, type InputBudget } from "./request-checks.js";
+import {
+  checkFunctionName,
+  checkFunctionType,
+  checkOneOf,
+  invalid,
+  jsonBytes,
+  quote,
+  utf8Bytes,
+  type InputBudget,
+} from "./request-checks.js";
 
 /**
  * The keys of the upstream's request body that a request's own fields fill: the provider's to say
@@ -38,9 +47,14 @@ export function toUpstreamOptions(req: ChatRequest, limits: OptionLimits, input:
   if (req.parallelToolCalls !== undefined && tools === undefined) invalid("parallel_tool_calls", "only with tools");
   const toolChoice = req.toolChoice && toUpstreamToolChoice(req.toolChoice, tools ?? []);
   const reasoningEffort =
-    req.reasoningEffort === "" ? undefined : checkOneOf<ReasoningEffort>("reasoning_effort", req.reasoningEffort, REASONING_EFFORTS);
+    req.reasoningEffort === ""
+      ? undefined
+      : checkOneOf<ReasoningEffort>("reasoning_effort", req.reasoningEffort, REASONING_EFFORTS);
   const responseFormat = req.responseFormat && toUpstreamResponseFormat(req.responseFormat, input);
-  for (const [field, value] of [["presence_penalty", req.presencePenalty], ["frequency_penalty", req.frequencyPenalty]] as const) {
+  for (const [field, value] of [
+    ["presence_penalty", req.presencePenalty],
+    ["frequency_penalty", req.frequencyPenalty],
+  ] as const) {
     if (value !== undefined && !(value >= -2 && value <= 2)) invalid(field, `${value} is outside [-2, 2]`);
   }
   const seed = req.seed === undefined ? undefined : checkSeed(req.seed);
@@ -79,13 +93,15 @@ export function checkExtraBodyClashes(request: UpstreamRequest, bodyKeys: BodyKe
   if (extraBody === undefined) return;
   const typed = new Set(bodyKeys(typedOnly));
   for (const key of Object.keys(extraBody)) {
-    if (typed.has(key)) invalid(`extra_body.${key}`, `the request sets "${key}" with its own field already; set it once`);
+    if (typed.has(key))
+      invalid(`extra_body.${key}`, `the request sets "${key}" with its own field already; set it once`);
   }
 }
 
 function toUpstreamTools(tools: Tool[], limits: OptionLimits, input: InputBudget): UpstreamTool[] | undefined {
   if (tools.length === 0) return undefined;
-  if (tools.length > limits.maxTools) invalid("tools", `${tools.length} tools, more than the limit of ${limits.maxTools}`);
+  if (tools.length > limits.maxTools)
+    invalid("tools", `${tools.length} tools, more than the limit of ${limits.maxTools}`);
   const names = new Map<string, number>();
   return tools.map((tool, i) => {
     const field = `tools[${i}]`;
@@ -94,7 +110,8 @@ function toUpstreamTools(tools: Tool[], limits: OptionLimits, input: InputBudget
     if (fn === undefined) invalid(`${field}.function`, 'missing: a tool needs {"name", "description", "parameters"}');
     checkFunctionName(`${field}.function.name`, fn.name);
     const earlier = names.get(fn.name);
-    if (earlier !== undefined) invalid(`${field}.function.name`, `${quote(fn.name)} is already the name of tools[${earlier}]`);
+    if (earlier !== undefined)
+      invalid(`${field}.function.name`, `${quote(fn.name)} is already the name of tools[${earlier}]`);
     names.set(fn.name, i);
     input.add(`${field}.function`, utf8Bytes(fn.name) + utf8Bytes(fn.description) + jsonBytes(fn.parameters));
     return {
@@ -114,7 +131,8 @@ function toUpstreamToolChoice(choice: ToolChoice, tools: UpstreamTool[]): Upstre
       return checkOneOf("tool_choice.mode", choice.choice.value, TOOL_CHOICE_MODES);
     case "function": {
       const name = choice.choice.value;
-      if (!tools.some((t) => t.name === name)) invalid("tool_choice.function", `${quote(name)} is not the name of one of the tools`);
+      if (!tools.some((t) => t.name === name))
+        invalid("tool_choice.function", `${quote(name)} is not the name of one of the tools`);
       return { function: name };
     }
   }
@@ -127,7 +145,8 @@ function toUpstreamResponseFormat(format: ResponseFormat, input: InputBudget): U
     return { type };
   }
   const schema = format.jsonSchema;
-  if (schema === undefined) invalid("response_format.json_schema", 'missing: type "json_schema" needs {"name", "schema"}');
+  if (schema === undefined)
+    invalid("response_format.json_schema", 'missing: type "json_schema" needs {"name", "schema"}');
   checkFunctionName("response_format.json_schema.name", schema.name);
   input.add("response_format.json_schema", utf8Bytes(schema.description) + jsonBytes(schema.schema));
   return {
@@ -142,15 +161,18 @@ function toUpstreamResponseFormat(format: ResponseFormat, input: InputBudget): U
 /** int64 in the proto; the upstream's JSON body carries integers exactly only up to 2^53 - 1. */
 function checkSeed(seed: bigint): number {
   const max = BigInt(Number.MAX_SAFE_INTEGER);
-  if (seed > max || seed < -max) invalid("seed", `${seed} is outside [-${max}, ${max}], the integers JSON carries exactly`);
+  if (seed > max || seed < -max)
+    invalid("seed", `${seed} is outside [-${max}, ${max}], the integers JSON carries exactly`);
   return Number(seed);
 }
 
 function checkLogitBias(bias: Record<string, number>): Record<string, number> {
   const entries = Object.entries(bias);
-  if (entries.length > MAX_LOGIT_BIAS) invalid("logit_bias", `${entries.length} entries, more than the limit of ${MAX_LOGIT_BIAS}`);
+  if (entries.length > MAX_LOGIT_BIAS)
+    invalid("logit_bias", `${entries.length} entries, more than the limit of ${MAX_LOGIT_BIAS}`);
   for (const [token, value] of entries) {
-    if (!/^(0|[1-9][0-9]{0,9})$/.test(token)) invalid("logit_bias", `key ${quote(token)} is not a token id (a non-negative integer)`);
+    if (!/^(0|[1-9][0-9]{0,9})$/.test(token))
+      invalid("logit_bias", `key ${quote(token)} is not a token id (a non-negative integer)`);
     if (!(value >= -100 && value <= 100)) invalid(`logit_bias.${token}`, `${value} is outside [-100, 100]`);
   }
   return bias;

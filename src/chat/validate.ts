@@ -20,7 +20,12 @@ const MAX_MODEL_NAME = 256;
 
 export type Validated = { ok: true; request: UpstreamRequest } | { ok: false; problem: string };
 
-export function toUpstreamRequest(req: DecodedChatRequest, defaultModel: string, limits: RequestLimits, bodyKeys: BodyKeys): Validated {
+export function toUpstreamRequest(
+  req: DecodedChatRequest,
+  defaultModel: string,
+  limits: RequestLimits,
+  bodyKeys: BodyKeys,
+): Validated {
   try {
     return checkedRequest(req, defaultModel, limits, bodyKeys);
   } catch (error: unknown) {
@@ -29,7 +34,12 @@ export function toUpstreamRequest(req: DecodedChatRequest, defaultModel: string,
   }
 }
 
-function checkedRequest(decoded: DecodedChatRequest, defaultModel: string, limits: RequestLimits, bodyKeys: BodyKeys): Validated {
+function checkedRequest(
+  decoded: DecodedChatRequest,
+  defaultModel: string,
+  limits: RequestLimits,
+  bodyKeys: BodyKeys,
+): Validated {
   const req = withDecimalFloats(decoded);
   const fail = (problem: string): Validated => ({ ok: false, problem });
 

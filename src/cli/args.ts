@@ -49,7 +49,8 @@ function httpUrl(value: string): string {
   } catch {
     throw new InvalidArgumentError("not a URL (for example http://localhost:8080)");
   }
-  if (url.protocol !== "http:" && url.protocol !== "https:") throw new InvalidArgumentError("must be an http: or https: URL");
+  if (url.protocol !== "http:" && url.protocol !== "https:")
+    throw new InvalidArgumentError("must be an http: or https: URL");
   return value;
 }
 
@@ -71,12 +72,17 @@ export function parseArgs(argv: readonly string[], output: HelpOutput, version: 
         .argParser(hostPort),
     )
     .addOption(
-      new Option("-k, --key <key>", "caller key, sent as authorization: Bearer <key>; prefer the variable, which stays out of `ps`")
-        .env("CHAT_GATEWAY_KEY"),
+      new Option(
+        "-k, --key <key>",
+        "caller key, sent as authorization: Bearer <key>; prefer the variable, which stays out of `ps`",
+      ).env("CHAT_GATEWAY_KEY"),
     )
     .option("--json", "print each event as one JSON line on stdout (as POST /chat's data: lines)")
     .addOption(
-      new Option("--http <url>", "call POST /chat through Envoy at this URL (e.g. http://localhost:8080) instead of gRPC")
+      new Option(
+        "--http <url>",
+        "call POST /chat through Envoy at this URL (e.g. http://localhost:8080) instead of gRPC",
+      )
         .argParser(httpUrl)
         .conflicts("target"),
     )
@@ -96,7 +102,14 @@ export function parseArgs(argv: readonly string[], output: HelpOutput, version: 
     }
     throw error;
   }
-  const opts = program.opts<{ model?: string; system?: string; target: string; key?: string; json?: boolean; http?: string }>();
+  const opts = program.opts<{
+    model?: string;
+    system?: string;
+    target: string;
+    key?: string;
+    json?: boolean;
+    http?: string;
+  }>();
   const words = program.args;
   return {
     options: {

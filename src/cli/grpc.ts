@@ -20,7 +20,12 @@ export function grpcChat(target: string, key: string | undefined): OpenChat {
       const e = error as Partial<ServiceError>;
       if (typeof e.code !== "number") throw error;
       const retryAfter = e.metadata?.get("retry-after")[0];
-      throw new CallFailed(e.code, e.details ?? status[e.code] ?? "", undefined, retryAfter === undefined ? undefined : String(retryAfter));
+      throw new CallFailed(
+        e.code,
+        e.details ?? status[e.code] ?? "",
+        undefined,
+        retryAfter === undefined ? undefined : String(retryAfter),
+      );
     } finally {
       signal.removeEventListener("abort", cancel);
       // A consumer that stops reading early (its stdout closed) cancels the call too; after the

@@ -13,7 +13,9 @@ export interface Io {
   stderr: NodeJS.WritableStream & { isTTY?: boolean };
 }
 
-const VERSION = (JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }).version;
+const VERSION = (
+  JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }
+).version;
 
 /** Runs the command line; resolves with the exit status. Ctrl-C (SIGINT) cancels the call. */
 export async function run(argv: readonly string[], io: Io): Promise<number> {

@@ -5,7 +5,7 @@
 import { styleText } from "node:util";
 import { ChatResponse, type Finish } from "../contract/web.js";
 import { statusName } from "./exit-codes.js";
-import { CallFailed, type ChatEvent } from "./call.js";
+import type { CallFailed, ChatEvent } from "./call.js";
 
 export interface Renderer {
   event(event: ChatEvent): void;
@@ -21,7 +21,8 @@ type Stream = NodeJS.WritableStream & { isTTY?: boolean };
 export function describeFailure(failure: CallFailed): string {
   const http = failure.httpStatus ? ` (HTTP ${failure.httpStatus})` : "";
   // The gateway's own message names the wait already ("retry after 7s"); others may not.
-  const retry = failure.retryAfter && !/retry after/i.test(failure.message) ? `; retry after ${failure.retryAfter}s` : "";
+  const retry =
+    failure.retryAfter && !/retry after/i.test(failure.message) ? `; retry after ${failure.retryAfter}s` : "";
   return `${statusName(failure.code)}${http}: ${failure.message}${retry}`;
 }
 
@@ -91,9 +92,13 @@ export function usageLine(finish: Finish): string {
   const parts = [finish.finishReason || "finished", finish.model].filter(Boolean);
   const u = finish.usage;
   if (u) {
-    const extra = [u.reasoningTokens && `${u.reasoningTokens} reasoning`, u.cachedPromptTokens && `${u.cachedPromptTokens} cached`].filter(Boolean);
+    const extra = [
+      u.reasoningTokens && `${u.reasoningTokens} reasoning`,
+      u.cachedPromptTokens && `${u.cachedPromptTokens} cached`,
+    ].filter(Boolean);
     parts.push(
-      `${u.promptTokens} prompt + ${u.completionTokens} completion = ${u.totalTokens} tokens` + (extra.length ? ` (${extra.join(", ")})` : ""),
+      `${u.promptTokens} prompt + ${u.completionTokens} completion = ${u.totalTokens} tokens` +
+        (extra.length ? ` (${extra.join(", ")})` : ""),
     );
   }
   return parts.join(" · ");

@@ -5,7 +5,16 @@
 // test/support/fake-model.ts; it shares only the wire format (./wire.ts) with this.
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { setTimeout as sleep } from "node:timers/promises";
-import { deltas, sendModels, serve, startCompletion, textOf, type ChatCompletionBody, type Served, type WireDelta } from "./wire.js";
+import {
+  deltas,
+  sendModels,
+  serve,
+  startCompletion,
+  textOf,
+  type ChatCompletionBody,
+  type Served,
+  type WireDelta,
+} from "./wire.js";
 
 /** What the demo streams for one request: `deltas`, then `tokens` as text, `tokenDelayMs` apart. */
 export interface DemoReply {
@@ -26,17 +35,27 @@ export function demoReply(request: { body: ChatCompletionBody }): DemoReply {
   const said = textOf(last?.content).trim().slice(0, 200);
   const words = (text: string) => text.split(/(?<= )/);
   const steps: WireDelta[] = request.body.reasoning_effort
-    ? words("The demo upstream does not think, but this is how a model's reasoning streams, before its answer.").map((w) => deltas.reasoning(w))
+    ? words("The demo upstream does not think, but this is how a model's reasoning streams, before its answer.").map(
+        (w) => deltas.reasoning(w),
+      )
     : [];
   const tool = (request.body.tools as DemoTool[] | undefined)?.[0]?.function;
   const result = messages.at(-1);
   if (result?.role === "tool") {
-    return { deltas: steps, tokens: words(`The tool answered: ${textOf(result.content).slice(0, 200)}`), tokenDelayMs: 40 };
+    return {
+      deltas: steps,
+      tokens: words(`The tool answered: ${textOf(result.content).slice(0, 200)}`),
+      tokenDelayMs: 40,
+    };
   }
   if (tool?.name && request.body.tool_choice !== "none") {
     const properties = tool.parameters?.properties ?? {};
     const args = JSON.stringify(
-      Object.fromEntries(Object.entries(properties).flatMap(([key, schema]) => (schema?.type === "string" ? [[key, said.slice(0, 60)]] : []))),
+      Object.fromEntries(
+        Object.entries(properties).flatMap(([key, schema]) =>
+          schema?.type === "string" ? [[key, said.slice(0, 60)]] : [],
+        ),
+      ),
     );
     const pieces = args.match(/.{1,8}/g) ?? [];
     steps.push(deltas.toolCall(0, "call_demo", tool.name), ...pieces.map((piece) => deltas.toolArgs(0, piece)));

@@ -24,7 +24,10 @@ export const deltas = {
   role: (): WireDelta => ({ role: "assistant", content: "" }),
   content: (text: string): WireDelta => ({ content: text }),
   /** `reasoning_content` (DeepSeek, vLLM, QwQ) or `reasoning` (OpenRouter, newer vLLM, Ollama). */
-  reasoning: (text: string, field: "reasoning_content" | "reasoning" = "reasoning_content"): WireDelta => ({ content: null, [field]: text }),
+  reasoning: (text: string, field: "reasoning_content" | "reasoning" = "reasoning_content"): WireDelta => ({
+    content: null,
+    [field]: text,
+  }),
   /** A tool call's first piece: its id, name and maybe first arguments. `index` undefined leaves it out (Gemini). */
   toolCall: (index: number | undefined, id: string, name: string, args = ""): WireDelta => ({
     tool_calls: [{ ...(index !== undefined && { index }), id, type: "function", function: { name, arguments: args } }],
@@ -49,7 +52,10 @@ export interface Served {
 }
 
 /** An HTTP server on `host:port` (default 127.0.0.1, any free port) answering the two routes; anything else is a 404. */
-export async function serve(routes: Routes, options: { host?: string | undefined; port?: number | undefined } = {}): Promise<Served> {
+export async function serve(
+  routes: Routes,
+  options: { host?: string | undefined; port?: number | undefined } = {},
+): Promise<Served> {
   const server = createServer((req, res) => {
     void handle(req, res).catch(() => res.destroy());
   });
@@ -96,7 +102,12 @@ export function sendModels(res: ServerResponse, ids: readonly string[], ownedBy:
 }
 
 /** An OpenAI-style error: the status, and `{"error": {"message", "type", "code"}}`. */
-export function sendError(res: ServerResponse, status: number, message: string, headers: Record<string, string> = {}): void {
+export function sendError(
+  res: ServerResponse,
+  status: number,
+  message: string,
+  headers: Record<string, string> = {},
+): void {
   const body = JSON.stringify({ error: { message, type: "invalid_request_error", code: null } });
   res.writeHead(status, { "content-type": "application/json", ...headers });
   res.end(body);
@@ -112,7 +123,10 @@ export interface CompletionStream {
   write(data: string | Buffer): Promise<void> | undefined;
   delta(delta: WireDelta): Promise<void> | undefined;
   /** The finish chunk, the usage chunk when the client asked for it and `usage` is given, `[DONE]`, the end. */
-  finish(finishReason: string, usage: { completionTokens: number; details?: Record<string, unknown> } | undefined): Promise<void>;
+  finish(
+    finishReason: string,
+    usage: { completionTokens: number; details?: Record<string, unknown> } | undefined,
+  ): Promise<void>;
 }
 
 /**
@@ -122,14 +136,19 @@ export interface CompletionStream {
 export function startCompletion(
   res: ServerResponse,
   body: ChatCompletionBody,
-  options: { headers?: Record<string, string> | undefined; onWrite?: (bytes: number) => void; onBlocked?: () => void } = {},
+  options: {
+    headers?: Record<string, string> | undefined;
+    onWrite?: (bytes: number) => void;
+    onBlocked?: () => void;
+  } = {},
 ): CompletionStream {
   const model = body.model ?? "demo";
   const id = `chatcmpl-${Math.random().toString(36).slice(2)}`;
   const created = Math.floor(Date.now() / 1000);
   res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", ...options.headers });
   res.flushHeaders();
-  const event = (fields: Record<string, unknown>) => `data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model, ...fields })}\n\n`;
+  const event = (fields: Record<string, unknown>) =>
+    `data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model, ...fields })}\n\n`;
   const write = (data: string | Buffer): Promise<void> | undefined => {
     options.onWrite?.(Buffer.byteLength(data));
     if (res.write(data)) return undefined;
@@ -145,7 +164,17 @@ export function startCompletion(
       if (body.stream_options?.include_usage && usage) {
         const promptTokens = Math.ceil((body.messages ?? []).reduce((n, m) => n + textOf(m.content).length, 0) / 4);
         const { completionTokens: completion } = usage;
-        await write(event({ choices: [], usage: { prompt_tokens: promptTokens, completion_tokens: completion, total_tokens: promptTokens + completion, ...usage.details } }));
+        await write(
+          event({
+            choices: [],
+            usage: {
+              prompt_tokens: promptTokens,
+              completion_tokens: completion,
+              total_tokens: promptTokens + completion,
+              ...usage.details,
+            },
+          }),
+        );
       }
       const done = "data: [DONE]\n\n";
       options.onWrite?.(Buffer.byteLength(done));

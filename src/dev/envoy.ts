@@ -56,7 +56,12 @@ export interface EnvoyOptions {
    * Smaller limits than envoy.yaml's, so a test reaches them at once; and a slower health check, so a
    * test can see what happens before Envoy's next one.
    */
-  limits?: { requestHeadersTimeout?: string; streamIdleTimeout?: string; maxDownstreamConnections?: number; healthCheckInterval?: string };
+  limits?: {
+    requestHeadersTimeout?: string;
+    streamIdleTimeout?: string;
+    maxDownstreamConnections?: number;
+    healthCheckInterval?: string;
+  };
   /** How long the service behind it lets streams run when stopping; `stopGracefully` waits that plus 5 s at most. */
   graceMs?: number;
   /**
@@ -128,12 +133,16 @@ function applyAddresses(config: EnvoyYaml, options: EnvoyOptions): void {
   if (options.httpHost) listener.address = options.httpHost;
 
   const hcm = httpConnectionManager(config);
-  const transcoder = hcm.http_filters.find((f: { name: string }) => f.name === "envoy.filters.http.grpc_json_transcoder");
-  transcoder.typed_config.proto_descriptor = options.descriptorPath ?? join(ROOT, transcoder.typed_config.proto_descriptor);
+  const transcoder = hcm.http_filters.find(
+    (f: { name: string }) => f.name === "envoy.filters.http.grpc_json_transcoder",
+  );
+  transcoder.typed_config.proto_descriptor =
+    options.descriptorPath ?? join(ROOT, transcoder.typed_config.proto_descriptor);
   // The chat page's files (dist/page): in this checkout, or where a deployment mounts them.
   for (const route of hcm.route_config.virtual_hosts.flatMap((host: { routes: EnvoyRoute[] }) => host.routes)) {
     const body = route.direct_response?.body;
-    if (body?.filename) body.filename = options.pageDir ? join(options.pageDir, basename(body.filename)) : join(ROOT, body.filename);
+    if (body?.filename)
+      body.filename = options.pageDir ? join(options.pageDir, basename(body.filename)) : join(ROOT, body.filename);
   }
   if (options.corsAllowOrigin) {
     const cors = hcm.route_config.virtual_hosts[0].typed_per_filter_config["envoy.filters.http.cors"];
@@ -189,7 +198,8 @@ function applyTls(config: EnvoyYaml, tls: NonNullable<EnvoyOptions["tls"]>): voi
 /** A test's slower health check of the service's replicas; throws when envoy.yaml has none. */
 function applyHealthCheckInterval(config: EnvoyYaml, options: EnvoyOptions): void {
   if (options.limits?.healthCheckInterval) {
-    const check = config.static_resources.clusters.find((c: { name: string }) => c.name === SERVICE_CLUSTER)?.health_checks?.[0];
+    const check = config.static_resources.clusters.find((c: { name: string }) => c.name === SERVICE_CLUSTER)
+      ?.health_checks?.[0];
     if (!check) throw new Error("envoy.yaml sets no health check");
     check.interval = check.no_traffic_interval = options.limits.healthCheckInterval;
   }
@@ -228,8 +238,11 @@ function applyServiceEndpoints(config: EnvoyYaml, options: EnvoyOptions): void {
 export const SERVICE_CLUSTER = "chat_service";
 
 function serviceEndpointsOf(options: EnvoyOptions): readonly ServiceEndpoint[] {
-  if (options.serviceEndpoints && options.servicePort !== undefined) throw new Error("give servicePort or serviceEndpoints, not both");
-  const endpoints = options.serviceEndpoints ?? (options.servicePort === undefined ? [] : [{ address: "127.0.0.1", port: options.servicePort }]);
+  if (options.serviceEndpoints && options.servicePort !== undefined)
+    throw new Error("give servicePort or serviceEndpoints, not both");
+  const endpoints =
+    options.serviceEndpoints ??
+    (options.servicePort === undefined ? [] : [{ address: "127.0.0.1", port: options.servicePort }]);
   if (endpoints.length === 0) throw new Error("no service endpoint for Envoy: give servicePort or serviceEndpoints");
   return endpoints;
 }
@@ -264,7 +277,11 @@ export async function serviceHosts(adminPort: number): Promise<ClusterHost[]> {
 
 export async function startEnvoy(options: EnvoyOptions): Promise<RunningEnvoy> {
   const dir = mkdtempSync(join(tmpdir(), "chat-envoy-"));
-  const paths: SidecarPaths = { config: join(dir, "envoy.json"), admin: join(dir, "admin-address"), pid: join(dir, "envoy.pid") };
+  const paths: SidecarPaths = {
+    config: join(dir, "envoy.json"),
+    admin: join(dir, "admin-address"),
+    pid: join(dir, "envoy.pid"),
+  };
   writeFileSync(paths.config, renderEnvoyConfig({ httpPort: 0, adminPort: 0, ...options }));
   // Ready once every replica on this machine has passed its first health check (a DNS name: one).
   const endpoints = serviceEndpointsOf(options);
@@ -282,7 +299,8 @@ export async function startEnvoy(options: EnvoyOptions): Promise<RunningEnvoy> {
     }),
   );
   const running = () => child.exitCode === null && child.signalCode === null;
-  const admin = (path: string) => (port: number) => fetch(`http://127.0.0.1:${port}${path}`, { method: "POST" }).then((r) => r.text());
+  const admin = (path: string) => (port: number) =>
+    fetch(`http://127.0.0.1:${port}${path}`, { method: "POST" }).then((r) => r.text());
 
   const stop = async () => {
     if (running()) child.stdin?.end();
@@ -330,17 +348,23 @@ function spawnSidecar(options: EnvoyOptions, paths: SidecarPaths): ChildProcess 
       // The pipe on its stdin closes when this process dies, even by SIGKILL: Envoy goes with it.
       "--exit-with-stdin",
       join(TOOLS_BIN, "envoy"),
-      "-c", paths.config,
-      "--admin-address-path", paths.admin,
+      "-c",
+      paths.config,
+      "--admin-address-path",
+      paths.admin,
       // Several Envoys (tests, npm start) may run on one machine at once.
       "--disable-hot-restart",
-      "--log-level", options.logLevel ?? "warn",
-      "--concurrency", "2",
+      "--log-level",
+      options.logLevel ?? "warn",
+      "--concurrency",
+      "2",
       // Access log lines are written in batches; Envoy's default waits up to 10 s.
-      "--file-flush-interval-msec", "200",
+      "--file-flush-interval-msec",
+      "200",
       // Once draining, the listener keeps accepting this long (new requests then meet the draining
       // service's 503), then closes. As in docker-compose.yml.
-      "--drain-time-s", String(DRAIN_TIME_S),
+      "--drain-time-s",
+      String(DRAIN_TIME_S),
     ],
     {
       stdio: ["pipe", options.accessLog ?? "ignore", options.stderr ?? "inherit"],
@@ -356,7 +380,11 @@ function spawnSidecar(options: EnvoyOptions, paths: SidecarPaths): ChildProcess 
  * Polls every 50 ms, for 20 s at most, until Envoy's listener is up and `replicas` replicas are
  * healthy: then its ports and process id. Throws once `exited` says Envoy is gone.
  */
-async function untilReady(paths: SidecarPaths, replicas: number, exited: () => string | undefined): Promise<{ httpPort: number; adminPort: number; pid: number }> {
+async function untilReady(
+  paths: SidecarPaths,
+  replicas: number,
+  exited: () => string | undefined,
+): Promise<{ httpPort: number; adminPort: number; pid: number }> {
   const deadline = Date.now() + 20_000;
   let adminPort = 0;
   let httpPort = 0;

@@ -41,13 +41,21 @@ export function renderDeploy(outDir: string, service = REPLICAS_SERVICE, configD
 if (process.argv[1] && resolve(process.argv[1]) === resolve(ROOT, "dist", "dev", "render-deploy.js")) {
   // --config-dir: where envoy.json says its files are, instead of /etc/envoy (scripts/check.sh
   // validates a copy that points at the folder it was rendered into: `envoy --mode validate` reads them).
-  const { values } = parseArgs({ options: { service: { type: "string" }, out: { type: "string" }, "config-dir": { type: "string" } } });
+  const { values } = parseArgs({
+    options: { service: { type: "string" }, out: { type: "string" }, "config-dir": { type: "string" } },
+  });
   const [address, port] = (values.service ?? `${REPLICAS_SERVICE.address}:${REPLICAS_SERVICE.port}`).split(":");
   if (!address || !/^\d+$/.test(port ?? "")) {
     process.stderr.write("usage: render-deploy [--service NAME:PORT] [--out DIR] [--config-dir DIR]\n");
     process.exit(2);
   }
   const out = resolve(values.out ?? join(ROOT, "deploy", "generated"));
-  const files = renderDeploy(out, { address, port: Number(port) }, values["config-dir"] && resolve(values["config-dir"]));
-  process.stdout.write(`rendered for the replicas behind ${address}:${port}: ${files.map((f) => join(out, f)).join(", ")}\n`);
+  const files = renderDeploy(
+    out,
+    { address, port: Number(port) },
+    values["config-dir"] && resolve(values["config-dir"]),
+  );
+  process.stdout.write(
+    `rendered for the replicas behind ${address}:${port}: ${files.map((f) => join(out, f)).join(", ")}\n`,
+  );
 }

@@ -100,7 +100,9 @@ export function createCallerBudgets(options: CallerBudgetsOptions): CallerBudget
     };
   };
   const giveBack = (caller: string, leaseId: string) =>
-    withDeadline(store.release(caller, leaseId), timeoutMs).catch((error: unknown) => options.onError?.("release", error));
+    withDeadline(store.release(caller, leaseId), timeoutMs).catch((error: unknown) =>
+      options.onError?.("release", error),
+    );
 
   return {
     store: store.kind,
@@ -119,7 +121,10 @@ export function createCallerBudgets(options: CallerBudgetsOptions): CallerBudget
       } catch (error) {
         options.onChecked?.((performance.now() - started) / 1000);
         // An answer that comes after the deadline must not leave a lease behind.
-        pending.then((late) => late.ok && void giveBack(caller, leaseId), () => undefined);
+        pending.then(
+          (late) => late.ok && void giveBack(caller, leaseId),
+          () => undefined,
+        );
         const allowed = options.onStoreError === "open";
         options.onError?.("admit", error, allowed);
         if (allowed) return track(caller);
@@ -132,12 +137,19 @@ export function createCallerBudgets(options: CallerBudgetsOptions): CallerBudget
       }
       if (!admission.ok) {
         const seconds = Math.max(1, Math.ceil(admission.retryAfterMs / 1000));
-        return { ok: false, limit: admission.limit, retryAfterSeconds: seconds, details: refusal(caller, limits, admission.limit, admission.open, seconds) };
+        return {
+          ok: false,
+          limit: admission.limit,
+          retryAfterSeconds: seconds,
+          details: refusal(caller, limits, admission.limit, admission.open, seconds),
+        };
       }
       return track(caller, () => void giveBack(caller, leaseId));
     },
     charge(caller, charge) {
-      withDeadline(store.charge(caller, limitsOf(caller), charge, day()), timeoutMs).catch((error: unknown) => options.onError?.("charge", error));
+      withDeadline(store.charge(caller, limitsOf(caller), charge, day()), timeoutMs).catch((error: unknown) =>
+        options.onError?.("charge", error),
+      );
     },
     async report(caller) {
       const today = day();

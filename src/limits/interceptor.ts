@@ -23,7 +23,14 @@ export interface BudgetInterceptorOptions {
   /** The caller key's name the auth interceptor found for a call (undefined: anonymous). */
   callerOf: (metadata: Metadata) => string | undefined;
   /** A call refused here, for logs and metrics. */
-  onRefused?: (path: string, responseStream: boolean, code: status, cause: string, caller: string, details: string) => void;
+  onRefused?: (
+    path: string,
+    responseStream: boolean,
+    code: status,
+    cause: string,
+    caller: string,
+    details: string,
+  ) => void;
 }
 
 export function budgetInterceptor(budgets: CallerBudgets, options: BudgetInterceptorOptions): ServerInterceptor {
@@ -60,12 +67,19 @@ export function budgetInterceptor(budgets: CallerBudgets, options: BudgetInterce
                 options.onRefused?.(method.path, method.responseStream, code, cause, caller, outcome.details);
                 if (cancelled) return;
                 const refusal = { code, details: outcome.details, cause, retryAfterSeconds: outcome.retryAfterSeconds };
-                const trailers = errorTrailers(refusal, { requestId: typeof requestId === "string" ? requestId.slice(0, 128) : undefined });
+                const trailers = errorTrailers(refusal, {
+                  requestId: typeof requestId === "string" ? requestId.slice(0, 128) : undefined,
+                });
                 call.sendStatus({ code, details: outcome.details, metadata: trailers });
               },
               // admit never rejects (store failures are its failure mode's to decide): a bug, but the
               // call still gets an answer.
-              () => call.sendStatus({ code: status.INTERNAL, details: "internal error", metadata: errorTrailers({ code: status.INTERNAL, details: "internal error", cause: "internal" }) }),
+              () =>
+                call.sendStatus({
+                  code: status.INTERNAL,
+                  details: "internal error",
+                  metadata: errorTrailers({ code: status.INTERNAL, details: "internal error", cause: "internal" }),
+                }),
             );
           },
           onCancel() {

@@ -1,7 +1,14 @@
 // The limits store of a single replica (REDIS_URL unset): everything in this process's memory.
 // Node runs one check at a time, so each operation is atomic as it is.
 import { levelAt, msUntil, type Bucket } from "./token-bucket.js";
-import { usageFromFields, type Admission, type CallerLimits, type LimitStore, type StoredUsage, type TokenCharge } from "./store.js";
+import {
+  usageFromFields,
+  type Admission,
+  type CallerLimits,
+  type LimitStore,
+  type StoredUsage,
+  type TokenCharge,
+} from "./store.js";
 
 interface CallerState {
   leases: Set<string>;
@@ -54,7 +61,8 @@ export function createMemoryStore(now: () => number = Date.now): LimitStore {
         s.day = day;
         s.usage.clear();
       }
-      const add = (field: string, n: number) => s.usage.set(`${field}:${charge.model}`, (s.usage.get(`${field}:${charge.model}`) ?? 0) + n);
+      const add = (field: string, n: number) =>
+        s.usage.set(`${field}:${charge.model}`, (s.usage.get(`${field}:${charge.model}`) ?? 0) + n);
       add("requests", 1);
       add("prompt", charge.promptTokens);
       add("completion", charge.completionTokens);

@@ -12,7 +12,15 @@
 // the store decides what a failure means (fail open or closed: budgets.ts).
 import { Redis } from "ioredis";
 import { ADMIT, CHARGE, REFRESH, REPORT } from "./redis-scripts.js";
-import { USAGE_FIELDS, usageFromFields, type Admission, type CallerLimits, type LimitName, type LimitStore, type StoredUsage } from "./store.js";
+import {
+  USAGE_FIELDS,
+  usageFromFields,
+  type Admission,
+  type CallerLimits,
+  type LimitName,
+  type LimitStore,
+  type StoredUsage,
+} from "./store.js";
 
 export interface RedisStoreOptions {
   url: string;
@@ -30,15 +38,45 @@ const PREFIX = "chat-gateway:";
 const USAGE_KEEP_SECONDS = 3 * 24 * 3600;
 
 interface ScriptCommands {
-  chatAdmit(streams: string, rpm: string, tpm: string, lease: string, limit: number, perMin: number, tokensPerMin: number, ttl: number): Promise<[string, number, number]>;
+  chatAdmit(
+    streams: string,
+    rpm: string,
+    tpm: string,
+    lease: string,
+    limit: number,
+    perMin: number,
+    tokensPerMin: number,
+    ttl: number,
+  ): Promise<[string, number, number]>;
   chatRefresh(streams: string, ttl: number, ...leases: string[]): Promise<number>;
-  chatCharge(tokens: string, usage: string, tpm: number, model: string, prompt: number, completion: number, estimated: 0 | 1, keep: number): Promise<number>;
-  chatReport(streams: string, rpm: string, tpm: string, usage: string, perMin: number, tokensPerMin: number): Promise<[number, number, number, number, number, string[]]>;
+  chatCharge(
+    tokens: string,
+    usage: string,
+    tpm: number,
+    model: string,
+    prompt: number,
+    completion: number,
+    estimated: 0 | 1,
+    keep: number,
+  ): Promise<number>;
+  chatReport(
+    streams: string,
+    rpm: string,
+    tpm: string,
+    usage: string,
+    perMin: number,
+    tokensPerMin: number,
+  ): Promise<[number, number, number, number, number, string[]]>;
 }
 
 const keys = (caller: string) => {
   const base = `${PREFIX}{${caller}}:`;
-  return { streams: `${base}streams`, rpm: `${base}rpm`, tpm: `${base}tpm`, usage: (day: string) => `${base}usage:${day}` };
+  return {
+    streams: `${base}streams`,
+    rpm: `${base}rpm`,
+    tpm: `${base}tpm`,
+    usage: (day: string) => `${base}usage:${day}`,
+  };
 };
 
 export interface RedisStore extends LimitStore {
@@ -62,9 +100,17 @@ export function createRedisStore(options: RedisStoreOptions): RedisStore {
     async admit(caller, limits: CallerLimits, lease): Promise<Admission> {
       const k = keys(caller);
       const [outcome, retryAfterMs, open] = await scripts.chatAdmit(
-        k.streams, k.rpm, k.tpm, lease, limits.streams ?? 0, limits.rpm ?? 0, limits.tpm ?? 0, options.leaseTtlMs,
+        k.streams,
+        k.rpm,
+        k.tpm,
+        lease,
+        limits.streams ?? 0,
+        limits.rpm ?? 0,
+        limits.tpm ?? 0,
+        options.leaseTtlMs,
       );
-      if (outcome !== "ok") return { ok: false, limit: outcome as LimitName, open: Number(open), retryAfterMs: Number(retryAfterMs) };
+      if (outcome !== "ok")
+        return { ok: false, limit: outcome as LimitName, open: Number(open), retryAfterMs: Number(retryAfterMs) };
       if (limits.streams !== undefined) {
         let leases = held.get(caller);
         if (!leases) held.set(caller, (leases = new Set()));
@@ -81,19 +127,35 @@ export function createRedisStore(options: RedisStoreOptions): RedisStore {
     async charge(caller, limits, charge, day) {
       const k = keys(caller);
       await scripts.chatCharge(
-        k.tpm, k.usage(day), limits.tpm ?? 0, charge.model, charge.promptTokens, charge.completionTokens, charge.estimated ? 1 : 0, USAGE_KEEP_SECONDS,
+        k.tpm,
+        k.usage(day),
+        limits.tpm ?? 0,
+        charge.model,
+        charge.promptTokens,
+        charge.completionTokens,
+        charge.estimated ? 1 : 0,
+        USAGE_KEEP_SECONDS,
       );
     },
     async report(caller, limits, day): Promise<StoredUsage> {
       const k = keys(caller);
       const [open, requests, requestsFullMs, tokens, tokensFullMs, fields] = await scripts.chatReport(
-        k.streams, k.rpm, k.tpm, k.usage(day), limits.rpm ?? 0, limits.tpm ?? 0,
+        k.streams,
+        k.rpm,
+        k.tpm,
+        k.usage(day),
+        limits.rpm ?? 0,
+        limits.tpm ?? 0,
       );
       return {
         models: usageFromFields(usagePairs(fields)),
         ...(limits.streams !== undefined && { streams: { limit: limits.streams, open: Number(open) } }),
-        ...(limits.rpm !== undefined && { rpm: { limit: limits.rpm, remaining: Number(requests), fullInMs: Number(requestsFullMs) } }),
-        ...(limits.tpm !== undefined && { tpm: { limit: limits.tpm, remaining: Number(tokens), fullInMs: Number(tokensFullMs) } }),
+        ...(limits.rpm !== undefined && {
+          rpm: { limit: limits.rpm, remaining: Number(requests), fullInMs: Number(requestsFullMs) },
+        }),
+        ...(limits.tpm !== undefined && {
+          tpm: { limit: limits.tpm, remaining: Number(tokens), fullInMs: Number(tokensFullMs) },
+        }),
       };
     },
     async close() {
@@ -134,10 +196,16 @@ function connect(options: RedisStoreOptions): Redis {
 }
 
 /** Puts the `held` leases back at a full TTL every third of the TTL; the timer does not keep the process up. */
-function startLeaseRefresher(held: Map<string, Set<string>>, scripts: ScriptCommands, options: RedisStoreOptions): NodeJS.Timeout {
+function startLeaseRefresher(
+  held: Map<string, Set<string>>,
+  scripts: ScriptCommands,
+  options: RedisStoreOptions,
+): NodeJS.Timeout {
   const refresh = () => {
     for (const [caller, leases] of held) {
-      scripts.chatRefresh(keys(caller).streams, options.leaseTtlMs, ...leases).catch((error: Error) => options.onBackgroundError("refresh", error));
+      scripts
+        .chatRefresh(keys(caller).streams, options.leaseTtlMs, ...leases)
+        .catch((error: Error) => options.onBackgroundError("refresh", error));
     }
   };
   const refresher = setInterval(refresh, Math.max(100, Math.floor(options.leaseTtlMs / 3)));

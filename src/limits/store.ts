@@ -14,7 +14,9 @@ export interface CallerLimits {
 
 export type LimitName = keyof CallerLimits;
 
-export type Admission = { ok: true } | { ok: false; limit: LimitName; /** Streams open, for `streams`. */ open: number; retryAfterMs: number };
+export type Admission =
+  | { ok: true }
+  | { ok: false; limit: LimitName /** Streams open, for `streams`. */; open: number; retryAfterMs: number };
 
 /** Tokens one stream used, charged to its caller when it ends. */
 export interface TokenCharge {
@@ -77,7 +79,8 @@ export function usageFromFields(fields: Iterable<[string, number]>): ModelUsage[
     const kind = field.slice(0, cut);
     const model = field.slice(cut + 1);
     let usage = byModel.get(model);
-    if (!usage) byModel.set(model, (usage = { model, requests: 0, promptTokens: 0, completionTokens: 0, estimatedTokens: 0 }));
+    if (!usage)
+      byModel.set(model, (usage = { model, requests: 0, promptTokens: 0, completionTokens: 0, estimatedTokens: 0 }));
     if (kind === "requests") usage.requests = value;
     else if (kind === "prompt") usage.promptTokens = value;
     else if (kind === "completion") usage.completionTokens = value;

@@ -14,13 +14,21 @@ export function getUsageHandler(
     const caller = callerOf(call.metadata) || "anonymous";
     budgets.report(caller).then(
       (report) => callback(null, toResponse(report)),
-      () => callback({ code: status.UNAVAILABLE, details: "usage cannot be read now (the limits store is unreachable); retry" }),
+      () =>
+        callback({
+          code: status.UNAVAILABLE,
+          details: "usage cannot be read now (the limits store is unreachable); retry",
+        }),
     );
   };
 }
 
 function toResponse(report: UsageReport): GetUsageResponse {
-  const budget = (b: BudgetLeft): Budget => ({ limit: b.limit, remaining: b.remaining, fullInSeconds: Math.ceil(b.fullInMs / 1000) });
+  const budget = (b: BudgetLeft): Budget => ({
+    limit: b.limit,
+    remaining: b.remaining,
+    fullInSeconds: Math.ceil(b.fullInMs / 1000),
+  });
   return {
     caller: report.caller,
     since: report.since,
@@ -32,7 +40,11 @@ function toResponse(report: UsageReport): GetUsageResponse {
       totalTokens: BigInt(m.promptTokens + m.completionTokens),
       estimatedTokens: BigInt(m.estimatedTokens),
     })),
-    streams: report.streams && { limit: report.streams.limit, remaining: Math.max(0, report.streams.limit - report.streams.open), fullInSeconds: 0 },
+    streams: report.streams && {
+      limit: report.streams.limit,
+      remaining: Math.max(0, report.streams.limit - report.streams.open),
+      fullInSeconds: 0,
+    },
     requestsPerMinute: report.rpm && budget(report.rpm),
     tokensPerMinute: report.tpm && budget(report.tpm),
   };

@@ -15,18 +15,28 @@ export interface LoggerOptions {
 
 export function createLogger(options: LoggerOptions): Logger {
   const format = options.format ?? "auto";
-  const human = format === "pretty" || (format === "auto" && options.destination === undefined && process.stdout.isTTY === true);
+  const human =
+    format === "pretty" || (format === "auto" && options.destination === undefined && process.stdout.isTTY === true);
   return pino(
     {
       level: options.level,
       base: { service: "chat-gateway" },
       redact: {
-        paths: ["apiKey", "*.apiKey", "authorization", "*.authorization", "headers.authorization", "*.headers.authorization"],
+        paths: [
+          "apiKey",
+          "*.apiKey",
+          "authorization",
+          "*.authorization",
+          "headers.authorization",
+          "*.headers.authorization",
+        ],
         censor: "[redacted]",
       },
       timestamp: pino.stdTimeFunctions.isoTime,
     },
     options.destination ??
-      (human ? pretty({ colorize: true, translateTime: "SYS:HH:MM:ss.l", ignore: "service,pid,hostname", sync: true }) : pino.destination({ sync: false })),
+      (human
+        ? pretty({ colorize: true, translateTime: "SYS:HH:MM:ss.l", ignore: "service,pid,hostname", sync: true })
+        : pino.destination({ sync: false })),
   );
 }

@@ -27,7 +27,11 @@ export interface GatewayMetrics {
   callRefused(code: status, cause: string, caller: string): void;
   streamEnded(summary: StreamSummary, labels: StreamLabels): void;
   /** Tokens charged to a caller's budget at a stream's end, reported by the upstream or estimated. */
-  tokensCharged(caller: string, model: string, tokens: { promptTokens: number; completionTokens: number; estimated: boolean }): void;
+  tokensCharged(
+    caller: string,
+    model: string,
+    tokens: { promptTokens: number; completionTokens: number; estimated: boolean },
+  ): void;
   /** A limits store operation failed; for admit, what the failure mode made of the call. */
   limitsStoreError(operation: string, outcome: "allowed" | "refused" | "lost" | "failed"): void;
   /** How long a caller's budget check took (the store's round trip). */
@@ -66,7 +70,8 @@ export function createMetrics(sources: MetricsSources): GatewayMetrics {
   // Declared in this order, which is the order they are exposed in.
   const { started, handled } = declareCallInstruments(registry, sources);
   const { ttft, tpot, duration, tokens } = declareGenAiInstruments(registry);
-  const { refusedCalls, callerTokens, storeErrors, checks, upstreamErrors, retries, fallbacks } = declareGatewayInstruments(registry);
+  const { refusedCalls, callerTokens, storeErrors, checks, upstreamErrors, retries, fallbacks } =
+    declareGatewayInstruments(registry);
   const interceptor = countingInterceptor(started, handled, sources);
 
   return {
@@ -74,7 +79,11 @@ export function createMetrics(sources: MetricsSources): GatewayMetrics {
     interceptor,
     refused(path, responseStream, code, caller) {
       // Its start was counted by the interceptor, which every call passes through first.
-      handled.inc({ ...methodLabels(path, responseStream), grpc_code: status[code], caller: caller ?? "unauthenticated" });
+      handled.inc({
+        ...methodLabels(path, responseStream),
+        grpc_code: status[code],
+        caller: caller ?? "unauthenticated",
+      });
     },
     callRefused(code, cause, caller) {
       refusedCalls.inc({ grpc_code: status[code], cause, caller });
@@ -85,7 +94,10 @@ export function createMetrics(sources: MetricsSources): GatewayMetrics {
       if (s.deltas > 1 && s.firstDeltaMs !== undefined && s.lastDeltaMs !== undefined) {
         tpot.observe(base, (s.lastDeltaMs - s.firstDeltaMs) / (s.deltas - 1) / 1000);
       }
-      duration.observe({ ...base, error_type: s.code === status.OK ? "" : (s.cause ?? status[s.code]) }, s.durationMs / 1000);
+      duration.observe(
+        { ...base, error_type: s.code === status.OK ? "" : (s.cause ?? status[s.code]) },
+        s.durationMs / 1000,
+      );
       if (s.usage) {
         tokens.observe({ ...base, gen_ai_token_type: "input", caller }, s.usage.promptTokens);
         tokens.observe({ ...base, gen_ai_token_type: "output", caller }, s.usage.completionTokens);

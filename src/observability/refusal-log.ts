@@ -30,7 +30,10 @@ interface Window {
   suppressed: number;
 }
 
-export function createRefusalLog(logger: Logger, { perWindow = 10, windowMs = 1000 }: RefusalLogOptions = {}): (fields: RefusalFields) => void {
+export function createRefusalLog(
+  logger: Logger,
+  { perWindow = 10, windowMs = 1000 }: RefusalLogOptions = {},
+): (fields: RefusalFields) => void {
   const windows = new Map<string, Window>();
   return (fields) => {
     const now = Date.now();
@@ -47,12 +50,20 @@ export function createRefusalLog(logger: Logger, { perWindow = 10, windowMs = 10
     if (window.suppressed++ > 0) return;
     const summarised = window;
     // Unref'd: a summary is not a reason to keep the process alive.
-    setTimeout(() => {
-      logger.info({ cause: fields.cause, suppressed: summarised.suppressed, windowMs }, "calls refused, not logged one by one");
-    }, summarised.start + windowMs - now).unref();
+    setTimeout(
+      () => {
+        logger.info(
+          { cause: fields.cause, suppressed: summarised.suppressed, windowMs },
+          "calls refused, not logged one by one",
+        );
+      },
+      summarised.start + windowMs - now,
+    ).unref();
   };
 }
 
 function withoutUndefined(fields: RefusalFields): Record<string, string> {
-  return Object.fromEntries(Object.entries(fields).filter((entry): entry is [string, string] => entry[1] !== undefined));
+  return Object.fromEntries(
+    Object.entries(fields).filter((entry): entry is [string, string] => entry[1] !== undefined),
+  );
 }

@@ -11,7 +11,9 @@ import { metadataGetter, propagator, type Tracing } from "./tracing-shared.js";
 export function otlpTracing(endpoint: string, serviceName: string): Tracing {
   const provider = new BasicTracerProvider({
     resource: resourceFromAttributes({ "service.name": serviceName }),
-    spanProcessors: [new BatchSpanProcessor(new OTLPTraceExporter({ url: `${endpoint.replace(/\/$/, "")}/v1/traces` }))],
+    spanProcessors: [
+      new BatchSpanProcessor(new OTLPTraceExporter({ url: `${endpoint.replace(/\/$/, "")}/v1/traces` })),
+    ],
   });
   const tracer = provider.getTracer("chat-gateway");
 
@@ -22,7 +24,13 @@ export function otlpTracing(endpoint: string, serviceName: string): Tracing {
         `chat ${model}`,
         {
           kind: SpanKind.SERVER,
-          attributes: { "gen_ai.operation.name": "chat", "gen_ai.request.model": model, "rpc.system": "grpc", "rpc.method": "Chat", "rpc.service": "chat.v1.ChatService" },
+          attributes: {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": model,
+            "rpc.system": "grpc",
+            "rpc.method": "Chat",
+            "rpc.service": "chat.v1.ChatService",
+          },
         },
         parent,
       );

@@ -46,7 +46,10 @@ export function propagatingTracing(): Tracing {
   };
 }
 
-export async function createTracing(options: { otlpEndpoint: string | undefined; serviceName: string }): Promise<Tracing> {
+export async function createTracing(options: {
+  otlpEndpoint: string | undefined;
+  serviceName: string;
+}): Promise<Tracing> {
   if (!options.otlpEndpoint) return propagatingTracing();
   const { otlpTracing } = await import("./tracing-otlp.js");
   return otlpTracing(options.otlpEndpoint, options.serviceName);

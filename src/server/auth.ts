@@ -12,7 +12,11 @@ import type { Callers } from "./callers.js";
 import { errorTrailers } from "../chat/status-details.js";
 
 /** Services anyone may call: load balancers and grpcurl must work without a key. */
-const OPEN_SERVICES = ["/grpc.health.v1.Health/", "/grpc.reflection.v1.ServerReflection/", "/grpc.reflection.v1alpha.ServerReflection/"];
+const OPEN_SERVICES = [
+  "/grpc.health.v1.Health/",
+  "/grpc.reflection.v1.ServerReflection/",
+  "/grpc.reflection.v1alpha.ServerReflection/",
+];
 
 export interface CallerAuth {
   readonly interceptor: ServerInterceptor;
@@ -23,7 +27,11 @@ export interface CallerAuthOptions {
   onRefused?: (path: string, responseStream: boolean, code: status, caller: string | undefined) => void;
 }
 
-export function createCallerAuth(keys: readonly CallerKey[], callers: Callers, options: CallerAuthOptions = {}): CallerAuth {
+export function createCallerAuth(
+  keys: readonly CallerKey[],
+  callers: Callers,
+  options: CallerAuthOptions = {},
+): CallerAuth {
   function identify(header: string | undefined): CallerKey | undefined {
     const presented = /^Bearer\s+(\S+)\s*$/i.exec(header ?? "")?.[1];
     if (presented === undefined) return undefined;
@@ -40,7 +48,10 @@ export function createCallerAuth(keys: readonly CallerKey[], callers: Callers, o
     if (OPEN_SERVICES.some((prefix) => method.path.startsWith(prefix))) return new ServerInterceptingCall(call);
     const refuse = (code: status, details: string, requestId: unknown) => {
       options.onRefused?.(method.path, method.responseStream, code, undefined);
-      const trailers = errorTrailers({ code, details, cause: "unauthenticated" }, { requestId: typeof requestId === "string" ? requestId.slice(0, 128) : undefined });
+      const trailers = errorTrailers(
+        { code, details, cause: "unauthenticated" },
+        { requestId: typeof requestId === "string" ? requestId.slice(0, 128) : undefined },
+      );
       call.sendStatus({ code, details, metadata: trailers });
     };
     return new ServerInterceptingCall(call, {

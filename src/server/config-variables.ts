@@ -9,17 +9,27 @@ export const SERVICE_SECTIONS = [
   section({
     title: "gRPC listener",
     variables: {
-      GRPC_HOST: { type: z.string().default("0.0.0.0"), description: "The address the gRPC service listens on.", example: "0.0.0.0" },
+      GRPC_HOST: {
+        type: z.string().default("0.0.0.0"),
+        description: "The address the gRPC service listens on.",
+        example: "0.0.0.0",
+      },
       GRPC_PORT: { type: port.default(50051), description: "The gRPC port (0: any free port).", example: "50051" },
       TLS_CERT_FILE: {
         type: file.optional(),
-        description: "Serve TLS on the gRPC port: the PEM certificate chain (with TLS_KEY_FILE: both, or neither). Unset: no TLS.",
+        description:
+          "Serve TLS on the gRPC port: the PEM certificate chain (with TLS_KEY_FILE: both, or neither). Unset: no TLS.",
         example: "/etc/chat-gateway/tls.crt",
       },
-      TLS_KEY_FILE: { type: file.optional(), description: "The PEM private key of TLS_CERT_FILE.", example: "/etc/chat-gateway/tls.key" },
+      TLS_KEY_FILE: {
+        type: file.optional(),
+        description: "The PEM private key of TLS_CERT_FILE.",
+        example: "/etc/chat-gateway/tls.key",
+      },
       TLS_CLIENT_CA_FILE: {
         type: file.optional(),
-        description: "With TLS on, also require client certificates signed by this CA (mutual TLS). Unset: no client certificates.",
+        description:
+          "With TLS on, also require client certificates signed by this CA (mutual TLS). Unset: no client certificates.",
         example: "/etc/chat-gateway/clients-ca.crt",
       },
     },
@@ -30,28 +40,44 @@ export const SERVICE_SECTIONS = [
     about:
       "Any OpenAI-compatible chat-completions API. The openai SDK's own variables, so pointing the gateway at OpenAI, vLLM or Ollama is one setting.",
     variables: {
-      OPENAI_BASE_URL: { type: url("http", "https").default("https://api.openai.com/v1"), description: "The upstream's API base URL.", example: "http://127.0.0.1:11434/v1" },
+      OPENAI_BASE_URL: {
+        type: url("http", "https").default("https://api.openai.com/v1"),
+        description: "The upstream's API base URL.",
+        example: "http://127.0.0.1:11434/v1",
+      },
       OPENAI_API_KEY: {
         type: z.string().min(1).optional(),
-        description: "The upstream's API key. Unset: none (Ollama, llama.cpp need none; the SDK then sends a placeholder).",
+        description:
+          "The upstream's API key. Unset: none (Ollama, llama.cpp need none; the SDK then sends a placeholder).",
         example: "sk-...",
       },
-      CHAT_MODEL: { type: z.string().min(1).default("gpt-4o-mini"), description: "The model used when a request names none.", example: "gpt-4o-mini" },
+      CHAT_MODEL: {
+        type: z.string().min(1).default("gpt-4o-mini"),
+        description: "The model used when a request names none.",
+        example: "gpt-4o-mini",
+      },
       UPSTREAM_MAX_RETRIES: {
         type: z.coerce.number().int().min(0).max(10).default(2),
-        description: "Retries of an upstream that fails before its first token (unreachable, 429, 5xx, timeout, an error in the stream).",
+        description:
+          "Retries of an upstream that fails before its first token (unreachable, 429, 5xx, timeout, an error in the stream).",
         example: "2",
       },
-      UPSTREAM_TIMEOUT_MS: { type: positiveMs.default(60_000), description: "The wait for each attempt's response headers (the openai SDK's timeout).", example: "60000" },
+      UPSTREAM_TIMEOUT_MS: {
+        type: positiveMs.default(60_000),
+        description: "The wait for each attempt's response headers (the openai SDK's timeout).",
+        example: "60000",
+      },
       UPSTREAM_IDLE_TIMEOUT_MS: {
         type: optionalMs.default(60_000),
-        description: "Once the upstream sent its first token: no data from it for this long ends the stream (0: never).",
+        description:
+          "Once the upstream sent its first token: no data from it for this long ends the stream (0: never).",
         example: "60000",
       },
       // Hidden reasoning can take minutes before the first token (issue 14).
       UPSTREAM_FIRST_TOKEN_TIMEOUT_MS: {
         type: optionalMs.default(600_000),
-        description: "From the upstream's response headers to its first token (text, reasoning or a tool call): longer ends the stream (0: never).",
+        description:
+          "From the upstream's response headers to its first token (text, reasoning or a tool call): longer ends the stream (0: never).",
         example: "600000",
         details: "A reasoning model may think for minutes without a word.",
       },
@@ -83,37 +109,70 @@ export const SERVICE_SECTIONS = [
     title: "Fallback",
     about: "Tried when an upstream fails before sending any text (unreachable, 429, 5xx, timeout).",
     variables: {
-      FALLBACK_BASE_URL: { type: url("http", "https").optional(), description: "The fallback upstream's API base URL. Unset: no fallback.", example: "https://api.openai.com/v1" },
-      FALLBACK_API_KEY: { type: z.string().min(1).optional(), description: "The fallback upstream's API key. Unset: none.", example: "sk-..." },
-      FALLBACK_MODEL: { type: z.string().min(1).optional(), description: "The model asked of the fallback. Unset: the request's model.", example: "gpt-4o-mini" },
+      FALLBACK_BASE_URL: {
+        type: url("http", "https").optional(),
+        description: "The fallback upstream's API base URL. Unset: no fallback.",
+        example: "https://api.openai.com/v1",
+      },
+      FALLBACK_API_KEY: {
+        type: z.string().min(1).optional(),
+        description: "The fallback upstream's API key. Unset: none.",
+        example: "sk-...",
+      },
+      FALLBACK_MODEL: {
+        type: z.string().min(1).optional(),
+        description: "The model asked of the fallback. Unset: the request's model.",
+        example: "gpt-4o-mini",
+      },
     },
   }),
 
   section({
     title: "Limits",
     variables: {
-      MAX_STREAM_DURATION_MS: { type: optionalMs.default(15 * 60_000), description: "The longest a stream may last (0: no limit).", example: "900000" },
+      MAX_STREAM_DURATION_MS: {
+        type: optionalMs.default(15 * 60_000),
+        description: "The longest a stream may last (0: no limit).",
+        example: "900000",
+      },
       MAX_INPUT_BYTES: {
         type: bytes.default(256 * 1024),
         description: "UTF-8 bytes of everything the model reads in one request.",
         example: "262144",
-        details: "Text, messages, tool calls and definitions, schemas, `extra_body`, and the decoded bytes of `data:` URL images.",
+        details:
+          "Text, messages, tool calls and definitions, schemas, `extra_body`, and the decoded bytes of `data:` URL images.",
       },
-      MAX_MESSAGES: { type: z.coerce.number().int().positive().default(256), description: "Messages in one request.", example: "256" },
+      MAX_MESSAGES: {
+        type: z.coerce.number().int().positive().default(256),
+        description: "Messages in one request.",
+        example: "256",
+      },
       MAX_OUTPUT_TOKENS: {
         type: z.coerce.number().int().positive().default(131_072),
         description: "The largest `max_tokens` a request may ask for (more is INVALID_ARGUMENT).",
         example: "131072",
       },
-      MAX_CONCURRENT_STREAMS: { type: z.coerce.number().int().positive().default(10_000), description: "Streams open at once in this process; more are refused (RESOURCE_EXHAUSTED).", example: "10000" },
-      SHUTDOWN_GRACE_MS: { type: optionalMs.default(30_000), description: "On SIGTERM, how long open streams may take to finish.", example: "30000" },
+      MAX_CONCURRENT_STREAMS: {
+        type: z.coerce.number().int().positive().default(10_000),
+        description: "Streams open at once in this process; more are refused (RESOURCE_EXHAUSTED).",
+        example: "10000",
+      },
+      SHUTDOWN_GRACE_MS: {
+        type: optionalMs.default(30_000),
+        description: "On SIGTERM, how long open streams may take to finish.",
+        example: "30000",
+      },
     },
   }),
 
   section({
     title: "Tools, images and the model list",
     variables: {
-      MAX_TOOLS: { type: z.coerce.number().int().positive().default(128), description: "Tool definitions in one request (OpenAI's own limit is 128).", example: "128" },
+      MAX_TOOLS: {
+        type: z.coerce.number().int().positive().default(128),
+        description: "Tool definitions in one request (OpenAI's own limit is 128).",
+        example: "128",
+      },
       MAX_IMAGE_BYTES: {
         type: bytes.default(20 * 1024 * 1024),
         description: "Decoded bytes of one `data:` URL image in a message part (OpenAI's per-image limit is 20 MiB).",
@@ -140,14 +199,16 @@ export const SERVICE_SECTIONS = [
       // Closed by default: a deployment with no caller keys must say AUTH=none to let anyone in.
       AUTH: {
         type: z.enum(["keys", "none"]).default("keys"),
-        description: "keys: every call but health checks and reflection needs `authorization: Bearer <key>`; none: any caller may call.",
+        description:
+          "keys: every call but health checks and reflection needs `authorization: Bearer <key>`; none: any caller may call.",
         example: "none",
         details:
           "With keys the service refuses to start without at least one key (CALLER_KEYS or CALLER_KEYS_FILE). With none it says so in its start-up line: only where nothing untrusted can reach the ports. `npm start` sets none when no keys are given, and then listens on 127.0.0.1 only.",
       },
       CALLER_KEYS: {
         type: z.string().min(1).optional(),
-        description: "Caller keys: `<name> <key> [streams=N] [rpm=N] [tpm=N]` entries, separated by commas or new lines.",
+        description:
+          "Caller keys: `<name> <key> [streams=N] [rpm=N] [tpm=N]` entries, separated by commas or new lines.",
         example: "billing sha256:<64 hex digits> streams=20 rpm=600 tpm=1000000, search <a key of 16+ characters>",
         details:
           'At most N streams open at once (over every replica), N chat requests per minute, N tokens (prompt + completion) per minute; a limit left out is no limit. The older `<name> <key> <N>` (N concurrent streams) still works. A key may be given hashed, as `sha256:<hex digest>` (`printf %s "$KEY" | sha256sum`).',
@@ -165,16 +226,23 @@ export const SERVICE_SECTIONS = [
     variables: {
       REDIS_URL: {
         type: url("redis", "rediss").optional(),
-        description: "Redis or Valkey shared by every replica, which then share the limits and the usage. Unset: in this process, so each replica counts alone (right for one replica).",
+        description:
+          "Redis or Valkey shared by every replica, which then share the limits and the usage. Unset: in this process, so each replica counts alone (right for one replica).",
         example: "redis://redis:6379",
       },
       LIMITS_ON_REDIS_ERROR: {
         type: z.enum(["open", "closed"]).default("open"),
-        description: "What a call meets while Redis fails or is too slow: open lets it in unchecked, closed refuses it (UNAVAILABLE, HTTP 503, retry-after: 1).",
+        description:
+          "What a call meets while Redis fails or is too slow: open lets it in unchecked, closed refuses it (UNAVAILABLE, HTTP 503, retry-after: 1).",
         example: "closed",
-        details: "Either way it is logged (at most a line per 10 s per operation) and counted in chat_gateway_limits_store_errors_total.",
+        details:
+          "Either way it is logged (at most a line per 10 s per operation) and counted in chat_gateway_limits_store_errors_total.",
       },
-      LIMITS_REDIS_TIMEOUT_MS: { type: positiveMs.default(250), description: "How long one Redis operation may take before it counts as failed.", example: "250" },
+      LIMITS_REDIS_TIMEOUT_MS: {
+        type: positiveMs.default(250),
+        description: "How long one Redis operation may take before it counts as failed.",
+        example: "250",
+      },
       LIMITS_LEASE_TTL_MS: {
         type: z.coerce.number().int().min(300).default(15_000),
         description: "A stream's lease in Redis lives this long unless its replica refreshes it (every third of it).",
@@ -187,9 +255,21 @@ export const SERVICE_SECTIONS = [
   section({
     title: "Logs",
     variables: {
-      LOG_LEVEL: { type: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"), description: "The lowest level logged.", example: "info" },
-      LOG_FORMAT: { type: z.enum(["auto", "json", "pretty"]).default("auto"), description: "auto: human-readable on a terminal, JSON lines otherwise.", example: "json" },
-      LOG_PROMPTS: { type: flag.default(false), description: "Put prompts and replies in the per-stream log line. Off: never logged.", example: "false" },
+      LOG_LEVEL: {
+        type: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+        description: "The lowest level logged.",
+        example: "info",
+      },
+      LOG_FORMAT: {
+        type: z.enum(["auto", "json", "pretty"]).default("auto"),
+        description: "auto: human-readable on a terminal, JSON lines otherwise.",
+        example: "json",
+      },
+      LOG_PROMPTS: {
+        type: flag.default(false),
+        description: "Put prompts and replies in the per-stream log line. Off: never logged.",
+        example: "false",
+      },
     },
   }),
 
@@ -198,7 +278,8 @@ export const SERVICE_SECTIONS = [
     variables: {
       METRICS_PORT: {
         type: port.optional(),
-        description: "Serve the Prometheus endpoint GET /metrics on this port. Unset: off (`npm start` turns it on at 9464).",
+        description:
+          "Serve the Prometheus endpoint GET /metrics on this port. Unset: off (`npm start` turns it on at 9464).",
         example: "9464",
       },
       METRICS_HOST: {
@@ -217,10 +298,15 @@ export const SERVICE_SECTIONS = [
     variables: {
       OTEL_EXPORTER_OTLP_ENDPOINT: {
         type: url("http", "https").optional(),
-        description: "An OTLP/HTTP endpoint to export a span per stream to (at `<endpoint>/v1/traces`). Unset: no export.",
+        description:
+          "An OTLP/HTTP endpoint to export a span per stream to (at `<endpoint>/v1/traces`). Unset: no export.",
         example: "http://otel-collector:4318",
       },
-      OTEL_SERVICE_NAME: { type: z.string().min(1).default("chat-gateway"), description: "The service name on exported spans.", example: "chat-gateway" },
+      OTEL_SERVICE_NAME: {
+        type: z.string().min(1).default("chat-gateway"),
+        description: "The service name on exported spans.",
+        example: "chat-gateway",
+      },
     },
   }),
 ] as const;

@@ -2,9 +2,17 @@
 // bad deployment fails at start-up with every problem listed instead of at the first request. The
 // variables are declared in config-variables.ts; here they are checked together and shaped into Config.
 import { accessSync, constants, readFileSync } from "node:fs";
-import { z } from "zod";
+import type { z } from "zod";
 import { SERVICE_SECTIONS } from "./config-variables.js";
-import { ConfigError, loadOrExit, parseVariables, presentOf, problem as problemOf, schemaOf, variablesOf } from "./variables.js";
+import {
+  ConfigError,
+  loadOrExit,
+  parseVariables,
+  presentOf,
+  problem as problemOf,
+  schemaOf,
+  variablesOf,
+} from "./variables.js";
 import { parseCallerKeys, type CallerKey } from "./caller-keys.js";
 import { parseNamedUpstreams, type NamedUpstream } from "../upstream/named.js";
 
@@ -82,12 +90,17 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   const problems: string[] = [];
   const e = parseVariables(schema, VARIABLES, present, problems);
   // Named upstreams and caller keys have formats of their own; their problems join the same list.
-  const upstreams = parseNamedUpstreams(present, new Set(CONFIG_VARIABLES), (name, what) => problems.push(problem(name, what, upstreamExample(name))));
+  const upstreams = parseNamedUpstreams(present, new Set(CONFIG_VARIABLES), (name, what) =>
+    problems.push(problem(name, what, upstreamExample(name))),
+  );
   const problemsBeforeKeys = problems.length;
   const callerKeys = readCallerKeys(present, problems);
   if (present.OPENAI_CUSTOM_HEADERS !== undefined) {
     problems.push(
-      problem("OPENAI_CUSTOM_HEADERS", "not supported: the openai SDK would send these headers to every upstream, whatever its key; unset it"),
+      problem(
+        "OPENAI_CUSTOM_HEADERS",
+        "not supported: the openai SDK would send these headers to every upstream, whatever its key; unset it",
+      ),
     );
   }
   checkAuth(present, callerKeys, problems, problemsBeforeKeys);
@@ -119,21 +132,35 @@ function readCallerKeys(present: Record<string, string>, problems: string[]): Ca
  * Problems with AUTH and the caller keys together: keys required unless AUTH=none, not both, no
  * duplicate names. "Holds no caller key" is only said when no problem came since `problemsBeforeKeys`.
  */
-function checkAuth(present: Record<string, string>, callerKeys: CallerKey[], problems: string[], problemsBeforeKeys: number): void {
+function checkAuth(
+  present: Record<string, string>,
+  callerKeys: CallerKey[],
+  problems: string[],
+  problemsBeforeKeys: number,
+): void {
   const authNone = present.AUTH === "none";
   const keysSet = present.CALLER_KEYS !== undefined || present.CALLER_KEYS_FILE !== undefined;
   if (!authNone && !keysSet) {
     problems.push(
-      problem("CALLER_KEYS", "caller keys are required: set CALLER_KEYS or CALLER_KEYS_FILE, or set AUTH=none to let any caller in"),
+      problem(
+        "CALLER_KEYS",
+        "caller keys are required: set CALLER_KEYS or CALLER_KEYS_FILE, or set AUTH=none to let any caller in",
+      ),
     );
   }
   if (!authNone && keysSet && callerKeys.length === 0 && problems.length === problemsBeforeKeys) {
     const where = present.CALLER_KEYS_FILE !== undefined ? "CALLER_KEYS_FILE" : "CALLER_KEYS";
-    problems.push(problem(where, "holds no caller key, so no caller could call: add one, or set AUTH=none to let any caller in"));
+    problems.push(
+      problem(where, "holds no caller key, so no caller could call: add one, or set AUTH=none to let any caller in"),
+    );
   }
   if (authNone && keysSet) {
     problems.push(
-      problem("AUTH", "AUTH=none lets any caller in, but caller keys are set (CALLER_KEYS or CALLER_KEYS_FILE): unset AUTH to require them, or unset the keys", "keys"),
+      problem(
+        "AUTH",
+        "AUTH=none lets any caller in, but caller keys are set (CALLER_KEYS or CALLER_KEYS_FILE): unset AUTH to require them, or unset the keys",
+        "keys",
+      ),
     );
   }
   const names = new Set<string>();
@@ -146,10 +173,20 @@ function checkAuth(present: Record<string, string>, callerKeys: CallerKey[], pro
 /** Problems with the TLS variables: certificate and key together, a client CA only with them, every file readable. */
 function checkTls(present: Record<string, string>, problems: string[]): void {
   if ((present.TLS_CERT_FILE === undefined) !== (present.TLS_KEY_FILE === undefined)) {
-    problems.push(problem(present.TLS_CERT_FILE ? "TLS_KEY_FILE" : "TLS_CERT_FILE", "TLS needs both TLS_CERT_FILE and TLS_KEY_FILE"));
+    problems.push(
+      problem(
+        present.TLS_CERT_FILE ? "TLS_KEY_FILE" : "TLS_CERT_FILE",
+        "TLS needs both TLS_CERT_FILE and TLS_KEY_FILE",
+      ),
+    );
   }
   if (present.TLS_CLIENT_CA_FILE !== undefined && present.TLS_CERT_FILE === undefined) {
-    problems.push(problem("TLS_CERT_FILE", "TLS_CLIENT_CA_FILE is set, but client certificates need TLS: set TLS_CERT_FILE and TLS_KEY_FILE too"));
+    problems.push(
+      problem(
+        "TLS_CERT_FILE",
+        "TLS_CLIENT_CA_FILE is set, but client certificates need TLS: set TLS_CERT_FILE and TLS_KEY_FILE too",
+      ),
+    );
   }
   for (const name of ["TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CLIENT_CA_FILE"] as const) {
     const path = present[name];
@@ -218,7 +255,9 @@ function problem(name: string, what: string, example = VARIABLES.get(name)?.exam
 function upstreamExample(name: string): string | undefined {
   const suffix = /_(BASE_URL|API_KEY|MODELS)$/.exec(name)?.[1];
   if (suffix === undefined) return undefined;
-  const line = SERVICE_SECTIONS.flatMap((s) => s.exampleLines ?? []).find((l) => l.split("=")[0]?.endsWith(`_${suffix}`));
+  const line = SERVICE_SECTIONS.flatMap((s) => s.exampleLines ?? []).find((l) =>
+    l.split("=")[0]?.endsWith(`_${suffix}`),
+  );
   return line?.slice(line.indexOf("=") + 1);
 }
 
@@ -232,7 +271,9 @@ function readable(path: string, name: string, problems: string[], read = true): 
     return readFileSync(path, "utf8");
   } catch (error: unknown) {
     const code = (error as NodeJS.ErrnoException).code;
-    problems.push(problem(name, `cannot read ${path}${code === "ENOENT" ? ": no such file" : code ? ` (${code})` : ""}`));
+    problems.push(
+      problem(name, `cannot read ${path}${code === "ENOENT" ? ": no such file" : code ? ` (${code})` : ""}`),
+    );
     return undefined;
   }
 }

@@ -137,7 +137,12 @@ function knownModelsOf(config: Config): Set<string> {
  */
 function interceptorsFrom(
   config: Config,
-  parts: { callers: Callers; budgets: CallerBudgets; metrics: GatewayMetrics; logRefusal: ReturnType<typeof createRefusalLog> },
+  parts: {
+    callers: Callers;
+    budgets: CallerBudgets;
+    metrics: GatewayMetrics;
+    logRefusal: ReturnType<typeof createRefusalLog>;
+  },
 ) {
   const { callers, budgets, metrics: m, logRefusal } = parts;
   if (!config.auth) return config.metrics ? [m.interceptor] : [];
@@ -165,7 +170,11 @@ function interceptorsFrom(
  * this process. Start-up waits for Redis for one timeout at most: a Redis that is down must not keep
  * the gateway from serving (its failure mode applies until Redis answers).
  */
-async function callerBudgetsFrom(config: Config, logger: Logger, metrics: () => GatewayMetrics | undefined): Promise<CallerBudgets> {
+async function callerBudgetsFrom(
+  config: Config,
+  logger: Logger,
+  metrics: () => GatewayMetrics | undefined,
+): Promise<CallerBudgets> {
   const { redisUrl, onRedisError, timeoutMs, leaseTtlMs } = config.budgets;
   const password = redisUrl ? decodeURIComponent(new URL(redisUrl).password) : "";
   const logStoreError = createStoreErrorLog(logger, onRedisError, [password]);
@@ -182,7 +191,10 @@ async function callerBudgetsFrom(config: Config, logger: Logger, metrics: () => 
       })
     : undefined;
   if (redis && !(await redis.ready(Math.max(1000, timeoutMs)))) {
-    logger.warn({ failureMode: onRedisError }, "limits store (Redis) not reachable at start-up; retrying in the background");
+    logger.warn(
+      { failureMode: onRedisError },
+      "limits store (Redis) not reachable at start-up; retrying in the background",
+    );
   }
   const store = redis ?? createMemoryStore();
   return createCallerBudgets({
@@ -193,7 +205,8 @@ async function callerBudgetsFrom(config: Config, logger: Logger, metrics: () => 
     onError: (operation, error, allowed) => {
       // A failed charge or release is lost (a lost release expires with its lease); a failed usage
       // read was answered UNAVAILABLE.
-      const outcome = allowed === undefined ? (operation === "usage" ? "failed" : "lost") : allowed ? "allowed" : "refused";
+      const outcome =
+        allowed === undefined ? (operation === "usage" ? "failed" : "lost") : allowed ? "allowed" : "refused";
       metrics()?.limitsStoreError(operation, outcome);
       logStoreError(operation, error, allowed);
     },
@@ -216,14 +229,18 @@ function credentialsFrom(config: Config): ServerCredentials {
  * model can be routed to, for ListModels. The fallback is not among them: no model routes to it.
  */
 function upstreamFrom(config: Config): { chat: ChatUpstream; router: UpstreamRouter; sources: ModelSource[] } {
-  const make = (where: { baseURL: string; apiKey: string | undefined }) => new OpenAIUpstream({ ...config.upstream, ...where });
+  const make = (where: { baseURL: string; apiKey: string | undefined }) =>
+    new OpenAIUpstream({ ...config.upstream, ...where });
   const routes = [
     { name: "default", upstream: make(config.upstream), models: [] },
     ...config.upstreams.map((u) => ({ name: u.name, upstream: make(u), models: u.models })),
   ];
   const [fallthrough, ...named] = routes as [(typeof routes)[number], ...typeof routes];
   const router = new UpstreamRouter(fallthrough, named);
-  const sources = routes.map(({ name, upstream }) => ({ name, list: (timeoutMs: number) => upstream.listModels(timeoutMs) }));
+  const sources = routes.map(({ name, upstream }) => ({
+    name,
+    list: (timeoutMs: number) => upstream.listModels(timeoutMs),
+  }));
   if (!config.fallback) return { chat: router, router, sources };
   const chat = new FallbackUpstream(router, make(config.fallback), {
     model: config.fallback.model,

@@ -26,10 +26,16 @@ function main(): void {
   }
   // With TLS, the service's own certificate is not checked here: this only reads a status, over
   // loopback. (With TLS_CLIENT_CA_FILE the service wants a client certificate, which this has not.)
-  const channel = config.tls ? credentials.createSsl(null, null, null, { rejectUnauthorized: false }) : credentials.createInsecure();
+  const channel = config.tls
+    ? credentials.createSsl(null, null, null, { rejectUnauthorized: false })
+    : credentials.createInsecure();
   const Health = makeGenericClientConstructor(healthService, "grpc.health.v1.Health");
   const client = new Health(checkTarget(config.grpc.host, config.grpc.port), channel) as unknown as {
-    check(request: { service: string }, options: { deadline: number }, callback: (error: ServiceError | null, response?: { status: string }) => void): void;
+    check(
+      request: { service: string },
+      options: { deadline: number },
+      callback: (error: ServiceError | null, response?: { status: string }) => void,
+    ): void;
   };
   client.check({ service: CHAT_SERVICE_NAME }, { deadline: Date.now() + TIMEOUT_MS }, (error, response) => {
     if (error) {

@@ -1,6 +1,13 @@
 // Builds the gRPC server: ChatService, grpc.health.v1 and server reflection, on one port.
 import type { ServerOptions as Http2ServerOptions, Settings as Http2Settings } from "node:http2";
-import { Server, ServerCredentials, status, type ServerInterceptor, type ServerWritableStream, type handleUnaryCall } from "@grpc/grpc-js";
+import {
+  Server,
+  ServerCredentials,
+  status,
+  type ServerInterceptor,
+  type ServerWritableStream,
+  type handleUnaryCall,
+} from "@grpc/grpc-js";
 import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation } from "grpc-health-check";
 import {
@@ -73,7 +80,10 @@ export async function startServer(chat: ChatService, options: ServerOptions): Pr
   });
   setHttp2Settings(server, { maxHeaderListSize: MAX_METADATA_BYTES });
   // The generated deserializer, but noticing invalid UTF-8 (see chat/decode.ts).
-  const definition = { ...ChatServiceService, chat: { ...ChatServiceService.chat, requestDeserialize: chatRequestDecoder() } };
+  const definition = {
+    ...ChatServiceService,
+    chat: { ...ChatServiceService.chat, requestDeserialize: chatRequestDecoder() },
+  };
   server.addService(definition, { chat: options.chat, listModels: options.listModels, getUsage: options.getUsage });
 
   const health = new HealthImplementation({ "": "SERVING", [CHAT_SERVICE_NAME]: "SERVING" });

@@ -15,13 +15,18 @@ export function startupFields(config: Config, gateway: Gateway): Record<string, 
     limits: config.budgets.redisUrl
       ? `shared by every replica in Redis at ${redactUrl(config.budgets.redisUrl)}; on a Redis error, fail ${config.budgets.onRedisError}`
       : "in this process only (set REDIS_URL to share them between replicas)",
-    metrics: gateway.metricsPort === undefined ? "off (set METRICS_PORT)" : `http://${config.metrics?.host}:${gateway.metricsPort}/metrics`,
+    metrics:
+      gateway.metricsPort === undefined
+        ? "off (set METRICS_PORT)"
+        : `http://${config.metrics?.host}:${gateway.metricsPort}/metrics`,
     metricsPort: gateway.metricsPort,
     tracing: config.tracing.otlpEndpoint ? `OTLP to ${redactUrl(config.tracing.otlpEndpoint)}` : "propagation only",
     upstream: redactUrl(config.upstream.baseURL),
     model: config.upstream.model,
     ...(config.upstreams.length > 0 && {
-      upstreams: Object.fromEntries(config.upstreams.map((u) => [u.name, { baseURL: redactUrl(u.baseURL), models: u.models }])),
+      upstreams: Object.fromEntries(
+        config.upstreams.map((u) => [u.name, { baseURL: redactUrl(u.baseURL), models: u.models }]),
+      ),
     }),
     ...(config.fallback && { fallback: redactUrl(config.fallback.baseURL) }),
     logPrompts: config.log.prompts,

@@ -33,7 +33,9 @@ export function section<V extends Record<string, Variable>>(s: Section<V>): Sect
 
 type UnionToIntersection<U> = (U extends unknown ? (u: U) => void : never) extends (i: infer I) => void ? I : never;
 type VariablesOf<S extends readonly Section[]> = UnionToIntersection<S[number]["variables"]>;
-export type ShapeOf<S extends readonly Section[]> = { [K in keyof VariablesOf<S>]: VariablesOf<S>[K] extends Variable<infer T> ? T : never };
+export type ShapeOf<S extends readonly Section[]> = {
+  [K in keyof VariablesOf<S>]: VariablesOf<S>[K] extends Variable<infer T> ? T : never;
+};
 
 /** Every variable of these sections, by name, in declaration order. */
 export function variablesOf(sections: readonly Section[]): Map<string, Variable> {
@@ -67,7 +69,8 @@ export function url(...schemes: string[]) {
 
 /** The type with its default or optional wrapper taken off, and that default (undefined: none). */
 function unwrap(type: z.ZodType): { base: z.ZodType; defaultValue: unknown } {
-  if (type instanceof z.ZodDefault) return { base: unwrap(type.unwrap() as z.ZodType).base, defaultValue: type.def.defaultValue };
+  if (type instanceof z.ZodDefault)
+    return { base: unwrap(type.unwrap() as z.ZodType).base, defaultValue: type.def.defaultValue };
   if (type instanceof z.ZodOptional) return unwrap(type.unwrap() as z.ZodType);
   return { base: type, defaultValue: undefined };
 }
@@ -132,7 +135,9 @@ export function loadOrExit<T>(load: () => T): T {
 
 /** The variables that are set: an empty one means "not set", as in most shells' `FOO= cmd` and compose files. */
 export function presentOf(env: Record<string, string | undefined>): Record<string, string> {
-  return Object.fromEntries(Object.entries(env).filter((entry): entry is [string, string] => entry[1] !== undefined && entry[1] !== ""));
+  return Object.fromEntries(
+    Object.entries(env).filter((entry): entry is [string, string] => entry[1] !== undefined && entry[1] !== ""),
+  );
 }
 
 /**

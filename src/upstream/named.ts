@@ -22,7 +22,10 @@ export function parseNamedUpstreams(
     if (!variable.startsWith("UPSTREAM_") || fixed.has(variable)) continue;
     const match = VARIABLE.exec(variable);
     if (!match?.[1] || !match[2]) {
-      report(variable, "not a setting: named upstreams take UPSTREAM_<NAME>_BASE_URL, _API_KEY and _MODELS, <NAME> in capital letters and digits");
+      report(
+        variable,
+        "not a setting: named upstreams take UPSTREAM_<NAME>_BASE_URL, _API_KEY and _MODELS, <NAME> in capital letters and digits",
+      );
       continue;
     }
     const entry = found.get(match[1]) ?? {};
@@ -44,7 +47,10 @@ export function parseNamedUpstreams(
       report(`UPSTREAM_${NAME}_BASE_URL`, "must be an http:// or https:// URL");
       ok = false;
     }
-    const models = (entry.models ?? "").split(",").map((m) => m.trim()).filter((m) => m !== "");
+    const models = (entry.models ?? "")
+      .split(",")
+      .map((m) => m.trim())
+      .filter((m) => m !== "");
     if (models.length === 0) {
       report(`UPSTREAM_${NAME}_MODELS`, `upstream "${name}" serves no model: list the model names it serves`);
       ok = false;
@@ -52,7 +58,10 @@ export function parseNamedUpstreams(
     for (const model of models) {
       const other = owner.get(model);
       if (other !== undefined) {
-        report(`UPSTREAM_${NAME}_MODELS`, `model "${model}" is also served by upstream "${other}"; each model goes to one upstream`);
+        report(
+          `UPSTREAM_${NAME}_MODELS`,
+          `model "${model}" is also served by upstream "${other}"; each model goes to one upstream`,
+        );
         ok = false;
       }
       owner.set(model, name);
@@ -61,7 +70,8 @@ export function parseNamedUpstreams(
       report(`UPSTREAM_${NAME}_BASE_URL`, `"default" is the name of the OPENAI_BASE_URL upstream; choose another name`);
       ok = false;
     }
-    if (ok && entry.baseURL !== undefined) upstreams.push({ name, baseURL: entry.baseURL, apiKey: entry.apiKey, models });
+    if (ok && entry.baseURL !== undefined)
+      upstreams.push({ name, baseURL: entry.baseURL, apiKey: entry.apiKey, models });
   }
   return upstreams;
 }

@@ -13,7 +13,10 @@ export class UpstreamRouter implements ChatUpstream {
   private readonly exact = new Map<string, Route>();
   private readonly prefixes: { prefix: string; route: Route }[] = [];
 
-  constructor(private readonly fallthrough: Route, routes: readonly Route[]) {
+  constructor(
+    private readonly fallthrough: Route,
+    routes: readonly Route[],
+  ) {
     for (const route of routes) {
       for (const model of route.models) {
         if (model.endsWith("*")) this.prefixes.push({ prefix: model.slice(0, -1), route });

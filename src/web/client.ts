@@ -54,13 +54,16 @@ export interface ClientOptions {
  * stream ends without a final event, or when the gateway cannot be reached. Leaving the loop early
  * (`break`, an exception) closes the request, as aborting `signal` does.
  */
-export async function* streamChat(request: ChatRequestInit, options: ClientOptions = {}): AsyncGenerator<ChatResponse, void, undefined> {
+export async function* streamChat(
+  request: ChatRequestInit,
+  options: ClientOptions = {},
+): AsyncGenerator<ChatResponse, void, undefined> {
   const body = JSON.stringify(ChatRequest.toJSON(ChatRequest.fromPartial(request)));
   yield* withRequest(options, async function* (signal) {
     const response = await send(options, "/chat", { method: "POST", body, signal }, "text/event-stream");
     const requestId = response.headers.get("x-request-id") ?? undefined;
-    const events = response.body!
-      .pipeThrough(new TextDecoderStream())
+    const events = response
+      .body!.pipeThrough(new TextDecoderStream())
       .pipeThrough(new EventSourceParserStream({ onError: "terminate" }))
       .getReader();
     let last: ChatResponse["event"];
@@ -70,10 +73,19 @@ export async function* streamChat(request: ChatRequestInit, options: ClientOptio
         next = await events.read();
       } catch (error) {
         if (signal.aborted) throw error;
-        throw new ChatError({ code: GrpcCode.UNAVAILABLE, message: "the connection to the gateway was lost mid-stream", httpStatus: response.status, requestId, inBand: true, cause: error });
+        throw new ChatError({
+          code: GrpcCode.UNAVAILABLE,
+          message: "the connection to the gateway was lost mid-stream",
+          httpStatus: response.status,
+          requestId,
+          inBand: true,
+          cause: error,
+        });
       }
       if (next.done) break;
-      const event = ChatResponse.fromJSON(parseJson(next.value.data, { httpStatus: response.status, requestId, inBand: true }));
+      const event = ChatResponse.fromJSON(
+        parseJson(next.value.data, { httpStatus: response.status, requestId, inBand: true }),
+      );
       last = event.event;
       yield event;
     }
@@ -82,22 +94,41 @@ export async function* streamChat(request: ChatRequestInit, options: ClientOptio
       throw new ChatError({ code, message, httpStatus: response.status, requestId, inBand: true });
     }
     if (last?.$case !== "finish") {
-      throw new ChatError({ code: GrpcCode.UNAVAILABLE, message: "the stream ended without a finish event", httpStatus: response.status, requestId, inBand: true });
+      throw new ChatError({
+        code: GrpcCode.UNAVAILABLE,
+        message: "the stream ended without a finish event",
+        httpStatus: response.status,
+        requestId,
+        inBand: true,
+      });
     }
   });
 }
 
 /** `GET /models`: every model the gateway routes to, and the upstreams that could not list theirs. */
 export async function listModels(options: ClientOptions = {}): Promise<ListModelsResponse> {
-  const response = await send(options, "/models", { method: "GET", ...(options.signal && { signal: options.signal }) }, "application/json");
-  return ListModelsResponse.fromJSON(parseJson(await response.text(), { httpStatus: response.status, requestId: response.headers.get("x-request-id") ?? undefined }));
+  const response = await send(
+    options,
+    "/models",
+    { method: "GET", ...(options.signal && { signal: options.signal }) },
+    "application/json",
+  );
+  return ListModelsResponse.fromJSON(
+    parseJson(await response.text(), {
+      httpStatus: response.status,
+      requestId: response.headers.get("x-request-id") ?? undefined,
+    }),
+  );
 }
 
 /**
  * Runs `body` with a signal of its own, aborted when the caller's is and whenever the iteration ends
  * (normally, by `break`, or by an exception), so an unfinished response is never left open.
  */
-async function* withRequest<T>(options: ClientOptions, body: (signal: AbortSignal) => AsyncGenerator<T>): AsyncGenerator<T> {
+async function* withRequest<T>(
+  options: ClientOptions,
+  body: (signal: AbortSignal) => AsyncGenerator<T>,
+): AsyncGenerator<T> {
   const outer = options.signal;
   outer?.throwIfAborted();
   const controller = new AbortController();
@@ -126,7 +157,11 @@ async function send(options: ClientOptions, path: string, init: RequestInit, acc
     response = await fetchImpl(endpoint(options.baseUrl, path), { ...init, headers });
   } catch (error) {
     if (init.signal?.aborted) throw error;
-    throw new ChatError({ code: GrpcCode.UNAVAILABLE, message: `could not reach the gateway: ${(error as Error).message}`, cause: error });
+    throw new ChatError({
+      code: GrpcCode.UNAVAILABLE,
+      message: `could not reach the gateway: ${(error as Error).message}`,
+      cause: error,
+    });
   }
   if (!response.ok) throw await errorFromResponse(response);
   const type = response.headers.get("content-type") ?? "";
@@ -152,6 +187,11 @@ function parseJson(text: string, where: Pick<ChatErrorInit, "httpStatus" | "requ
   try {
     return JSON.parse(text);
   } catch (error) {
-    throw new ChatError({ code: GrpcCode.INTERNAL, message: "the gateway sent data that is not JSON", ...where, cause: error });
+    throw new ChatError({
+      code: GrpcCode.INTERNAL,
+      message: "the gateway sent data that is not JSON",
+      ...where,
+      cause: error,
+    });
   }
 }

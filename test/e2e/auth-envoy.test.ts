@@ -32,7 +32,12 @@ function holder(): { gate: (i: number) => Promise<void> | undefined; release: ()
 }
 const firstMessage = (call: ClientReadableStream<ChatResponse>) => new Promise((resolve) => call.once("data", resolve));
 const ended = (call: ClientReadableStream<ChatResponse>) =>
-  new Promise<void>((resolve) => call.on("data", () => undefined).on("error", () => resolve()).on("end", resolve));
+  new Promise<void>((resolve) =>
+    call
+      .on("data", () => undefined)
+      .on("error", () => resolve())
+      .on("end", resolve),
+  );
 
 describe("caller keys over gRPC", () => {
   let harness: Harness;
@@ -40,7 +45,10 @@ describe("caller keys over gRPC", () => {
   beforeAll(async () => {
     harness = await startHarness({
       env: { CALLER_KEYS, METRICS_HOST: "127.0.0.1", METRICS_PORT: "0" },
-      upstream: { reply: (r) => (r.body.messages?.at(-1)?.content === "hold" ? { tokens: ["a", "b"], gate: hold.gate } : { tokens: ["ok"] }) },
+      upstream: {
+        reply: (r) =>
+          r.body.messages?.at(-1)?.content === "hold" ? { tokens: ["a", "b"], gate: hold.gate } : { tokens: ["ok"] },
+      },
     });
   });
   afterAll(() => harness?.close());
@@ -49,7 +57,10 @@ describe("caller keys over gRPC", () => {
   it("refuses a call with no key or an unknown key with UNAUTHENTICATED, before the upstream is asked", async () => {
     const before = harness.upstream.requests.length;
     const missing = await collect(harness.client, { text: "hi" });
-    expect([missing.code, missing.details]).toEqual([status.UNAUTHENTICATED, "missing caller key: send `authorization: Bearer <key>`"]);
+    expect([missing.code, missing.details]).toEqual([
+      status.UNAUTHENTICATED,
+      "missing caller key: send `authorization: Bearer <key>`",
+    ]);
     const wrong = await collect(harness.client, { text: "hi" }, bearer(`${ALICE}x`));
     expect([wrong.code, wrong.details]).toEqual([status.UNAUTHENTICATED, "unknown caller key"]);
     const notBearer = new Metadata();
@@ -69,9 +80,17 @@ describe("caller keys over gRPC", () => {
     const s = await scrape(harness.gateway.metricsPort ?? 0);
     expect(s.value("grpc_server_handled_total", { grpc_method: "Chat", grpc_code: "OK", caller: "alice" })).toBe(1);
     expect(s.value("grpc_server_handled_total", { grpc_method: "Chat", grpc_code: "OK", caller: "bob" })).toBe(1);
-    expect(s.value("grpc_server_handled_total", { grpc_method: "Chat", grpc_code: "UNAUTHENTICATED", caller: "unauthenticated" })).toBe(3);
+    expect(
+      s.value("grpc_server_handled_total", {
+        grpc_method: "Chat",
+        grpc_code: "UNAUTHENTICATED",
+        caller: "unauthenticated",
+      }),
+    ).toBe(3);
     // Each call counted once at its start, refused or not.
-    expect(s.value("grpc_server_started_total", { grpc_method: "Chat" })).toBe(s.value("grpc_server_handled_total", { grpc_method: "Chat" }));
+    expect(s.value("grpc_server_started_total", { grpc_method: "Chat" })).toBe(
+      s.value("grpc_server_handled_total", { grpc_method: "Chat" }),
+    );
   });
 
   it("holds each caller to its concurrent-stream limit with RESOURCE_EXHAUSTED, and frees the slot when a stream ends", async () => {
@@ -128,8 +147,20 @@ describe("caller keys over gRPC", () => {
 
     const s = await scrape(harness.gateway.metricsPort ?? 0);
     expect(s.text).not.toContain('caller="admin"');
-    expect(s.value("grpc_server_handled_total", { grpc_service: "grpc.health.v1.Health", grpc_method: "Check", caller: "anonymous" })).toBe(1);
-    expect(s.value("grpc_server_handled_total", { grpc_method: "Chat", grpc_code: "UNAUTHENTICATED", caller: "unauthenticated" })).toBe(4);
+    expect(
+      s.value("grpc_server_handled_total", {
+        grpc_service: "grpc.health.v1.Health",
+        grpc_method: "Check",
+        caller: "anonymous",
+      }),
+    ).toBe(1);
+    expect(
+      s.value("grpc_server_handled_total", {
+        grpc_method: "Chat",
+        grpc_code: "UNAUTHENTICATED",
+        caller: "unauthenticated",
+      }),
+    ).toBe(4);
     expect(s.value("grpc_server_handled_total", { grpc_method: "Chat", grpc_code: "OK", caller: "alice" })).toBe(3);
     expect(s.value("gen_ai_client_token_usage_count", { caller: "alice", gen_ai_token_type: "output" })).toBe(3);
     expect(harness.logs.filter((l) => l.msg === "stream ended").at(-1)?.caller).toBe("alice");
@@ -137,7 +168,11 @@ describe("caller keys over gRPC", () => {
   });
 
   it("leaves health checks and reflection open", async () => {
-    const health = await grpcurl(harness.gateway.port, ["-d", '{"service":"chat.v1.ChatService"}'], "grpc.health.v1.Health/Check");
+    const health = await grpcurl(
+      harness.gateway.port,
+      ["-d", '{"service":"chat.v1.ChatService"}'],
+      "grpc.health.v1.Health/Check",
+    );
     expect(health.code).toBe(0);
     expect(JSON.parse(health.stdout)).toEqual({ status: "SERVING" });
     const list = await grpcurl(harness.gateway.port, [], "list");
@@ -168,7 +203,12 @@ describe("caller keys through Envoy", () => {
   beforeAll(async () => {
     harness = await startHarness({
       env: { CALLER_KEYS },
-      upstream: { reply: (r) => (r.body.messages?.at(-1)?.content === "hold" ? { tokens: ["a", "b"], gate: hold.gate } : { tokens: ["o", "k"] }) },
+      upstream: {
+        reply: (r) =>
+          r.body.messages?.at(-1)?.content === "hold"
+            ? { tokens: ["a", "b"], gate: hold.gate }
+            : { tokens: ["o", "k"] },
+      },
     });
     envoy = await startEnvoy({ servicePort: harness.gateway.port, httpHost: "127.0.0.1", stderr: "ignore" });
   });
@@ -186,7 +226,9 @@ describe("caller keys through Envoy", () => {
   it("answers a missing or wrong key with 401", async () => {
     const missing = await chat("hi");
     expect(missing.status).toBe(401);
-    expect(JSON.parse(await missing.body())).toEqual(errorBody(status.UNAUTHENTICATED, "missing caller key: send `authorization: Bearer <key>`", "UNAUTHENTICATED"));
+    expect(JSON.parse(await missing.body())).toEqual(
+      errorBody(status.UNAUTHENTICATED, "missing caller key: send `authorization: Bearer <key>`", "UNAUTHENTICATED"),
+    );
     expect((await chat("hi", "nope-nope-nope-nope")).status).toBe(401);
   });
 

@@ -98,7 +98,12 @@ describe("a client that stops reading stops the upstream after a bounded number 
 
     response.resume();
     const events = await allEvents(response);
-    expect(events.filter((e) => e.delta).map((e) => e.delta!.text).join("")).toBe(REPLY);
+    expect(
+      events
+        .filter((e) => e.delta)
+        .map((e) => e.delta!.text)
+        .join(""),
+    ).toBe(REPLY);
     expect(events.at(-1)?.finish?.finishReason).toBe("stop");
     expect(upstreamBytesPerChar(index)).toBeLessThanOrEqual(UPSTREAM_BYTES_PER_CHAR);
   });
@@ -114,7 +119,10 @@ describe("a client that stops reading stops the upstream after a bounded number 
 
       const { bytes, queues } = await whenUpstreamStops(index, () => ({ upstream: tcpQueues(upstreamPort()) }));
       // The client's HTTP/2 stream window bounds what is in flight to it, in the kernel or not.
-      const bound = upstreamKernel(queues.upstream) + SERVICE_READ_AHEAD + UPSTREAM_BYTES_PER_CHAR * (SERVICE_TEXT + GRPC_CLIENT_TEXT);
+      const bound =
+        upstreamKernel(queues.upstream) +
+        SERVICE_READ_AHEAD +
+        UPSTREAM_BYTES_PER_CHAR * (SERVICE_TEXT + GRPC_CLIENT_TEXT);
       expect(bytes, JSON.stringify({ bytes, bound, queues })).toBeLessThanOrEqual(bound);
 
       const ended = new Promise<void>((resolve, reject) => call.on("end", resolve).on("error", reject));

@@ -28,31 +28,61 @@ describe("npm run bench -- --smoke", () => {
     expect(result.paths).toEqual(["raw", "direct", "grpc", "http"]);
     const plan = PLANS.smoke;
     const clean = { lost: 0, duplicated: 0, corrupt: 0, errors: 0 };
-    const counts = ({ replies, complete, tokens, lost, duplicated, corrupt, errors }: Integrity) =>
-      ({ replies, complete, tokens, lost, duplicated, corrupt, errors });
+    const counts = ({ replies, complete, tokens, lost, duplicated, corrupt, errors }: Integrity) => ({
+      replies,
+      complete,
+      tokens,
+      lost,
+      duplicated,
+      corrupt,
+      errors,
+    });
     for (const path of result.paths) {
       // Sequential replies: exactly the planned number, each one whole.
       const ttft = result.ttft[path]!;
       expect({ path, ...counts(ttft.integrity) }).toEqual({
-        path, replies: plan.ttftSamples, complete: plan.ttftSamples, tokens: plan.ttftSamples * result.shapes.ttft.tokens, ...clean,
+        path,
+        replies: plan.ttftSamples,
+        complete: plan.ttftSamples,
+        tokens: plan.ttftSamples * result.shapes.ttft.tokens,
+        ...clean,
       });
       expect(ttft.samples).toBe(plan.ttftSamples);
       const single = result.single[path]!;
       expect({ path, ...counts(single.integrity) }).toEqual({
-        path, replies: plan.single.runs, complete: plan.single.runs, tokens: plan.single.runs * plan.single.shape.tokens, ...clean,
+        path,
+        replies: plan.single.runs,
+        complete: plan.single.runs,
+        tokens: plan.single.runs * plan.single.shape.tokens,
+        ...clean,
       });
       // Under load replies finish (at least one: on a busy machine a worker's first may outlast the
       // short window), and only the ones open at the window's end, one per worker at most, are cut.
       expect(result.load[path]!.map((l) => l.concurrency)).toEqual(plan.load.levels);
       for (const load of result.load[path]!) {
         const i = load.integrity;
-        expect({ path, concurrency: load.concurrency, ...clean }).toEqual({ path, concurrency: load.concurrency, lost: i.lost, duplicated: i.duplicated, corrupt: i.corrupt, errors: i.errors });
+        expect({ path, concurrency: load.concurrency, ...clean }).toEqual({
+          path,
+          concurrency: load.concurrency,
+          lost: i.lost,
+          duplicated: i.duplicated,
+          corrupt: i.corrupt,
+          errors: i.errors,
+        });
         expect(i.complete, `${path} @${load.concurrency}: complete replies`).toBeGreaterThanOrEqual(1);
-        expect(i.replies - i.complete, `${path} @${load.concurrency}: replies cut short`).toBeLessThanOrEqual(load.concurrency);
+        expect(i.replies - i.complete, `${path} @${load.concurrency}: replies cut short`).toBeLessThanOrEqual(
+          load.concurrency,
+        );
       }
       // Paced streams: the same, and a gap between deltas measured.
       const paced = result.paced![path]!;
-      expect({ path, ...clean }).toEqual({ path, lost: paced.integrity.lost, duplicated: paced.integrity.duplicated, corrupt: paced.integrity.corrupt, errors: paced.integrity.errors });
+      expect({ path, ...clean }).toEqual({
+        path,
+        lost: paced.integrity.lost,
+        duplicated: paced.integrity.duplicated,
+        corrupt: paced.integrity.corrupt,
+        errors: paced.integrity.errors,
+      });
       expect(paced.integrity.complete, `${path} paced: complete replies`).toBeGreaterThanOrEqual(1);
       expect(paced.gapP99Ms, `${path} paced: gap p99`).toBeGreaterThan(0);
       if (path === "direct" || path === "raw") continue;
@@ -60,7 +90,12 @@ describe("npm run bench -- --smoke", () => {
       for (const rss of result.rss[path]!) {
         const tokens = result.shapes.rss[rss.streams]!.tokens;
         expect({ path, open: rss.open, ...counts(rss.integrity) }).toEqual({
-          path, open: rss.streams, replies: rss.streams, complete: rss.streams, tokens: rss.streams * tokens, ...clean,
+          path,
+          open: rss.streams,
+          replies: rss.streams,
+          complete: rss.streams,
+          tokens: rss.streams * tokens,
+          ...clean,
         });
       }
     }
@@ -68,8 +103,10 @@ describe("npm run bench -- --smoke", () => {
     const leak = result.leak!;
     expect(leak.afterCycleKiB).toHaveLength(plan.leak.cycles);
     expect(counts(leak.integrity)).toEqual({
-      replies: plan.leak.cycles * plan.leak.streams, complete: plan.leak.cycles * plan.leak.streams,
-      tokens: plan.leak.cycles * plan.leak.streams * plan.leak.shape.tokens, ...clean,
+      replies: plan.leak.cycles * plan.leak.streams,
+      complete: plan.leak.cycles * plan.leak.streams,
+      tokens: plan.leak.cycles * plan.leak.streams * plan.leak.shape.tokens,
+      ...clean,
     });
     expect(readFileSync(join(out, "smoke-latest.md"), "utf8")).toContain("| gRPC (grpc-js → service) |");
     expect(existsSync(join(out, "smoke-throughput.svg"))).toBe(true);

@@ -27,8 +27,16 @@ beforeAll(async () => {
       return { status: 500, errorMessage: "no reply set for this question" };
     },
   });
-  const env = { OPENAI_BASE_URL: upstream.baseURL, OPENAI_API_KEY: "sk-cli-test", CHAT_MODEL: "fake-model", UPSTREAM_MAX_RETRIES: "0" };
-  [stack, keyed] = await Promise.all([startStack(env), startServiceProcess({ ...env, CALLER_KEYS: "cli cli-caller-key-0123456789" })]);
+  const env = {
+    OPENAI_BASE_URL: upstream.baseURL,
+    OPENAI_API_KEY: "sk-cli-test",
+    CHAT_MODEL: "fake-model",
+    UPSTREAM_MAX_RETRIES: "0",
+  };
+  [stack, keyed] = await Promise.all([
+    startStack(env),
+    startServiceProcess({ ...env, CALLER_KEYS: "cli cli-caller-key-0123456789" }),
+  ]);
 });
 afterAll(async () => {
   await Promise.all([stack?.stop(), keyed?.stop("SIGKILL")]);
@@ -52,11 +60,18 @@ function ask(reply: Reply, question = "why is the sky blue?") {
 // through Envoy with the browser client. Through Envoy, a refusal also names its HTTP status.
 describe.concurrent.each([
   ["over gRPC", () => ["--target", `127.0.0.1:${stack.service.port}`], (_status: number) => ""],
-  ["with --http, through Envoy", () => ["--http", `http://127.0.0.1:${stack.envoy.httpPort}`], (status: number) => ` (HTTP ${status})`],
+  [
+    "with --http, through Envoy",
+    () => ["--http", `http://127.0.0.1:${stack.envoy.httpPort}`],
+    (status: number) => ` (HTTP ${status})`,
+  ],
 ])("chat-gateway %s", (_way, target, http) => {
   it("prints each token as it arrives: the upstream holds token 2 until token 1 is on the terminal", async () => {
     const first = hold();
-    const { prompt, request } = ask({ tokens: ["Rayleigh", " scattering", "."], gate: (i) => (i === 1 ? first.promise : undefined) });
+    const { prompt, request } = ask({
+      tokens: ["Rayleigh", " scattering", "."],
+      gate: (i) => (i === 1 ? first.promise : undefined),
+    });
     const cli = startCli([...target(), prompt]);
     // Token 1 must reach stdout while token 2 is still held upstream; a client that buffered
     // the reply would deadlock here and fail on the test's timeout.
@@ -74,9 +89,14 @@ describe.concurrent.each([
     const { prompt } = ask({ tokens: ["a", "b"] });
     const { code, stdout, stderr } = await runCli([...target(), "--json", prompt]);
     expect(code).toBe(0);
-    const lines = stdout.trimEnd().split("\n").map((line) => JSON.parse(line) as Record<string, unknown>);
+    const lines = stdout
+      .trimEnd()
+      .split("\n")
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
     expect(lines.slice(0, 2)).toEqual([{ delta: { text: "a" } }, { delta: { text: "b" } }]);
-    expect(lines[2]).toMatchObject({ finish: { finishReason: "stop", model: "fake-model", usage: { completionTokens: 2 } } });
+    expect(lines[2]).toMatchObject({
+      finish: { finishReason: "stop", model: "fake-model", usage: { completionTokens: 2 } },
+    });
     expect(lines).toHaveLength(3);
     expect(stderr).toBe("");
   });
@@ -97,19 +117,27 @@ describe.concurrent.each([
     [400, 3, "INVALID_ARGUMENT", ": upstream rejected the request: bad tokens"],
     [429, 5, "RESOURCE_EXHAUSTED", ": upstream rate limit reached; retry after 7s"],
     [503, 6, "UNAVAILABLE", ": upstream error 503"],
-  ])("an upstream %i before the first token exits %i with the status and message", async (upstreamStatus, exit, name, message) => {
-    const { prompt } = ask({ status: upstreamStatus, errorMessage: "bad tokens", headers: { "retry-after": "7" } });
-    const { code, stdout, stderr } = await runCli([...target(), prompt]);
-    expect(code).toBe(exit);
-    expect(stdout).toBe("");
-    expect(stderr).toBe(`error: ${name}${http(upstreamStatus)}${message}\n`);
-  });
+  ])(
+    "an upstream %i before the first token exits %i with the status and message",
+    async (upstreamStatus, exit, name, message) => {
+      const { prompt } = ask({ status: upstreamStatus, errorMessage: "bad tokens", headers: { "retry-after": "7" } });
+      const { code, stdout, stderr } = await runCli([...target(), prompt]);
+      expect(code).toBe(exit);
+      expect(stdout).toBe("");
+      expect(stderr).toBe(`error: ${name}${http(upstreamStatus)}${message}\n`);
+    },
+  );
 
   it("with --json, a failure before the first event is one error line", async () => {
     const { prompt } = ask({ status: 400, errorMessage: "bad tokens" });
     const { code, stdout, stderr } = await runCli([...target(), "--json", prompt]);
     expect(code).toBe(3);
-    expect(stdout.trimEnd().split("\n").map((l) => JSON.parse(l) as unknown)).toEqual([
+    expect(
+      stdout
+        .trimEnd()
+        .split("\n")
+        .map((l) => JSON.parse(l) as unknown),
+    ).toEqual([
       { error: { code: 3, status: "INVALID_ARGUMENT", message: "upstream rejected the request: bad tokens" } },
     ]);
     expect(stderr).toBe(`error: INVALID_ARGUMENT${http(400)}: upstream rejected the request: bad tokens\n`);
@@ -118,7 +146,11 @@ describe.concurrent.each([
   it("keeps the partial answer and reports an in-band error after it", async () => {
     // The upstream cuts its connection once the partial answer is on the terminal.
     const shown = hold();
-    const { prompt } = ask({ tokens: ["half", " an answer"], end: "cut", gate: (i) => (i === 2 ? shown.promise : undefined) });
+    const { prompt } = ask({
+      tokens: ["half", " an answer"],
+      end: "cut",
+      gate: (i) => (i === 2 ? shown.promise : undefined),
+    });
     const cli = startCli([...target(), prompt]);
     await cli.printed("half an answer");
     shown.release();
@@ -134,7 +166,13 @@ describe.concurrent.each([
     await cli.printed("half");
     shown.release();
     expect(await cli.exited).toBe(6);
-    expect(cli.stdout().trimEnd().split("\n").map((l) => JSON.parse(l) as unknown)).toEqual([
+    expect(
+      cli
+        .stdout()
+        .trimEnd()
+        .split("\n")
+        .map((l) => JSON.parse(l) as unknown),
+    ).toEqual([
       { delta: { text: "half" } },
       { error: { code: 14, status: "UNAVAILABLE", message: "upstream connection lost mid-stream" } },
     ]);
@@ -148,7 +186,14 @@ describe.concurrent("chat-gateway's request and output", () => {
 
   it("sends --model and --system, and joins the prompt's words", async () => {
     const { prompt, request } = ask({ tokens: ["ok"] }, "why");
-    const { code, stdout } = await runCli([...target(), "--model", "other-model", "--system", "Be terse.", ...prompt.split(" ")]);
+    const { code, stdout } = await runCli([
+      ...target(),
+      "--model",
+      "other-model",
+      "--system",
+      "Be terse.",
+      ...prompt.split(" "),
+    ]);
     expect(code).toBe(0);
     expect(stdout).toBe("ok\n");
     const { body } = await request;
@@ -169,7 +214,10 @@ describe.concurrent("chat-gateway's request and output", () => {
 
   it("cancels the call when stdout is closed early (| head), and exits 141", async () => {
     const first = hold();
-    const { prompt, request } = ask({ tokens: ["one", " two", " three"], gate: (i) => (i === 1 ? first.promise : i === 2 ? never : undefined) });
+    const { prompt, request } = ask({
+      tokens: ["one", " two", " three"],
+      gate: (i) => (i === 1 ? first.promise : i === 2 ? never : undefined),
+    });
     const cli = startCli([...target(), prompt]);
     await cli.printed("one");
     cli.process.stdout!.destroy();
@@ -195,7 +243,14 @@ describe.concurrent("chat-gateway's command line", () => {
     const { code, stdout } = await runCli(["--help"]);
     expect(code).toBe(0);
     expect(stdout).toContain("Usage: chat-gateway [options] [prompt...]");
-    for (const flag of ["--model <name>", "--system <text>", "--target <host:port>", "--key <key>", "--json", "--http <url>"]) {
+    for (const flag of [
+      "--model <name>",
+      "--system <text>",
+      "--target <host:port>",
+      "--key <key>",
+      "--json",
+      "--http <url>",
+    ]) {
       expect(stdout).toContain(flag);
     }
     expect(stdout).toContain("130  interrupted (Ctrl-C)");
@@ -205,7 +260,11 @@ describe.concurrent("chat-gateway's command line", () => {
     ["an unknown flag", ["--nope", "hi"], "unknown option '--nope'"],
     ["a --target that is not host:port", ["--target", "localhost", "hi"], "must be host:port"],
     ["an --http that is not a URL", ["--http", "localhost:8080", "hi"], "must be an http: or https: URL"],
-    ["--http beside --target", ["--http", "http://127.0.0.1:1", "--target", "127.0.0.1:1", "hi"], "cannot be used with option"],
+    [
+      "--http beside --target",
+      ["--http", "http://127.0.0.1:1", "--target", "127.0.0.1:1", "hi"],
+      "cannot be used with option",
+    ],
     ["no prompt and nothing on stdin", [], "no prompt"],
   ])("exits 2 on %s", async (_name, args, message) => {
     const { code, stdout, stderr } = await runCli(args);
@@ -218,7 +277,10 @@ describe.concurrent("chat-gateway's command line", () => {
 describe.concurrent("chat-gateway with caller keys", () => {
   it.each([
     ["--key", (prompt: string) => ({ args: [prompt, "--key", "cli-caller-key-0123456789"], env: {} })],
-    ["CHAT_GATEWAY_KEY", (prompt: string) => ({ args: [prompt], env: { CHAT_GATEWAY_KEY: "cli-caller-key-0123456789" } })],
+    [
+      "CHAT_GATEWAY_KEY",
+      (prompt: string) => ({ args: [prompt], env: { CHAT_GATEWAY_KEY: "cli-caller-key-0123456789" } }),
+    ],
   ])("sends the key given by %s as a bearer token", async (_how, make) => {
     const { prompt } = ask({ tokens: ["allowed"] });
     const { args, env } = make(prompt);
@@ -228,7 +290,13 @@ describe.concurrent("chat-gateway with caller keys", () => {
   });
 
   it("exits 4 without a key the gateway accepts, and never prints the key", async () => {
-    const { code, stdout, stderr } = await runCli(["--target", `127.0.0.1:${keyed.port}`, "--key", "wrong-key-0123456789", "hi"]);
+    const { code, stdout, stderr } = await runCli([
+      "--target",
+      `127.0.0.1:${keyed.port}`,
+      "--key",
+      "wrong-key-0123456789",
+      "hi",
+    ]);
     expect(code).toBe(4);
     expect(stdout).toBe("");
     expect(stderr).toMatch(/^error: UNAUTHENTICATED: /);

@@ -7,7 +7,17 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { ChatServiceClient } from "../../src/gen/chat/v1/chat.js";
 import { serviceHosts } from "../../src/dev/envoy.js";
 import { hold } from "../support/gates.js";
-import { grpcChat, grpcClientOf, httpChat, promptOf, startReplicas, tokensFor, type Outcome, type OpenStream, type Replicas } from "../support/replicas.js";
+import {
+  grpcChat,
+  grpcClientOf,
+  httpChat,
+  promptOf,
+  startReplicas,
+  tokensFor,
+  type Outcome,
+  type OpenStream,
+  type Replicas,
+} from "../support/replicas.js";
 
 let cluster: Replicas | undefined;
 const clients: ChatServiceClient[] = [];
@@ -23,14 +33,19 @@ function open(prefix: string, n: number, grpcEvery = 4): { text: string; stream:
   clients.push(client);
   return Array.from({ length: n }, (_, i) => {
     const text = `${prefix}-${i}`;
-    return { text, stream: i % grpcEvery === grpcEvery - 1 ? grpcChat(client, text) : httpChat(cluster!.envoy.httpPort, text) };
+    return {
+      text,
+      stream: i % grpcEvery === grpcEvery - 1 ? grpcChat(client, text) : httpChat(cluster!.envoy.httpPort, text),
+    };
   });
 }
 
 const complete = (text: string, o: Outcome) => o.ok && o.text === tokensFor(text).join("");
 
 describe("three replicas behind Envoy", () => {
-  it("spreads streams over the replicas, and sends new ones to the replica with the fewest in flight", { timeout: 60_000 }, async () => {
+  it("spreads streams over the replicas, and sends new ones to the replica with the fewest in flight", {
+    timeout: 60_000,
+  }, async () => {
     const first = hold();
     const slow = hold();
     // First, every stream stays open until the test lets go. Then replica 0 is slow: every stream
@@ -41,7 +56,14 @@ describe("three replicas behind Envoy", () => {
           ? { status: 503 }
           : {
               tokens: tokensFor(promptOf(r)),
-              gate: (i) => (i !== 1 ? undefined : promptOf(r).startsWith("held") ? first.promise : replica === 0 ? slow.promise : undefined),
+              gate: (i) =>
+                i !== 1
+                  ? undefined
+                  : promptOf(r).startsWith("held")
+                    ? first.promise
+                    : replica === 0
+                      ? slow.promise
+                      : undefined,
             },
     });
 
@@ -68,7 +90,9 @@ describe("three replicas behind Envoy", () => {
     }
     const toSlow = cluster.replicas[0]!.upstream.requests.length - before;
     expect(toSlow, `${toSlow} of 180 new streams went to the replica with the most in flight`).toBeLessThan(40);
-    console.log(`[cluster] least-request: 30 held streams split ${shares.join("/")}; of 180 new streams, ${toSlow} went to the replica holding every stream it got`);
+    console.log(
+      `[cluster] least-request: 30 held streams split ${shares.join("/")}; of 180 new streams, ${toSlow} went to the replica holding every stream it got`,
+    );
 
     slow.release();
     for (const { text, stream } of quick) expect(complete(text, await stream.done), text).toBe(true);
@@ -76,13 +100,20 @@ describe("three replicas behind Envoy", () => {
     // A model API that is down is not a reason to try another replica: it would ask the same API.
     const down = await httpChat(cluster.envoy.httpPort, "upstream down").done;
     expect(down).toMatchObject({ ok: false, how: "503", message: "upstream error 503" });
-    expect(cluster.replicas.filter((r) => r.upstream.requests.some((q) => promptOf(q) === "upstream down"))).toHaveLength(1);
+    expect(
+      cluster.replicas.filter((r) => r.upstream.requests.some((q) => promptOf(q) === "upstream down")),
+    ).toHaveLength(1);
   });
 
-  it("SIGKILL under load: the replica is ejected, its streams end visibly, no new stream fails, survivors lose no token", { timeout: 60_000 }, async () => {
+  it("SIGKILL under load: the replica is ejected, its streams end visibly, no new stream fails, survivors lose no token", {
+    timeout: 60_000,
+  }, async () => {
     const { promise: released, release } = hold();
     cluster = await startReplicas(3, {
-      reply: (_, r) => ({ tokens: tokensFor(promptOf(r)), gate: (i) => (i === 1 && promptOf(r).startsWith("held") ? released : undefined) }),
+      reply: (_, r) => ({
+        tokens: tokensFor(promptOf(r)),
+        gate: (i) => (i === 1 && promptOf(r).startsWith("held") ? released : undefined),
+      }),
     });
     const held = open("held", 24);
     await Promise.all(held.map((s) => s.stream.first));
@@ -124,7 +155,9 @@ describe("three replicas behind Envoy", () => {
     const failures = outcomes.filter((s) => !complete(s.text, s.outcome));
     expect(failures.filter((s) => !s.beforeEjection).map((s) => `${s.text}: ${s.outcome.how}`)).toEqual([]);
     for (const { text, outcome } of failures) {
-      expect(`${outcome.how} ${outcome.message}`, text).toMatch(/^(503 the service is unavailable; retry|UNAVAILABLE .*)$/);
+      expect(`${outcome.how} ${outcome.message}`, text).toMatch(
+        /^(503 the service is unavailable; retry|UNAVAILABLE .*)$/,
+      );
     }
     expect(outcomes.filter((s) => !s.beforeEjection)).toHaveLength(60);
 
@@ -150,10 +183,15 @@ describe("three replicas behind Envoy", () => {
     );
   });
 
-  it("SIGTERM under load: the draining replica finishes its streams, refuses new ones, which Envoy sends elsewhere: nothing fails", { timeout: 60_000 }, async () => {
+  it("SIGTERM under load: the draining replica finishes its streams, refuses new ones, which Envoy sends elsewhere: nothing fails", {
+    timeout: 60_000,
+  }, async () => {
     const { promise: released, release } = hold();
     cluster = await startReplicas(3, {
-      reply: (_, r) => ({ tokens: tokensFor(promptOf(r)), gate: (i) => (i === 1 && promptOf(r).startsWith("held") ? released : undefined) }),
+      reply: (_, r) => ({
+        tokens: tokensFor(promptOf(r)),
+        gate: (i) => (i === 1 && promptOf(r).startsWith("held") ? released : undefined),
+      }),
       env: { SHUTDOWN_GRACE_MS: "20000" },
       // Envoy's next health check (which would take the replica out) does not come during the test:
       // what keeps new streams off the draining replica here is its refusal, retried elsewhere.
@@ -173,13 +211,19 @@ describe("three replicas behind Envoy", () => {
     // and native gRPC alike.
     const fresh = open("fresh", 40, 2);
     const outcomes = await Promise.all(fresh.map(async (s) => ({ text: s.text, outcome: await s.stream.done })));
-    expect(outcomes.filter((s) => !complete(s.text, s.outcome)).map((s) => `${s.text}: ${s.outcome.how} ${s.outcome.message ?? ""}`)).toEqual([]);
+    expect(
+      outcomes
+        .filter((s) => !complete(s.text, s.outcome))
+        .map((s) => `${s.text}: ${s.outcome.how} ${s.outcome.message ?? ""}`),
+    ).toEqual([]);
     expect(victim.upstream.requests.length).toBe(servedBefore);
     const refused = victim.service.output.filter((l) => l.includes('"cause":"draining"')).length;
     expect(refused, "streams the draining replica refused and Envoy sent elsewhere").toBeGreaterThan(0);
     const retried = async (protocol: string) => {
       await cluster!.envoy.accessLog.find(() => cluster!.envoy.accessLog.lines.length >= fresh.length);
-      return cluster!.envoy.accessLog.lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((e) => e.protocol === protocol && Number(e.attempts) > 1).length;
+      return cluster!.envoy.accessLog.lines
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+        .filter((e) => e.protocol === protocol && Number(e.attempts) > 1).length;
     };
     const retriedHttp = await retried("HTTP/1.1");
     const retriedGrpc = await retried("HTTP/2");
@@ -200,10 +244,15 @@ describe("three replicas behind Envoy", () => {
     );
   });
 
-  it("a draining replica answers NOT_SERVING: Envoy's health check takes it out, and it gets no new stream", { timeout: 60_000 }, async () => {
+  it("a draining replica answers NOT_SERVING: Envoy's health check takes it out, and it gets no new stream", {
+    timeout: 60_000,
+  }, async () => {
     const { promise: released, release } = hold();
     cluster = await startReplicas(3, {
-      reply: (_, r) => ({ tokens: tokensFor(promptOf(r)), gate: (i) => (i === 1 && promptOf(r).startsWith("held") ? released : undefined) }),
+      reply: (_, r) => ({
+        tokens: tokensFor(promptOf(r)),
+        gate: (i) => (i === 1 && promptOf(r).startsWith("held") ? released : undefined),
+      }),
       env: { SHUTDOWN_GRACE_MS: "20000" },
     });
     const held = open("held", 6);
@@ -227,6 +276,8 @@ describe("three replicas behind Envoy", () => {
 
     release();
     for (const { text, stream } of held) expect(complete(text, await stream.done), text).toBe(true);
-    console.log(`[cluster] NOT_SERVING: out of Envoy's rotation ${outAfter.toFixed(0)} ms after SIGTERM; then 30 new streams, none to it`);
+    console.log(
+      `[cluster] NOT_SERVING: out of Envoy's rotation ${outAfter.toFixed(0)} ms after SIGTERM; then 30 new streams, none to it`,
+    );
   });
 });

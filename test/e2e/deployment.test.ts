@@ -28,7 +28,9 @@ const read = (file: string) => readFileSync(join(ROOT, file), "utf8");
 const compose = parse(read("docker-compose.yml"));
 const envoy = parse(read("envoy.yaml"));
 const hcm = envoy.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
-const transcoder = hcm.http_filters.find((f: { name: string }) => f.name === "envoy.filters.http.grpc_json_transcoder").typed_config;
+const transcoder = hcm.http_filters.find(
+  (f: { name: string }) => f.name === "envoy.filters.http.grpc_json_transcoder",
+).typed_config;
 const listenerPort: number = envoy.static_resources.listeners[0].address.socket_address.port_value;
 const envoyVersion = /ENVOY_VERSION=([\d.]+)/.exec(read("scripts/setup.sh"))?.[1];
 /** The front Envoy's files as deploy:render writes them (deploy/generated/, here in a scratch folder). */
@@ -37,24 +39,40 @@ const renderedFiles = renderDeploy(rendered);
 const renderedEnvoy = JSON.parse(readFileSync(join(rendered, "envoy.json"), "utf8"));
 afterAll(() => rmSync(rendered, { recursive: true, force: true }));
 const KNOWN = new Set(CONFIG_VARIABLES);
-const defaultOf = (value: unknown) => (/\$\{/.test(String(value)) ? (/:-([^}]*)\}/.exec(String(value))?.[1] ?? "sk-placeholder") : String(value));
+const defaultOf = (value: unknown) =>
+  /\$\{/.test(String(value)) ? (/:-([^}]*)\}/.exec(String(value))?.[1] ?? "sk-placeholder") : String(value);
 
 describe("the front Envoy's files, as deploy:render writes them", () => {
   it("are envoy.yaml for the replicas behind one DNS name, reading the descriptor where compose and deploy/ mount it", () => {
-    expect(renderedFiles.sort()).toEqual(["app.css", "app.js", "chat.binpb", "envoy-sidecar.sh", "envoy.json", "index.html"]);
+    expect(renderedFiles.sort()).toEqual([
+      "app.css",
+      "app.js",
+      "chat.binpb",
+      "envoy-sidecar.sh",
+      "envoy.json",
+      "index.html",
+    ]);
     const cluster = renderedEnvoy.static_resources.clusters.find((c: { name: string }) => c.name === SERVICE_CLUSTER);
     expect(cluster.type).toBeUndefined();
-    expect(cluster.cluster_type.typed_config["@type"]).toBe("type.googleapis.com/envoy.extensions.clusters.dns.v3.DnsCluster");
-    const endpoints = cluster.load_assignment.endpoints[0].lb_endpoints.map((e: { endpoint: { address: { socket_address: unknown } } }) => e.endpoint.address.socket_address);
+    expect(cluster.cluster_type.typed_config["@type"]).toBe(
+      "type.googleapis.com/envoy.extensions.clusters.dns.v3.DnsCluster",
+    );
+    const endpoints = cluster.load_assignment.endpoints[0].lb_endpoints.map(
+      (e: { endpoint: { address: { socket_address: unknown } } }) => e.endpoint.address.socket_address,
+    );
     expect(endpoints).toEqual([{ address: REPLICAS_SERVICE.address, port_value: REPLICAS_SERVICE.port }]);
     // Everything else is envoy.yaml's: the balancing, health checks, ejection, the listener.
     const own = envoy.static_resources.clusters.find((c: { name: string }) => c.name === SERVICE_CLUSTER);
-    for (const key of ["lb_policy", "health_checks", "outlier_detection", "circuit_breakers"]) expect(cluster[key]).toEqual(own[key]);
-    expect(renderedEnvoy.static_resources.listeners[0].address.socket_address).toEqual(envoy.static_resources.listeners[0].address.socket_address);
+    for (const key of ["lb_policy", "health_checks", "outlier_detection", "circuit_breakers"])
+      expect(cluster[key]).toEqual(own[key]);
+    expect(renderedEnvoy.static_resources.listeners[0].address.socket_address).toEqual(
+      envoy.static_resources.listeners[0].address.socket_address,
+    );
     expect(renderedEnvoy.admin.address.socket_address).toEqual({ address: "127.0.0.1", port_value: 9901 });
-    const renderedTranscoder = renderedEnvoy.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters.find(
-      (f: { name: string }) => f.name === "envoy.filters.http.grpc_json_transcoder",
-    ).typed_config;
+    const renderedTranscoder =
+      renderedEnvoy.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters.find(
+        (f: { name: string }) => f.name === "envoy.filters.http.grpc_json_transcoder",
+      ).typed_config;
     expect(renderedTranscoder.proto_descriptor).toBe(`${ENVOY_CONFIG_DIR}/chat.binpb`);
     expect(readFileSync(join(rendered, "chat.binpb"))).toEqual(readFileSync(join(ROOT, transcoder.proto_descriptor)));
     expect(readFileSync(join(rendered, "envoy-sidecar.sh"), "utf8")).toBe(read("scripts/envoy-sidecar.sh"));
@@ -63,13 +81,15 @@ describe("the front Envoy's files, as deploy:render writes them", () => {
   it("make a DNS cluster that finds a replica by name and serves through it", { timeout: 30_000 }, async () => {
     const upstream = await startFakeUpstream({ reply: (r) => ({ tokens: tokensFor(promptOf(r)) }) });
     const service = await startServiceProcess({ OPENAI_BASE_URL: upstream.baseURL, OPENAI_API_KEY: "sk-test" });
-    const proxy = await startEnvoy({ serviceEndpoints: [{ address: "localhost", port: service.port }], httpHost: "127.0.0.1", stderr: "ignore" }).catch(
-      async (error: unknown) => {
-        await service.stop("SIGKILL");
-        await upstream.close();
-        throw error;
-      },
-    );
+    const proxy = await startEnvoy({
+      serviceEndpoints: [{ address: "localhost", port: service.port }],
+      httpHost: "127.0.0.1",
+      stderr: "ignore",
+    }).catch(async (error: unknown) => {
+      await service.stop("SIGKILL");
+      await upstream.close();
+      throw error;
+    });
     try {
       const o = await httpChat(proxy.httpPort, "by name").done;
       expect(o).toMatchObject({ ok: true, text: tokensFor("by name").join("") });
@@ -96,16 +116,31 @@ describe("docker-compose.yml", () => {
   it("runs the envoyproxy/envoy image of the version the tests run, with deploy:render's files where they name each other", () => {
     expect(front.image).toBe(`envoyproxy/envoy:v${envoyVersion}`);
     expect(front.volumes).toEqual([`./deploy/generated:${ENVOY_CONFIG_DIR}:ro`]);
-    expect(front.command.slice(0, 5)).toEqual(["bash", `${ENVOY_CONFIG_DIR}/envoy-sidecar.sh`, "envoy", "-c", `${ENVOY_CONFIG_DIR}/envoy.json`]);
-    expect(front.command.slice(front.command.indexOf("--drain-time-s"), front.command.indexOf("--drain-time-s") + 2)).toEqual(["--drain-time-s", String(DRAIN_TIME_S)]);
+    expect(front.command.slice(0, 5)).toEqual([
+      "bash",
+      `${ENVOY_CONFIG_DIR}/envoy-sidecar.sh`,
+      "envoy",
+      "-c",
+      `${ENVOY_CONFIG_DIR}/envoy.json`,
+    ]);
+    expect(
+      front.command.slice(front.command.indexOf("--drain-time-s"), front.command.indexOf("--drain-time-s") + 2),
+    ).toEqual(["--drain-time-s", String(DRAIN_TIME_S)]);
   });
 
   it("gives Envoy the chat page's files where the rendered routes read them", () => {
-    const files: string[] = renderedEnvoy.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.route_config.virtual_hosts
-      .flatMap((host: { routes: { direct_response?: { body?: { filename?: string } } }[] }) => host.routes)
-      .flatMap((route: { direct_response?: { body?: { filename?: string } } }) => route.direct_response?.body?.filename ?? []);
+    const files: string[] =
+      renderedEnvoy.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.route_config.virtual_hosts
+        .flatMap((host: { routes: { direct_response?: { body?: { filename?: string } } }[] }) => host.routes)
+        .flatMap(
+          (route: { direct_response?: { body?: { filename?: string } } }) =>
+            route.direct_response?.body?.filename ?? [],
+        );
     expect(files).toEqual(["index.html", "app.js", "app.css"].map((f) => `${ENVOY_CONFIG_DIR}/${f}`));
-    for (const file of files) expect(readFileSync(join(rendered, file.slice(ENVOY_CONFIG_DIR.length + 1)))).toEqual(readFileSync(join(ROOT, "dist", "page", file.split("/").pop()!)));
+    for (const file of files)
+      expect(readFileSync(join(rendered, file.slice(ENVOY_CONFIG_DIR.length + 1)))).toEqual(
+        readFileSync(join(ROOT, "dist", "page", file.split("/").pop()!)),
+      );
   });
 
   it("names the replicas as the rendered Envoy config does: the service `chat`, on its gRPC port", () => {
@@ -144,7 +179,9 @@ describe("docker-compose.yml", () => {
   });
 
   it("builds the image with the descriptor where the service reads it", () => {
-    expect(read("Dockerfile")).toContain(`COPY --from=build /app/${transcoder.proto_descriptor} ${transcoder.proto_descriptor}`);
+    expect(read("Dockerfile")).toContain(
+      `COPY --from=build /app/${transcoder.proto_descriptor} ${transcoder.proto_descriptor}`,
+    );
   });
 });
 
@@ -211,7 +248,9 @@ describe("deploy/ (Kubernetes)", () => {
       for (const c of d.spec.template.spec.containers) {
         for (const resource of ["cpu", "memory"]) {
           const { requests, limits } = c.resources;
-          expect(quantity(requests[resource]), `${d.metadata.name} ${resource}`).toBeLessThanOrEqual(quantity(limits[resource]));
+          expect(quantity(requests[resource]), `${d.metadata.name} ${resource}`).toBeLessThanOrEqual(
+            quantity(limits[resource]),
+          );
         }
       }
     }
@@ -228,21 +267,30 @@ describe("deploy/ (Kubernetes)", () => {
 
   it("gives every pod longer to stop than its preStop and drain take, and the edge's drain as long as the replicas'", () => {
     // The replica: preStop, then SHUTDOWN_GRACE_MS for open streams, then the service's hard deadline.
-    expect(chat.spec.template.spec.terminationGracePeriodSeconds * 1000).toBeGreaterThan(preStopSleepMs(chat) + graceMs + FORCE_AFTER_GRACE_MS);
+    expect(chat.spec.template.spec.terminationGracePeriodSeconds * 1000).toBeGreaterThan(
+      preStopSleepMs(chat) + graceMs + FORCE_AFTER_GRACE_MS,
+    );
     // The edge: preStop, then envoy-sidecar.sh waits SHUTDOWN_GRACE_MS + 5 s for HTTP streams.
     const sidecarGrace = container(edge).env.find((e: { name: string }) => e.name === "SHUTDOWN_GRACE_MS");
     expect(sidecarGrace.valueFrom.configMapKeyRef).toEqual({ name: "chat-gateway-env", key: "SHUTDOWN_GRACE_MS" });
     const sidecarExtraMs = Number(/extra_ms=(\d+)/.exec(read("scripts/envoy-sidecar.sh"))?.[1]);
-    expect(edge.spec.template.spec.terminationGracePeriodSeconds * 1000).toBeGreaterThan(preStopSleepMs(edge) + graceMs + sidecarExtraMs);
+    expect(edge.spec.template.spec.terminationGracePeriodSeconds * 1000).toBeGreaterThan(
+      preStopSleepMs(edge) + graceMs + sidecarExtraMs,
+    );
   });
 
   it("has a PodDisruptionBudget and a HorizontalPodAutoscaler for the replicas and the edge", () => {
     for (const d of [chat, edge]) {
       const labels = d.spec.selector.matchLabels;
       expect(d.spec.template.metadata.labels).toMatchObject(labels);
-      const pdb = objects.find((o) => o.kind === "PodDisruptionBudget" && JSON.stringify(o.spec.selector.matchLabels) === JSON.stringify(labels));
+      const pdb = objects.find(
+        (o) =>
+          o.kind === "PodDisruptionBudget" && JSON.stringify(o.spec.selector.matchLabels) === JSON.stringify(labels),
+      );
       expect(pdb, d.metadata.name).toBeDefined();
-      const hpa = objects.find((o) => o.kind === "HorizontalPodAutoscaler" && o.spec.scaleTargetRef.name === d.metadata.name);
+      const hpa = objects.find(
+        (o) => o.kind === "HorizontalPodAutoscaler" && o.spec.scaleTargetRef.name === d.metadata.name,
+      );
       expect(hpa?.spec.scaleTargetRef.kind).toBe("Deployment");
       // Never fewer pods than a disruption may leave standing with one down.
       expect(hpa!.spec.minReplicas - (pdb!.spec.maxUnavailable as number)).toBeGreaterThanOrEqual(1);
@@ -260,7 +308,13 @@ describe("deploy/ (Kubernetes)", () => {
   it("runs the edge on the rendered files, mounted where they name each other, under the drain script", () => {
     const c = container(edge);
     expect(c.image).toBe(`envoyproxy/envoy:v${envoyVersion}`);
-    expect(c.command.slice(0, 5)).toEqual(["bash", `${ENVOY_CONFIG_DIR}/envoy-sidecar.sh`, "envoy", "-c", `${ENVOY_CONFIG_DIR}/envoy.json`]);
+    expect(c.command.slice(0, 5)).toEqual([
+      "bash",
+      `${ENVOY_CONFIG_DIR}/envoy-sidecar.sh`,
+      "envoy",
+      "-c",
+      `${ENVOY_CONFIG_DIR}/envoy.json`,
+    ]);
     expect(c.volumeMounts).toContainEqual({ name: "config", mountPath: ENVOY_CONFIG_DIR, readOnly: true });
     const volume = edge.spec.template.spec.volumes.find((v: { name: string }) => v.name === "config");
     const generator = kustomization.configMapGenerator.find((g: { name: string }) => g.name === volume.configMap.name);
@@ -281,7 +335,11 @@ describe("deploy/ (Kubernetes)", () => {
     const dir = mkdtempSync(join(tmpdir(), "chat-keys-"));
     try {
       writeFileSync(join(dir, "caller-keys"), "billing billing-key-0123456789\n");
-      const config = loadConfig({ ...env, CALLER_KEYS_FILE: join(dir, "caller-keys"), OPENAI_API_KEY: "sk-placeholder" });
+      const config = loadConfig({
+        ...env,
+        CALLER_KEYS_FILE: join(dir, "caller-keys"),
+        OPENAI_API_KEY: "sk-placeholder",
+      });
       expect(config.auth?.keys.map((k) => k.name)).toEqual(["billing"]);
       expect(config.metrics).toEqual({ host: "0.0.0.0", port: Number(env.METRICS_PORT) });
     } finally {
@@ -291,7 +349,9 @@ describe("deploy/ (Kubernetes)", () => {
     expect(env.CALLER_KEYS_FILE).toBe(`${mount.mountPath}/caller-keys`);
     const redis = find("Service", "chat-redis");
     expect(env.REDIS_URL).toBe(`redis://${redis.metadata.name}:${redis.spec.ports[0].port}`);
-    expect(kustomization.configMapGenerator.find((g: { name: string }) => g.name === "chat-gateway-env").envs).toEqual(["chat.env"]);
+    expect(kustomization.configMapGenerator.find((g: { name: string }) => g.name === "chat-gateway-env").envs).toEqual([
+      "chat.env",
+    ]);
   });
 
   it("ships the Secret as a template only: not applied, and holding no key", () => {
@@ -350,7 +410,9 @@ describe("Dockerfile", () => {
     expect(existsSync(join(ROOT, "src", "server", "healthcheck.ts"))).toBe(true);
   });
 
-  it("whose command passes while the service serves, and fails while it drains and once it is gone", { timeout: 30_000 }, async () => {
+  it("whose command passes while the service serves, and fails while it drains and once it is gone", {
+    timeout: 30_000,
+  }, async () => {
     const check = (port: number) =>
       promisify(execFile)(process.execPath, [join(ROOT, "dist", "server", "healthcheck.js")], {
         env: { PATH: process.env.PATH ?? "", GRPC_PORT: String(port), AUTH: "none" },
@@ -359,8 +421,14 @@ describe("Dockerfile", () => {
         (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, out: (e.stdout + e.stderr).trim() }),
       );
     const { promise: held, release } = hold();
-    const upstream = await startFakeUpstream({ reply: () => ({ tokens: ["a", "b"], gate: (i) => (i === 1 ? held : undefined) }) });
-    const service = await startServiceProcess({ OPENAI_BASE_URL: upstream.baseURL, OPENAI_API_KEY: "sk-test", SHUTDOWN_GRACE_MS: "60000" });
+    const upstream = await startFakeUpstream({
+      reply: () => ({ tokens: ["a", "b"], gate: (i) => (i === 1 ? held : undefined) }),
+    });
+    const service = await startServiceProcess({
+      OPENAI_BASE_URL: upstream.baseURL,
+      OPENAI_API_KEY: "sk-test",
+      SHUTDOWN_GRACE_MS: "60000",
+    });
     const client = new ChatServiceClient(`127.0.0.1:${service.port}`, credentials.createInsecure());
     try {
       expect(await check(service.port)).toEqual({ code: 0, out: "SERVING" });

@@ -13,7 +13,8 @@ import { startRecordingService, type RecordingService } from "../support/recordi
 /** In every request below that Envoy refuses; no reply may contain it. */
 const MARK = "zzEcho4711";
 const json = (body: unknown) => JSON.stringify(body);
-const INVALID_BODY = "the request is not a valid JSON ChatRequest: malformed JSON, a field of the wrong type, or invalid UTF-8";
+const INVALID_BODY =
+  "the request is not a valid JSON ChatRequest: malformed JSON, a field of the wrong type, or invalid UTF-8";
 
 /**
  * Sends raw bytes on a fresh connection and returns what Envoy answered: one response (up to its
@@ -31,7 +32,9 @@ function exchange(port: number, request: string): Promise<string> {
       }
     });
     socket.on("close", () => resolve(received));
-    socket.on("error", (error: NodeJS.ErrnoException) => (error.code === "ECONNRESET" ? resolve(received) : reject(error)));
+    socket.on("error", (error: NodeJS.ErrnoException) =>
+      error.code === "ECONNRESET" ? resolve(received) : reject(error),
+    );
   });
 }
 
@@ -45,7 +48,9 @@ function isComplete(raw: string): boolean {
 function parseResponse(raw: string) {
   const [head = "", body = ""] = raw.split("\r\n\r\n", 2);
   const [statusLine = "", ...lines] = head.split("\r\n");
-  const headers = Object.fromEntries(lines.map((l) => [l.slice(0, l.indexOf(":")).toLowerCase(), l.slice(l.indexOf(":") + 1).trim()]));
+  const headers = Object.fromEntries(
+    lines.map((l) => [l.slice(0, l.indexOf(":")).toLowerCase(), l.slice(l.indexOf(":") + 1).trim()]),
+  );
   return { status: Number(statusLine.split(" ")[1]), headers, body };
 }
 
@@ -55,7 +60,11 @@ describe("Envoy in front of the built service", () => {
   let reply: () => Reply = () => ({ tokens: ["ok"] });
   beforeAll(async () => {
     upstream = await startFakeUpstream({ reply: () => reply() });
-    stack = await startStack({ OPENAI_BASE_URL: upstream.baseURL, OPENAI_API_KEY: "sk-e2e", UPSTREAM_MAX_RETRIES: "0" });
+    stack = await startStack({
+      OPENAI_BASE_URL: upstream.baseURL,
+      OPENAI_API_KEY: "sk-e2e",
+      UPSTREAM_MAX_RETRIES: "0",
+    });
   });
   afterAll(async () => {
     await stack?.stop();
@@ -73,26 +82,80 @@ describe("Envoy in front of the built service", () => {
     it.each([
       ["malformed JSON", 400, 3, INVALID_BODY, () => send("/chat", `{"text": "${MARK}`)],
       ["a field of the wrong type", 400, 3, INVALID_BODY, () => send("/chat", json({ text: "hi", maxTokens: MARK }))],
-      ["invalid UTF-8 in a string", 400, 3, INVALID_BODY, () => send("/chat", Buffer.concat([Buffer.from(`{"text":"${MARK}`), Buffer.from([0xff, 0xfe]), Buffer.from('"}')]))],
-      ["an unknown path", 404, 5, "not found: the HTTP API is POST /chat", () => send(`/${MARK}`, json({ text: "hi" }))],
-      ["an unknown query parameter", 400, 3, "unknown query parameter: send the request's fields in the JSON body", () => send(`/chat?${MARK}=1`, json({ text: "hi" }))],
-      ["another method on /chat", 405, 12, "method not allowed: send POST /chat", () => send(`/chat?${MARK}`, "", {}, "GET")],
-      ["a body over 1 MiB", 413, 3, "request body too large: at most 1 MiB", () => send("/chat", json({ text: MARK + "x".repeat(2 * 1024 * 1024) }))],
-      ["headers over 60 KiB", 431, 3, "request headers too large", () => send("/chat", json({ text: "hi" }), { "x-big": MARK + "a".repeat(70_000) })],
-      ["a header name with an underscore", 400, 3, "header names with underscores are not accepted", () => send("/chat", json({ text: "hi" }), { [`x_${MARK}`]: "1" })],
-      ["an escaped slash in the path", 400, 3, "invalid path: escaped slashes and backslashes are not accepted", () => send(`/chat%2F${MARK}`, json({ text: "hi" }))],
-    ] as [string, number, number, string, () => Promise<HttpResponse>][])("%s: HTTP %i, code %i", async (_name, status, code, message, request) => {
-      const response = await request();
-      const body = await response.body();
-      expect(response.status).toBe(status);
-      expect(response.headers["content-type"]).toBe("application/json");
-      expect(JSON.parse(body)).toEqual({ code, message });
-      expect(JSON.stringify(response.headers) + body).not.toContain(MARK);
-      if (status === 405) expect(response.headers.allow).toBe("POST");
-    });
+      [
+        "invalid UTF-8 in a string",
+        400,
+        3,
+        INVALID_BODY,
+        () =>
+          send("/chat", Buffer.concat([Buffer.from(`{"text":"${MARK}`), Buffer.from([0xff, 0xfe]), Buffer.from('"}')])),
+      ],
+      [
+        "an unknown path",
+        404,
+        5,
+        "not found: the HTTP API is POST /chat",
+        () => send(`/${MARK}`, json({ text: "hi" })),
+      ],
+      [
+        "an unknown query parameter",
+        400,
+        3,
+        "unknown query parameter: send the request's fields in the JSON body",
+        () => send(`/chat?${MARK}=1`, json({ text: "hi" })),
+      ],
+      [
+        "another method on /chat",
+        405,
+        12,
+        "method not allowed: send POST /chat",
+        () => send(`/chat?${MARK}`, "", {}, "GET"),
+      ],
+      [
+        "a body over 1 MiB",
+        413,
+        3,
+        "request body too large: at most 1 MiB",
+        () => send("/chat", json({ text: MARK + "x".repeat(2 * 1024 * 1024) })),
+      ],
+      [
+        "headers over 60 KiB",
+        431,
+        3,
+        "request headers too large",
+        () => send("/chat", json({ text: "hi" }), { "x-big": MARK + "a".repeat(70_000) }),
+      ],
+      [
+        "a header name with an underscore",
+        400,
+        3,
+        "header names with underscores are not accepted",
+        () => send("/chat", json({ text: "hi" }), { [`x_${MARK}`]: "1" }),
+      ],
+      [
+        "an escaped slash in the path",
+        400,
+        3,
+        "invalid path: escaped slashes and backslashes are not accepted",
+        () => send(`/chat%2F${MARK}`, json({ text: "hi" })),
+      ],
+    ] as [string, number, number, string, () => Promise<HttpResponse>][])(
+      "%s: HTTP %i, code %i",
+      async (_name, status, code, message, request) => {
+        const response = await request();
+        const body = await response.body();
+        expect(response.status).toBe(status);
+        expect(response.headers["content-type"]).toBe("application/json");
+        expect(JSON.parse(body)).toEqual({ code, message });
+        expect(JSON.stringify(response.headers) + body).not.toContain(MARK);
+        if (status === 405) expect(response.headers.allow).toBe("POST");
+      },
+    );
 
     it("a request that is not HTTP: 400, code 3", async () => {
-      const response = parseResponse(await exchange(stack.envoy.httpPort, `POST /chat HTTP/1.1\r\nhost: x\r\n${MARK}\r\n\r\n`));
+      const response = parseResponse(
+        await exchange(stack.envoy.httpPort, `POST /chat HTTP/1.1\r\nhost: x\r\n${MARK}\r\n\r\n`),
+      );
       expect(response.status).toBe(400);
       expect(response.headers["content-type"]).toBe("application/json");
       expect(JSON.parse(response.body)).toEqual({ code: 3, message: "bad request" });
@@ -100,21 +163,45 @@ describe("Envoy in front of the built service", () => {
   });
 
   it.each([
-    ["400 for bad input", () => ({ tokens: ["unused"] }), "", 400, errorBody(3, "text: must not be empty (send `text`, or `messages` with some content)", "INVALID_REQUEST")],
-    ["429 for an upstream rate limit", () => ({ status: 429, headers: { "retry-after": "7" } }), "hi", 429, errorBody(8, "upstream rate limit reached; retry after 7s", "UPSTREAM_RATE_LIMITED", { upstream: "default", retryDelay: "7s" })],
-    ["503 for an upstream failure", () => ({ status: 503 }), "hi", 503, errorBody(14, "upstream error 503", "UPSTREAM_5XX", { upstream: "default" })],
-  ] as [string, () => Reply, string, number, object][])("leaves the service's own error bodies as they are: %s", async (_name, upstreamReply, text, status, body) => {
-    reply = upstreamReply;
-    try {
-      const response = await send("/chat", json({ text }));
-      expect(response.status).toBe(status);
-      expect(response.headers["content-type"]).toBe("application/json");
-      // The transcoder's JSON of the service's google.rpc.Status: code, message and details.
-      expect(JSON.parse(await response.body())).toEqual(body);
-    } finally {
-      reply = () => ({ tokens: ["ok"] });
-    }
-  });
+    [
+      "400 for bad input",
+      () => ({ tokens: ["unused"] }),
+      "",
+      400,
+      errorBody(3, "text: must not be empty (send `text`, or `messages` with some content)", "INVALID_REQUEST"),
+    ],
+    [
+      "429 for an upstream rate limit",
+      () => ({ status: 429, headers: { "retry-after": "7" } }),
+      "hi",
+      429,
+      errorBody(8, "upstream rate limit reached; retry after 7s", "UPSTREAM_RATE_LIMITED", {
+        upstream: "default",
+        retryDelay: "7s",
+      }),
+    ],
+    [
+      "503 for an upstream failure",
+      () => ({ status: 503 }),
+      "hi",
+      503,
+      errorBody(14, "upstream error 503", "UPSTREAM_5XX", { upstream: "default" }),
+    ],
+  ] as [string, () => Reply, string, number, object][])(
+    "leaves the service's own error bodies as they are: %s",
+    async (_name, upstreamReply, text, status, body) => {
+      reply = upstreamReply;
+      try {
+        const response = await send("/chat", json({ text }));
+        expect(response.status).toBe(status);
+        expect(response.headers["content-type"]).toBe("application/json");
+        // The transcoder's JSON of the service's google.rpc.Status: code, message and details.
+        expect(JSON.parse(await response.body())).toEqual(body);
+      } finally {
+        reply = () => ({ tokens: ["ok"] });
+      }
+    },
+  );
 
   it("gives every request its own x-request-id, whatever the client sent: the service logs it, the upstream gets it, the client sees it", async () => {
     const forged = `forged-${MARK}`;
@@ -135,11 +222,20 @@ describe("Envoy in front of the built service", () => {
   it("writes one JSON access log line per request, without the authorization header or the body", async () => {
     const secret = `sk-caller-${MARK}`;
     const prompt = `prompt-${MARK}`;
-    const response = await send("/chat?model=gpt-4o-mini", json({ text: prompt }), { authorization: `Bearer ${secret}` });
+    const response = await send("/chat?model=gpt-4o-mini", json({ text: prompt }), {
+      authorization: `Bearer ${secret}`,
+    });
     await allEvents(response);
     const id = String(response.headers["x-request-id"]);
     const entry = JSON.parse(await stack.envoy.accessLog.find((l) => l.includes(id))) as Record<string, unknown>;
-    expect(entry).toMatchObject({ request_id: id, method: "POST", path: "/chat", status: 200, grpc_status: 0, client: "127.0.0.1" });
+    expect(entry).toMatchObject({
+      request_id: id,
+      method: "POST",
+      path: "/chat",
+      status: 200,
+      grpc_status: 0,
+      client: "127.0.0.1",
+    });
     expect(entry.duration_ms).toEqual(expect.any(Number));
     expect(entry.bytes_received).toBeGreaterThan(0);
     for (const line of stack.envoy.accessLog.lines) expect(() => JSON.parse(line)).not.toThrow();
@@ -194,7 +290,9 @@ describe("Envoy in front of a service that records what it is told", () => {
 
   it("answers request headers that do not arrive in time with 408 in the JSON shape", async () => {
     // Headers started and never finished (a slowloris client).
-    const response = parseResponse(await exchange(envoy.httpPort, `POST /chat HTTP/1.1\r\nhost: x\r\nx-${MARK}: 1\r\n`));
+    const response = parseResponse(
+      await exchange(envoy.httpPort, `POST /chat HTTP/1.1\r\nhost: x\r\nx-${MARK}: 1\r\n`),
+    );
     expect(response.status).toBe(408);
     expect(response.headers["content-type"]).toBe("application/json");
     expect(JSON.parse(response.body)).toEqual({ code: 4, message: "request headers did not arrive in time" });
@@ -249,7 +347,9 @@ async function keepAlive(port: number): Promise<{ socket: Socket; request(text: 
 /** Waits until Envoy counts no client connection (those of earlier tests have closed). */
 async function noConnectionsOpen(envoy: RunningEnvoy): Promise<void> {
   for (;;) {
-    const stats = await (await fetch(`http://127.0.0.1:${envoy.adminPort}/stats?filter=^http\\.http\\.downstream_cx_active$`)).text();
+    const stats = await (
+      await fetch(`http://127.0.0.1:${envoy.adminPort}/stats?filter=^http\\.http\\.downstream_cx_active$`)
+    ).text();
     if (/: 0\s*$/.test(stats)) return;
     await new Promise((resolve) => setTimeout(resolve, 20));
   }

@@ -31,7 +31,11 @@ describe("native gRPC through Envoy", () => {
   it("answers a bidirectional stream (server reflection) before the client closes its side", async () => {
     const client = new Client(`127.0.0.1:${stack.envoy.httpPort}`, credentials.createInsecure());
     try {
-      const call = client.makeBidiStreamRequest("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", bytes, bytes);
+      const call = client.makeBidiStreamRequest(
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        bytes,
+        bytes,
+      );
       // ServerReflectionRequest { list_services = "" } (field 7, length-delimited, empty).
       call.write(Buffer.from([0x3a, 0x00]));
       // The client's side stays open: a proxy that held the request until its end would never let

@@ -5,7 +5,14 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { startFakeUpstream, wire, type FakeUpstream, type RecordedRequest, type Reply, type WireDelta } from "../support/fake-model.js";
+import {
+  startFakeUpstream,
+  wire,
+  type FakeUpstream,
+  type RecordedRequest,
+  type Reply,
+  type WireDelta,
+} from "../support/fake-model.js";
 import { grpcurl, startStack, type Stack } from "../support/processes.js";
 import { allEvents, post } from "../support/http.js";
 import { never } from "../support/gates.js";
@@ -39,7 +46,10 @@ const sseEvents = async (body: unknown): Promise<Seen[]> =>
 
 const WEATHER_TOOL = {
   type: "function",
-  function: { name: "get_weather", parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"] } },
+  function: {
+    name: "get_weather",
+    parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"] },
+  },
 };
 
 describe("events through Envoy", () => {
@@ -54,9 +64,13 @@ describe("events through Envoy", () => {
   it("prints the events with the JSON names of the contract", async () => {
     reply = () => ({ sse: fixture("openai-parallel-tool-calls") });
     const body = await (await http({ text: "hi" })).body();
-    expect(body.split("\n\n")[0]).toBe('data: {"toolCall":{"id":"call_9XQ3mXyq6bNqV3cPd4zK1a2B","name":"get_weather"}}');
+    expect(body.split("\n\n")[0]).toBe(
+      'data: {"toolCall":{"id":"call_9XQ3mXyq6bNqV3cPd4zK1a2B","name":"get_weather"}}',
+    );
     expect(body).toContain('data: {"toolCall":{"index":1,"arguments":"okyo\\"}"}}');
-    expect(body).toContain('"usage":{"promptTokens":82,"completionTokens":51,"totalTokens":133,"cachedPromptTokens":64}');
+    expect(body).toContain(
+      '"usage":{"promptTokens":82,"completionTokens":51,"totalTokens":133,"cachedPromptTokens":64}',
+    );
     reply = () => ({ sse: fixture("deepseek-reasoner") });
     expect((await (await http({ text: "hi" })).body()).split("\n\n")[0]).toBe('data: {"reasoning":{"text":"Okay"}}');
   });
@@ -66,7 +80,11 @@ describe("events through Envoy", () => {
       r.body.messages?.at(-1)?.role === "tool"
         ? { tokens: ["18°C."] }
         : {
-            deltas: [wire.reasoning("Need the weather."), wire.toolCall(0, "call_abc", "get_weather", '{"city":'), wire.toolArgs(0, '"Paris"}')],
+            deltas: [
+              wire.reasoning("Need the weather."),
+              wire.toolCall(0, "call_abc", "get_weather", '{"city":'),
+              wire.toolArgs(0, '"Paris"}'),
+            ],
             tokens: [],
             finishReason: "tool_calls",
           };
@@ -75,15 +93,25 @@ describe("events through Envoy", () => {
     const seen = await sseEvents({ messages: [question], tools: [WEATHER_TOOL], tool_choice: { mode: "auto" } });
     expect(seen.at(-1)).toMatchObject({ finish: { finishReason: "tool_calls" } });
     const calls = toolCallsOf(seen);
-    expect(calls).toEqual([{ id: "call_abc", type: "function", function: { name: "get_weather", arguments: '{"city":"Paris"}' } }]);
+    expect(calls).toEqual([
+      { id: "call_abc", type: "function", function: { name: "get_weather", arguments: '{"city":"Paris"}' } },
+    ]);
 
     // Sent back as an OpenAI client would: the assistant's turn as returned, and a tool message.
     const answer = await sseEvents({
-      messages: [question, { role: "assistant", content: null, refusal: null, tool_calls: calls }, { role: "tool", tool_call_id: "call_abc", content: '{"celsius":18}' }],
+      messages: [
+        question,
+        { role: "assistant", content: null, refusal: null, tool_calls: calls },
+        { role: "tool", tool_call_id: "call_abc", content: '{"celsius":18}' },
+      ],
       tools: [WEATHER_TOOL],
     });
     expect(answer.map((e) => ("delta" in e ? e.delta : Object.keys(e)[0]))).toEqual(["18°C.", "finish"]);
-    expect(upstream.requests[first]?.body).toMatchObject({ messages: [question], tools: [WEATHER_TOOL], tool_choice: "auto" });
+    expect(upstream.requests[first]?.body).toMatchObject({
+      messages: [question],
+      tools: [WEATHER_TOOL],
+      tool_choice: "auto",
+    });
     expect(upstream.requests[first + 1]?.body.messages).toEqual([
       question,
       { role: "assistant", content: null, tool_calls: calls },
@@ -95,7 +123,12 @@ describe("events through Envoy", () => {
     const steps: WireDelta[] = [wire.toolCall(0, "call_a", "fa"), wire.toolCall(1, "call_b", "fb")];
     for (let i = 0; i < 2_000; i++) {
       const pad = (s: string) => s.padEnd(100, ".");
-      steps.push(wire.reasoning(pad(`R${i}`)), wire.content(pad(`T${i}`)), wire.toolArgs(0, pad(`A${i}`)), wire.toolArgs(1, pad(`B${i}`)));
+      steps.push(
+        wire.reasoning(pad(`R${i}`)),
+        wire.content(pad(`T${i}`)),
+        wire.toolArgs(0, pad(`A${i}`)),
+        wire.toolArgs(1, pad(`B${i}`)),
+      );
     }
     reply = () => ({ deltas: steps, tokens: [], finishReason: "tool_calls" });
     const index = upstream.requests.length;
@@ -104,11 +137,29 @@ describe("events through Envoy", () => {
     await upstream.blocked(index);
     response.resume();
     const seen = (await allEvents(response)).map((e) => seenFromJson(e as Record<string, unknown>)).slice(0, -1);
-    const joined = (pick: (s: Seen) => string | undefined) => seen.map(pick).filter((t) => t !== undefined).join("");
-    expect(joined((s) => ("reasoning" in s ? s.reasoning : undefined))).toBe(steps.flatMap((d) => (typeof d.reasoning_content === "string" ? [d.reasoning_content] : [])).join(""));
-    expect(joined((s) => ("delta" in s ? s.delta : undefined))).toBe(steps.flatMap((d) => (typeof d.content === "string" ? [d.content] : [])).join(""));
-    expect(toolCallsOf(seen).map((c) => c.function.arguments.replace(/[A-Z]\d+\.*/g, (m) => m[0] ?? ""))).toEqual(["A".repeat(2_000), "B".repeat(2_000)]);
-    expect(kindsOf(seen).slice(0, 6)).toEqual(["toolCall0", "toolCall1", "reasoning", "delta", "toolCall0", "toolCall1"]);
+    const joined = (pick: (s: Seen) => string | undefined) =>
+      seen
+        .map(pick)
+        .filter((t) => t !== undefined)
+        .join("");
+    expect(joined((s) => ("reasoning" in s ? s.reasoning : undefined))).toBe(
+      steps.flatMap((d) => (typeof d.reasoning_content === "string" ? [d.reasoning_content] : [])).join(""),
+    );
+    expect(joined((s) => ("delta" in s ? s.delta : undefined))).toBe(
+      steps.flatMap((d) => (typeof d.content === "string" ? [d.content] : [])).join(""),
+    );
+    expect(toolCallsOf(seen).map((c) => c.function.arguments.replace(/[A-Z]\d+\.*/g, (m) => m[0] ?? ""))).toEqual([
+      "A".repeat(2_000),
+      "B".repeat(2_000),
+    ]);
+    expect(kindsOf(seen).slice(0, 6)).toEqual([
+      "toolCall0",
+      "toolCall1",
+      "reasoning",
+      "delta",
+      "toolCall0",
+      "toolCall1",
+    ]);
     expect(kindsOf(seen)).toHaveLength(2 + 4 * 2_000);
   });
 
@@ -136,14 +187,28 @@ describe("grpcurl", () => {
     reply = () => ({ sse: fixture("deepseek-reused-index") });
     const { stdout, code } = await grpcurl(port(), ["-d", JSON.stringify({ text: "hi" })], "chat.v1.ChatService/Chat");
     expect(code).toBe(0);
-    const messages = stdout.trim().split(/\n(?=\{)/).map((m) => seenFromJson(JSON.parse(m) as Record<string, unknown>));
+    const messages = stdout
+      .trim()
+      .split(/\n(?=\{)/)
+      .map((m) => seenFromJson(JSON.parse(m) as Record<string, unknown>));
     expect(messages).toEqual(EXPECTED["deepseek-reused-index"]);
   });
 });
 
 describe("a text-only client of today", () => {
-  const recorded = (name: string) => readFileSync(fileURLToPath(new URL(`../fixtures/text-only/${name}.sse`, import.meta.url)), "utf8");
-  const TOKENS = ["Plain", " text,", ' "quoted"', " and\nnew lines,", " ünïcödé", " 你好", " 👋", " <tags> & \\ back\\slash", "."];
+  const recorded = (name: string) =>
+    readFileSync(fileURLToPath(new URL(`../fixtures/text-only/${name}.sse`, import.meta.url)), "utf8");
+  const TOKENS = [
+    "Plain",
+    " text,",
+    ' "quoted"',
+    " and\nnew lines,",
+    " ünïcödé",
+    " 你好",
+    " 👋",
+    " <tags> & \\ back\\slash",
+    ".",
+  ];
 
   it("gets exactly the bytes main sent, for a reply and for a failure after the first token", async () => {
     reply = () => ({ tokens: TOKENS });
@@ -164,7 +229,9 @@ describe("error details through Envoy's transcoder", () => {
     expect(JSON.parse(await response.body())).toEqual({
       code: 3,
       message: "text: must not be empty (send `text`, or `messages` with some content)",
-      details: [{ "@type": "type.googleapis.com/google.rpc.ErrorInfo", reason: "INVALID_REQUEST", domain: "chat-gateway" }],
+      details: [
+        { "@type": "type.googleapis.com/google.rpc.ErrorInfo", reason: "INVALID_REQUEST", domain: "chat-gateway" },
+      ],
     });
   });
 
@@ -177,7 +244,12 @@ describe("error details through Envoy's transcoder", () => {
       code: 8,
       message: "upstream rate limit reached; retry after 7s",
       details: [
-        { "@type": "type.googleapis.com/google.rpc.ErrorInfo", reason: "UPSTREAM_RATE_LIMITED", domain: "chat-gateway", metadata: { upstream: "default" } },
+        {
+          "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+          reason: "UPSTREAM_RATE_LIMITED",
+          domain: "chat-gateway",
+          metadata: { upstream: "default" },
+        },
         { "@type": "type.googleapis.com/google.rpc.RetryInfo", retryDelay: "7s" },
       ],
     });

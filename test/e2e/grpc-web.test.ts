@@ -29,7 +29,12 @@ let reply: (request: RecordedRequest) => Reply;
 
 beforeAll(async () => {
   upstream = await startFakeUpstream({ reply: (r) => reply(r) });
-  stack = await startStack({ OPENAI_BASE_URL: upstream.baseURL, OPENAI_API_KEY: "sk-grpc-web", CHAT_MODEL: "fake-model", UPSTREAM_MAX_RETRIES: "0" });
+  stack = await startStack({
+    OPENAI_BASE_URL: upstream.baseURL,
+    OPENAI_API_KEY: "sk-grpc-web",
+    CHAT_MODEL: "fake-model",
+    UPSTREAM_MAX_RETRIES: "0",
+  });
 });
 afterAll(async () => {
   await stack?.stop();
@@ -85,8 +90,13 @@ describe("gRPC-Web through Envoy, with connect-web", () => {
     const frame = Buffer.concat([Buffer.from([0, 0, 0, 0, body.length]), body]);
     const decoded = await new Promise<string>((resolve, reject) => {
       const req = request(
-        { host: "127.0.0.1", port: stack.envoy.httpPort, path: "/chat.v1.ChatService/Chat", method: "POST",
-          headers: { "content-type": "application/grpc-web-text", accept: "application/grpc-web-text" } },
+        {
+          host: "127.0.0.1",
+          port: stack.envoy.httpPort,
+          path: "/chat.v1.ChatService/Chat",
+          method: "POST",
+          headers: { "content-type": "application/grpc-web-text", accept: "application/grpc-web-text" },
+        },
         (res) => {
           expect(res.headers["content-type"]).toBe("application/grpc-web-text+proto");
           let all = "";
@@ -108,10 +118,17 @@ describe("gRPC-Web through Envoy, with connect-web", () => {
   it.each(["/grpc.health.v1.Health/Check", "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"])(
     "offers only ChatService: %s is UNIMPLEMENTED over gRPC-Web",
     async (path) => {
-      const { status, headers } = await raw("POST", path, { "content-type": "application/grpc-web+proto" }, Buffer.alloc(5));
+      const { status, headers } = await raw(
+        "POST",
+        path,
+        { "content-type": "application/grpc-web+proto" },
+        Buffer.alloc(5),
+      );
       expect(status).toBe(404);
       expect(headers["grpc-status"]).toBe(String(Code.Unimplemented));
-      expect(headers["grpc-message"]).toBe("only chat.v1.ChatService is served over gRPC-Web; health and reflection are native gRPC only");
+      expect(headers["grpc-message"]).toBe(
+        "only chat.v1.ChatService is served over gRPC-Web; health and reflection are native gRPC only",
+      );
     },
   );
 
@@ -123,13 +140,22 @@ describe("gRPC-Web through Envoy, with connect-web", () => {
     });
     expect(preflight.status).toBe(200);
     const allowed = String(preflight.headers["access-control-allow-headers"]).split(/,\s*/);
-    expect(allowed).toEqual(expect.arrayContaining(["content-type", "x-grpc-web", "x-user-agent", "grpc-timeout", "authorization"]));
+    expect(allowed).toEqual(
+      expect.arrayContaining(["content-type", "x-grpc-web", "x-user-agent", "grpc-timeout", "authorization"]),
+    );
 
     reply = () => ({ status: 400, errorMessage: "no" });
-    const refused = await raw("POST", "/chat.v1.ChatService/Chat", { origin: "http://app.example", "content-type": "application/grpc-web+proto" }, grpcWebFrame("hi"));
+    const refused = await raw(
+      "POST",
+      "/chat.v1.ChatService/Chat",
+      { origin: "http://app.example", "content-type": "application/grpc-web+proto" },
+      grpcWebFrame("hi"),
+    );
     expect(refused.headers["access-control-allow-origin"]).toBe("http://app.example");
     const exposed = String(refused.headers["access-control-expose-headers"]).split(/,\s*/);
-    expect(exposed).toEqual(expect.arrayContaining(["grpc-status", "grpc-message", "grpc-status-details-bin", "retry-after"]));
+    expect(exposed).toEqual(
+      expect.arrayContaining(["grpc-status", "grpc-message", "grpc-status-details-bin", "retry-after"]),
+    );
     // The status a browser reads from those exposed headers:
     expect(refused.headers["grpc-status"]).toBe(String(Code.InvalidArgument));
   });
@@ -150,7 +176,10 @@ describe("a gRPC-Web client's cancel reaches the upstream (envoyproxy/envoy#3965
     reply = () => ({ tokens: ["first", " never"], gate: (i) => (i === 1 ? never : undefined) });
     const index = upstream.requests.length;
     const controller = new AbortController();
-    const error = await consume(createClient(ChatService, transport()).chat({ text: "hi" }, { signal: controller.signal }), () => controller.abort());
+    const error = await consume(
+      createClient(ChatService, transport()).chat({ text: "hi" }, { signal: controller.signal }),
+      () => controller.abort(),
+    );
     expect(error.code).toBe(Code.Canceled);
     expect(await upstream.ended(index)).toBe("closed");
   });
@@ -174,8 +203,13 @@ describe("a deadline ends a gRPC-Web call at the service, whatever the client do
     // A client that sends a deadline and then never cancels: only the service can end this call.
     const trailer = await new Promise<string>((resolve, reject) => {
       const req = request(
-        { host: "127.0.0.1", port: stack.envoy.httpPort, path: "/chat.v1.ChatService/Chat", method: "POST",
-          headers: { "content-type": "application/grpc-web+proto", "grpc-timeout": "500m" } },
+        {
+          host: "127.0.0.1",
+          port: stack.envoy.httpPort,
+          path: "/chat.v1.ChatService/Chat",
+          method: "POST",
+          headers: { "content-type": "application/grpc-web+proto", "grpc-timeout": "500m" },
+        },
         (res) => {
           let all = "";
           res.setEncoding("latin1").on("data", (chunk: string) => (all += chunk));
@@ -201,21 +235,59 @@ describe("in Chromium: a page on another origin, connect-web bundled as a browse
   beforeAll(async () => {
     // Browsers speak HTTP/2 only over TLS: a second Envoy with the same envoy.yaml, TLS on its listener.
     const [certFile, keyFile] = [join(dir, "cert.pem"), join(dir, "key.pem")];
-    execFileSync("openssl", [
-      "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-      "-keyout", keyFile, "-out", certFile, "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-    ], { stdio: "ignore" });
-    tlsEnvoy = await startEnvoy({ servicePort: stack.service.port, httpHost: "127.0.0.1", stderr: "pipe", accessLog: "pipe", tls: { certFile, keyFile } });
+    execFileSync(
+      "openssl",
+      [
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        keyFile,
+        "-out",
+        certFile,
+        "-days",
+        "1",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-addext",
+        "subjectAltName=IP:127.0.0.1",
+      ],
+      { stdio: "ignore" },
+    );
+    tlsEnvoy = await startEnvoy({
+      servicePort: stack.service.port,
+      httpHost: "127.0.0.1",
+      stderr: "pipe",
+      accessLog: "pipe",
+      tls: { certFile, keyFile },
+    });
 
-    const bundle = await build({ entryPoints: [join(ROOT, "test/support/grpc-web-page.ts")], bundle: true, write: false, format: "iife", platform: "browser", target: "chrome120" });
+    const bundle = await build({
+      entryPoints: [join(ROOT, "test/support/grpc-web-page.ts")],
+      bundle: true,
+      write: false,
+      format: "iife",
+      platform: "browser",
+      target: "chrome120",
+    });
     const script = bundle.outputFiles[0]!.text;
     site = createServer((req, res) => {
       if (req.url === "/app.js") res.writeHead(200, { "content-type": "text/javascript" }).end(script);
-      else res.writeHead(200, { "content-type": "text/html" }).end('<!doctype html><title>app</title><script src="/app.js"></script>');
+      else
+        res
+          .writeHead(200, { "content-type": "text/html" })
+          .end('<!doctype html><title>app</title><script src="/app.js"></script>');
     });
     await new Promise<void>((resolve) => site.listen(0, "127.0.0.1", resolve));
 
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox", "--ignore-certificate-errors"] });
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ["--no-sandbox", "--ignore-certificate-errors"],
+    });
     page = await browser.newPage();
     await page.exposeFunction("onFirst", () => first.release());
     await page.goto(`http://127.0.0.1:${(site.address() as AddressInfo).port}/`);
@@ -239,19 +311,24 @@ describe("in Chromium: a page on another origin, connect-web bundled as a browse
     const result = await page.evaluate(([u]) => (globalThis as unknown as GrpcWebPage).chat(u!, "hi", false), [url]);
     expect(result).toEqual({ texts: ["in", " the", " browser"], last: "finish" });
     // It really was this protocol between the browser and Envoy.
-    const line = await envoy.accessLog.find((l) => l.includes('"path":"/chat.v1.ChatService/Chat"') && l.includes('"status":200'));
+    const line = await envoy.accessLog.find(
+      (l) => l.includes('"path":"/chat.v1.ChatService/Chat"') && l.includes('"status":200'),
+    );
     expect(JSON.parse(line).protocol).toBe(protocol);
   });
 
-  it.each(over)("cancels over %s: the page aborts mid-stream and the upstream's socket closes", async (_protocol, at) => {
-    first = hold();
-    reply = () => ({ tokens: ["first", " never"], gate: (i) => (i === 1 ? never : undefined) });
-    const index = upstream.requests.length;
-    const { url } = at();
-    const result = await page.evaluate(([u]) => (globalThis as unknown as GrpcWebPage).chat(u!, "hi", true), [url]);
-    expect(result).toEqual({ texts: ["first"], last: "delta", error: String(Code.Canceled) });
-    expect(await upstream.ended(index)).toBe("closed");
-  });
+  it.each(over)(
+    "cancels over %s: the page aborts mid-stream and the upstream's socket closes",
+    async (_protocol, at) => {
+      first = hold();
+      reply = () => ({ tokens: ["first", " never"], gate: (i) => (i === 1 ? never : undefined) });
+      const index = upstream.requests.length;
+      const { url } = at();
+      const result = await page.evaluate(([u]) => (globalThis as unknown as GrpcWebPage).chat(u!, "hi", true), [url]);
+      expect(result).toEqual({ texts: ["first"], last: "delta", error: String(Code.Canceled) });
+      expect(await upstream.ended(index)).toBe("closed");
+    },
+  );
 });
 
 /** Reads a stream to its end; resolves with the error it ended with (fails the test if none). */

@@ -35,7 +35,10 @@ beforeAll(async () => {
   });
   const env = { OPENAI_BASE_URL: upstream.baseURL, OPENAI_API_KEY: "sk-e2e", CHAT_MODEL: "fake-model" };
   [beating, quiet] = await Promise.all([
-    startStack({ ...env, HEARTBEAT_INTERVAL_MS: "200" }, { limits: { streamIdleTimeout: `${PROXY_TIMEOUT_MS / 1000}s` } }),
+    startStack(
+      { ...env, HEARTBEAT_INTERVAL_MS: "200" },
+      { limits: { streamIdleTimeout: `${PROXY_TIMEOUT_MS / 1000}s` } },
+    ),
     // Envoy as envoy.yaml has it (300 s): only nginx can cut this one.
     startStack({ ...env, HEARTBEAT_INTERVAL_MS: "0" }),
   ]);

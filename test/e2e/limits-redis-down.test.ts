@@ -33,7 +33,10 @@ describe("caller budgets when Redis fails", () => {
       METRICS_PORT: "0",
     });
     const upstream = { reply: () => ({ tokens: ["o", "k"] }) };
-    [open, closed] = await Promise.all([startHarness({ env: env("open"), upstream }), startHarness({ env: env("closed"), upstream })]);
+    [open, closed] = await Promise.all([
+      startHarness({ env: env("open"), upstream }),
+      startHarness({ env: env("closed"), upstream }),
+    ]);
     envoy = await startEnvoy({ servicePort: closed.gateway.port, httpHost: "127.0.0.1", stderr: "ignore" });
   });
   afterAll(async () => {
@@ -45,7 +48,8 @@ describe("caller budgets when Redis fails", () => {
   const chat = (h: Harness) => collect(h.client, { text: "hi" }, bearer(KEY));
   const storeErrors = async (h: Harness, labels: Record<string, string>) =>
     (await scrape(h.gateway.metricsPort ?? 0)).value("chat_gateway_limits_store_errors_total", labels);
-  const warnings = (h: Harness, operation: string) => h.logs.filter((l) => l.msg === "limits store failed" && l.operation === operation);
+  const warnings = (h: Harness, operation: string) =>
+    h.logs.filter((l) => l.msg === "limits store failed" && l.operation === operation);
 
   it("checks in Redis while it answers", async () => {
     expect((await chat(open)).code).toBe(status.OK);
@@ -62,18 +66,29 @@ describe("caller budgets when Redis fails", () => {
       expect(open.upstream.requests.length).toBe(upstreamAsked + 3);
 
       const refused = await chat(closed);
-      expect([refused.code, refused.details]).toEqual([status.UNAVAILABLE, "caller limits cannot be checked now (their store is unreachable); retry"]);
+      expect([refused.code, refused.details]).toEqual([
+        status.UNAVAILABLE,
+        "caller limits cannot be checked now (their store is unreachable); retry",
+      ]);
       expect(refused.trailers?.get("retry-after")).toEqual(["1"]);
       expect(closed.upstream.requests.length).toBe(1);
 
       const usage = await getUsage(open.client, bearer(KEY)).catch((e: { code: number; details: string }) => e);
-      expect(usage).toMatchObject({ code: status.UNAVAILABLE, details: "usage cannot be read now (the limits store is unreachable); retry" });
+      expect(usage).toMatchObject({
+        code: status.UNAVAILABLE,
+        details: "usage cannot be read now (the limits store is unreachable); retry",
+      });
 
       expect(await storeErrors(open, { operation: "admit", outcome: "allowed" })).toBe(3);
       expect(await storeErrors(closed, { operation: "admit", outcome: "refused" })).toBe(1);
       // Three failures, one line: the rest are counted, not logged one by one.
       expect(warnings(open, "admit")).toEqual([
-        expect.objectContaining({ level: 40, failureMode: "open", call: "let in unchecked", error: expect.stringMatching(/did not answer within 300 ms|timed out/) }),
+        expect.objectContaining({
+          level: 40,
+          failureMode: "open",
+          call: "let in unchecked",
+          error: expect.stringMatching(/did not answer within 300 ms|timed out/),
+        }),
       ]);
       expect(warnings(closed, "admit")).toEqual([expect.objectContaining({ failureMode: "closed", call: "refused" })]);
     } finally {
@@ -87,7 +102,10 @@ describe("caller budgets when Redis fails", () => {
     const refused = await chat(closed);
     expect(refused.code).toBe(status.UNAVAILABLE);
     expect(refused.trailers?.get("retry-after")).toEqual(["1"]);
-    const overHttp = await post(envoy.httpPort, "/chat", JSON.stringify({ text: "hi" }), { "content-type": "application/json", authorization: `Bearer ${KEY}` });
+    const overHttp = await post(envoy.httpPort, "/chat", JSON.stringify({ text: "hi" }), {
+      "content-type": "application/json",
+      authorization: `Bearer ${KEY}`,
+    });
     expect([overHttp.status, overHttp.headers["retry-after"]]).toEqual([503, "1"]);
     expect(JSON.parse(await overHttp.body())).toEqual({
       code: 14,
@@ -110,7 +128,13 @@ describe("caller budgets when Redis fails", () => {
     // failure mode, says when. Until then the open one lets calls in unchecked, the closed refuses.
     for (const h of [open, closed]) {
       for (let i = 0; i < 100; i++) {
-        if (await getUsage(h.client, bearer(KEY)).then(() => true, () => false)) break;
+        if (
+          await getUsage(h.client, bearer(KEY)).then(
+            () => true,
+            () => false,
+          )
+        )
+          break;
         await new Promise((r) => setTimeout(r, 50));
       }
     }

@@ -22,7 +22,12 @@ const KEYS = {
   tpm: "tpm-key-0123456789abcdef",
   dies: "dies-key-0123456789abcdef",
 };
-const CALLER_KEYS = [`conc ${KEYS.conc} streams=10`, `rpm ${KEYS.rpm} rpm=6`, `tpm ${KEYS.tpm} tpm=40`, `dies ${KEYS.dies} streams=2`].join(", ");
+const CALLER_KEYS = [
+  `conc ${KEYS.conc} streams=10`,
+  `rpm ${KEYS.rpm} rpm=6`,
+  `tpm ${KEYS.tpm} tpm=40`,
+  `dies ${KEYS.dies} streams=2`,
+].join(", ");
 /** Short, so the killed replica's slots come back within the test; the default is 15 s. */
 const LEASE_TTL_MS = 3000;
 const REDIS_PASSWORD = "redis-secret-9c1d77";
@@ -92,7 +97,10 @@ describe("caller budgets shared by three replicas in Redis", () => {
   /** Replica i's client, for i spread over the three. */
   const client = (i: number) => replicas[i % 3]!.client;
   const sumOverReplicas = async (name: string, labels: Record<string, string>) =>
-    (await Promise.all(replicas.map(async (r) => (await scrape(r.metricsPort)).value(name, labels)))).reduce((a, b) => a + b, 0);
+    (await Promise.all(replicas.map(async (r) => (await scrape(r.metricsPort)).value(name, labels)))).reduce(
+      (a, b) => a + b,
+      0,
+    );
   /** Polls GetUsage until `ready` holds: a stream's tokens reach Redis a moment after its end. */
   async function usageWhen(key: string, ready: (u: Awaited<ReturnType<typeof getUsage>>) => boolean, via = 0) {
     for (let i = 0; ; i++) {
@@ -104,12 +112,16 @@ describe("caller budgets shared by three replicas in Redis", () => {
 
   it("lets exactly 10 of 30 streams of a key limited to 10 run, spread over three replicas and both paths; 20 get RESOURCE_EXHAUSTED / 429 with retry-after", async () => {
     gate = hold();
-    type Outcome = { streaming: true } | { streaming: false; code: number; retryAfter: string | undefined; body?: string };
+    type Outcome =
+      | { streaming: true }
+      | { streaming: false; code: number; retryAfter: string | undefined; body?: string };
     const grpcStream = (i: number) =>
       new Promise<Outcome>((resolve) => {
         const call = client(i).chat(ChatRequest.fromPartial({ text: "hold" }), bearer(KEYS.conc));
         call.on("data", (r: ChatResponse) => r.event?.$case === "delta" && resolve({ streaming: true }));
-        call.on("error", (e: ServiceError) => resolve({ streaming: false, code: e.code, retryAfter: e.metadata?.get("retry-after")[0]?.toString() }));
+        call.on("error", (e: ServiceError) =>
+          resolve({ streaming: false, code: e.code, retryAfter: e.metadata?.get("retry-after")[0]?.toString() }),
+        );
       });
     const httpStream = async (): Promise<Outcome> => {
       const response = await post(envoy.httpPort, "/chat", JSON.stringify({ text: "hold" }), {
@@ -117,7 +129,12 @@ describe("caller budgets shared by three replicas in Redis", () => {
         authorization: `Bearer ${KEYS.conc}`,
       });
       if (response.status !== 200) {
-        return { streaming: false, code: response.status, retryAfter: response.headers["retry-after"] as string | undefined, body: await response.body() };
+        return {
+          streaming: false,
+          code: response.status,
+          retryAfter: response.headers["retry-after"] as string | undefined,
+          body: await response.body(),
+        };
       }
       for await (const event of response.events) if (event.delta) return { streaming: true };
       return { streaming: false, code: 0, retryAfter: undefined };
@@ -139,13 +156,22 @@ describe("caller budgets shared by three replicas in Redis", () => {
         expect(JSON.parse(o.body ?? "")).toMatchObject({
           code: 8,
           message: 'caller "conc" has 10 streams open, its limit; retry when one ends',
-          details: [{ "@type": "type.googleapis.com/google.rpc.ErrorInfo", domain: "chat-gateway", reason: "CALLER_STREAM_LIMIT" }, { "@type": "type.googleapis.com/google.rpc.RetryInfo" }],
+          details: [
+            {
+              "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+              domain: "chat-gateway",
+              reason: "CALLER_STREAM_LIMIT",
+            },
+            { "@type": "type.googleapis.com/google.rpc.RetryInfo" },
+          ],
         });
       }
     }
     // The upstream was asked only for the streams let in.
     expect(upstream.requests.filter((r) => r.body.messages?.at(-1)?.content === "hold").length).toBe(10);
-    expect(await sumOverReplicas("chat_gateway_refused_calls_total", { cause: "caller_stream_limit", caller: "conc" })).toBe(20);
+    expect(
+      await sumOverReplicas("chat_gateway_refused_calls_total", { cause: "caller_stream_limit", caller: "conc" }),
+    ).toBe(20);
     // Every call was checked in Redis: none was let in because a check failed.
     expect(await sumOverReplicas("chat_gateway_limits_store_errors_total", {})).toBe(0);
 
@@ -158,10 +184,16 @@ describe("caller budgets shared by three replicas in Redis", () => {
   });
 
   it("holds a key to its requests per minute across the replicas: 6 of 9", async () => {
-    const results = await Promise.all(Array.from({ length: 9 }, (_, i) => collect(client(i), { text: "go" }, bearer(KEYS.rpm))));
+    const results = await Promise.all(
+      Array.from({ length: 9 }, (_, i) => collect(client(i), { text: "go" }, bearer(KEYS.rpm))),
+    );
     expect(results.filter((r) => r.code === status.OK).length).toBe(6);
     const refused = results.filter((r) => r.code !== status.OK);
-    expect(refused.map((r) => r.code)).toEqual([status.RESOURCE_EXHAUSTED, status.RESOURCE_EXHAUSTED, status.RESOURCE_EXHAUSTED]);
+    expect(refused.map((r) => r.code)).toEqual([
+      status.RESOURCE_EXHAUSTED,
+      status.RESOURCE_EXHAUSTED,
+      status.RESOURCE_EXHAUSTED,
+    ]);
     for (const r of refused) {
       // One request comes back every 10 s at 6 a minute.
       const seconds = Number(r.trailers?.get("retry-after")[0]);
@@ -186,13 +218,22 @@ describe("caller budgets shared by three replicas in Redis", () => {
     expect(seconds).toBeGreaterThanOrEqual(1);
     expect(seconds).toBeLessThanOrEqual(14);
     expect(refused.details).toBe(`caller "tpm" used its 40 tokens per minute; retry after ${seconds}s`);
-    expect(await sumOverReplicas("chat_gateway_refused_calls_total", { cause: "caller_tpm_limit", caller: "tpm" })).toBe(1);
+    expect(
+      await sumOverReplicas("chat_gateway_refused_calls_total", { cause: "caller_tpm_limit", caller: "tpm" }),
+    ).toBe(1);
   });
 
   it("answers GetUsage the same on every replica, over grpcurl and through Envoy, and exports the tokens with exact values", async () => {
     const usage = await usageWhen(KEYS.rpm, (u) => u.models[0]?.requests === 6n);
     expect(usage.models).toEqual([
-      { model: "fake-model", requests: 6n, promptTokens: 6n, completionTokens: 36n, totalTokens: 42n, estimatedTokens: 0n },
+      {
+        model: "fake-model",
+        requests: 6n,
+        promptTokens: 6n,
+        completionTokens: 36n,
+        totalTokens: 42n,
+        estimatedTokens: 0n,
+      },
     ]);
     const since = `${new Date().toISOString().slice(0, 10)}T00:00:00Z`;
     const expected = {
@@ -201,9 +242,15 @@ describe("caller budgets shared by three replicas in Redis", () => {
       models: [{ model: "fake-model", requests: "6", promptTokens: "6", completionTokens: "36", totalTokens: "42" }],
     };
 
-    const viaGrpcurl = await grpcurl(replicas[1]!.service.port, ["-H", `authorization: Bearer ${KEYS.rpm}`], "chat.v1.ChatService/GetUsage");
+    const viaGrpcurl = await grpcurl(
+      replicas[1]!.service.port,
+      ["-H", `authorization: Bearer ${KEYS.rpm}`],
+      "chat.v1.ChatService/GetUsage",
+    );
     expect(viaGrpcurl.stderr).toBe("");
-    const fromGrpcurl = JSON.parse(viaGrpcurl.stdout) as Record<string, unknown> & { requestsPerMinute: { limit: number } };
+    const fromGrpcurl = JSON.parse(viaGrpcurl.stdout) as Record<string, unknown> & {
+      requestsPerMinute: { limit: number };
+    };
     expect(fromGrpcurl).toMatchObject(expected);
     expect(fromGrpcurl.requestsPerMinute.limit).toBe(6);
 
@@ -216,7 +263,12 @@ describe("caller budgets shared by three replicas in Redis", () => {
     expect((await post(envoy.httpPort, "/usage", "", {}, "GET")).status).toBe(401);
 
     const tokens = (caller: string, type: string) =>
-      sumOverReplicas("chat_gateway_caller_tokens_total", { caller, gen_ai_request_model: "fake-model", gen_ai_token_type: type, source: "reported" });
+      sumOverReplicas("chat_gateway_caller_tokens_total", {
+        caller,
+        gen_ai_request_model: "fake-model",
+        gen_ai_token_type: type,
+        source: "reported",
+      });
     expect([await tokens("rpm", "input"), await tokens("rpm", "output")]).toEqual([6, 36]);
     expect([await tokens("tpm", "input"), await tokens("tpm", "output")]).toEqual([30, 18]);
     expect(await sumOverReplicas("chat_gateway_limits_store_errors_total", {})).toBe(0);
@@ -224,13 +276,17 @@ describe("caller budgets shared by three replicas in Redis", () => {
 
   it("names the shared Redis in the start-up line, never its password", async () => {
     const listening = await replicas[0]!.service.logLine((l) => l.msg === "chat gateway listening");
-    expect(listening.limits).toBe(`shared by every replica in Redis at redis://:redacted@127.0.0.1:${redis.port}; on a Redis error, fail open`);
+    expect(listening.limits).toBe(
+      `shared by every replica in Redis at redis://:redacted@127.0.0.1:${redis.port}; on a Redis error, fail open`,
+    );
     for (const r of replicas) expect(r.service.output.join("\n")).not.toContain(REDIS_PASSWORD);
   });
 
   it("keeps the slots of long streams, and gives back those of a replica killed while holding them once their leases expire", async () => {
     gate = hold();
-    const held = [0, 1].map(() => replicas[1]!.client.chat(ChatRequest.fromPartial({ text: "hold" }), bearer(KEYS.dies)));
+    const held = [0, 1].map(() =>
+      replicas[1]!.client.chat(ChatRequest.fromPartial({ text: "hold" }), bearer(KEYS.dies)),
+    );
     await Promise.all(held.map((call) => new Promise((resolve) => call.once("data", resolve))));
     for (const call of held) call.on("error", () => undefined);
     expect((await collect(client(0), { text: "go" }, bearer(KEYS.dies))).code).toBe(status.RESOURCE_EXHAUSTED);
@@ -252,6 +308,10 @@ describe("caller budgets shared by three replicas in Redis", () => {
     expect(result.code).toBe(status.OK);
     // Within the lease TTL (a lease is refreshed every third of it), with room for a busy machine.
     expect(recoveredMs).toBeLessThan(2 * LEASE_TTL_MS);
-    expect((await getUsage(client(2), bearer(KEYS.dies))).streams).toEqual({ limit: 2, remaining: 2, fullInSeconds: 0 });
+    expect((await getUsage(client(2), bearer(KEYS.dies))).streams).toEqual({
+      limit: 2,
+      remaining: 2,
+      fullInSeconds: 0,
+    });
   });
 });

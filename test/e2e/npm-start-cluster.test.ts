@@ -30,7 +30,15 @@ afterEach(async () => {
 
 async function startCluster(env: Record<string, string>) {
   const child = spawn(process.execPath, [join(ROOT, "dist", "cluster.js")], {
-    env: { PATH: process.env.PATH ?? "", GRPC_PORT: "0", HTTP_PORT: "0", ENVOY_ADMIN_PORT: "0", METRICS_PORT: "0", LOG_FORMAT: "json", ...env },
+    env: {
+      PATH: process.env.PATH ?? "",
+      GRPC_PORT: "0",
+      HTTP_PORT: "0",
+      ENVOY_ADMIN_PORT: "0",
+      METRICS_PORT: "0",
+      LOG_FORMAT: "json",
+      ...env,
+    },
     stdio: ["ignore", "pipe", "ignore"],
     detached: true,
   });
@@ -42,9 +50,18 @@ async function startCluster(env: Record<string, string>) {
       output.push(line);
       if (line.includes('"msg":"cluster up')) resolve(JSON.parse(line) as ClusterUp);
     });
-    void exited.then((code) => reject(new Error(`start:cluster exited (${code}) before it was up:\n${output.join("\n")}`)));
+    void exited.then((code) =>
+      reject(new Error(`start:cluster exited (${code}) before it was up:\n${output.join("\n")}`)),
+    );
   });
-  return { child, up, output, exited, httpPort: Number(new URL(up.http).port), adminPort: Number(new URL(up.envoyAdmin).port) };
+  return {
+    child,
+    up,
+    output,
+    exited,
+    httpPort: Number(new URL(up.http).port),
+    adminPort: Number(new URL(up.envoyAdmin).port),
+  };
 }
 
 /** Every process below `root`, from /proc (Linux). */
@@ -68,7 +85,13 @@ function descendants(root: number): number[] {
 }
 
 const commandLine = (p: number) => readFileSync(`/proc/${p}/cmdline`, "utf8").split("\0").filter(Boolean);
-const environment = (p: number) => Object.fromEntries(readFileSync(`/proc/${p}/environ`, "utf8").split("\0").filter(Boolean).map((kv) => kv.split(/=(.*)/s).slice(0, 2)));
+const environment = (p: number) =>
+  Object.fromEntries(
+    readFileSync(`/proc/${p}/environ`, "utf8")
+      .split("\0")
+      .filter(Boolean)
+      .map((kv) => kv.split(/=(.*)/s).slice(0, 2)),
+  );
 const alive = (p: number) => {
   try {
     process.kill(p, 0);
@@ -91,9 +114,16 @@ const listening = (port: number) =>
     socket.once("error", () => resolve(false));
   });
 
-it("starts Redis, three replicas on their own ports and one Envoy; stops on SIGTERM without cutting a stream", { timeout: 90_000 }, async () => {
+it("starts Redis, three replicas on their own ports and one Envoy; stops on SIGTERM without cutting a stream", {
+  timeout: 90_000,
+}, async () => {
   const { promise: held, release } = hold();
-  upstream = await startFakeUpstream({ reply: (r) => ({ tokens: tokensFor(promptOf(r)), gate: (i) => (i === 1 && promptOf(r) === "hold" ? held : undefined) }) });
+  upstream = await startFakeUpstream({
+    reply: (r) => ({
+      tokens: tokensFor(promptOf(r)),
+      gate: (i) => (i === 1 && promptOf(r) === "hold" ? held : undefined),
+    }),
+  });
   const cluster = await startCluster({ OPENAI_BASE_URL: upstream.baseURL, OPENAI_API_KEY: "sk-test" });
 
   // Three replicas, each a `node dist/main.js` of its own on its own port, given the Redis it started.
@@ -103,7 +133,9 @@ it("starts Redis, three replicas on their own ports and one Envoy; stops on SIGT
   expect(redisUrl).toBeDefined();
   const processes = descendants(cluster.child.pid!);
   const names = new Map(processes.map((p) => [p, commandLine(p).join(" ")]));
-  const replicas = processes.filter((p) => commandLine(p).at(-1) === join(ROOT, "dist", "main.js") && commandLine(p)[0] === process.execPath);
+  const replicas = processes.filter(
+    (p) => commandLine(p).at(-1) === join(ROOT, "dist", "main.js") && commandLine(p)[0] === process.execPath,
+  );
   expect(replicas).toHaveLength(3);
   for (const p of replicas) expect(environment(p).REDIS_URL).toBe(redisUrl);
   expect(processes.some((p) => /^redis-server /.test(commandLine(p)[0] ?? ""))).toBe(true);
@@ -114,7 +146,10 @@ it("starts Redis, three replicas on their own ports and one Envoy; stops on SIGT
   const texts = Array.from({ length: 30 }, (_, i) => `hello-${i}`);
   for (const text of texts) expect((await httpChat(cluster.httpPort, text).done).text).toBe(tokensFor(text).join(""));
   const hosts = await serviceHosts(cluster.adminPort);
-  expect(hosts.every((h) => h.rqTotal > 0), JSON.stringify(hosts)).toBe(true);
+  expect(
+    hosts.every((h) => h.rqTotal > 0),
+    JSON.stringify(hosts),
+  ).toBe(true);
 
   // SIGTERM with a stream in flight: it finishes, then everything exits.
   const inFlight = httpChat(cluster.httpPort, "hold");
@@ -131,7 +166,8 @@ it("starts Redis, three replicas on their own ports and one Envoy; stops on SIGT
     while (alive(p) && Date.now() < deadline) await sleep(20);
     expect(alive(p), names.get(p)).toBe(false);
   }
-  for (const port of [...ports, cluster.httpPort, cluster.adminPort, Number(new URL(redisUrl!).port)]) expect(await listening(port)).toBe(false);
+  for (const port of [...ports, cluster.httpPort, cluster.adminPort, Number(new URL(redisUrl!).port)])
+    expect(await listening(port)).toBe(false);
 });
 
 it("leaves no replica, Redis or Envoy behind when killed with SIGKILL", { timeout: 90_000 }, async () => {

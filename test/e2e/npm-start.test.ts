@@ -33,7 +33,9 @@ async function gone(url: string): Promise<void> {
   }
 }
 
-it("starts service, Envoy and the demo upstream with no configuration, open and on loopback, and stops on SIGINT", { timeout: 60_000 }, async () => {
+it("starts service, Envoy and the demo upstream with no configuration, open and on loopback, and stops on SIGINT", {
+  timeout: 60_000,
+}, async () => {
   stack = await startStackProcess();
   expect(stack.up.auth).toBe("open: AUTH=none, so any caller may call");
   expect(stack.up.upstream).toMatch(/^built-in demo/);
@@ -67,47 +69,66 @@ describe("stopped while streams are in flight", () => {
     { signal: "SIGTERM", to: "its process" },
     { signal: "SIGINT", to: "its whole process group, as Ctrl-C does" },
   ] as const;
-  it.each(cases)("$signal to $to: HTTP and gRPC streams finish, new requests are refused, everything exits", { timeout: 60_000 }, async ({ signal, to }) => {
-    const { promise: held, release } = hold();
-    upstream = await startFakeUpstream({
-      reply: (r) => ({ tokens: ["one ", "two ", "three"], gate: (i) => (i === 1 && r.body.messages?.at(-1)?.content === "hold" ? held : undefined) }),
-    });
-    stack = await startStackProcess({ OPENAI_BASE_URL: upstream.baseURL, OPENAI_API_KEY: "sk-test", CHAT_MODEL: "fake-model" });
-    const http = await post(stack.httpPort, "/chat", JSON.stringify({ text: "hold" }));
-    const httpEvents = http.events[Symbol.asyncIterator]();
-    expect((await httpEvents.next()).value).toEqual({ delta: { text: "one " } });
-    const client = new ChatServiceClient(`127.0.0.1:${stack.grpcPort}`, credentials.createInsecure());
-    const grpc = client.chat(ChatRequest.fromPartial({ text: "hold" }));
-    const grpcResponses: ChatResponse[] = [];
-    const grpcEnded = new Promise<number>((resolve) => {
-      grpc.on("data", (r: ChatResponse) => grpcResponses.push(r));
-      grpc.on("error", (e: ServiceError) => resolve(e.code));
-      grpc.on("end", () => resolve(status.OK));
-    });
-    await new Promise((resolve) => grpc.once("data", resolve));
+  it.each(cases)(
+    "$signal to $to: HTTP and gRPC streams finish, new requests are refused, everything exits",
+    { timeout: 60_000 },
+    async ({ signal, to }) => {
+      const { promise: held, release } = hold();
+      upstream = await startFakeUpstream({
+        reply: (r) => ({
+          tokens: ["one ", "two ", "three"],
+          gate: (i) => (i === 1 && r.body.messages?.at(-1)?.content === "hold" ? held : undefined),
+        }),
+      });
+      stack = await startStackProcess({
+        OPENAI_BASE_URL: upstream.baseURL,
+        OPENAI_API_KEY: "sk-test",
+        CHAT_MODEL: "fake-model",
+      });
+      const http = await post(stack.httpPort, "/chat", JSON.stringify({ text: "hold" }));
+      const httpEvents = http.events[Symbol.asyncIterator]();
+      expect((await httpEvents.next()).value).toEqual({ delta: { text: "one " } });
+      const client = new ChatServiceClient(`127.0.0.1:${stack.grpcPort}`, credentials.createInsecure());
+      const grpc = client.chat(ChatRequest.fromPartial({ text: "hold" }));
+      const grpcResponses: ChatResponse[] = [];
+      const grpcEnded = new Promise<number>((resolve) => {
+        grpc.on("data", (r: ChatResponse) => grpcResponses.push(r));
+        grpc.on("error", (e: ServiceError) => resolve(e.code));
+        grpc.on("end", () => resolve(status.OK));
+      });
+      await new Promise((resolve) => grpc.once("data", resolve));
 
-    if (to === "its process") stack.process.kill(signal);
-    else process.kill(-stack.process.pid!, signal);
-    // The service drains once Envoy has stopped taking new requests; from then on, a new request
-    // through Envoy is refused with the same JSON error as every other.
-    while ((await healthStatus(stack.grpcPort, "chat.v1.ChatService")) !== "NOT_SERVING") await sleep(20);
-    expect((await (await fetch(`${stack.up.envoyAdmin}/ready`)).text()).trim()).toBe("DRAINING");
-    const late = await post(stack.httpPort, "/chat", JSON.stringify({ text: "late" }));
-    expect(late.status).toBe(503);
-    expect(JSON.parse(await late.body())).toEqual(errorBody(status.UNAVAILABLE, "gateway is shutting down; retry", "DRAINING"));
+      if (to === "its process") stack.process.kill(signal);
+      else process.kill(-stack.process.pid!, signal);
+      // The service drains once Envoy has stopped taking new requests; from then on, a new request
+      // through Envoy is refused with the same JSON error as every other.
+      while ((await healthStatus(stack.grpcPort, "chat.v1.ChatService")) !== "NOT_SERVING") await sleep(20);
+      expect((await (await fetch(`${stack.up.envoyAdmin}/ready`)).text()).trim()).toBe("DRAINING");
+      const late = await post(stack.httpPort, "/chat", JSON.stringify({ text: "late" }));
+      expect(late.status).toBe(503);
+      expect(JSON.parse(await late.body())).toEqual(
+        errorBody(status.UNAVAILABLE, "gateway is shutting down; retry", "DRAINING"),
+      );
 
-    release();
-    const rest = await allEvents({ ...http, events: { [Symbol.asyncIterator]: () => httpEvents } });
-    expect(rest).toEqual([{ delta: { text: "two " } }, { delta: { text: "three" } }, { finish: expect.objectContaining({ finishReason: "stop" }) }]);
-    expect(await grpcEnded).toBe(status.OK);
-    expect(textOf(grpcResponses)).toBe("one two three");
-    client.close();
-    expect(await stack.exited).toBe(0);
-    await expect(fetch(`${stack.up.envoyAdmin}/ready`)).rejects.toThrow();
-  });
+      release();
+      const rest = await allEvents({ ...http, events: { [Symbol.asyncIterator]: () => httpEvents } });
+      expect(rest).toEqual([
+        { delta: { text: "two " } },
+        { delta: { text: "three" } },
+        { finish: expect.objectContaining({ finishReason: "stop" }) },
+      ]);
+      expect(await grpcEnded).toBe(status.OK);
+      expect(textOf(grpcResponses)).toBe("one two three");
+      client.close();
+      expect(await stack.exited).toBe(0);
+      await expect(fetch(`${stack.up.envoyAdmin}/ready`)).rejects.toThrow();
+    },
+  );
 });
 
-it("takes Envoy with it when killed with SIGKILL, so the next start gets the same ports", { timeout: 60_000 }, async () => {
+it("takes Envoy with it when killed with SIGKILL, so the next start gets the same ports", {
+  timeout: 60_000,
+}, async () => {
   stack = await startStackProcess();
   const adminPort = new URL(stack.up.envoyAdmin).port;
   const httpPort = String(stack.httpPort);

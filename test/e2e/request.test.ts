@@ -12,7 +12,10 @@ let upstream: FakeUpstream;
 let stack: Stack;
 
 beforeAll(async () => {
-  upstream = await startFakeUpstream({ reply: () => ({ tokens: ["ok"] }), models: () => ({ ids: ["gpt-4o", "fake-model"], ownedBy: "openai" }) });
+  upstream = await startFakeUpstream({
+    reply: () => ({ tokens: ["ok"] }),
+    models: () => ({ ids: ["gpt-4o", "fake-model"], ownedBy: "openai" }),
+  });
   // An upstream that is down: nothing listens on its port any more.
   const gone = await startFakeUpstream();
   await gone.close();
@@ -38,7 +41,12 @@ const WEATHER = {
   function: {
     name: "get_weather",
     description: "Current weather in a city",
-    parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"], additionalProperties: false },
+    parameters: {
+      type: "object",
+      properties: { city: { type: "string" } },
+      required: ["city"],
+      additionalProperties: false,
+    },
     strict: true,
   },
 };
@@ -67,10 +75,16 @@ describe("HTTP through Envoy, with the request written as an OpenAI user writes 
     const assistant = {
       role: "assistant",
       content: null,
-      tool_calls: [{ id: "call_abc", type: "function", function: { name: "get_weather", arguments: '{"city":"Paris"}' } }],
+      tool_calls: [
+        { id: "call_abc", type: "function", function: { name: "get_weather", arguments: '{"city":"Paris"}' } },
+      ],
     };
     const second = await chat({
-      messages: [{ role: "user", content: "Weather in Paris?" }, assistant, { role: "tool", tool_call_id: "call_abc", content: '{"celsius":18}' }],
+      messages: [
+        { role: "user", content: "Weather in Paris?" },
+        assistant,
+        { role: "tool", tool_call_id: "call_abc", content: '{"celsius":18}' },
+      ],
       tools: [WEATHER],
       tool_choice: { function: "get_weather" },
     });
@@ -91,7 +105,8 @@ describe("HTTP through Envoy, with the request written as an OpenAI user writes 
   });
 
   it("carries images, response_format, the knobs and extra_body", async () => {
-    const png = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
+    const png =
+      "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
     const schema = { type: "object", properties: { colour: { type: "string" } }, required: ["colour"] };
     const response = await chat({
       model: "gpt-4o",
@@ -147,12 +162,36 @@ describe("HTTP through Envoy, with the request written as an OpenAI user writes 
   it.each([
     [
       "a malformed data URL",
-      { messages: [{ role: "user", parts: [{ type: "text", text: "see" }, { type: "image_url", image_url: { url: "data:image/png,iVBORw0KGgo=" } }] }] },
+      {
+        messages: [
+          {
+            role: "user",
+            parts: [
+              { type: "text", text: "see" },
+              { type: "image_url", image_url: { url: "data:image/png,iVBORw0KGgo=" } },
+            ],
+          },
+        ],
+      },
       "messages[0].parts[1].image_url.url: a data: URL must be base64-encoded (data:image/png;base64,...)",
     ],
-    ["extra_body setting n", { text: "hi", extra_body: { n: 3 } }, "extra_body.n: may not be set: the gateway sets model, messages, stream, stream_options, n itself"],
-    ["an assistant tool call without an id", { messages: [{ role: "assistant", tool_calls: [{ type: "function", function: { name: "f", arguments: "{}" } }] }] }, "messages[0].tool_calls[0].id: must not be empty (the id the model gave the call)"],
-    ["a seed JSON cannot carry", { text: "hi", seed: "1152921504606846976" }, "seed: 1152921504606846976 is outside [-9007199254740991, 9007199254740991], the integers JSON carries exactly"],
+    [
+      "extra_body setting n",
+      { text: "hi", extra_body: { n: 3 } },
+      "extra_body.n: may not be set: the gateway sets model, messages, stream, stream_options, n itself",
+    ],
+    [
+      "an assistant tool call without an id",
+      {
+        messages: [{ role: "assistant", tool_calls: [{ type: "function", function: { name: "f", arguments: "{}" } }] }],
+      },
+      "messages[0].tool_calls[0].id: must not be empty (the id the model gave the call)",
+    ],
+    [
+      "a seed JSON cannot carry",
+      { text: "hi", seed: "1152921504606846976" },
+      "seed: 1152921504606846976 is outside [-9007199254740991, 9007199254740991], the integers JSON carries exactly",
+    ],
   ])("answers %s with 400 and a JSON error naming the field, before the upstream", async (_name, body, message) => {
     const before = upstream.requests.length;
     const response = await chat(body);
@@ -168,23 +207,42 @@ describe("grpcurl with server reflection", () => {
     const request = {
       messages: [
         { role: "user", content: "Weather in Paris?" },
-        { role: "assistant", tool_calls: [{ id: "call_1", type: "function", function: { name: "get_weather", arguments: '{"city":"Paris"}' } }] },
+        {
+          role: "assistant",
+          tool_calls: [
+            { id: "call_1", type: "function", function: { name: "get_weather", arguments: '{"city":"Paris"}' } },
+          ],
+        },
         { role: "tool", tool_call_id: "call_1", content: "18°C" },
       ],
       tools: [WEATHER],
     };
-    const { code, stderr } = await grpcurl(stack.service.port, ["-d", JSON.stringify(request)], "chat.v1.ChatService/Chat");
+    const { code, stderr } = await grpcurl(
+      stack.service.port,
+      ["-d", JSON.stringify(request)],
+      "chat.v1.ChatService/Chat",
+    );
     expect({ code, stderr }).toEqual({ code: 0, stderr: "" });
     expect(lastBody()?.messages).toEqual([
       { role: "user", content: "Weather in Paris?" },
-      { role: "assistant", content: null, tool_calls: [{ id: "call_1", type: "function", function: { name: "get_weather", arguments: '{"city":"Paris"}' } }] },
+      {
+        role: "assistant",
+        content: null,
+        tool_calls: [
+          { id: "call_1", type: "function", function: { name: "get_weather", arguments: '{"city":"Paris"}' } },
+        ],
+      },
       { role: "tool", content: "18°C", tool_call_id: "call_1" },
     ]);
     expect(lastBody()?.tools).toEqual([WEATHER]);
   });
 
   it("shows a bad request's field", async () => {
-    const { stderr, code } = await grpcurl(stack.service.port, ["-d", JSON.stringify({ text: "hi", reasoning_effort: "max" })], "chat.v1.ChatService/Chat");
+    const { stderr, code } = await grpcurl(
+      stack.service.port,
+      ["-d", JSON.stringify({ text: "hi", reasoning_effort: "max" })],
+      "chat.v1.ChatService/Chat",
+    );
     expect(code).not.toBe(0);
     expect(stderr).toContain("Code: InvalidArgument");
     expect(stderr).toContain('reasoning_effort: "max" is not one of none, minimal, low, medium, high, xhigh');
@@ -211,10 +269,16 @@ describe("ListModels with one upstream down", () => {
   });
 
   it("lets a browser call it (CORS preflight for GET)", async () => {
-    const response = await post(stack.envoy.httpPort, "/models", "", {
-      origin: "http://app.example",
-      "access-control-request-method": "GET",
-    }, "OPTIONS");
+    const response = await post(
+      stack.envoy.httpPort,
+      "/models",
+      "",
+      {
+        origin: "http://app.example",
+        "access-control-request-method": "GET",
+      },
+      "OPTIONS",
+    );
     expect(response.status).toBe(200);
     expect(response.headers["access-control-allow-origin"]).toBe("http://app.example");
     expect(response.headers["access-control-allow-methods"]).toContain("GET");
@@ -225,6 +289,8 @@ describe("ListModels with one upstream down", () => {
     expect({ code, stderr }).toEqual({ code: 0, stderr: "" });
     expect(JSON.parse(stdout)).toEqual(expected);
     const described = await grpcurl(stack.service.port, [], "describe", "chat.v1.ChatService");
-    expect(described.stdout).toContain("rpc ListModels ( .chat.v1.ListModelsRequest ) returns ( .chat.v1.ListModelsResponse );");
+    expect(described.stdout).toContain(
+      "rpc ListModels ( .chat.v1.ListModelsRequest ) returns ( .chat.v1.ListModelsResponse );",
+    );
   });
 });

@@ -51,7 +51,9 @@ describe("cancellation", () => {
   });
 
   it("closes the upstream request when the caller cancels mid-stream", async () => {
-    harness = await startHarness({ upstream: { reply: () => ({ tokens: ["a", "b", "c"], gate: (i) => (i === 2 ? never : undefined) }) } });
+    harness = await startHarness({
+      upstream: { reply: () => ({ tokens: ["a", "b", "c"], gate: (i) => (i === 2 ? never : undefined) }) },
+    });
     const { call, reached, ended } = startStream(harness, 2);
     await reached;
     call.cancel();
@@ -62,7 +64,9 @@ describe("cancellation", () => {
 
 describe("deadlines and stalls", () => {
   it("honours the caller's deadline: DEADLINE_EXCEEDED, upstream closed", async () => {
-    harness = await startHarness({ upstream: { reply: () => ({ tokens: ["a", "b"], gate: (i) => (i === 1 ? never : undefined) }) } });
+    harness = await startHarness({
+      upstream: { reply: () => ({ tokens: ["a", "b"], gate: (i) => (i === 1 ? never : undefined) }) },
+    });
     const result = await collect(harness.client, { text: "hi" }, new Metadata(), new Date(Date.now() + 500));
     expect(result.code).toBe(status.DEADLINE_EXCEEDED);
     expect(result.text).toBe("a");
@@ -91,7 +95,10 @@ describe("deadlines and stalls", () => {
       upstream: { reply: () => ({ tokens: ["a"], gate: () => never }) },
     });
     const result = await collect(harness.client, { text: "hi" });
-    expect([result.code, result.details]).toEqual([status.UNAVAILABLE, "upstream stalled before the first token: no token for 0.2s"]);
+    expect([result.code, result.details]).toEqual([
+      status.UNAVAILABLE,
+      "upstream stalled before the first token: no token for 0.2s",
+    ]);
     expect(result.responses).toEqual([]);
   });
 
@@ -110,53 +117,156 @@ describe("deadlines and stalls", () => {
 
 type Row = [name: string, reply: Reply, code: status, details: RegExp | string];
 const beforeFirstToken: Row[] = [
-  ["400", { status: 400, errorMessage: "max_tokens is too large" }, status.INVALID_ARGUMENT, "upstream rejected the request: max_tokens is too large"],
-  ["422", { status: 422, errorMessage: "bad field" }, status.INVALID_ARGUMENT, "upstream rejected the request: bad field"],
-  ["401", { status: 401, errorMessage: "Incorrect API key provided: sk-test-harness-key" }, status.INTERNAL, "upstream refused the gateway's credentials"],
-  ["403", { status: 403, errorMessage: "forbidden for sk-test-harness-key" }, status.INTERNAL, "upstream refused the gateway's credentials"],
-  ["404", { status: 404, errorMessage: "The model `nope` does not exist" }, status.NOT_FOUND, "upstream has no such model or route: The model `nope` does not exist"],
-  ["408", { status: 408 }, status.DEADLINE_EXCEEDED, "upstream timed out"],
-  ["429", { status: 429, headers: { "retry-after": "7" } }, status.RESOURCE_EXHAUSTED, "upstream rate limit reached; retry after 7s"],
-  ["500", { status: 500 }, status.UNAVAILABLE, "upstream error 500"],
-  ["503", { status: 503 }, status.UNAVAILABLE, "upstream error 503"],
-  ["a 400 quoting the key", { status: 400, errorMessage: "key sk-test-harness-key is not valid here" }, status.INVALID_ARGUMENT, "upstream rejected the request: key [redacted] is not valid here"],
-];
-const afterFirstToken: Row[] = [
-  ["a cut connection", { tokens: ["a"], end: "cut" }, status.UNAVAILABLE, "upstream connection lost mid-stream"],
-  ["an SSE error event", { tokens: ["a"], end: "error-event" }, status.UNAVAILABLE, "upstream failed mid-stream: the model crashed"],
-  ["an SSE error event naming a 429", { tokens: ["a"], end: "error-event", errorEvent: { error: { message: "slow down", code: 429 } } }, status.UNAVAILABLE, "upstream failed mid-stream: slow down"],
-  ["malformed JSON", { tokens: ["a"], end: "malformed" }, status.INTERNAL, "upstream sent malformed data"],
-  ["valid JSON that is no chunk (no choices)", { tokens: ["a"], end: "no-choices" }, status.INTERNAL, "upstream sent malformed data"],
-  ["a clean close without a finish", { tokens: ["a"], end: "quiet" }, status.UNAVAILABLE, "upstream ended the stream without finishing"],
-];
-
-/** Errors streamed as `data: {...}` after a 200, in the dialects of real servers (see src/upstream/stream-error.ts). */
-const inStream = (errorEvent: Record<string, unknown>, roleChunk = true): Reply => ({ tokens: [], end: "error-event", errorEvent, roleChunk });
-const inStreamBeforeFirstToken: Row[] = [
   [
-    "a 401 as @dwmkerr/mock-llm streams it (OpenAI's body, alone)",
-    inStream({ error: { message: "Incorrect API key provided: sk-test-harness-key", type: "invalid_request_error", param: null, code: "invalid_api_key" } }, false),
+    "400",
+    { status: 400, errorMessage: "max_tokens is too large" },
+    status.INVALID_ARGUMENT,
+    "upstream rejected the request: max_tokens is too large",
+  ],
+  [
+    "422",
+    { status: 422, errorMessage: "bad field" },
+    status.INVALID_ARGUMENT,
+    "upstream rejected the request: bad field",
+  ],
+  [
+    "401",
+    { status: 401, errorMessage: "Incorrect API key provided: sk-test-harness-key" },
     status.INTERNAL,
     "upstream refused the gateway's credentials",
   ],
-  ["a 429 by vLLM's numeric code", inStream({ error: { message: "Too many requests", type: "RateLimitError", param: null, code: 429 } }), status.RESOURCE_EXHAUSTED, "upstream rate limit reached"],
-  ["a 400 by vLLM's numeric code", inStream({ error: { message: "max_tokens is too large", type: "BadRequestError", param: null, code: 400 } }), status.INVALID_ARGUMENT, "upstream rejected the request: max_tokens is too large"],
-  ["a 403 by LiteLLM's string code", inStream({ error: { message: "blocked", type: "None", param: "None", code: "403" } }), status.INTERNAL, "upstream refused the gateway's credentials"],
-  ["a 503 by Google's status", inStream({ error: { code: 503, message: "The model is overloaded.", status: "UNAVAILABLE" } }), status.UNAVAILABLE, "upstream error 503"],
-  ["an overload by Anthropic's type", inStream({ type: "error", error: { type: "overloaded_error", message: "Overloaded" } }), status.UNAVAILABLE, "upstream error 503"],
-  ["one that names no status", inStream({ error: { message: "something odd" } }), status.UNAVAILABLE, "upstream failed mid-stream: something odd"],
+  [
+    "403",
+    { status: 403, errorMessage: "forbidden for sk-test-harness-key" },
+    status.INTERNAL,
+    "upstream refused the gateway's credentials",
+  ],
+  [
+    "404",
+    { status: 404, errorMessage: "The model `nope` does not exist" },
+    status.NOT_FOUND,
+    "upstream has no such model or route: The model `nope` does not exist",
+  ],
+  ["408", { status: 408 }, status.DEADLINE_EXCEEDED, "upstream timed out"],
+  [
+    "429",
+    { status: 429, headers: { "retry-after": "7" } },
+    status.RESOURCE_EXHAUSTED,
+    "upstream rate limit reached; retry after 7s",
+  ],
+  ["500", { status: 500 }, status.UNAVAILABLE, "upstream error 500"],
+  ["503", { status: 503 }, status.UNAVAILABLE, "upstream error 503"],
+  [
+    "a 400 quoting the key",
+    { status: 400, errorMessage: "key sk-test-harness-key is not valid here" },
+    status.INVALID_ARGUMENT,
+    "upstream rejected the request: key [redacted] is not valid here",
+  ],
+];
+const afterFirstToken: Row[] = [
+  ["a cut connection", { tokens: ["a"], end: "cut" }, status.UNAVAILABLE, "upstream connection lost mid-stream"],
+  [
+    "an SSE error event",
+    { tokens: ["a"], end: "error-event" },
+    status.UNAVAILABLE,
+    "upstream failed mid-stream: the model crashed",
+  ],
+  [
+    "an SSE error event naming a 429",
+    { tokens: ["a"], end: "error-event", errorEvent: { error: { message: "slow down", code: 429 } } },
+    status.UNAVAILABLE,
+    "upstream failed mid-stream: slow down",
+  ],
+  ["malformed JSON", { tokens: ["a"], end: "malformed" }, status.INTERNAL, "upstream sent malformed data"],
+  [
+    "valid JSON that is no chunk (no choices)",
+    { tokens: ["a"], end: "no-choices" },
+    status.INTERNAL,
+    "upstream sent malformed data",
+  ],
+  [
+    "a clean close without a finish",
+    { tokens: ["a"], end: "quiet" },
+    status.UNAVAILABLE,
+    "upstream ended the stream without finishing",
+  ],
+];
+
+/** Errors streamed as `data: {...}` after a 200, in the dialects of real servers (see src/upstream/stream-error.ts). */
+const inStream = (errorEvent: Record<string, unknown>, roleChunk = true): Reply => ({
+  tokens: [],
+  end: "error-event",
+  errorEvent,
+  roleChunk,
+});
+const inStreamBeforeFirstToken: Row[] = [
+  [
+    "a 401 as @dwmkerr/mock-llm streams it (OpenAI's body, alone)",
+    inStream(
+      {
+        error: {
+          message: "Incorrect API key provided: sk-test-harness-key",
+          type: "invalid_request_error",
+          param: null,
+          code: "invalid_api_key",
+        },
+      },
+      false,
+    ),
+    status.INTERNAL,
+    "upstream refused the gateway's credentials",
+  ],
+  [
+    "a 429 by vLLM's numeric code",
+    inStream({ error: { message: "Too many requests", type: "RateLimitError", param: null, code: 429 } }),
+    status.RESOURCE_EXHAUSTED,
+    "upstream rate limit reached",
+  ],
+  [
+    "a 400 by vLLM's numeric code",
+    inStream({ error: { message: "max_tokens is too large", type: "BadRequestError", param: null, code: 400 } }),
+    status.INVALID_ARGUMENT,
+    "upstream rejected the request: max_tokens is too large",
+  ],
+  [
+    "a 403 by LiteLLM's string code",
+    inStream({ error: { message: "blocked", type: "None", param: "None", code: "403" } }),
+    status.INTERNAL,
+    "upstream refused the gateway's credentials",
+  ],
+  [
+    "a 503 by Google's status",
+    inStream({ error: { code: 503, message: "The model is overloaded.", status: "UNAVAILABLE" } }),
+    status.UNAVAILABLE,
+    "upstream error 503",
+  ],
+  [
+    "an overload by Anthropic's type",
+    inStream({ type: "error", error: { type: "overloaded_error", message: "Overloaded" } }),
+    status.UNAVAILABLE,
+    "upstream error 503",
+  ],
+  [
+    "one that names no status",
+    inStream({ error: { message: "something odd" } }),
+    status.UNAVAILABLE,
+    "upstream failed mid-stream: something odd",
+  ],
 ];
 
 describe("the error table", () => {
-  it.each(beforeFirstToken)("maps upstream %s before the first token to a bare status", async (_name, reply, code, details) => {
-    harness = await startHarness({ upstream: { reply: () => reply } });
-    const result = await collect(harness.client, { text: "hi" });
-    expect(result.code).toBe(code);
-    expect(result.details).toEqual(details);
-    expect(result.responses).toEqual([]);
-    expect(result.details).not.toContain("sk-test-harness-key");
-    expect(result.details).not.toContain("127.0.0.1");
-  });
+  it.each(beforeFirstToken)(
+    "maps upstream %s before the first token to a bare status",
+    async (_name, reply, code, details) => {
+      harness = await startHarness({ upstream: { reply: () => reply } });
+      const result = await collect(harness.client, { text: "hi" });
+      expect(result.code).toBe(code);
+      expect(result.details).toEqual(details);
+      expect(result.responses).toEqual([]);
+      expect(result.details).not.toContain("sk-test-harness-key");
+      expect(result.details).not.toContain("127.0.0.1");
+    },
+  );
 
   it.each(inStreamBeforeFirstToken)(
     "maps an error in the stream before the first token, %s, like the HTTP status it names",
@@ -171,7 +281,11 @@ describe("the error table", () => {
   it("maps valid JSON that is no chunk (no choices) to malformed data, before the first token too", async () => {
     harness = await startHarness({ upstream: { reply: () => ({ tokens: [], end: "no-choices" }) } });
     const result = await collect(harness.client, { text: "hi" });
-    expect([result.code, result.details, result.responses]).toEqual([status.INTERNAL, "upstream sent malformed data", []]);
+    expect([result.code, result.details, result.responses]).toEqual([
+      status.INTERNAL,
+      "upstream sent malformed data",
+      [],
+    ]);
   });
 
   it("carries the upstream's retry-after in trailing metadata", async () => {
@@ -180,22 +294,33 @@ describe("the error table", () => {
     expect(result.trailers?.get("retry-after")).toEqual(["7"]);
   });
 
-  it.each(afterFirstToken)("reports %s after the first token in-band and in the status", async (_name, reply, code, details) => {
-    // The upstream ends only once the caller has the first token, so it surely went out first.
-    const delivered = hold();
-    harness = await startHarness({ upstream: { reply: () => ({ ...reply, gate: (i) => (i === 1 ? delivered.promise : undefined) }) } });
-    const stream = startStream(harness, 1);
-    await stream.reached;
-    delivered.release();
-    const error = await stream.ended;
-    expect(error?.code).toBe(code);
-    expect(error?.details).toBe(details);
-    expect(textOf(stream.responses)).toBe("a");
-    expect(lastEvent(stream.responses)).toEqual({ $case: "error", value: { code, status: status[code], message: details } });
-  });
+  it.each(afterFirstToken)(
+    "reports %s after the first token in-band and in the status",
+    async (_name, reply, code, details) => {
+      // The upstream ends only once the caller has the first token, so it surely went out first.
+      const delivered = hold();
+      harness = await startHarness({
+        upstream: { reply: () => ({ ...reply, gate: (i) => (i === 1 ? delivered.promise : undefined) }) },
+      });
+      const stream = startStream(harness, 1);
+      await stream.reached;
+      delivered.release();
+      const error = await stream.ended;
+      expect(error?.code).toBe(code);
+      expect(error?.details).toBe(details);
+      expect(textOf(stream.responses)).toBe("a");
+      expect(lastEvent(stream.responses)).toEqual({
+        $case: "error",
+        value: { code, status: status[code], message: details },
+      });
+    },
+  );
 
   it("maps an unreachable upstream to UNAVAILABLE and a slow one to UNAVAILABLE", async () => {
-    harness = await startHarness({ env: { UPSTREAM_TIMEOUT_MS: "200" }, upstream: { reply: () => ({ headersDelayMs: 5_000 }) } });
+    harness = await startHarness({
+      env: { UPSTREAM_TIMEOUT_MS: "200" },
+      upstream: { reply: () => ({ headersDelayMs: 5_000 }) },
+    });
     const slow = await collect(harness.client, { text: "hi" });
     expect([slow.code, slow.details]).toEqual([status.UNAVAILABLE, "upstream did not answer in time"]);
     await harness.upstream.close();
@@ -208,7 +333,9 @@ describe("retries and fallback", () => {
   it("retries a 503 before the first token, then streams", async () => {
     harness = await startHarness({
       env: { UPSTREAM_MAX_RETRIES: "2" },
-      upstream: { reply: (r) => (r.index === 0 ? { status: 503, headers: { "retry-after-ms": "10" } } : { tokens: ["ok"] }) },
+      upstream: {
+        reply: (r) => (r.index === 0 ? { status: 503, headers: { "retry-after-ms": "10" } } : { tokens: ["ok"] }),
+      },
     });
     const result = await collect(harness.client, { text: "hi" });
     expect(result.code).toBe(status.OK);
@@ -229,7 +356,9 @@ describe("retries and fallback", () => {
   it("retries an error in the stream before the first token like the HTTP status it names", async () => {
     harness = await startHarness({
       env: { UPSTREAM_MAX_RETRIES: "1" },
-      upstream: { reply: (r) => (r.index === 0 ? inStream({ error: { message: "busy", code: 429 } }) : { tokens: ["ok"] }) },
+      upstream: {
+        reply: (r) => (r.index === 0 ? inStream({ error: { message: "busy", code: 429 } }) : { tokens: ["ok"] }),
+      },
     });
     const result = await collect(harness.client, { text: "hi" });
     expect([result.code, result.text]).toEqual([status.OK, "ok"]);
@@ -242,7 +371,11 @@ describe("retries and fallback", () => {
       env: { UPSTREAM_MAX_RETRIES: "2" },
       upstream: {
         reply: (r) =>
-          r.index === 0 ? { status: 503, headers: { "retry-after-ms": "10" } } : r.index <= 2 ? inStream({ error: { message: "busy", code: 503 } }) : { tokens: ["too late"] },
+          r.index === 0
+            ? { status: 503, headers: { "retry-after-ms": "10" } }
+            : r.index <= 2
+              ? inStream({ error: { message: "busy", code: 503 } })
+              : { tokens: ["too late"] },
       },
     });
     const result = await collect(harness.client, { text: "hi" });
@@ -269,7 +402,9 @@ describe("retries and fallback", () => {
     const delivered = hold();
     harness = await startHarness({
       env: { UPSTREAM_MAX_RETRIES: "2" },
-      upstream: { reply: () => ({ tokens: ["a"], end: "cut", gate: (i) => (i === 1 ? delivered.promise : undefined) }) },
+      upstream: {
+        reply: () => ({ tokens: ["a"], end: "cut", gate: (i) => (i === 1 ? delivered.promise : undefined) }),
+      },
     });
     const stream = startStream(harness, 1);
     await stream.reached;
@@ -296,13 +431,16 @@ describe("retries and fallback", () => {
     ["a cut connection", { tokens: [], end: "cut" }],
     ["a clean close without a finish", { tokens: [], end: "quiet" }],
     ["an in-stream error that names no status", inStream({ error: { message: "something odd" } })],
-  ] as [string, Reply][])("falls back when the first upstream's stream ends in %s before the first token", async (_name, reply) => {
-    const fallback = await startFakeUpstream({ reply: () => ({ tokens: ["from", " fallback"] }) });
-    extra.push(fallback);
-    harness = await startHarness({ env: { FALLBACK_BASE_URL: fallback.baseURL }, upstream: { reply: () => reply } });
-    const result = await collect(harness.client, { text: "hi" });
-    expect([result.code, result.text]).toEqual([status.OK, "from fallback"]);
-  });
+  ] as [string, Reply][])(
+    "falls back when the first upstream's stream ends in %s before the first token",
+    async (_name, reply) => {
+      const fallback = await startFakeUpstream({ reply: () => ({ tokens: ["from", " fallback"] }) });
+      extra.push(fallback);
+      harness = await startHarness({ env: { FALLBACK_BASE_URL: fallback.baseURL }, upstream: { reply: () => reply } });
+      const result = await collect(harness.client, { text: "hi" });
+      expect([result.code, result.text]).toEqual([status.OK, "from fallback"]);
+    },
+  );
 
   it("does not fall back after the first token, nor for the caller's own bad request", async () => {
     const fallback = await startFakeUpstream({ reply: () => ({ tokens: ["never"] }) });
@@ -324,9 +462,14 @@ describe("retries and fallback", () => {
 
 describe("usage", () => {
   it("reports no usage when the upstream reports none", async () => {
-    harness = await startHarness({ upstream: { reply: () => ({ tokens: ["a"], usage: false, finishReason: "length" }) } });
+    harness = await startHarness({
+      upstream: { reply: () => ({ tokens: ["a"], usage: false, finishReason: "length" }) },
+    });
     const result = await collect(harness.client, { text: "hi" });
-    expect(lastEvent(result.responses)).toEqual({ $case: "finish", value: { finishReason: "length", model: "fake-model", usage: undefined } });
+    expect(lastEvent(result.responses)).toEqual({
+      $case: "finish",
+      value: { finishReason: "length", model: "fake-model", usage: undefined },
+    });
   });
 
   it("survives an upstream that rejects stream_options, without inventing usage", async () => {
@@ -341,13 +484,44 @@ describe("usage", () => {
 
 describe("limits and bad input", () => {
   it.each([
-    ["too many bytes", { MAX_INPUT_BYTES: "100" }, { text: "x".repeat(101) }, "text: input is 101 bytes, more than the limit of 100"],
-    ["too many messages", { MAX_MESSAGES: "2" }, { text: "3", messages: [{ role: "user", content: "1" }, { role: "assistant", content: "2" }] }, "messages: 3 messages, more than the limit of 2"],
+    [
+      "too many bytes",
+      { MAX_INPUT_BYTES: "100" },
+      { text: "x".repeat(101) },
+      "text: input is 101 bytes, more than the limit of 100",
+    ],
+    [
+      "too many messages",
+      { MAX_MESSAGES: "2" },
+      {
+        text: "3",
+        messages: [
+          { role: "user", content: "1" },
+          { role: "assistant", content: "2" },
+        ],
+      },
+      "messages: 3 messages, more than the limit of 2",
+    ],
     ["top_p out of range", {}, { text: "x", topP: 0 }, "top_p: 0 is outside (0, 1]"],
     ["zero max_tokens", {}, { text: "x", maxTokens: 0 }, undefined],
-    ["too many stop sequences", {}, { text: "x", stop: ["a", "b", "c", "d", "e"] }, "stop: 5 sequences, more than the limit of 4"],
-    ["max_tokens past the limit", { MAX_OUTPUT_TOKENS: "1000" }, { text: "x", maxTokens: 1001 }, "max_tokens: 1001 is more than the limit of 1000"],
-    ["the largest uint32 max_tokens", {}, { text: "x", maxTokens: 4294967295 }, "max_tokens: 4294967295 is more than the limit of 131072"],
+    [
+      "too many stop sequences",
+      {},
+      { text: "x", stop: ["a", "b", "c", "d", "e"] },
+      "stop: 5 sequences, more than the limit of 4",
+    ],
+    [
+      "max_tokens past the limit",
+      { MAX_OUTPUT_TOKENS: "1000" },
+      { text: "x", maxTokens: 1001 },
+      "max_tokens: 1001 is more than the limit of 1000",
+    ],
+    [
+      "the largest uint32 max_tokens",
+      {},
+      { text: "x", maxTokens: 4294967295 },
+      "max_tokens: 4294967295 is more than the limit of 131072",
+    ],
   ] as const)("rejects %s with INVALID_ARGUMENT naming the field", async (_name, env, request, details) => {
     harness = await startHarness({ env });
     const result = await collect(harness.client, request as Partial<ChatRequest>);
@@ -360,7 +534,27 @@ describe("limits and bad input", () => {
   const notUtf8 = Buffer.from([0x63, 0x61, 0x66, 0xc3]); // "caf" and half an "é"
   it.each([
     ["text", (w: BinaryWriter) => w.tag(1, LEN).bytes(notUtf8)],
-    ["messages[1].content", (w: BinaryWriter) => w.tag(1, LEN).string("hi").tag(2, LEN).fork().tag(1, LEN).string("user").tag(2, LEN).string("fine").join().tag(2, LEN).fork().tag(1, LEN).string("user").tag(2, LEN).bytes(notUtf8).join()],
+    [
+      "messages[1].content",
+      (w: BinaryWriter) =>
+        w
+          .tag(1, LEN)
+          .string("hi")
+          .tag(2, LEN)
+          .fork()
+          .tag(1, LEN)
+          .string("user")
+          .tag(2, LEN)
+          .string("fine")
+          .join()
+          .tag(2, LEN)
+          .fork()
+          .tag(1, LEN)
+          .string("user")
+          .tag(2, LEN)
+          .bytes(notUtf8)
+          .join(),
+    ],
     ["model", (w: BinaryWriter) => w.tag(1, LEN).string("hi").tag(3, LEN).bytes(notUtf8)],
     ["stop[1]", (w: BinaryWriter) => w.tag(1, LEN).string("hi").tag(7, LEN).string("ok").tag(7, LEN).bytes(notUtf8)],
   ])("refuses invalid UTF-8 in %s with INVALID_ARGUMENT naming the field", async (field, write) => {
@@ -379,7 +573,9 @@ describe("limits and bad input", () => {
 
   it("refuses the one call whose metadata is over 64 KiB; the other streams on its connection carry on", async () => {
     const { promise: gate, release } = hold();
-    harness = await startHarness({ upstream: { reply: (r) => ({ tokens: ["a", "b"], gate: (i) => (i === 1 && r.index === 0 ? gate : undefined) }) } });
+    harness = await startHarness({
+      upstream: { reply: (r) => ({ tokens: ["a", "b"], gate: (i) => (i === 1 && r.index === 0 ? gate : undefined) }) },
+    });
     const sibling = startStream(harness, 1);
     await sibling.reached;
     // 96 KiB in three values that do not compress, each well under HPACK's own per-header limit.
@@ -397,7 +593,11 @@ describe("limits and bad input", () => {
     harness = await startHarness({ upstream: { reply: () => ({ tokens: ["ok"] }) } });
     // Over 64 KiB even HPACK-encoded: sent anyway, it would end the connection (COMPRESSION_ERROR).
     const header = randomBytes(75 * 1024).toString("base64");
-    const result = await grpcurl(harness.gateway.port, ["-H", `x-big: ${header}`, "-d", '{"text":"hi"}'], "chat.v1.ChatService/Chat");
+    const result = await grpcurl(
+      harness.gateway.port,
+      ["-H", `x-big: ${header}`, "-d", '{"text":"hi"}'],
+      "chat.v1.ChatService/Chat",
+    );
     expect(result.code).not.toBe(0);
     expect(result.stderr).toContain("header list size to send violates the maximum size (65536 bytes) set by server");
     expect(result.stderr).not.toContain("goaway");
@@ -405,7 +605,10 @@ describe("limits and bad input", () => {
 
   it("refuses streams over the concurrency limit with RESOURCE_EXHAUSTED, and the open one carries on", async () => {
     const { promise: gate, release } = hold();
-    harness = await startHarness({ env: { MAX_CONCURRENT_STREAMS: "1" }, upstream: { reply: () => ({ tokens: ["a", "b"], gate: (i) => (i === 1 ? gate : undefined) }) } });
+    harness = await startHarness({
+      env: { MAX_CONCURRENT_STREAMS: "1" },
+      upstream: { reply: () => ({ tokens: ["a", "b"], gate: (i) => (i === 1 ? gate : undefined) }) },
+    });
     const first = startStream(harness, 1);
     await first.reached;
     const second = await collect(harness.client, { text: "hi" });
@@ -421,7 +624,9 @@ describe("limits and bad input", () => {
 describe("graceful drain", () => {
   it("refuses new streams, reports NOT_SERVING, and lets open streams finish", async () => {
     const { promise: gate, release } = hold();
-    harness = await startHarness({ upstream: { reply: () => ({ tokens: ["a", "b"], gate: (i) => (i === 1 ? gate : undefined) }) } });
+    harness = await startHarness({
+      upstream: { reply: () => ({ tokens: ["a", "b"], gate: (i) => (i === 1 ? gate : undefined) }) },
+    });
     const open = [startStream(harness, 1), startStream(harness, 1), startStream(harness, 1)];
     await Promise.all(open.map((s) => s.reached));
 
@@ -440,7 +645,9 @@ describe("graceful drain", () => {
   });
 
   it("ends streams still open after the grace period with an in-band error", async () => {
-    harness = await startHarness({ upstream: { reply: () => ({ tokens: ["a", "b"], gate: (i) => (i === 1 ? never : undefined) }) } });
+    harness = await startHarness({
+      upstream: { reply: () => ({ tokens: ["a", "b"], gate: (i) => (i === 1 ? never : undefined) }) },
+    });
     const open = startStream(harness, 1);
     await open.reached;
     await harness.gateway.shutdown(100);
@@ -456,7 +663,12 @@ describe("graceful drain", () => {
 /** Calls Chat with request bytes as given, bypassing the client's own encoding. */
 function rawCall(h: Harness, bytes: Buffer): Promise<{ code: status; details: string }> {
   return new Promise((resolve) => {
-    const call = h.client.makeServerStreamRequest("/chat.v1.ChatService/Chat", (b: Buffer) => b, (b: Buffer) => ChatResponse.decode(b), bytes);
+    const call = h.client.makeServerStreamRequest(
+      "/chat.v1.ChatService/Chat",
+      (b: Buffer) => b,
+      (b: Buffer) => ChatResponse.decode(b),
+      bytes,
+    );
     call.on("data", () => undefined);
     call.on("error", (e: ServiceError) => resolve({ code: e.code, details: e.details }));
     call.on("end", () => resolve({ code: status.OK, details: "" }));
@@ -467,10 +679,13 @@ function healthOf(h: Harness, service: string): Promise<string> {
   const Health = makeGenericClientConstructor(healthService, "grpc.health.v1.Health");
   const client = new Health(`127.0.0.1:${h.gateway.port}`, credentials.createInsecure());
   return new Promise((resolve, reject) =>
-    (client as unknown as { check: (req: object, cb: (e: Error | null, r: { status: string }) => void) => void }).check({ service }, (e, r) => {
-      client.close();
-      if (e) reject(e);
-      else resolve(r.status);
-    }),
+    (client as unknown as { check: (req: object, cb: (e: Error | null, r: { status: string }) => void) => void }).check(
+      { service },
+      (e, r) => {
+        client.close();
+        if (e) reject(e);
+        else resolve(r.status);
+      },
+    ),
   );
 }

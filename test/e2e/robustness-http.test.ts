@@ -7,7 +7,6 @@ import { startStack, type Stack } from "../support/processes.js";
 import { allEvents, errorBody, post, type HttpResponse, type SseEvent } from "../support/http.js";
 import { hold, never } from "../support/gates.js";
 
-
 /**
  * A fake upstream whose reply each test sets, behind a service and Envoy started with `env`; with
  * `fallback`, a second fake as the fallback upstream, with a reply of its own.
@@ -41,8 +40,7 @@ function useStack(env: Record<string, string>, options: { fallback?: boolean } =
   return ctx;
 }
 
-const chat = (ctx: { stack: Stack }, text = "hi") =>
-  post(ctx.stack.envoy.httpPort, "/chat", JSON.stringify({ text }));
+const chat = (ctx: { stack: Stack }, text = "hi") => post(ctx.stack.envoy.httpPort, "/chat", JSON.stringify({ text }));
 
 /** Reads events until `count` deltas have arrived; returns them and the rest of the stream. */
 async function readDeltas(response: HttpResponse, count: number) {
@@ -69,7 +67,13 @@ describe("through Envoy, default limits", () => {
     ctx.reply = () => ({ tokens: ["a"], gate: () => never });
     const index = ctx.upstream.requests.length;
     // No response headers come before the first event, so act on the request itself.
-    const req = request({ host: "127.0.0.1", port: ctx.stack.envoy.httpPort, path: "/chat", method: "POST", headers: { "content-type": "application/json" } });
+    const req = request({
+      host: "127.0.0.1",
+      port: ctx.stack.envoy.httpPort,
+      path: "/chat",
+      method: "POST",
+      headers: { "content-type": "application/json" },
+    });
     req.on("error", () => undefined);
     req.end(JSON.stringify({ text: "hi" }));
     await ctx.upstream.received(index);
@@ -96,34 +100,54 @@ describe("through Envoy, default limits", () => {
     ["429", { status: 429, headers: { "retry-after": "7" } }, 429],
     ["500", { status: 500 }, 503],
     ["503", { status: 503 }, 503],
-  ] as [string, Reply, number][])("maps upstream %s before the first token to HTTP $2", async (_name, reply, httpStatus) => {
-    ctx.reply = () => reply;
-    const response = await chat(ctx);
-    expect(response.status).toBe(httpStatus);
-    const body = await response.body();
-    expect(JSON.parse(body)).toMatchObject({ code: expect.any(Number), message: expect.any(String) });
-    expect(body).not.toContain("sk-e2e-secret");
-    if (httpStatus === 429) expect(response.headers["retry-after"]).toBe("7");
-  });
+  ] as [string, Reply, number][])(
+    "maps upstream %s before the first token to HTTP $2",
+    async (_name, reply, httpStatus) => {
+      ctx.reply = () => reply;
+      const response = await chat(ctx);
+      expect(response.status).toBe(httpStatus);
+      const body = await response.body();
+      expect(JSON.parse(body)).toMatchObject({ code: expect.any(Number), message: expect.any(String) });
+      expect(body).not.toContain("sk-e2e-secret");
+      if (httpStatus === 429) expect(response.headers["retry-after"]).toBe("7");
+    },
+  );
 
   it.each([
     ["a 429", { error: { message: "Too many requests", type: "RateLimitError", code: 429 } }, true, 429],
     ["a 400", { error: { message: "bad", type: "BadRequestError", code: 400 } }, true, 400],
-    ["a 401 as @dwmkerr/mock-llm streams it", { error: { message: "Incorrect API key provided: sk-e2e-secret", type: "invalid_request_error", param: null, code: "invalid_api_key" } }, false, 500],
-  ] as const)("maps an error in the stream before the first token, %s, to its HTTP status", async (_name, errorEvent, roleChunk, httpStatus) => {
-    ctx.reply = () => ({ tokens: [], end: "error-event", errorEvent, roleChunk });
-    const response = await chat(ctx);
-    expect(response.status).toBe(httpStatus);
-    const body = await response.body();
-    expect(JSON.parse(body)).toMatchObject({ code: expect.any(Number), message: expect.any(String) });
-    expect(body).not.toContain("sk-e2e-secret");
-  });
+    [
+      "a 401 as @dwmkerr/mock-llm streams it",
+      {
+        error: {
+          message: "Incorrect API key provided: sk-e2e-secret",
+          type: "invalid_request_error",
+          param: null,
+          code: "invalid_api_key",
+        },
+      },
+      false,
+      500,
+    ],
+  ] as const)(
+    "maps an error in the stream before the first token, %s, to its HTTP status",
+    async (_name, errorEvent, roleChunk, httpStatus) => {
+      ctx.reply = () => ({ tokens: [], end: "error-event", errorEvent, roleChunk });
+      const response = await chat(ctx);
+      expect(response.status).toBe(httpStatus);
+      const body = await response.body();
+      expect(JSON.parse(body)).toMatchObject({ code: expect.any(Number), message: expect.any(String) });
+      expect(body).not.toContain("sk-e2e-secret");
+    },
+  );
 
   it("answers valid JSON that is no chunk (no choices) before the first token with 500, as malformed data", async () => {
     ctx.reply = () => ({ tokens: [], end: "no-choices" });
     const response = await chat(ctx);
     expect(response.status).toBe(500);
-    expect(JSON.parse(await response.body())).toEqual(errorBody(13, "upstream sent malformed data", "UPSTREAM_MALFORMED", { upstream: "default" }));
+    expect(JSON.parse(await response.body())).toEqual(
+      errorBody(13, "upstream sent malformed data", "UPSTREAM_MALFORMED", { upstream: "default" }),
+    );
   });
 
   it.each([
@@ -132,16 +156,19 @@ describe("through Envoy, default limits", () => {
     ["an SSE error event", "error-event", 14, "UNAVAILABLE", "upstream failed mid-stream: the model crashed"],
     ["malformed JSON", "malformed", 13, "INTERNAL", "upstream sent malformed data"],
     ["a close without a finish", "quiet", 14, "UNAVAILABLE", "upstream ended the stream without finishing"],
-  ] as const)("ends a stream with %s mid-way with an error event, never a clean end", async (_name, end, code, name, message) => {
-    const delivered = hold();
-    ctx.reply = () => ({ tokens: ["a"], end, gate: (i) => (i === 1 ? delivered.promise : undefined) });
-    const response = await chat(ctx);
-    expect(response.status).toBe(200);
-    const stream = await readDeltas(response, 1);
-    delivered.release();
-    const events = await stream.rest();
-    expect(events).toEqual([{ delta: { text: "a" } }, { error: { code, status: name, message } }]);
-  });
+  ] as const)(
+    "ends a stream with %s mid-way with an error event, never a clean end",
+    async (_name, end, code, name, message) => {
+      const delivered = hold();
+      ctx.reply = () => ({ tokens: ["a"], end, gate: (i) => (i === 1 ? delivered.promise : undefined) });
+      const response = await chat(ctx);
+      expect(response.status).toBe(200);
+      const stream = await readDeltas(response, 1);
+      delivered.release();
+      const events = await stream.rest();
+      expect(events).toEqual([{ delta: { text: "a" } }, { error: { code, status: name, message } }]);
+    },
+  );
 
   it("answers an oversized body with 413 and malformed JSON with 400", async () => {
     const big = await post(ctx.stack.envoy.httpPort, "/chat", JSON.stringify({ text: "x".repeat(2 * 1024 * 1024) }));
@@ -160,32 +187,53 @@ describe("through Envoy, default limits", () => {
     gate.release();
     for (const s of streams) {
       const events = await s.rest();
-      expect(events.filter((e) => e.delta).map((e) => e.delta?.text).join("")).toBe("ab");
+      expect(
+        events
+          .filter((e) => e.delta)
+          .map((e) => e.delta?.text)
+          .join(""),
+      ).toBe("ab");
       expect(events.at(-1)?.finish).toBeDefined();
     }
   });
 });
 
 describe("through Envoy, stalls and long streams", () => {
-  const ctx = useStack({ UPSTREAM_IDLE_TIMEOUT_MS: "300", UPSTREAM_FIRST_TOKEN_TIMEOUT_MS: "300", MAX_STREAM_DURATION_MS: "2000" });
+  const ctx = useStack({
+    UPSTREAM_IDLE_TIMEOUT_MS: "300",
+    UPSTREAM_FIRST_TOKEN_TIMEOUT_MS: "300",
+    MAX_STREAM_DURATION_MS: "2000",
+  });
 
   it("reports a stalled upstream in-band after the first token", async () => {
     ctx.reply = () => ({ tokens: ["a", "b"], gate: (i) => (i === 1 ? never : undefined) });
     const events = await allEvents(await chat(ctx));
-    expect(events).toEqual([{ delta: { text: "a" } }, { error: { code: 14, status: "UNAVAILABLE", message: "upstream stalled: no data for 0.3s" } }]);
+    expect(events).toEqual([
+      { delta: { text: "a" } },
+      { error: { code: 14, status: "UNAVAILABLE", message: "upstream stalled: no data for 0.3s" } },
+    ]);
   });
 
   it("answers a stall before the first token with 503, naming it", async () => {
     ctx.reply = () => ({ tokens: ["a"], gate: () => never });
     const response = await chat(ctx);
     expect(response.status).toBe(503);
-    expect(JSON.parse(await response.body())).toMatchObject({ code: 14, message: "upstream stalled before the first token: no token for 0.3s" });
+    expect(JSON.parse(await response.body())).toMatchObject({
+      code: 14,
+      message: "upstream stalled before the first token: no token for 0.3s",
+    });
   });
 
   it("ends a stream at the maximum duration with an error event", async () => {
     ctx.reply = () => ({ tokens: Array.from({ length: 1000 }, () => "x"), tokenDelayMs: 50 });
     const events = await allEvents(await chat(ctx));
-    expect(events.at(-1)).toEqual({ error: { code: 4, status: "DEADLINE_EXCEEDED", message: "stream exceeded the gateway's maximum duration of 2.0s" } });
+    expect(events.at(-1)).toEqual({
+      error: {
+        code: 4,
+        status: "DEADLINE_EXCEEDED",
+        message: "stream exceeded the gateway's maximum duration of 2.0s",
+      },
+    });
   });
 });
 
@@ -193,12 +241,19 @@ describe("through Envoy, the upstream's timers in order: timeout and retries, fa
   // The first-token timeout as long as the idle timeout: the sentinel's stall before its first
   // token takes at least the idle timeout.
   const ctx = useStack(
-    { UPSTREAM_TIMEOUT_MS: "300", UPSTREAM_MAX_RETRIES: "1", UPSTREAM_IDLE_TIMEOUT_MS: "300", UPSTREAM_FIRST_TOKEN_TIMEOUT_MS: "300" },
+    {
+      UPSTREAM_TIMEOUT_MS: "300",
+      UPSTREAM_MAX_RETRIES: "1",
+      UPSTREAM_IDLE_TIMEOUT_MS: "300",
+      UPSTREAM_FIRST_TOKEN_TIMEOUT_MS: "300",
+    },
     { fallback: true },
   );
   const SENTINEL = "sentinel: stall before the first token";
-  const stallsIfSentinel = (reply: Reply) => (r: RecordedRequest): Reply =>
-    r.body.messages?.at(-1)?.content === SENTINEL ? { tokens: ["never"], gate: () => never } : reply;
+  const stallsIfSentinel =
+    (reply: Reply) =>
+    (r: RecordedRequest): Reply =>
+      r.body.messages?.at(-1)?.content === SENTINEL ? { tokens: ["never"], gate: () => never } : reply;
   const textOf = (events: SseEvent[]) => events.map((e) => e.delta?.text ?? "").join("");
 
   it("answers from the fallback after the SDK timed out and retried a hung upstream", async () => {

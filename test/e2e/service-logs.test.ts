@@ -115,7 +115,11 @@ describe("a run of the service with keys", () => {
     const lines = service.output.map((l) => JSON.parse(l) as Record<string, unknown>);
     const msgs = lines.map((l) => l.msg);
     expect(msgs[0]).toBe("chat gateway listening");
-    expect(lines[0]).toMatchObject({ auth: "caller keys required (ops)", tls: "off", upstreams: { named: { models: ["named-model"] } } });
+    expect(lines[0]).toMatchObject({
+      auth: "caller keys required (ops)",
+      tls: "off",
+      upstreams: { named: { models: ["named-model"] } },
+    });
     expect(msgs.filter((m) => m === "stream ended")).toHaveLength(12);
     // Shutdown lines after every stream's line, by the time each was logged: once, on a machine at
     // load 12, a stream's line logged 40 ms before "draining" was read from the pipe after "stopped".
@@ -159,7 +163,10 @@ describe("the per-stream log line", () => {
   });
 
   it("carries the prompt and the reply when LOG_PROMPTS is on", async () => {
-    const harness = await startHarness({ env: { LOG_PROMPTS: "true" }, upstream: { reply: () => ({ tokens: ["Hel", "lo"] }) } });
+    const harness = await startHarness({
+      env: { LOG_PROMPTS: "true" },
+      upstream: { reply: () => ({ tokens: ["Hel", "lo"] }) },
+    });
     try {
       await collect(harness.client, { messages: [{ role: "system", content: "Be brief." }], text: "Greet me" });
       expect(harness.logs.find((l) => l.msg === "stream ended")).toMatchObject({

@@ -14,11 +14,29 @@ const dir = mkdtempSync(join(tmpdir(), "chat-tls-"));
 function selfSigned(name: string): { cert: string; key: string } {
   const cert = join(dir, `${name}.crt`);
   const key = join(dir, `${name}.key`);
-  execFileSync("openssl", [
-    "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-    "-keyout", key, "-out", cert, "-days", "1", "-subj", `/CN=${name}`,
-    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-  ], { stdio: "ignore" });
+  execFileSync(
+    "openssl",
+    [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:prime256v1",
+      "-nodes",
+      "-keyout",
+      key,
+      "-out",
+      cert,
+      "-days",
+      "1",
+      "-subj",
+      `/CN=${name}`,
+      "-addext",
+      "subjectAltName=DNS:localhost,IP:127.0.0.1",
+    ],
+    { stdio: "ignore" },
+  );
   return { cert, key };
 }
 
@@ -53,7 +71,9 @@ describe("TLS", () => {
 
   it("refuses a plaintext client and one that does not trust the certificate", async () => {
     expect((await call(harness.gateway.port, credentials.createInsecure())).code).toBe(status.UNAVAILABLE);
-    expect((await call(harness.gateway.port, credentials.createSsl(readFileSync(client.cert)))).code).toBe(status.UNAVAILABLE);
+    expect((await call(harness.gateway.port, credentials.createSsl(readFileSync(client.cert)))).code).toBe(
+      status.UNAVAILABLE,
+    );
   });
 });
 
@@ -65,7 +85,10 @@ describe("mutual TLS", () => {
     });
     try {
       const ca = readFileSync(server.cert);
-      const withCert = await call(harness.gateway.port, credentials.createSsl(ca, readFileSync(client.key), readFileSync(client.cert)));
+      const withCert = await call(
+        harness.gateway.port,
+        credentials.createSsl(ca, readFileSync(client.key), readFileSync(client.cert)),
+      );
       expect(withCert.text).toBe("mutual");
       expect((await call(harness.gateway.port, credentials.createSsl(ca))).code).toBe(status.UNAVAILABLE);
     } finally {

@@ -55,7 +55,10 @@ describe("trace context propagation", () => {
       `ff-${TRACE_ID}-${CALLER_SPAN}-01`,
       `00-${TRACE_ID.toUpperCase()}-${CALLER_SPAN}-01`,
     ];
-    for (const metadata of [new Metadata(), ...invalid.map((traceparent) => traced(traceparent, { tracestate: "vendor=abc" }))]) {
+    for (const metadata of [
+      new Metadata(),
+      ...invalid.map((traceparent) => traced(traceparent, { tracestate: "vendor=abc" })),
+    ]) {
       await collect(harness.client, { text: "hi" }, metadata);
       const headers = lastUpstreamHeaders();
       const [, traceId] = TRACEPARENT.exec(String(headers.traceparent)) ?? [];

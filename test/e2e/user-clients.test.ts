@@ -70,7 +70,11 @@ describe("HTTP through Envoy", () => {
     expect(response.status).toBe(400);
     expect(response.headers["content-type"]).toBe("application/json");
     expect(JSON.parse(await response.body())).toEqual(
-      errorBody(status.INVALID_ARGUMENT, "text: must not be empty (send `text`, or `messages` with some content)", "INVALID_REQUEST"),
+      errorBody(
+        status.INVALID_ARGUMENT,
+        "text: must not be empty (send `text`, or `messages` with some content)",
+        "INVALID_REQUEST",
+      ),
     );
   });
 
@@ -82,11 +86,17 @@ describe("HTTP through Envoy", () => {
   });
 
   it("answers a browser's CORS preflight", async () => {
-    const response = await post(stack.envoy.httpPort, "/chat", "", {
-      origin: "http://app.example",
-      "access-control-request-method": "POST",
-      "access-control-request-headers": "content-type",
-    }, "OPTIONS");
+    const response = await post(
+      stack.envoy.httpPort,
+      "/chat",
+      "",
+      {
+        origin: "http://app.example",
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "content-type",
+      },
+      "OPTIONS",
+    );
     expect(response.status).toBe(200);
     expect(response.headers["access-control-allow-origin"]).toBe("http://app.example");
     expect(response.headers["access-control-allow-methods"]).toContain("POST");
@@ -114,13 +124,20 @@ describe.each([
   it("streams a chat", async () => {
     const { stdout, code } = await grpcurl(port(), ["-d", json({ text: "hello" })], "chat.v1.ChatService/Chat");
     expect(code).toBe(0);
-    const messages = stdout.trim().split(/\n(?=\{)/).map((m) => JSON.parse(m) as { delta?: { text: string }; finish?: unknown });
+    const messages = stdout
+      .trim()
+      .split(/\n(?=\{)/)
+      .map((m) => JSON.parse(m) as { delta?: { text: string }; finish?: unknown });
     expect(messages.filter((m) => m.delta).map((m) => m.delta?.text)).toEqual(TOKENS);
     expect(messages.at(-1)?.finish).toBeDefined();
   });
 
   it("reports health", async () => {
-    const { stdout, code } = await grpcurl(port(), ["-d", json({ service: "chat.v1.ChatService" })], "grpc.health.v1.Health/Check");
+    const { stdout, code } = await grpcurl(
+      port(),
+      ["-d", json({ service: "chat.v1.ChatService" })],
+      "grpc.health.v1.Health/Check",
+    );
     expect(code).toBe(0);
     expect(JSON.parse(stdout)).toEqual({ status: "SERVING" });
   });
@@ -148,7 +165,9 @@ describe("a grpc-js client of the built service", () => {
     try {
       let text = "";
       const events: ChatResponse["event"][] = [];
-      for await (const response of client.chat(ChatRequest.fromPartial({ text: "hi there" })) as AsyncIterable<ChatResponse>) {
+      for await (const response of client.chat(
+        ChatRequest.fromPartial({ text: "hi there" }),
+      ) as AsyncIterable<ChatResponse>) {
         events.push(response.event);
         if (response.event?.$case === "delta") text += response.event.value.text;
       }

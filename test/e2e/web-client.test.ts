@@ -5,7 +5,14 @@ import { promisify } from "node:util";
 import { join } from "node:path";
 import { build } from "esbuild";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { ChatError, GrpcCode, listModels, streamChat, type ChatResponse, type ClientOptions } from "../../src/web/client.js";
+import {
+  ChatError,
+  GrpcCode,
+  listModels,
+  streamChat,
+  type ChatResponse,
+  type ClientOptions,
+} from "../../src/web/client.js";
 import type { ChatResponse as GrpcChatResponse } from "../../src/client.js";
 import { startFakeUpstream, type FakeUpstream, type Reply, type RecordedRequest } from "../support/fake-model.js";
 import { ROOT } from "../../src/dev/envoy.js";
@@ -66,7 +73,10 @@ describe("streamChat against Envoy", () => {
       },
     ]);
     // The request went out as the transcoder reads it.
-    expect(upstream.requests.at(-1)?.body).toMatchObject({ messages: [{ role: "user", content: "hi" }], temperature: 0.5 });
+    expect(upstream.requests.at(-1)?.body).toMatchObject({
+      messages: [{ role: "user", content: "hi" }],
+      temperature: 0.5,
+    });
     // The same type as the gRPC client's events (checked by tsc: this line fails to compile otherwise).
     const asGrpc: GrpcChatResponse[] = events;
     expect(asGrpc.length).toBe(3);
@@ -98,25 +108,56 @@ describe("streamChat against Envoy", () => {
   });
 
   it.each([
-    ["400, the service's validation", () => ({ tokens: ["x"] }), { text: "hi", temperature: 3 }, 400, GrpcCode.INVALID_ARGUMENT, "temperature: 3 is outside [0, 2]"],
-    ["503, the upstream's 5xx", () => ({ status: 503 }), { text: "hi" }, 503, GrpcCode.UNAVAILABLE, "upstream error 503"],
-    ["404, an unknown model", () => ({ status: 404 }), { text: "hi" }, 404, GrpcCode.NOT_FOUND, "upstream has no such model or route"],
-  ] as const)("throws ChatError for a %s before the first event", async (_name, upstreamReply, request, httpStatus, code, message) => {
-    reply = upstreamReply;
-    const { events, error } = await collect(streamChat(request, options));
-    expect(events).toEqual([]);
-    expect(error).toBeInstanceOf(ChatError);
-    const e = error as ChatError;
-    expect({ httpStatus: e.httpStatus, code: e.code, inBand: e.inBand }).toEqual({ httpStatus, code, inBand: false });
-    expect(e.message).toContain(message);
-    expect(e.codeName).toBe(Object.entries(GrpcCode).find(([, n]) => n === code)?.[0]);
-    expect(e.requestId).toMatch(/^[0-9a-f-]{36}$/);
-  });
+    [
+      "400, the service's validation",
+      () => ({ tokens: ["x"] }),
+      { text: "hi", temperature: 3 },
+      400,
+      GrpcCode.INVALID_ARGUMENT,
+      "temperature: 3 is outside [0, 2]",
+    ],
+    [
+      "503, the upstream's 5xx",
+      () => ({ status: 503 }),
+      { text: "hi" },
+      503,
+      GrpcCode.UNAVAILABLE,
+      "upstream error 503",
+    ],
+    [
+      "404, an unknown model",
+      () => ({ status: 404 }),
+      { text: "hi" },
+      404,
+      GrpcCode.NOT_FOUND,
+      "upstream has no such model or route",
+    ],
+  ] as const)(
+    "throws ChatError for a %s before the first event",
+    async (_name, upstreamReply, request, httpStatus, code, message) => {
+      reply = upstreamReply;
+      const { events, error } = await collect(streamChat(request, options));
+      expect(events).toEqual([]);
+      expect(error).toBeInstanceOf(ChatError);
+      const e = error as ChatError;
+      expect({ httpStatus: e.httpStatus, code: e.code, inBand: e.inBand }).toEqual({ httpStatus, code, inBand: false });
+      expect(e.message).toContain(message);
+      expect(e.codeName).toBe(Object.entries(GrpcCode).find(([, n]) => n === code)?.[0]);
+      expect(e.requestId).toMatch(/^[0-9a-f-]{36}$/);
+    },
+  );
 
   it("throws ChatError 429 with the upstream's retry-after", async () => {
     reply = () => ({ status: 429, headers: { "retry-after": "7" } });
     const { error } = await collect(streamChat({ text: "hi" }, options));
-    expect(error).toMatchObject({ name: "ChatError", httpStatus: 429, code: GrpcCode.RESOURCE_EXHAUSTED, codeName: "RESOURCE_EXHAUSTED", retryAfterSeconds: 7, inBand: false });
+    expect(error).toMatchObject({
+      name: "ChatError",
+      httpStatus: 429,
+      code: GrpcCode.RESOURCE_EXHAUSTED,
+      codeName: "RESOURCE_EXHAUSTED",
+      retryAfterSeconds: 7,
+      inBand: false,
+    });
     expect((error as Error).message).toContain("upstream rate limit reached");
   });
 
@@ -146,9 +187,20 @@ describe("streamChat against Envoy", () => {
     const { events, error } = await collect(streamChat({ text: "hi" }, options));
     expect(events).toEqual([
       { event: { $case: "delta", value: { text: "partial" } } },
-      { event: { $case: "error", value: { code: 14, status: "UNAVAILABLE", message: "upstream failed mid-stream: the model crashed" } } },
+      {
+        event: {
+          $case: "error",
+          value: { code: 14, status: "UNAVAILABLE", message: "upstream failed mid-stream: the model crashed" },
+        },
+      },
     ]);
-    expect(error).toMatchObject({ name: "ChatError", code: GrpcCode.UNAVAILABLE, httpStatus: 200, inBand: true, message: "upstream failed mid-stream: the model crashed" });
+    expect(error).toMatchObject({
+      name: "ChatError",
+      code: GrpcCode.UNAVAILABLE,
+      httpStatus: 200,
+      inBand: true,
+      message: "upstream failed mid-stream: the model crashed",
+    });
   });
 
   it("throws ChatError UNAVAILABLE with no HTTP status when the gateway cannot be reached", async () => {
@@ -211,28 +263,50 @@ describe("listModels against Envoy", () => {
   });
 
   it("throws ChatError 401 without a key", async () => {
-    await expect(listModels({ baseUrl: options.baseUrl })).rejects.toMatchObject({ httpStatus: 401, code: GrpcCode.UNAUTHENTICATED });
+    await expect(listModels({ baseUrl: options.baseUrl })).rejects.toMatchObject({
+      httpStatus: 401,
+      code: GrpcCode.UNAUTHENTICATED,
+    });
   });
 });
 
 /** A fetch answering with a canned response: what no gateway of ours sends, but a proxy or a cut connection may. */
-const canned = (body: string | null, init: ResponseInit): typeof fetch => async () => new Response(body, init);
+const canned =
+  (body: string | null, init: ResponseInit): typeof fetch =>
+  async () =>
+    new Response(body, init);
 const sse = (...events: unknown[]) => events.map((e) => `data: ${JSON.stringify(e)}\n\n`).join("");
 
 describe("streamChat, what only a broken path sends", () => {
   const base = { baseUrl: "http://gateway.invalid" };
 
   it("throws UNAVAILABLE in-band when the stream ends without a finish event", async () => {
-    const fetch = canned(sse({ delta: { text: "cut" } }), { status: 200, headers: { "content-type": "text/event-stream" } });
+    const fetch = canned(sse({ delta: { text: "cut" } }), {
+      status: 200,
+      headers: { "content-type": "text/event-stream" },
+    });
     const { events, error } = await collect(streamChat({ text: "hi" }, { ...base, fetch }));
     expect(events).toHaveLength(1);
-    expect(error).toMatchObject({ code: GrpcCode.UNAVAILABLE, inBand: true, message: "the stream ended without a finish event" });
+    expect(error).toMatchObject({
+      code: GrpcCode.UNAVAILABLE,
+      inBand: true,
+      message: "the stream ended without a finish event",
+    });
   });
 
   it("maps a proxy's own error page by its HTTP status", async () => {
-    const fetch = canned("<html>Bad Gateway</html>", { status: 502, statusText: "Bad Gateway", headers: { "content-type": "text/html", "retry-after": "3" } });
+    const fetch = canned("<html>Bad Gateway</html>", {
+      status: 502,
+      statusText: "Bad Gateway",
+      headers: { "content-type": "text/html", "retry-after": "3" },
+    });
     const { error } = await collect(streamChat({ text: "hi" }, { ...base, fetch }));
-    expect(error).toMatchObject({ code: GrpcCode.UNAVAILABLE, httpStatus: 502, message: "HTTP 502 Bad Gateway", retryAfterSeconds: 3 });
+    expect(error).toMatchObject({
+      code: GrpcCode.UNAVAILABLE,
+      httpStatus: 502,
+      message: "HTTP 502 Bad Gateway",
+      retryAfterSeconds: 3,
+    });
   });
 
   it("refuses a 200 that is not an event stream", async () => {
@@ -249,7 +323,12 @@ describe("streamChat, what only a broken path sends", () => {
         { toolCall: { index: 0, id: "call_1", name: "get_weather", arguments: '{"ci' } },
         { toolCall: { arguments: 'ty":"Paris"}' } },
         { refusal: { text: "no" } },
-        { finish: { finishReason: "tool_calls", usage: { promptTokens: 3, completionTokens: 5, totalTokens: 8, reasoningTokens: 2 } } },
+        {
+          finish: {
+            finishReason: "tool_calls",
+            usage: { promptTokens: 3, completionTokens: 5, totalTokens: 8, reasoningTokens: 2 },
+          },
+        },
       ),
       { status: 200, headers: { "content-type": "text/event-stream" } },
     );
@@ -261,14 +340,22 @@ describe("streamChat, what only a broken path sends", () => {
       { $case: "toolCall", value: { index: 0, id: "call_1", name: "get_weather", arguments: '{"ci' } },
       { $case: "toolCall", value: { index: 0, id: "", name: "", arguments: 'ty":"Paris"}' } },
       { $case: "refusal", value: { text: "no" } },
-      { $case: "finish", value: { finishReason: "tool_calls", model: "", usage: { promptTokens: 3, completionTokens: 5, totalTokens: 8, reasoningTokens: 2, cachedPromptTokens: 0 } } },
+      {
+        $case: "finish",
+        value: {
+          finishReason: "tool_calls",
+          model: "",
+          usage: { promptTokens: 3, completionTokens: 5, totalTokens: 8, reasoningTokens: 2, cachedPromptTokens: 0 },
+        },
+      },
     ]);
   });
 });
 
 describe("the package", () => {
   it("exports the client as chat-gateway/web from dist/", async () => {
-    const script = 'import("chat-gateway/web").then((m) => console.log(typeof m.streamChat, typeof m.listModels, typeof m.ChatError))';
+    const script =
+      'import("chat-gateway/web").then((m) => console.log(typeof m.streamChat, typeof m.listModels, typeof m.ChatError))';
     const { stdout } = await promisify(execFile)(process.execPath, ["-e", script], { cwd: ROOT });
     expect(stdout.trim()).toBe("function function function");
   });

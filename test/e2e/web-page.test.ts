@@ -20,7 +20,10 @@ interface Gateway {
 
 async function startGateway(env: Record<string, string> = {}): Promise<Gateway> {
   const gateway = { reply: () => ({ tokens: ["ok"] }) } as unknown as Gateway;
-  gateway.upstream = await startFakeUpstream({ reply: (r) => gateway.reply(r), models: () => ({ ids: ["fake-model", "other-model"] }) });
+  gateway.upstream = await startFakeUpstream({
+    reply: (r) => gateway.reply(r),
+    models: () => ({ ids: ["fake-model", "other-model"] }),
+  });
   gateway.stack = await startStack({
     OPENAI_BASE_URL: gateway.upstream.baseURL,
     OPENAI_API_KEY: "sk-page",
@@ -97,14 +100,20 @@ describe("the page's files, as Envoy serves them", () => {
     expect(html.headers.get("content-type")).toBe("text/html; charset=utf-8");
     expect(html.headers.get("content-security-policy")).toMatch(/^default-src 'none'; script-src 'self';/);
     expect(html.headers.get("x-content-type-options")).toBe("nosniff");
-    for (const [path, type] of [["/app.js", "text/javascript; charset=utf-8"], ["/app.css", "text/css; charset=utf-8"]]) {
+    for (const [path, type] of [
+      ["/app.js", "text/javascript; charset=utf-8"],
+      ["/app.css", "text/css; charset=utf-8"],
+    ]) {
       const file = await get(path!);
       expect([file.status, file.headers.get("content-type")]).toEqual([200, type]);
       expect((await file.text()).length).toBeGreaterThan(1000);
     }
     // Not a page route: the API's own 404.
     const post = await fetch(new URL("/", open.url), { method: "POST" });
-    expect([post.status, await post.json()]).toEqual([404, { code: 5, message: "not found: the HTTP API is POST /chat" }]);
+    expect([post.status, await post.json()]).toEqual([
+      404,
+      { code: 5, message: "not found: the HTTP API is POST /chat" },
+    ]);
   });
 });
 
@@ -324,7 +333,11 @@ describe("the chat page, open gateway", () => {
   it("shows a refusal as a refusal, not as an answer", async () => {
     await openPage();
     const first = hold();
-    ctx.reply = () => ({ deltas: [wire.refusal("I can't help "), wire.refusal("with that.")], tokens: [], gate: (i) => (i === 0 ? first.promise : undefined) });
+    ctx.reply = () => ({
+      deltas: [wire.refusal("I can't help "), wire.refusal("with that.")],
+      tokens: [],
+      gate: (i) => (i === 0 ? first.promise : undefined),
+    });
     await send(page, "Something I should not ask");
     await lastTurn(page).waitFor();
     const atRefusal = await statusOnFirstChange(page, ".refusal-text");
@@ -340,19 +353,30 @@ describe("the chat page, open gateway", () => {
   });
 
   it.each([
-    ["400", { status: 400, errorMessage: "bad things" }, ["HTTP 400", "INVALID_ARGUMENT", "upstream rejected the request: bad things"]],
-    ["429", { status: 429, headers: { "retry-after": "7" } }, ["HTTP 429", "RESOURCE_EXHAUSTED", "upstream rate limit reached; retry after 7s"]],
+    [
+      "400",
+      { status: 400, errorMessage: "bad things" },
+      ["HTTP 400", "INVALID_ARGUMENT", "upstream rejected the request: bad things"],
+    ],
+    [
+      "429",
+      { status: 429, headers: { "retry-after": "7" } },
+      ["HTTP 429", "RESOURCE_EXHAUSTED", "upstream rate limit reached; retry after 7s"],
+    ],
     ["503", { status: 503 }, ["HTTP 503", "UNAVAILABLE", "upstream error 503"]],
-  ] as [string, Reply, string[]][])("shows an upstream %s before the answer as docs/errors.md's table names it, and gives the text back", async (_name, reply, parts) => {
-    await openPage();
-    ctx.reply = () => reply;
-    await send(page, "Will this work?");
-    await ended(page, "error");
-    const status = await lastTurn(page).locator(".status").textContent();
-    for (const part of parts) expect(status).toContain(part);
-    expect(status?.match(/retry after/g) ?? []).toHaveLength(reply.headers?.["retry-after"] === undefined ? 0 : 1);
-    expect(await page.locator("#input").inputValue()).toBe("Will this work?");
-  });
+  ] as [string, Reply, string[]][])(
+    "shows an upstream %s before the answer as docs/errors.md's table names it, and gives the text back",
+    async (_name, reply, parts) => {
+      await openPage();
+      ctx.reply = () => reply;
+      await send(page, "Will this work?");
+      await ended(page, "error");
+      const status = await lastTurn(page).locator(".status").textContent();
+      for (const part of parts) expect(status).toContain(part);
+      expect(status?.match(/retry after/g) ?? []).toHaveLength(reply.headers?.["retry-after"] === undefined ? 0 : 1);
+      expect(await page.locator("#input").inputValue()).toBe("Will this work?");
+    },
+  );
 
   it("shows the gateway's own 400 (a request it refuses) with the message naming the field, and gives the text back", async () => {
     await openPage();
@@ -361,7 +385,9 @@ describe("the chat page, open gateway", () => {
     await send(page, text);
     await ended(page, "error");
     expect(await status(page).innerText()).toMatch(
-      new RegExp(`^HTTP 400 · INVALID_ARGUMENT: messages\\[0\\]\\.content: input is \\d+ bytes, more than the limit of ${MAX_INPUT_BYTES} · request [\\w-]+$`),
+      new RegExp(
+        `^HTTP 400 · INVALID_ARGUMENT: messages\\[0\\]\\.content: input is \\d+ bytes, more than the limit of ${MAX_INPUT_BYTES} · request [\\w-]+$`,
+      ),
     );
     expect(await page.locator("#input").inputValue()).toBe(text);
     // Refused before the model: the upstream saw nothing.
@@ -374,7 +400,9 @@ describe("the chat page, open gateway", () => {
     await send(page, "Go on");
     await ended(page, "error");
     expect(await answer(page).innerText()).toBe("Half an answer");
-    expect(await lastTurn(page).locator(".status").textContent()).toContain("error mid-answer · UNAVAILABLE: upstream failed mid-stream: the model crashed");
+    expect(await lastTurn(page).locator(".status").textContent()).toContain(
+      "error mid-answer · UNAVAILABLE: upstream failed mid-stream: the model crashed",
+    );
   });
 
   it("renders Markdown with code blocks, and model text that carries HTML as text: no script runs", async () => {
@@ -451,7 +479,9 @@ describe("the chat page, caller keys on", () => {
     expect(await answer(page).innerText()).toBe("Keyed answer");
     expect((await ctx.upstream.received(index)).body.messages).toEqual([{ role: "user", content: "Hello with a key" }]);
 
-    const storage = (await page.evaluate("({ session: { ...sessionStorage }, local: { ...localStorage }, cookie: document.cookie })")) as Record<string, unknown>;
+    const storage = (await page.evaluate(
+      "({ session: { ...sessionStorage }, local: { ...localStorage }, cookie: document.cookie })",
+    )) as Record<string, unknown>;
     expect(storage).toEqual({ session: { "chat-gateway.caller-key": KEY }, local: {}, cookie: "" });
     expect(errors).toEqual([]);
 

@@ -17,7 +17,8 @@ export interface Browser {
 }
 
 export async function launchChromium(): Promise<Browser> {
-  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: scripts/setup.sh installs Debian's chromium package when run as root`);
+  if (!existsSync(CHROMIUM))
+    throw new Error(`${CHROMIUM} is missing: scripts/setup.sh installs Debian's chromium package when run as root`);
   // A fresh profile every run (playwright passes it as --user-data-dir).
   const profile = mkdtempSync(join(tmpdir(), "chat-chromium-"));
   const context = await chromium.launchPersistentContext(profile, {
@@ -44,7 +45,8 @@ export async function launchChromium(): Promise<Browser> {
       page.on("pageerror", (error) => errors.push(`pageerror: ${error.message}`));
       page.on("console", (message) => {
         // An HTTP error status is logged too ("Failed to load resource: ... 429"): the page shows those itself.
-        if (message.type() === "error" && !message.text().startsWith("Failed to load resource")) errors.push(`console: ${message.text()}`);
+        if (message.type() === "error" && !message.text().startsWith("Failed to load resource"))
+          errors.push(`console: ${message.text()}`);
       });
       await page.goto(url);
       return { page, errors };

@@ -21,7 +21,11 @@ export function startCli(args: string[], options: { stdin?: string; env?: Record
   const child = spawn(process.execPath, [join(ROOT, "bin", "chat-gateway.js"), ...args], {
     // No terminal and no inherited CHAT_GATEWAY_* variables: what the test gives is what it gets.
     // Unstyled unless the test forces styling (Node warns when it sees both variables).
-    env: { PATH: process.env.PATH ?? "", ...(options.env?.FORCE_COLOR === undefined && { NO_COLOR: "1" }), ...options.env },
+    env: {
+      PATH: process.env.PATH ?? "",
+      ...(options.env?.FORCE_COLOR === undefined && { NO_COLOR: "1" }),
+      ...options.env,
+    },
     stdio: ["pipe", "pipe", "pipe"],
   });
   let out = "";
@@ -37,7 +41,9 @@ export function startCli(args: string[], options: { stdin?: string; env?: Record
   });
   // A process killed by a signal has no exit status: it resolves with the signal's name, which no
   // expected status equals (a client that died of SIGINT did not handle it).
-  const exited = new Promise<number | string>((resolve) => child.once("exit", (code, signal) => resolve(code ?? String(signal))));
+  const exited = new Promise<number | string>((resolve) =>
+    child.once("exit", (code, signal) => resolve(code ?? String(signal))),
+  );
   child.stdin!.on("error", () => undefined);
   child.stdin!.end(options.stdin ?? "");
 
@@ -51,7 +57,9 @@ export function startCli(args: string[], options: { stdin?: string; env?: Record
       };
       waiting.add(check);
       check();
-      void exited.then((code) => reject(new Error(`chat-gateway exited (${code}) before printing ${JSON.stringify(text)}:\n${out}\n${err}`)));
+      void exited.then((code) =>
+        reject(new Error(`chat-gateway exited (${code}) before printing ${JSON.stringify(text)}:\n${out}\n${err}`)),
+      );
     });
 
   return {

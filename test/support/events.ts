@@ -18,7 +18,11 @@ export function fixture(name: string): string {
 export function chunksOf(body: string): ChatCompletionChunk[] {
   const chunks: ChatCompletionChunk[] = [];
   for (const event of body.split("\n\n")) {
-    const data = event.split("\n").filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\n");
+    const data = event
+      .split("\n")
+      .filter((l) => l.startsWith("data: "))
+      .map((l) => l.slice(6))
+      .join("\n");
     if (!data) continue;
     if (data === "[DONE]") break;
     chunks.push(JSON.parse(data) as ChatCompletionChunk);
@@ -48,10 +52,16 @@ export function seenFromEvent(event: UpstreamEvent): Seen {
     case "refusal":
       return { refusal: event.text };
     case "tool_call":
-      return { toolCall: dropDefaults({ index: event.index, id: event.id, name: event.name, arguments: event.arguments }) };
+      return {
+        toolCall: dropDefaults({ index: event.index, id: event.id, name: event.name, arguments: event.arguments }),
+      };
     case "finish":
       return {
-        finish: { finishReason: event.finishReason, model: event.model, ...(event.usage && { usage: dropDefaults({ ...event.usage }) as Record<string, number> }) },
+        finish: {
+          finishReason: event.finishReason,
+          model: event.model,
+          ...(event.usage && { usage: dropDefaults({ ...event.usage }) as Record<string, number> }),
+        },
       };
   }
 }
@@ -116,7 +126,13 @@ export const EXPECTED: Record<string, Seen[]> = {
     { toolCall: { index: 1, arguments: '{"ci' } },
     { toolCall: { index: 1, arguments: 'ty": "T' } },
     { toolCall: { index: 1, arguments: 'okyo"}' } },
-    { finish: { finishReason: "tool_calls", model: "gpt-4o-2024-08-06", usage: { promptTokens: 82, completionTokens: 51, totalTokens: 133, cachedPromptTokens: 64 } } },
+    {
+      finish: {
+        finishReason: "tool_calls",
+        model: "gpt-4o-2024-08-06",
+        usage: { promptTokens: 82, completionTokens: 51, totalTokens: 133, cachedPromptTokens: 64 },
+      },
+    },
   ],
   // DeepSeek-R1: reasoning_content, then content; usage in the finish chunk.
   "deepseek-reasoner": [
@@ -125,27 +141,58 @@ export const EXPECTED: Record<string, Seen[]> = {
     { reasoning: " says hello. Ünïcödé, 你好 👋" },
     { delta: "Hello" },
     { delta: "! How can I help?" },
-    { finish: { finishReason: "stop", model: "deepseek-reasoner", usage: { promptTokens: 13, completionTokens: 24, totalTokens: 37, reasoningTokens: 16 } } },
+    {
+      finish: {
+        finishReason: "stop",
+        model: "deepseek-reasoner",
+        usage: { promptTokens: 13, completionTokens: 24, totalTokens: 37, reasoningTokens: 16 },
+      },
+    },
   ],
   // vLLM filling both `reasoning_content` and `reasoning` with the same text: forwarded once.
   "vllm-reasoning-both-fields": [
     { reasoning: "Two plus two" },
     { reasoning: " is four." },
     { delta: "4" },
-    { finish: { finishReason: "stop", model: "Qwen/Qwen3-8B", usage: { promptTokens: 17, completionTokens: 12, totalTokens: 29 } } },
+    {
+      finish: {
+        finishReason: "stop",
+        model: "Qwen/Qwen3-8B",
+        usage: { promptTokens: 17, completionTokens: 12, totalTokens: 29 },
+      },
+    },
   ],
   // OpenRouter: `reasoning`, a role on every chunk, usage after the finish chunk.
   "openrouter-reasoning": [
     { reasoning: "Hmm" },
     { reasoning: ", short answer." },
     { delta: "Yes." },
-    { finish: { finishReason: "stop", model: "qwen/qwq-32b", usage: { promptTokens: 20, completionTokens: 9, totalTokens: 29, reasoningTokens: 6 } } },
+    {
+      finish: {
+        finishReason: "stop",
+        model: "qwen/qwq-32b",
+        usage: { promptTokens: 20, completionTokens: 9, totalTokens: 29, reasoningTokens: 6 },
+      },
+    },
   ],
   // Gemini: two whole calls in one chunk, no `index`.
   "gemini-tool-calls-no-index": [
     { toolCall: { id: "function-call-15830263919431377541", name: "get_weather", arguments: '{"city":"Paris"}' } },
-    { toolCall: { index: 1, id: "function-call-15830263919431377542", name: "get_weather", arguments: '{"city":"Tokyo"}' } },
-    { finish: { finishReason: "tool_calls", model: "gemini-2.0-flash", usage: { promptTokens: 40, completionTokens: 16, totalTokens: 56 } } },
+    {
+      toolCall: {
+        index: 1,
+        id: "function-call-15830263919431377542",
+        name: "get_weather",
+        arguments: '{"city":"Tokyo"}',
+      },
+    },
+    {
+      finish: {
+        finishReason: "tool_calls",
+        model: "gemini-2.0-flash",
+        usage: { promptTokens: 40, completionTokens: 16, totalTokens: 56 },
+      },
+    },
   ],
   // DeepSeek reusing index 0 for a second call id.
   "deepseek-reused-index": [
@@ -153,7 +200,13 @@ export const EXPECTED: Record<string, Seen[]> = {
     { toolCall: { arguments: '{"city": "Paris"}' } },
     { toolCall: { index: 1, id: "call_1_8e7d6c5b-4a39-4281-b7f6-e5d4c3b2a190", name: "get_time" } },
     { toolCall: { index: 1, arguments: '{"tz": "Asia/Tokyo"}' } },
-    { finish: { finishReason: "tool_calls", model: "deepseek-chat", usage: { promptTokens: 120, completionTokens: 40, totalTokens: 160, cachedPromptTokens: 64 } } },
+    {
+      finish: {
+        finishReason: "tool_calls",
+        model: "deepseek-chat",
+        usage: { promptTokens: 120, completionTokens: 40, totalTokens: 160, cachedPromptTokens: 64 },
+      },
+    },
   ],
   // Two calls started in one chunk, their arguments interleaved.
   "interleaved-tool-calls": [
@@ -163,18 +216,32 @@ export const EXPECTED: Record<string, Seen[]> = {
     { toolCall: { arguments: '{"city":' } },
     { toolCall: { index: 1, arguments: '"UTC"}' } },
     { toolCall: { arguments: '"Oslo"}' } },
-    { finish: { finishReason: "tool_calls", model: "parallel-model", usage: { promptTokens: 50, completionTokens: 30, totalTokens: 80 } } },
+    {
+      finish: {
+        finishReason: "tool_calls",
+        model: "parallel-model",
+        usage: { promptTokens: 50, completionTokens: 30, totalTokens: 80 },
+      },
+    },
   ],
   // Structured outputs: the model refuses.
   "openai-refusal": [
     { refusal: "I'm sorry," },
     { refusal: " I can't help with that." },
-    { finish: { finishReason: "stop", model: "gpt-4o-2024-08-06", usage: { promptTokens: 30, completionTokens: 12, totalTokens: 42 } } },
+    {
+      finish: {
+        finishReason: "stop",
+        model: "gpt-4o-2024-08-06",
+        usage: { promptTokens: 30, completionTokens: 12, totalTokens: 42 },
+      },
+    },
   ],
 };
 
 /** What an agent loop does with a reply's tool_call events: the assistant turn's `tool_calls`, in OpenAI's shape. */
-export function toolCallsOf(seen: readonly Seen[]): { id: string; type: "function"; function: { name: string; arguments: string } }[] {
+export function toolCallsOf(
+  seen: readonly Seen[],
+): { id: string; type: "function"; function: { name: string; arguments: string } }[] {
   const calls: { id: string; type: "function"; function: { name: string; arguments: string } }[] = [];
   for (const event of seen) {
     if (!("toolCall" in event)) continue;

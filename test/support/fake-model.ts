@@ -11,7 +11,16 @@
 // wire format with it (src/demo/wire.ts), and does not answer as the demo does.
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { setTimeout as sleep } from "node:timers/promises";
-import { deltas, sendError, sendModels, serve, startCompletion, type ChatCompletionBody, type CompletionStream, type WireDelta } from "../../src/demo/wire.js";
+import {
+  deltas,
+  sendError,
+  sendModels,
+  serve,
+  startCompletion,
+  type ChatCompletionBody,
+  type CompletionStream,
+  type WireDelta,
+} from "../../src/demo/wire.js";
 
 export type { ChatCompletionBody, WireDelta };
 
@@ -237,7 +246,9 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
         res.destroy();
         return;
       case "error-event":
-        await write(`data: ${JSON.stringify(reply.errorEvent ?? { error: { message: "the model crashed", type: "server_error" } })}\n\n`);
+        await write(
+          `data: ${JSON.stringify(reply.errorEvent ?? { error: { message: "the model crashed", type: "server_error" } })}\n\n`,
+        );
         res.end();
         return;
       case "no-choices":
@@ -256,7 +267,9 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
     }
     await completion.finish(
       reply.finishReason ?? "stop",
-      reply.usage === false ? undefined : { completionTokens: steps.length, ...(reply.usageDetails && { details: reply.usageDetails }) },
+      reply.usage === false
+        ? undefined
+        : { completionTokens: steps.length, ...(reply.usageDetails && { details: reply.usageDetails }) },
     );
   }
 
@@ -321,7 +334,12 @@ function filler(kind: FillerKind, event: (fields: Record<string, unknown>) => st
 }
 
 /** Writes a recorded SSE body `size` bytes at a time, each write in a turn of the event loop of its own. */
-async function replay(res: ServerResponse, body: string, size: number | undefined, write: (data: string | Buffer) => Promise<void> | undefined): Promise<void> {
+async function replay(
+  res: ServerResponse,
+  body: string,
+  size: number | undefined,
+  write: (data: string | Buffer) => Promise<void> | undefined,
+): Promise<void> {
   const bytes = Buffer.from(body, "utf8");
   const step = size && size > 0 ? size : bytes.length;
   for (let at = 0; at < bytes.length; at += step) {

@@ -7,7 +7,11 @@ import { ChatService } from "../../src/gen/chat/v1/chat_pb.js";
 /** What the page offers the test (`page.evaluate`), on its global object. */
 export interface GrpcWebPage {
   /** Streams one reply; calls `onFirst` (exposed by the test) at the first delta, then aborts if asked. */
-  chat(baseUrl: string, text: string, abortAfterFirst: boolean): Promise<{ texts: string[]; last: string; error?: string }>;
+  chat(
+    baseUrl: string,
+    text: string,
+    abortAfterFirst: boolean,
+  ): Promise<{ texts: string[]; last: string; error?: string }>;
   onFirst(): Promise<void>;
 }
 

@@ -60,7 +60,12 @@ export interface StreamResult {
 /** A request as ChatRequest.fromPartial takes it: unset fields get their proto defaults. */
 export type PartialRequest = Parameters<typeof ChatRequest.fromPartial>[0];
 
-export function collect(client: ChatServiceClient, request: PartialRequest, metadata = new Metadata(), deadline?: Date): Promise<StreamResult> {
+export function collect(
+  client: ChatServiceClient,
+  request: PartialRequest,
+  metadata = new Metadata(),
+  deadline?: Date,
+): Promise<StreamResult> {
   const full = ChatRequest.fromPartial(request);
   return new Promise((resolve) => {
     const call = client.chat(full, metadata, deadline ? { deadline } : {});
@@ -91,7 +96,11 @@ export function openUnlessKeyed(env: Record<string, string> = {}): Record<string
  * Starts a call and returns what it receives; `until(check)` resolves once what has arrived passes
  * `check` (`received(n)`: n messages), so an upstream gate can wait for the caller before sending more.
  */
-export function openStream(h: Harness, request: Parameters<typeof ChatRequest.fromPartial>[0], metadata = new Metadata()) {
+export function openStream(
+  h: Harness,
+  request: Parameters<typeof ChatRequest.fromPartial>[0],
+  metadata = new Metadata(),
+) {
   const call = h.client.chat(ChatRequest.fromPartial(request), metadata);
   const responses: ChatResponse[] = [];
   let waiting: { check: (responses: ChatResponse[]) => boolean; resolve: () => void }[] = [];

@@ -5,12 +5,16 @@ import { service as healthService } from "grpc-health-check";
 const Health = makeGenericClientConstructor(healthService, "grpc.health.v1.Health");
 
 interface HealthClient {
-  check(request: { service: string }, callback: (error: ServiceError | null, response: { status: string }) => void): void;
+  check(
+    request: { service: string },
+    callback: (error: ServiceError | null, response: { status: string }) => void,
+  ): void;
   watch(request: { service: string }): ClientReadableStream<{ status: string }>;
   close(): void;
 }
 
-const client = (port: number) => new Health(`127.0.0.1:${port}`, credentials.createInsecure()) as unknown as HealthClient;
+const client = (port: number) =>
+  new Health(`127.0.0.1:${port}`, credentials.createInsecure()) as unknown as HealthClient;
 
 export function healthStatus(port: number, service: string): Promise<string> {
   const c = client(port);
@@ -50,7 +54,9 @@ export function watchHealth(port: number, service: string): HealthWatch {
   return {
     statuses,
     seen: (status) =>
-      statuses.includes(status) ? Promise.resolve() : new Promise((resolve) => waiting.set(status, [...(waiting.get(status) ?? []), resolve])),
+      statuses.includes(status)
+        ? Promise.resolve()
+        : new Promise((resolve) => waiting.set(status, [...(waiting.get(status) ?? []), resolve])),
     ended,
     close() {
       call.cancel();

@@ -81,7 +81,8 @@ export function post(
           ended ? Promise.resolve(raw) : new Promise((r) => res.once("end", () => r(raw)).once("close", () => r(raw))),
         pause: () => res.pause(),
         resume: () => res.resume(),
-        unread: () => chunks.reduce((n, c) => n + Buffer.byteLength(c), 0) + res.readableLength + (res.socket?.readableLength ?? 0),
+        unread: () =>
+          chunks.reduce((n, c) => n + Buffer.byteLength(c), 0) + res.readableLength + (res.socket?.readableLength ?? 0),
         destroy: () => req.destroy(),
       });
     });
@@ -101,7 +102,12 @@ export async function allEvents(response: HttpResponse): Promise<SseEvent[]> {
  * the google.rpc.Status details (ErrorInfo, with the upstream when one was reached; RetryInfo when
  * the upstream said retry-after).
  */
-export function errorBody(code: number, message: string, reason: string, options: { upstream?: string; retryDelay?: string } = {}) {
+export function errorBody(
+  code: number,
+  message: string,
+  reason: string,
+  options: { upstream?: string; retryDelay?: string } = {},
+) {
   return {
     code,
     message,
@@ -112,7 +118,9 @@ export function errorBody(code: number, message: string, reason: string, options
         domain: "chat-gateway",
         ...(options.upstream !== undefined && { metadata: { upstream: options.upstream } }),
       },
-      ...(options.retryDelay !== undefined ? [{ "@type": "type.googleapis.com/google.rpc.RetryInfo", retryDelay: options.retryDelay }] : []),
+      ...(options.retryDelay !== undefined
+        ? [{ "@type": "type.googleapis.com/google.rpc.RetryInfo", retryDelay: options.retryDelay }]
+        : []),
     ],
   };
 }

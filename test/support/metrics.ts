@@ -23,7 +23,8 @@ export async function scrape(port: number): Promise<Scrape> {
     const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)/.exec(line);
     if (!match?.[1] || !match[3]) continue;
     const labels: Record<string, string> = {};
-    for (const l of (match[2] ?? "").matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[l[1] ?? ""] = l[2] ?? "";
+    for (const l of (match[2] ?? "").matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g))
+      labels[l[1] ?? ""] = l[2] ?? "";
     samples.push({ name: match[1], labels, value: Number(match[3]) });
   }
   const matching = (name: string, labels: Record<string, string>) =>

@@ -84,7 +84,6 @@ http {
   };
 }
 
-
 function listening(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = connect(port, "127.0.0.1");

@@ -19,7 +19,14 @@ export interface ServiceProcess {
 
 export async function startServiceProcess(env: Record<string, string>): Promise<ServiceProcess> {
   const child = spawn(process.execPath, [join(ROOT, "dist", "main.js")], {
-    env: { PATH: process.env.PATH ?? "", GRPC_HOST: "127.0.0.1", GRPC_PORT: "0", LOG_LEVEL: "info", ...openUnlessKeyed(env), ...env },
+    env: {
+      PATH: process.env.PATH ?? "",
+      GRPC_HOST: "127.0.0.1",
+      GRPC_PORT: "0",
+      LOG_LEVEL: "info",
+      ...openUnlessKeyed(env),
+      ...env,
+    },
     stdio: ["ignore", "pipe", "pipe"],
   });
   const output: string[] = [];
@@ -84,7 +91,10 @@ export interface Stack {
 }
 
 /** The built service behind the real Envoy; Envoy's access log and its own log are kept (`stack.envoy`). */
-export async function startStack(env: Record<string, string>, envoyOptions: Partial<EnvoyOptions> = {}): Promise<Stack> {
+export async function startStack(
+  env: Record<string, string>,
+  envoyOptions: Partial<EnvoyOptions> = {},
+): Promise<Stack> {
   const service = await startServiceProcess(env);
   try {
     const envoy = await startEnvoy({
@@ -156,7 +166,9 @@ export function spawnGrpcurl(port: number, flags: string[], ...rest: string[]) {
         };
         child.stdout!.on("data", check);
         check();
-        void exited.then((code) => reject(new Error(`grpcurl exited (${code}) before writing ${text}: ${stdout}${stderr}`)));
+        void exited.then((code) =>
+          reject(new Error(`grpcurl exited (${code}) before writing ${text}: ${stdout}${stderr}`)),
+        );
       });
     },
     async stop() {
@@ -169,7 +181,14 @@ export function spawnGrpcurl(port: number, flags: string[], ...rest: string[]) {
 export interface StackProcess {
   readonly process: ChildProcess;
   /** The "stack up" log line: ports and URLs. */
-  readonly up: { grpc: string; http: string; envoyAdmin: string; auth: string; upstream: string; [key: string]: unknown };
+  readonly up: {
+    grpc: string;
+    http: string;
+    envoyAdmin: string;
+    auth: string;
+    upstream: string;
+    [key: string]: unknown;
+  };
   readonly grpcPort: number;
   readonly httpPort: number;
   /** Every line written to stdout so far. */
@@ -183,7 +202,15 @@ export interface StackProcess {
  */
 export async function startStackProcess(env: Record<string, string> = {}): Promise<StackProcess> {
   const child = spawn(process.execPath, [join(ROOT, "dist", "stack.js")], {
-    env: { PATH: process.env.PATH ?? "", GRPC_PORT: "0", HTTP_PORT: "0", ENVOY_ADMIN_PORT: "0", METRICS_PORT: "0", LOG_FORMAT: "json", ...env },
+    env: {
+      PATH: process.env.PATH ?? "",
+      GRPC_PORT: "0",
+      HTTP_PORT: "0",
+      ENVOY_ADMIN_PORT: "0",
+      METRICS_PORT: "0",
+      LOG_FORMAT: "json",
+      ...env,
+    },
     stdio: ["ignore", "pipe", "ignore"],
     detached: true,
   });
@@ -194,7 +221,9 @@ export async function startStackProcess(env: Record<string, string> = {}): Promi
       output.push(line);
       if (line.includes('"msg":"stack up')) resolve(JSON.parse(line) as StackProcess["up"]);
     });
-    void exited.then((code) => reject(new Error(`npm start's process exited (${code}) before the stack was up:\n${output.join("\n")}`)));
+    void exited.then((code) =>
+      reject(new Error(`npm start's process exited (${code}) before the stack was up:\n${output.join("\n")}`)),
+    );
   });
   return {
     process: child,

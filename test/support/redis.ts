@@ -51,7 +51,9 @@ export async function startRedis(options: { password?: string } = {}): Promise<R
     exited = new Promise((resolve) => proc.once("exit", () => resolve()));
     await new Promise<void>((resolve, reject) => {
       proc.once("error", (error) =>
-        reject(new Error(`cannot run redis-server (${error.message}): run \`bash scripts/setup.sh\`, which installs it`)),
+        reject(
+          new Error(`cannot run redis-server (${error.message}): run \`bash scripts/setup.sh\`, which installs it`),
+        ),
       );
       createInterface({ input: proc.stdout! }).on("line", (line) => {
         output.push(line);
@@ -93,4 +95,3 @@ export async function startRedis(options: { password?: string } = {}): Promise<R
     },
   };
 }
-

@@ -31,23 +31,33 @@ export function promptOf(r: RecordedRequest): string {
 
 export async function startReplicas(
   count: number,
-  options: { reply: (replica: number, request: RecordedRequest) => Reply; env?: Record<string, string>; envoy?: Partial<EnvoyOptions> },
+  options: {
+    reply: (replica: number, request: RecordedRequest) => Reply;
+    env?: Record<string, string>;
+    envoy?: Partial<EnvoyOptions>;
+  },
 ): Promise<Replicas> {
   const replicas: Replica[] = [];
   let envoy: RunningEnvoy | undefined;
   const stop = async () => {
     await envoy?.stop();
-    await Promise.all(replicas.map(async (r) => {
-      await r.service.stop("SIGKILL");
-      await r.upstream.close();
-    }));
+    await Promise.all(
+      replicas.map(async (r) => {
+        await r.service.stop("SIGKILL");
+        await r.upstream.close();
+      }),
+    );
   };
   try {
     const started = await Promise.allSettled(
       Array.from({ length: count }, async (_, index) => {
         const upstream = await startFakeUpstream({ reply: (r) => options.reply(index, r) });
         try {
-          const service = await startServiceProcess({ OPENAI_BASE_URL: upstream.baseURL, OPENAI_API_KEY: "sk-test", ...options.env });
+          const service = await startServiceProcess({
+            OPENAI_BASE_URL: upstream.baseURL,
+            OPENAI_API_KEY: "sk-test",
+            ...options.env,
+          });
           return { index, service, upstream };
         } catch (error) {
           await upstream.close();
@@ -101,41 +111,51 @@ export function httpChat(port: number, text: string): OpenStream {
   let started!: () => void;
   const first = new Promise<void>((resolve) => (started = resolve));
   const done = new Promise<Outcome>((resolve) => {
-    const req = request({ host: "127.0.0.1", port, path: "/chat", method: "POST", headers: { "content-type": "application/json" } }, (res) => {
-      let body = "";
-      const deltas: string[] = [];
-      let finished = false;
-      let error: string | undefined;
-      res.setEncoding("utf8");
-      res.on("data", (chunk: string) => {
-        body += chunk;
-        let cut: number;
-        while ((cut = body.indexOf("\n\n")) >= 0) {
-          const frame = body.slice(0, cut);
-          body = body.slice(cut + 2);
-          if (!frame.startsWith("data: ")) continue;
-          const event = JSON.parse(frame.slice(6)) as { delta?: { text: string }; finish?: unknown; error?: { message: string } };
-          if (event.delta) {
-            deltas.push(event.delta.text);
-            started();
+    const req = request(
+      { host: "127.0.0.1", port, path: "/chat", method: "POST", headers: { "content-type": "application/json" } },
+      (res) => {
+        let body = "";
+        const deltas: string[] = [];
+        let finished = false;
+        let error: string | undefined;
+        res.setEncoding("utf8");
+        res.on("data", (chunk: string) => {
+          body += chunk;
+          let cut: number;
+          while ((cut = body.indexOf("\n\n")) >= 0) {
+            const frame = body.slice(0, cut);
+            body = body.slice(cut + 2);
+            if (!frame.startsWith("data: ")) continue;
+            const event = JSON.parse(frame.slice(6)) as {
+              delta?: { text: string };
+              finish?: unknown;
+              error?: { message: string };
+            };
+            if (event.delta) {
+              deltas.push(event.delta.text);
+              started();
+            }
+            if (event.finish) finished = true;
+            if (event.error) error = event.error.message;
           }
-          if (event.finish) finished = true;
-          if (event.error) error = event.error.message;
-        }
-      });
-      res.on("close", () => {
-        const cut = !res.complete;
-        const plain = res.headers["content-type"] === "application/json" ? (JSON.parse(body || "{}") as { message?: string }).message : undefined;
-        const message = error ?? plain;
-        resolve({
-          ok: res.statusCode === 200 && finished && !cut && error === undefined,
-          text: deltas.join(""),
-          how: cut ? `${res.statusCode} cut` : String(res.statusCode),
-          ...(message !== undefined && { message }),
         });
-        started();
-      });
-    });
+        res.on("close", () => {
+          const cut = !res.complete;
+          const plain =
+            res.headers["content-type"] === "application/json"
+              ? (JSON.parse(body || "{}") as { message?: string }).message
+              : undefined;
+          const message = error ?? plain;
+          resolve({
+            ok: res.statusCode === 200 && finished && !cut && error === undefined,
+            text: deltas.join(""),
+            how: cut ? `${res.statusCode} cut` : String(res.statusCode),
+            ...(message !== undefined && { message }),
+          });
+          started();
+        });
+      },
+    );
     req.on("error", (e) => {
       resolve({ ok: false, text: "", how: "connection failed", message: e.message });
       started();
@@ -174,7 +194,9 @@ export function grpcChat(client: ChatServiceClient, text: string): OpenStream {
 
 /** A native gRPC client of Envoy's listener, on its own connection. */
 export function grpcClientOf(port: number): ChatServiceClient {
-  return new ChatServiceClient(`127.0.0.1:${port}`, credentials.createInsecure(), { "grpc.use_local_subchannel_pool": 1 });
+  return new ChatServiceClient(`127.0.0.1:${port}`, credentials.createInsecure(), {
+    "grpc.use_local_subchannel_pool": 1,
+  });
 }
 
 /** The reply the fake upstreams give `text`: tokens naming it, so a stream's text shows any token lost, doubled or from another stream. */

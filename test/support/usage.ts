@@ -10,8 +10,10 @@ export const bearer = (key: string) => {
 
 export function getUsage(client: ChatServiceClient, metadata: Metadata): Promise<GetUsageResponse> {
   return new Promise((resolve, reject) =>
-    client.getUsage(GetUsageRequest.fromPartial({}), metadata, (error: ServiceError | null, response: GetUsageResponse) =>
-      error ? reject(error) : resolve(response),
+    client.getUsage(
+      GetUsageRequest.fromPartial({}),
+      metadata,
+      (error: ServiceError | null, response: GetUsageResponse) => (error ? reject(error) : resolve(response)),
     ),
   );
 }

@@ -61,10 +61,18 @@ describe("Chat", () => {
 
   it("sends the sampling parameters as the caller wrote them, not as the float32 protobuf carries them", async () => {
     harness = await startHarness({ upstream: { reply: () => ({ tokens: ["ok"] }) } });
-    const result = await collect(harness.client, { text: "hi", temperature: 0.2, topP: 0.9, presencePenalty: -0.3, frequencyPenalty: 1.7 });
+    const result = await collect(harness.client, {
+      text: "hi",
+      temperature: 0.2,
+      topP: 0.9,
+      presencePenalty: -0.3,
+      frequencyPenalty: 1.7,
+    });
     expect(result.code).toBe(status.OK);
     const body = harness.upstream.requests[0]?.body;
-    expect([body?.temperature, body?.top_p, body?.presence_penalty, body?.frequency_penalty]).toEqual([0.2, 0.9, -0.3, 1.7]);
+    expect([body?.temperature, body?.top_p, body?.presence_penalty, body?.frequency_penalty]).toEqual([
+      0.2, 0.9, -0.3, 1.7,
+    ]);
 
     const refused = await collect(harness.client, { text: "hi", temperature: 2.1 });
     expect([refused.code, refused.details]).toEqual([status.INVALID_ARGUMENT, "temperature: 2.1 is outside [0, 2]"]);

@@ -22,10 +22,17 @@ class Captured extends Writable {
 
 const reasoning = (text: string): ChatEvent => ({ $case: "reasoning", value: { text } });
 const delta = (text: string): ChatEvent => ({ $case: "delta", value: { text } });
-const tool = (index: number, args: string, id = "", name = ""): ChatEvent => ({ $case: "toolCall", value: { index, id, name, arguments: args } });
+const tool = (index: number, args: string, id = "", name = ""): ChatEvent => ({
+  $case: "toolCall",
+  value: { index, id, name, arguments: args },
+});
 const finish: ChatEvent = {
   $case: "finish",
-  value: { finishReason: "tool_calls", model: "deepseek-reasoner", usage: { promptTokens: 12, completionTokens: 40, totalTokens: 52, reasoningTokens: 30, cachedPromptTokens: 8 } },
+  value: {
+    finishReason: "tool_calls",
+    model: "deepseek-reasoner",
+    usage: { promptTokens: 12, completionTokens: 40, totalTokens: 52, reasoningTokens: 30, cachedPromptTokens: 8 },
+  },
 };
 // A reasoning model that thinks, answers, then calls two tools whose fragments interleave.
 const events: ChatEvent[] = [
@@ -94,14 +101,20 @@ describe("the terminal client's text output", () => {
     const [out, err] = [new Captured(false), new Captured(false)];
     const renderer = textRenderer(out, err);
     renderer.event(delta("half"));
-    renderer.event({ $case: "error", value: { code: 14, status: "UNAVAILABLE", message: "upstream connection lost mid-stream" } });
+    renderer.event({
+      $case: "error",
+      value: { code: 14, status: "UNAVAILABLE", message: "upstream connection lost mid-stream" },
+    });
     renderer.failed(new CallFailed(14, "upstream connection lost mid-stream"));
     expect(out.text).toBe("half\n");
     expect(err.text).toBe("error: UNAVAILABLE: upstream connection lost mid-stream\n");
   });
 
   it("shows no heartbeat, and a refusal as the answer", () => {
-    const { out, err } = render(false, [{ $case: "heartbeat", value: { waitedMs: 15000 } }, { $case: "refusal", value: { text: "I can't help with that." } }]);
+    const { out, err } = render(false, [
+      { $case: "heartbeat", value: { waitedMs: 15000 } },
+      { $case: "refusal", value: { text: "I can't help with that." } },
+    ]);
     expect(out).toBe("I can't help with that.\n");
     expect(err).toBe("");
   });
@@ -111,8 +124,18 @@ describe("the terminal client's --json output", () => {
   it("writes every event, reasoning and tool calls included, as one JSON line", () => {
     const [out, err] = [new Captured(false), new Captured(false)];
     const renderer = jsonRenderer(out, err);
-    for (const event of [reasoning("hm"), tool(0, "{}", "call_a", "f"), { $case: "heartbeat", value: { waitedMs: 15000 } } as ChatEvent]) renderer.event(event);
-    expect(out.text.trimEnd().split("\n").map((l) => JSON.parse(l) as unknown)).toEqual([
+    for (const event of [
+      reasoning("hm"),
+      tool(0, "{}", "call_a", "f"),
+      { $case: "heartbeat", value: { waitedMs: 15000 } } as ChatEvent,
+    ])
+      renderer.event(event);
+    expect(
+      out.text
+        .trimEnd()
+        .split("\n")
+        .map((l) => JSON.parse(l) as unknown),
+    ).toEqual([
       { reasoning: { text: "hm" } },
       // proto3 JSON leaves out zero values (index 0), as Envoy's data lines do.
       { toolCall: { id: "call_a", name: "f", arguments: "{}" } },

@@ -10,7 +10,6 @@ import { CONFIG_VARIABLES, loadConfig } from "../../src/server/config.js";
 import { ROOT } from "../../src/dev/envoy.js";
 import { readFileSync } from "node:fs";
 
-
 const dir = mkdtempSync(join(tmpdir(), "chat-config-"));
 
 describe("configuration", () => {
@@ -50,7 +49,9 @@ describe("configuration", () => {
       ]),
     );
     expect(problems).toHaveLength(7);
-    expect(() => loadConfig({ GRPC_PORT: "eighty" })).toThrow(/invalid configuration:\n  - GRPC_PORT: must be a number/);
+    expect(() => loadConfig({ GRPC_PORT: "eighty" })).toThrow(
+      /invalid configuration:\n {2}- GRPC_PORT: must be a number/,
+    );
   });
 
   it("requires caller keys unless AUTH=none, and refuses AUTH=none beside keys", () => {
@@ -60,11 +61,16 @@ describe("configuration", () => {
     expect(problemsOf({ AUTH: "none", CALLER_KEYS: "ops ops-key-0123456789" })).toEqual([
       "AUTH: AUTH=none lets any caller in, but caller keys are set (CALLER_KEYS or CALLER_KEYS_FILE): unset AUTH to require them, or unset the keys (for example AUTH=keys)",
     ]);
-    expect(problemsOf({ AUTH: "open" })).toEqual([expect.stringMatching(/^AUTH: must be one of keys, none/), expect.stringMatching(/^CALLER_KEYS: caller keys are required/)]);
+    expect(problemsOf({ AUTH: "open" })).toEqual([
+      expect.stringMatching(/^AUTH: must be one of keys, none/),
+      expect.stringMatching(/^CALLER_KEYS: caller keys are required/),
+    ]);
     // A keys file with nothing in it would let nobody in: said at start-up, not found out later.
     const empty = join(dir, "no-keys");
     writeFileSync(empty, "# nobody yet\n");
-    expect(problemsOf({ CALLER_KEYS_FILE: empty })).toEqual([expect.stringMatching(/^CALLER_KEYS_FILE: holds no caller key, so no caller could call/)]);
+    expect(problemsOf({ CALLER_KEYS_FILE: empty })).toEqual([
+      expect.stringMatching(/^CALLER_KEYS_FILE: holds no caller key, so no caller could call/),
+    ]);
   });
 
   it("never repeats a secret value in a problem", () => {
@@ -109,7 +115,12 @@ describe("configuration", () => {
       UPSTREAM_LOCAL_MODELS: "llama*",
     });
     expect(config.upstreams).toEqual([
-      { name: "deepseek", baseURL: "https://api.deepseek.com/v1", apiKey: "sk-ds", models: ["deepseek-chat", "deepseek-reasoner"] },
+      {
+        name: "deepseek",
+        baseURL: "https://api.deepseek.com/v1",
+        apiKey: "sk-ds",
+        models: ["deepseek-chat", "deepseek-reasoner"],
+      },
       { name: "local", baseURL: "http://127.0.0.1:11434/v1", apiKey: undefined, models: ["llama*"] },
     ]);
     expect(
@@ -141,7 +152,9 @@ describe("configuration", () => {
       ["billing", { streams: 20 }, hashed],
       ["search", {}, createHash("sha256").update("search-key-0123456789").digest("hex")],
     ]);
-    expect(problemsOf({ CALLER_KEYS: "a short, b sha256:abc, c long-enough-key-0000 0, a long-enough-key-1111, ! x" })).toEqual([
+    expect(
+      problemsOf({ CALLER_KEYS: "a short, b sha256:abc, c long-enough-key-0000 0, a long-enough-key-1111, ! x" }),
+    ).toEqual([
       expect.stringMatching(/^CALLER_KEYS: caller "a": the key is shorter than 16 characters/),
       expect.stringMatching(/^CALLER_KEYS: caller "b": a hashed key must be "sha256:" followed by 64 hex digits/),
       expect.stringMatching(/^CALLER_KEYS: caller "c": the stream limit must be a whole number/),
@@ -156,7 +169,12 @@ describe("configuration", () => {
     const file = join(dir, "keys-with-limits");
     writeFileSync(
       file,
-      ["billing billing-key-0123456789 streams=20 rpm=600 tpm=100000", "search search-key-0123456789 tpm=5000", "old old-key-0123456789 3 rpm=10", "open open-key-0123456789"].join("\n"),
+      [
+        "billing billing-key-0123456789 streams=20 rpm=600 tpm=100000",
+        "search search-key-0123456789 tpm=5000",
+        "old old-key-0123456789 3 rpm=10",
+        "open open-key-0123456789",
+      ].join("\n"),
     );
     expect(loadConfig({ CALLER_KEYS_FILE: file }).auth?.keys.map((k) => [k.name, k.limits])).toEqual([
       ["billing", { streams: 20, rpm: 600, tpm: 100000 }],
@@ -177,9 +195,13 @@ describe("configuration", () => {
       ].join(", "),
     });
     expect(problems).toEqual([
-      expect.stringMatching(/^CALLER_KEYS: caller "a": rpm \(requests per minute\) must be a whole number of at least 1/),
+      expect.stringMatching(
+        /^CALLER_KEYS: caller "a": rpm \(requests per minute\) must be a whole number of at least 1/,
+      ),
       expect.stringMatching(/^CALLER_KEYS: caller "b": tpm \(tokens per minute\) must be a whole number of at least 1/),
-      expect.stringMatching(/^CALLER_KEYS: caller "c": field 3 is not an option; expected "<name> <key> \[<max streams>\] \[streams=N\] \[rpm=N\] \[tpm=N\]"/),
+      expect.stringMatching(
+        /^CALLER_KEYS: caller "c": field 3 is not an option; expected "<name> <key> \[<max streams>\] \[streams=N\] \[rpm=N\] \[tpm=N\]"/,
+      ),
       expect.stringMatching(/^CALLER_KEYS: caller "d": the stream limit is given twice/),
       expect.stringMatching(/^CALLER_KEYS: caller "e": "rpm" is given twice/),
       expect.stringMatching(/^CALLER_KEYS: caller "f": the stream limit must be a whole number/),
@@ -190,11 +212,34 @@ describe("configuration", () => {
   });
 
   it("reads where the limits are kept, and refuses a REDIS_URL that is not one", () => {
-    expect(loadConfig({ AUTH: "none" }).budgets).toEqual({ redisUrl: undefined, onRedisError: "open", timeoutMs: 250, leaseTtlMs: 15000 });
+    expect(loadConfig({ AUTH: "none" }).budgets).toEqual({
+      redisUrl: undefined,
+      onRedisError: "open",
+      timeoutMs: 250,
+      leaseTtlMs: 15000,
+    });
     expect(
-      loadConfig({ AUTH: "none", REDIS_URL: "rediss://:pw@redis.internal:6380", LIMITS_ON_REDIS_ERROR: "closed", LIMITS_REDIS_TIMEOUT_MS: "100", LIMITS_LEASE_TTL_MS: "6000" }).budgets,
-    ).toEqual({ redisUrl: "rediss://:pw@redis.internal:6380", onRedisError: "closed", timeoutMs: 100, leaseTtlMs: 6000 });
-    expect(problemsOf({ AUTH: "none", REDIS_URL: "http://:pw@redis:6379", LIMITS_ON_REDIS_ERROR: "maybe", LIMITS_LEASE_TTL_MS: "10" })).toEqual([
+      loadConfig({
+        AUTH: "none",
+        REDIS_URL: "rediss://:pw@redis.internal:6380",
+        LIMITS_ON_REDIS_ERROR: "closed",
+        LIMITS_REDIS_TIMEOUT_MS: "100",
+        LIMITS_LEASE_TTL_MS: "6000",
+      }).budgets,
+    ).toEqual({
+      redisUrl: "rediss://:pw@redis.internal:6380",
+      onRedisError: "closed",
+      timeoutMs: 100,
+      leaseTtlMs: 6000,
+    });
+    expect(
+      problemsOf({
+        AUTH: "none",
+        REDIS_URL: "http://:pw@redis:6379",
+        LIMITS_ON_REDIS_ERROR: "maybe",
+        LIMITS_LEASE_TTL_MS: "10",
+      }),
+    ).toEqual([
       "REDIS_URL: must be a redis:// or rediss:// URL (for example REDIS_URL=redis://redis:6379)",
       "LIMITS_ON_REDIS_ERROR: must be one of open, closed (for example LIMITS_ON_REDIS_ERROR=closed)",
       "LIMITS_LEASE_TTL_MS: must be at least 300 (for example LIMITS_LEASE_TTL_MS=15000)",

@@ -11,7 +11,12 @@ import { Lexer, Parser, marked, type Token, type Tokens } from "marked";
 import { describe, expect, it } from "vitest";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
-const DOCS = ["README.md", ...readdirSync(join(ROOT, "docs")).filter((name) => name.endsWith(".md")).map((name) => `docs/${name}`)];
+const DOCS = [
+  "README.md",
+  ...readdirSync(join(ROOT, "docs"))
+    .filter((name) => name.endsWith(".md"))
+    .map((name) => `docs/${name}`),
+];
 
 const tokensOf = (file: string): Token[] => Lexer.lex(readFileSync(file, "utf8"));
 
@@ -22,7 +27,8 @@ function anchorsIn(markdown: string): Set<string> {
   const parser = new Parser();
   const anchors = new Set<string>();
   marked.walkTokens(Lexer.lex(markdown), (token) => {
-    if (token.type === "heading") anchors.add(slugger.slug(parser.parseInline((token as Tokens.Heading).tokens, parser.textRenderer)));
+    if (token.type === "heading")
+      anchors.add(slugger.slug(parser.parseInline((token as Tokens.Heading).tokens, parser.textRenderer)));
   });
   return anchors;
 }
@@ -43,7 +49,8 @@ function problemOf(file: string, href: string): string | undefined {
   if (relative(ROOT, target).startsWith("..")) return `${path} is outside the repository`;
   if (!existsSync(target)) return `${relative(ROOT, target)} does not exist`;
   if (anchor === undefined) return undefined;
-  if (statSync(target).isDirectory() || !target.endsWith(".md")) return `#${anchor} on ${relative(ROOT, target)}, which has no headings`;
+  if (statSync(target).isDirectory() || !target.endsWith(".md"))
+    return `#${anchor} on ${relative(ROOT, target)}, which has no headings`;
   return anchorsOf(target).has(anchor) ? undefined : `${relative(ROOT, target)} has no heading #${anchor}`;
 }
 

@@ -64,7 +64,10 @@ describe("the events of a reply, over gRPC", () => {
           deltas: steps,
           tokens: [],
           finishReason: "tool_calls",
-          usageDetails: { completion_tokens_details: { reasoning_tokens: 2 }, prompt_tokens_details: { cached_tokens: 1 } },
+          usageDetails: {
+            completion_tokens_details: { reasoning_tokens: 2 },
+            prompt_tokens_details: { cached_tokens: 1 },
+          },
           gate: (i) => stream?.received(i),
         }),
       },
@@ -91,9 +94,14 @@ describe("the events of a reply, over gRPC", () => {
   });
 
   it("streams a refusal as its own event", async () => {
-    harness = await startHarness({ upstream: { reply: () => ({ deltas: [wire.refusal("I can't"), wire.refusal(" help.")], tokens: [] }) } });
+    harness = await startHarness({
+      upstream: { reply: () => ({ deltas: [wire.refusal("I can't"), wire.refusal(" help.")], tokens: [] }) },
+    });
     const result = await collect(harness.client, { text: "x", responseFormat: { type: "json_object" } });
-    expect(result.responses.map(seenFromResponse).slice(0, -1)).toEqual([{ refusal: "I can't" }, { refusal: " help." }]);
+    expect(result.responses.map(seenFromResponse).slice(0, -1)).toEqual([
+      { refusal: "I can't" },
+      { refusal: " help." },
+    ]);
   });
 
   it("runs a whole agent round trip: the calls streamed go back as the assistant's turn, the results as tool messages", async () => {
@@ -115,7 +123,11 @@ describe("the events of a reply, over gRPC", () => {
       },
     });
     const question = { role: "user", content: "Weather in Paris and Oslo?" };
-    const first = await collect(harness.client, { messages: [question], tools: [WEATHER_TOOL], toolChoice: { choice: { $case: "mode", value: "auto" } } });
+    const first = await collect(harness.client, {
+      messages: [question],
+      tools: [WEATHER_TOOL],
+      toolChoice: { choice: { $case: "mode", value: "auto" } },
+    });
     const seen = first.responses.map(seenFromResponse);
     expect(seen.at(-1)).toMatchObject({ finish: { finishReason: "tool_calls" } });
 
@@ -125,7 +137,11 @@ describe("the events of a reply, over gRPC", () => {
       { id: "call_paris", type: "function", function: { name: "get_weather", arguments: '{"city":"Paris"}' } },
       { id: "call_oslo", type: "function", function: { name: "get_weather", arguments: '{"city":"Oslo"}' } },
     ]);
-    const results = calls.map((c) => ({ role: "tool", toolCallId: c.id, content: JSON.parse(c.function.arguments).city === "Paris" ? '{"celsius":18}' : '{"celsius":4}' }));
+    const results = calls.map((c) => ({
+      role: "tool",
+      toolCallId: c.id,
+      content: JSON.parse(c.function.arguments).city === "Paris" ? '{"celsius":18}' : '{"celsius":4}',
+    }));
     const second = await collect(harness.client, {
       messages: [question, { role: "assistant", toolCalls: calls }, ...results],
       tools: [WEATHER_TOOL],
@@ -151,7 +167,10 @@ describe("merging while the caller is behind", () => {
     // piece marked with its kind, its round and a letter, so any wrong join shows.
     const pad = (s: string) => s.padEnd(100, ".");
     const steps: WireDelta[] = [wire.toolCall(0, "call_a", "fa"), wire.toolCall(1, "call_b", "fb")];
-    const sent: Seen[] = [{ toolCall: { id: "call_a", name: "fa" } }, { toolCall: { index: 1, id: "call_b", name: "fb" } }];
+    const sent: Seen[] = [
+      { toolCall: { id: "call_a", name: "fa" } },
+      { toolCall: { index: 1, id: "call_b", name: "fb" } },
+    ];
     for (let i = 0; i < 2_500; i++) {
       for (const [delta, seen] of [
         [wire.reasoning(pad(`R${i}r`)), { reasoning: pad(`R${i}r`) }],
@@ -166,7 +185,9 @@ describe("merging while the caller is behind", () => {
         sent.push(seen as Seen);
       }
     }
-    harness = await startHarness({ upstream: { reply: () => ({ deltas: steps, tokens: [], finishReason: "tool_calls" }) } });
+    harness = await startHarness({
+      upstream: { reply: () => ({ deltas: steps, tokens: [], finishReason: "tool_calls" }) },
+    });
     const stream = openStream(harness, { text: "a lot" });
     stream.call.pause();
     // The gateway has stopped reading the upstream, which can no longer write: it is behind.
@@ -176,14 +197,19 @@ describe("merging while the caller is behind", () => {
     const seen = stream.seen().slice(0, -1);
 
     // Nothing lost or reordered: each kind (each call) carries exactly what was sent, in order.
-    const textOf = (list: Seen[], pick: (s: Seen) => string | undefined) => list.map(pick).filter((t) => t !== undefined).join("");
+    const textOf = (list: Seen[], pick: (s: Seen) => string | undefined) =>
+      list
+        .map(pick)
+        .filter((t) => t !== undefined)
+        .join("");
     const pickers: Record<string, (s: Seen) => string | undefined> = {
       reasoning: (s) => ("reasoning" in s ? s.reasoning : undefined),
       delta: (s) => ("delta" in s ? s.delta : undefined),
       call0: (s) => ("toolCall" in s && (s.toolCall.index ?? 0) === 0 ? (s.toolCall.arguments ?? "") : undefined),
       call1: (s) => ("toolCall" in s && s.toolCall.index === 1 ? (s.toolCall.arguments ?? "") : undefined),
     };
-    for (const [name, pick] of Object.entries(pickers)) expect([name, textOf(seen, pick)]).toEqual([name, textOf(sent, pick)]);
+    for (const [name, pick] of Object.entries(pickers))
+      expect([name, textOf(seen, pick)]).toEqual([name, textOf(sent, pick)]);
     // No join across kinds or calls: every message holds one kind's markers only...
     const markers: [string, RegExp][] = [
       ["reasoning", /^(R\d+[rs]\.*)+$/],
@@ -192,12 +218,16 @@ describe("merging while the caller is behind", () => {
       ["call1", /^(B\d+b\.*)*$/],
     ];
     for (const [name, pattern] of markers) {
-      const wrong = seen.map(pickers[name] as (s: Seen) => string | undefined).filter((t) => t !== undefined && !pattern.test(t));
+      const wrong = seen
+        .map(pickers[name] as (s: Seen) => string | undefined)
+        .filter((t) => t !== undefined && !pattern.test(t));
       expect([name, wrong.slice(0, 1)]).toEqual([name, []]);
     }
     // ...the order of kinds is the order sent, and the calls' ids and names came once, first.
     expect(kindsOf(seen)).toEqual(kindsOf(sent));
-    const firsts = seen.flatMap((s) => ("toolCall" in s && s.toolCall.id ? [[s.toolCall.index ?? 0, s.toolCall.id, s.toolCall.name]] : []));
+    const firsts = seen.flatMap((s) =>
+      "toolCall" in s && s.toolCall.id ? [[s.toolCall.index ?? 0, s.toolCall.id, s.toolCall.name]] : [],
+    );
     expect(firsts).toEqual([
       [0, "call_a", "fa"],
       [1, "call_b", "fb"],
@@ -214,7 +244,14 @@ describe("the idle watchdog around reasoning", () => {
     harness = await startHarness({
       env: { UPSTREAM_IDLE_TIMEOUT_MS: "1000" },
       // A reasoning piece every 25 ms for 1.5 times the idle timeout; or, the second time, a stall in the middle of it.
-      upstream: { reply: () => ({ deltas: thinking, tokens: ["answer"], tokenDelayMs: 25, gate: (i) => (stall && i === 10 ? never : undefined) }) },
+      upstream: {
+        reply: () => ({
+          deltas: thinking,
+          tokens: ["answer"],
+          tokenDelayMs: 25,
+          gate: (i) => (stall && i === 10 ? never : undefined),
+        }),
+      },
     });
     const thought = await collect(harness.client, { text: "think" });
     expect([thought.code, thought.text]).toEqual([status.OK, "answer"]);
@@ -250,7 +287,14 @@ describe("response metadata and error details", () => {
     expect(detailsOf(result.trailers)).toEqual({
       code: status.INVALID_ARGUMENT,
       message: result.details,
-      details: [{ "@type": "type.googleapis.com/google.rpc.ErrorInfo", reason: "INVALID_REQUEST", domain: "chat-gateway", metadata: {} }],
+      details: [
+        {
+          "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+          reason: "INVALID_REQUEST",
+          domain: "chat-gateway",
+          metadata: {},
+        },
+      ],
     });
     // A generated id when the caller sent none.
     expect(result.trailers?.get("x-request-id")[0]).toMatch(/^[0-9a-f-]{36}$/);
@@ -265,7 +309,12 @@ describe("response metadata and error details", () => {
       code: status.RESOURCE_EXHAUSTED,
       message: "upstream rate limit reached; retry after 7s",
       details: [
-        { "@type": "type.googleapis.com/google.rpc.ErrorInfo", reason: "UPSTREAM_RATE_LIMITED", domain: "chat-gateway", metadata: { upstream: "default" } },
+        {
+          "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+          reason: "UPSTREAM_RATE_LIMITED",
+          domain: "chat-gateway",
+          metadata: { upstream: "default" },
+        },
         { "@type": "type.googleapis.com/google.rpc.RetryInfo", retryDelaySeconds: 7 },
       ],
     });
@@ -279,7 +328,10 @@ describe("response metadata and error details", () => {
     const stream = openStream(harness, { text: "hi" });
     const end = await stream.ended;
     expect(stream.seen().at(-1)).toEqual({ error: { code: status.UNAVAILABLE, message: end.details } });
-    expect(detailsOf(end.trailers)?.details[0]).toMatchObject({ reason: "UPSTREAM_IDLE", metadata: { upstream: "default" } });
+    expect(detailsOf(end.trailers)?.details[0]).toMatchObject({
+      reason: "UPSTREAM_IDLE",
+      metadata: { upstream: "default" },
+    });
     expect(stream.headers()?.get("x-request-id")).toEqual(end.trailers.get("x-request-id"));
   });
 
@@ -299,9 +351,15 @@ describe("response metadata and error details", () => {
         "x-request-id": "early",
       });
       stream.end(frame);
-      const [headers, flags] = await new Promise<[Record<string, unknown>, number]>((resolve) => stream.once("response", (h, f) => resolve([h, f])));
+      const [headers, flags] = await new Promise<[Record<string, unknown>, number]>((resolve) =>
+        stream.once("response", (h, f) => resolve([h, f])),
+      );
       expect(flags & h2.NGHTTP2_FLAG_END_STREAM).toBe(h2.NGHTTP2_FLAG_END_STREAM);
-      expect(headers).toMatchObject({ ":status": 200, "grpc-status": String(status.UNAVAILABLE), "x-request-id": "early" });
+      expect(headers).toMatchObject({
+        ":status": 200,
+        "grpc-status": String(status.UNAVAILABLE),
+        "x-request-id": "early",
+      });
       const details = Status.decode(Buffer.from(String(headers["grpc-status-details-bin"]), "base64"));
       expect(details.message).toBe("upstream ended the stream without finishing");
     } finally {

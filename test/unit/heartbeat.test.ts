@@ -23,7 +23,12 @@ describe("heartbeats", () => {
       env: { HEARTBEAT_INTERVAL_MS: "100" },
       // Silent (after the role chunk) until the caller has 3 heartbeats, then a token, then silent
       // again until it has 5.
-      upstream: { reply: () => ({ tokens: ["Hello", " there"], gate: (i) => (i === 0 ? beats(3) : i === 1 ? beats(5) : undefined) }) },
+      upstream: {
+        reply: () => ({
+          tokens: ["Hello", " there"],
+          gate: (i) => (i === 0 ? beats(3) : i === 1 ? beats(5) : undefined),
+        }),
+      },
     });
     const metadata = new Metadata();
     metadata.set("x-request-id", "beating");
@@ -43,7 +48,8 @@ describe("heartbeats", () => {
     // least one more interval than the one before, counting from where it started.
     const before = heartbeatsOf(stream.responses.slice(0, first));
     const between = heartbeatsOf(stream.responses.slice(first + 1, second));
-    for (const list of [before, between]) list.forEach((waited, i) => expect(waited).toBeGreaterThanOrEqual(100 * (i + 1)));
+    for (const list of [before, between])
+      list.forEach((waited, i) => expect(waited).toBeGreaterThanOrEqual(100 * (i + 1)));
     // The first heartbeat is the first message: the request id went out with it.
     expect(stream.headers()?.get("x-request-id")).toEqual(["beating"]);
   });
@@ -51,12 +57,18 @@ describe("heartbeats", () => {
   it("are never merged with content, never put before it, and stop with the stream, however often they are due", async () => {
     // A heartbeat due every millisecond, and a token every 5: heartbeats between nearly all tokens.
     const tokens = Array.from({ length: 200 }, (_, i) => `t${i} `);
-    harness = await startHarness({ env: { HEARTBEAT_INTERVAL_MS: "1" }, upstream: { reply: () => ({ tokens, tokenDelayMs: 5 }) } });
+    harness = await startHarness({
+      env: { HEARTBEAT_INTERVAL_MS: "1" },
+      upstream: { reply: () => ({ tokens, tokenDelayMs: 5 }) },
+    });
     for (let run = 0; run < 3; run++) {
       const stream = openStream(harness, { text: "hi" });
       expect((await stream.ended).code).toBe(status.OK);
       const content = stream.responses.filter((r) => r.event?.$case !== "heartbeat");
-      expect(content.map((r) => (r.event?.$case === "delta" ? r.event.value.text : r.event?.$case))).toEqual([...tokens, "finish"]);
+      expect(content.map((r) => (r.event?.$case === "delta" ? r.event.value.text : r.event?.$case))).toEqual([
+        ...tokens,
+        "finish",
+      ]);
       expect(heartbeatsOf(stream.responses).length).toBeGreaterThan(0);
       expect(stream.responses.at(-1)?.event?.$case).toBe("finish");
     }
@@ -102,13 +114,17 @@ describe("heartbeats", () => {
     // ...and the stall still ends it, as a stall.
     const end = await stream.ended;
     expect([end.code, end.details]).toEqual([status.UNAVAILABLE, "upstream stalled: no data for 1.0s"]);
-    expect(stream.seen().at(-1)).toEqual({ error: { code: status.UNAVAILABLE, message: "upstream stalled: no data for 1.0s" } });
+    expect(stream.seen().at(-1)).toEqual({
+      error: { code: status.UNAVAILABLE, message: "upstream stalled: no data for 1.0s" },
+    });
   });
 
   it("count as activity for nothing upstream-side: no first token still ends as such, in-band once heartbeats started the response", async () => {
     harness = await startHarness({
       env: { HEARTBEAT_INTERVAL_MS: "50", UPSTREAM_FIRST_TOKEN_TIMEOUT_MS: "1000" },
-      upstream: { reply: () => ({ deltas: [wire.role()], tokens: ["never"], gate: (i) => (i === 1 ? never : undefined) }) },
+      upstream: {
+        reply: () => ({ deltas: [wire.role()], tokens: ["never"], gate: (i) => (i === 1 ? never : undefined) }),
+      },
     });
     const result = await collect(harness.client, { text: "hi" });
     const message = "upstream stalled before the first token: no token for 1.0s";
@@ -125,7 +141,9 @@ describe("heartbeats", () => {
       // The stream is silent until the sentinel has stalled after its first token (300 ms at least).
       upstream: {
         reply: (r) =>
-          r.index === 0 ? { tokens: ["late"], gate: () => sentinel?.ended.then(() => undefined) } : { tokens: ["x", "y"], gate: (i) => (i === 1 ? never : undefined) },
+          r.index === 0
+            ? { tokens: ["late"], gate: () => sentinel?.ended.then(() => undefined) }
+            : { tokens: ["x", "y"], gate: (i) => (i === 1 ? never : undefined) },
       },
     });
     const stream = openStream(harness, { text: "hi" });
@@ -157,6 +175,10 @@ describe("the two upstream silences, each its own limit and message", () => {
     // The idle timeout has passed for the one before its first token too, and it is still open.
     expect(thinkingEnded).toBe(false);
     const waited = await thinking.ended;
-    expect([waited.code, waited.details, thinking.responses]).toEqual([status.UNAVAILABLE, "upstream stalled before the first token: no token for 1.5s", []]);
+    expect([waited.code, waited.details, thinking.responses]).toEqual([
+      status.UNAVAILABLE,
+      "upstream stalled before the first token: no token for 1.5s",
+      [],
+    ]);
   });
 });

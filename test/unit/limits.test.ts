@@ -35,7 +35,8 @@ describe("caller budgets in process", () => {
         reply: (r) => {
           const said = r.body.messages?.at(-1)?.content;
           // Held after two deltas until the test lets go (it cancels first).
-          if (said === "hold") return { tokens: ["hello ", "wörld ", "never sent"], gate: (i) => (i === 2 ? gate.promise : undefined) };
+          if (said === "hold")
+            return { tokens: ["hello ", "wörld ", "never sent"], gate: (i) => (i === 2 ? gate.promise : undefined) };
           // 6 completion tokens; the prompt "go" is 1 token (the fake upstream counts 4 characters a token).
           return { tokens: ["a", "b", "c", "d", "e", "f"] };
         },
@@ -48,7 +49,8 @@ describe("caller budgets in process", () => {
   });
 
   it("holds a caller to its requests per minute: RESOURCE_EXHAUSTED with retry-after, and GetUsage spends nothing", async () => {
-    for (let i = 0; i < 3; i++) expect((await collect(harness.client, { text: "go" }, bearer(KEYS.rpm))).code).toBe(status.OK);
+    for (let i = 0; i < 3; i++)
+      expect((await collect(harness.client, { text: "go" }, bearer(KEYS.rpm))).code).toBe(status.OK);
     const usage = await getUsage(harness.client, bearer(KEYS.rpm));
     const refused = await collect(harness.client, { text: "go" }, bearer(KEYS.rpm));
     expect(refused.code).toBe(status.RESOURCE_EXHAUSTED);
@@ -66,7 +68,14 @@ describe("caller budgets in process", () => {
     expect(usage.tokensPerMinute).toBeUndefined();
     expect(usage.since).toEqual(today());
     expect(usage.models).toEqual([
-      { model: "fake-model", requests: 3n, promptTokens: 3n, completionTokens: 18n, totalTokens: 21n, estimatedTokens: 0n },
+      {
+        model: "fake-model",
+        requests: 3n,
+        promptTokens: 3n,
+        completionTokens: 18n,
+        totalTokens: 21n,
+        estimatedTokens: 0n,
+      },
     ]);
   });
 
@@ -74,11 +83,20 @@ describe("caller budgets in process", () => {
     // 7 tokens each (1 prompt + 6 completion) against 10 a minute: the first leaves 3, the second
     // is let in on those and leaves -4, the third waits for the debt to be paid off.
     const first = await collect(harness.client, { text: "go" }, bearer(KEYS.tpm));
-    expect(first.responses.at(-1)?.event).toMatchObject({ $case: "finish", value: { usage: { promptTokens: 1, completionTokens: 6 } } });
-    expect((await getUsage(harness.client, bearer(KEYS.tpm))).tokensPerMinute).toMatchObject({ limit: 10, remaining: 3 });
+    expect(first.responses.at(-1)?.event).toMatchObject({
+      $case: "finish",
+      value: { usage: { promptTokens: 1, completionTokens: 6 } },
+    });
+    expect((await getUsage(harness.client, bearer(KEYS.tpm))).tokensPerMinute).toMatchObject({
+      limit: 10,
+      remaining: 3,
+    });
     const second = await collect(harness.client, { text: "go" }, bearer(KEYS.tpm));
     expect([second.code, second.text]).toEqual([status.OK, "abcdef"]);
-    expect((await getUsage(harness.client, bearer(KEYS.tpm))).tokensPerMinute).toMatchObject({ limit: 10, remaining: 0 });
+    expect((await getUsage(harness.client, bearer(KEYS.tpm))).tokensPerMinute).toMatchObject({
+      limit: 10,
+      remaining: 0,
+    });
 
     const third = await collect(harness.client, { text: "go" }, bearer(KEYS.tpm));
     expect(third.code).toBe(status.RESOURCE_EXHAUSTED);
@@ -111,11 +129,22 @@ describe("caller budgets in process", () => {
       usage = await getUsage(harness.client, bearer(KEYS.est));
     }
     expect(usage.models).toEqual([
-      { model: "fake-model", requests: 1n, promptTokens: 1n, completionTokens: 4n, totalTokens: 5n, estimatedTokens: 5n },
+      {
+        model: "fake-model",
+        requests: 1n,
+        promptTokens: 1n,
+        completionTokens: 4n,
+        totalTokens: 5n,
+        estimatedTokens: 5n,
+      },
     ]);
     const s = await scrape(harness.gateway.metricsPort ?? 0);
-    expect(s.value("chat_gateway_caller_tokens_total", { caller: "est", gen_ai_token_type: "input", source: "estimated" })).toBe(1);
-    expect(s.value("chat_gateway_caller_tokens_total", { caller: "est", gen_ai_token_type: "output", source: "estimated" })).toBe(4);
+    expect(
+      s.value("chat_gateway_caller_tokens_total", { caller: "est", gen_ai_token_type: "input", source: "estimated" }),
+    ).toBe(1);
+    expect(
+      s.value("chat_gateway_caller_tokens_total", { caller: "est", gen_ai_token_type: "output", source: "estimated" }),
+    ).toBe(4);
     expect(s.value("chat_gateway_caller_tokens_total", { caller: "est", source: "reported" })).toBe(0);
   });
 
@@ -127,7 +156,16 @@ describe("caller budgets in process", () => {
     expect(usage).toEqual({
       caller: "all",
       since: today(),
-      models: [{ model: "fake-model", requests: 1n, promptTokens: 1n, completionTokens: 6n, totalTokens: 7n, estimatedTokens: 0n }],
+      models: [
+        {
+          model: "fake-model",
+          requests: 1n,
+          promptTokens: 1n,
+          completionTokens: 6n,
+          totalTokens: 7n,
+          estimatedTokens: 0n,
+        },
+      ],
       streams: { limit: 2, remaining: 2, fullInSeconds: 0 },
       requestsPerMinute: { limit: 2, remaining: 1, fullInSeconds: expect.any(Number) },
       tokensPerMinute: { limit: 60, remaining: expect.any(Number), fullInSeconds: expect.any(Number) },
@@ -141,14 +179,33 @@ describe("caller budgets in process", () => {
 
     const s = await scrape(harness.gateway.metricsPort ?? 0);
     const tokens = (caller: string, type: string) =>
-      s.value("chat_gateway_caller_tokens_total", { caller, gen_ai_request_model: "fake-model", gen_ai_token_type: type, source: "reported" });
+      s.value("chat_gateway_caller_tokens_total", {
+        caller,
+        gen_ai_request_model: "fake-model",
+        gen_ai_token_type: type,
+        source: "reported",
+      });
     expect([tokens("rpm", "input"), tokens("rpm", "output")]).toEqual([3, 18]);
     expect([tokens("tpm", "input"), tokens("tpm", "output")]).toEqual([2, 12]);
     expect([tokens("all", "input"), tokens("all", "output")]).toEqual([1, 6]);
-    expect(s.value("chat_gateway_refused_calls_total", { cause: "caller_rpm_limit", caller: "rpm", grpc_code: "RESOURCE_EXHAUSTED" })).toBe(1);
-    expect(s.value("chat_gateway_refused_calls_total", { cause: "caller_tpm_limit", caller: "tpm", grpc_code: "RESOURCE_EXHAUSTED" })).toBe(1);
+    expect(
+      s.value("chat_gateway_refused_calls_total", {
+        cause: "caller_rpm_limit",
+        caller: "rpm",
+        grpc_code: "RESOURCE_EXHAUSTED",
+      }),
+    ).toBe(1);
+    expect(
+      s.value("chat_gateway_refused_calls_total", {
+        cause: "caller_tpm_limit",
+        caller: "tpm",
+        grpc_code: "RESOURCE_EXHAUSTED",
+      }),
+    ).toBe(1);
     expect(s.value("grpc_server_handled_total", { grpc_method: "Chat", grpc_code: "RESOURCE_EXHAUSTED" })).toBe(2);
-    expect(s.value("grpc_server_handled_total", { grpc_method: "GetUsage", grpc_code: "OK" })).toBeGreaterThanOrEqual(5);
+    expect(s.value("grpc_server_handled_total", { grpc_method: "GetUsage", grpc_code: "OK" })).toBeGreaterThanOrEqual(
+      5,
+    );
     // Every stream of a limited caller was checked in the store (rpm 4, tpm 3, all 1); est has no limit.
     expect(s.value("chat_gateway_limits_check_seconds_count", { store: "memory" })).toBe(8);
     expect(s.value("chat_gateway_limits_store_errors_total")).toBe(0);
@@ -166,7 +223,16 @@ describe("GetUsage with caller keys off", () => {
       expect(await getUsage(harness.client, forged)).toEqual({
         caller: "anonymous",
         since: today(),
-        models: [{ model: "fake-model", requests: 2n, promptTokens: 2n, completionTokens: 4n, totalTokens: 6n, estimatedTokens: 0n }],
+        models: [
+          {
+            model: "fake-model",
+            requests: 2n,
+            promptTokens: 2n,
+            completionTokens: 4n,
+            totalTokens: 6n,
+            estimatedTokens: 0n,
+          },
+        ],
         streams: undefined,
         requestsPerMinute: undefined,
         tokensPerMinute: undefined,

@@ -58,12 +58,16 @@ describe("metrics", () => {
     expect(after.value("gen_ai_server_time_per_output_token_seconds_count", model)).toBe(2);
     // Both streams and the failed one; the invalid request never became a stream.
     expect(after.value("gen_ai_server_request_duration_seconds_count", model)).toBe(3);
-    expect(after.value("gen_ai_server_request_duration_seconds_count", { ...model, error_type: "upstream_5xx" })).toBe(1);
+    expect(after.value("gen_ai_server_request_duration_seconds_count", { ...model, error_type: "upstream_5xx" })).toBe(
+      1,
+    );
     expect(after.value("gen_ai_client_token_usage_sum", { ...model, gen_ai_token_type: "output" })).toBe(8);
     expect(after.value("gen_ai_client_token_usage_count", { ...model, gen_ai_token_type: "output" })).toBe(2);
     // The fake upstream counts a token per 4 prompt characters, rounded up: 2 + 2.
     expect(after.value("gen_ai_client_token_usage_sum", { ...model, gen_ai_token_type: "input" })).toBe(4);
-    expect(after.value("chat_gateway_upstream_errors_total", { upstream: "default", error_type: "upstream_5xx" })).toBe(1);
+    expect(after.value("chat_gateway_upstream_errors_total", { upstream: "default", error_type: "upstream_5xx" })).toBe(
+      1,
+    );
     expect(after.value("chat_gateway_active_streams")).toBe(0);
   });
 
@@ -71,7 +75,10 @@ describe("metrics", () => {
     // The stream loop reads performance.now(); the test moves that clock (and nothing else: sockets
     // and timers stay real) while the upstream is held before each token.
     const gates = [hold(), hold(), hold(), hold()];
-    harness = await startHarness({ env: METRICS, upstream: { reply: () => ({ tokens: ["a", "b", "c"], gate: (i) => gates[i]?.promise }) } });
+    harness = await startHarness({
+      env: METRICS,
+      upstream: { reply: () => ({ tokens: ["a", "b", "c"], gate: (i) => gates[i]?.promise }) },
+    });
     const arrived = harness.upstream.received(0);
     vi.useFakeTimers({ toFake: ["performance"] });
     const call = harness.client.chat(ChatRequest.fromPartial({ text: "hi" }));
@@ -112,7 +119,10 @@ describe("metrics", () => {
 
   it("show the streams open now", async () => {
     const { promise: held, release } = hold();
-    harness = await startHarness({ env: METRICS, upstream: { reply: () => ({ tokens: ["a", "b"], gate: (i) => (i === 1 ? held : undefined) }) } });
+    harness = await startHarness({
+      env: METRICS,
+      upstream: { reply: () => ({ tokens: ["a", "b"], gate: (i) => (i === 1 ? held : undefined) }) },
+    });
     const port = metricsPort(harness);
     const call = harness.client.chat(ChatRequest.fromPartial({ text: "hold" }));
     // The first delta has reached the caller and the upstream holds the second: the stream is open.
@@ -136,7 +146,9 @@ describe("metrics", () => {
 
     const s = await scrape(metricsPort(harness));
     expect(s.value("chat_gateway_upstream_retries_total", { upstream: "default" })).toBe(2);
-    expect(s.value("chat_gateway_upstream_fallbacks_total", { upstream: "default", error_type: "upstream_5xx" })).toBe(1);
+    expect(s.value("chat_gateway_upstream_fallbacks_total", { upstream: "default", error_type: "upstream_5xx" })).toBe(
+      1,
+    );
     expect(s.value("chat_gateway_upstream_errors_total", { upstream: "default", error_type: "upstream_5xx" })).toBe(1);
     expect(s.value("gen_ai_server_request_duration_seconds_count", { upstream: "fallback", error_type: "" })).toBe(1);
     const line = harness.logs.find((l) => l.msg === "stream ended");

@@ -87,7 +87,9 @@ describe("Outbox", () => {
     const started = outbox();
     started.box.push({ type: "text", text: "a" });
     started.box.fail(failure);
-    expect(kinds(started.call.written)[1]).toBe('error:{"code":14,"status":"UNAVAILABLE","message":"upstream unreachable"}');
+    expect(kinds(started.call.written)[1]).toBe(
+      'error:{"code":14,"status":"UNAVAILABLE","message":"upstream unreachable"}',
+    );
   });
 
   it("sends a heartbeat only when nothing waits to be sent", () => {

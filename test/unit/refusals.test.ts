@@ -31,15 +31,20 @@ describe("refused calls", () => {
       env: { METRICS_HOST: "127.0.0.1", METRICS_PORT: "0", MAX_CONCURRENT_STREAMS: "1" },
       upstream: { reply: () => ({ tokens: ["a", "b"], gate: (i) => (i === 1 ? gate : undefined) }) },
     });
-    expect((await collect(harness.client, { text: " " }, withRequestId("r-invalid"))).code).toBe(status.INVALID_ARGUMENT);
+    expect((await collect(harness.client, { text: " " }, withRequestId("r-invalid"))).code).toBe(
+      status.INVALID_ARGUMENT,
+    );
     const held = collect(harness.client, { text: "hold" });
     await harness.upstream.received(0);
-    expect((await collect(harness.client, { text: "hi", model: "made-up" }, withRequestId("r-busy"))).code).toBe(status.RESOURCE_EXHAUSTED);
+    expect((await collect(harness.client, { text: "hi", model: "made-up" }, withRequestId("r-busy"))).code).toBe(
+      status.RESOURCE_EXHAUSTED,
+    );
     const stopped = harness.gateway.shutdown(60_000);
     expect((await collect(harness.client, { text: "hi" }, withRequestId("r-late"))).code).toBe(status.UNAVAILABLE);
 
     const s = await scrape(harness.gateway.metricsPort ?? 0);
-    const refused = (grpc_code: string, cause: string) => s.value("chat_gateway_refused_calls_total", { grpc_code, cause, caller: "anonymous" });
+    const refused = (grpc_code: string, cause: string) =>
+      s.value("chat_gateway_refused_calls_total", { grpc_code, cause, caller: "anonymous" });
     expect(refused("INVALID_ARGUMENT", "invalid_request")).toBe(1);
     expect(refused("RESOURCE_EXHAUSTED", "concurrency_limit")).toBe(1);
     expect(refused("UNAVAILABLE", "draining")).toBe(1);
@@ -47,9 +52,27 @@ describe("refused calls", () => {
 
     const lines = harness.logs.filter((l) => l.msg === "call refused");
     expect(lines).toEqual([
-      expect.objectContaining({ requestId: "r-invalid", caller: "anonymous", model: "fake-model", code: "INVALID_ARGUMENT", cause: "invalid_request", message: "text: must not be empty (send `text`, or `messages` with some content)" }),
-      expect.objectContaining({ requestId: "r-busy", model: "other", code: "RESOURCE_EXHAUSTED", cause: "concurrency_limit", message: "too many concurrent streams (limit 1); retry later" }),
-      expect.objectContaining({ requestId: "r-late", code: "UNAVAILABLE", cause: "draining", message: "gateway is shutting down; retry" }),
+      expect.objectContaining({
+        requestId: "r-invalid",
+        caller: "anonymous",
+        model: "fake-model",
+        code: "INVALID_ARGUMENT",
+        cause: "invalid_request",
+        message: "text: must not be empty (send `text`, or `messages` with some content)",
+      }),
+      expect.objectContaining({
+        requestId: "r-busy",
+        model: "other",
+        code: "RESOURCE_EXHAUSTED",
+        cause: "concurrency_limit",
+        message: "too many concurrent streams (limit 1); retry later",
+      }),
+      expect.objectContaining({
+        requestId: "r-late",
+        code: "UNAVAILABLE",
+        cause: "draining",
+        message: "gateway is shutting down; retry",
+      }),
     ]);
     for (const line of lines) expect(line.traceId).toMatch(/^[0-9a-f]{32}$/);
 
@@ -59,13 +82,21 @@ describe("refused calls", () => {
   });
 
   it("refused by caller keys are counted and logged too, without the key", async () => {
-    harness = await startHarness({ env: { METRICS_HOST: "127.0.0.1", METRICS_PORT: "0", CALLER_KEYS: "ops ops-key-0123456789abcdef" } });
+    harness = await startHarness({
+      env: { METRICS_HOST: "127.0.0.1", METRICS_PORT: "0", CALLER_KEYS: "ops ops-key-0123456789abcdef" },
+    });
     const wrong = new Metadata();
     wrong.set("authorization", "Bearer not-the-key-0123456789");
     expect((await collect(harness.client, { text: "hi" }, wrong)).code).toBe(status.UNAUTHENTICATED);
 
     const s = await scrape(harness.gateway.metricsPort ?? 0);
-    expect(s.value("chat_gateway_refused_calls_total", { grpc_code: "UNAUTHENTICATED", cause: "unauthenticated", caller: "unauthenticated" })).toBe(1);
+    expect(
+      s.value("chat_gateway_refused_calls_total", {
+        grpc_code: "UNAUTHENTICATED",
+        cause: "unauthenticated",
+        caller: "unauthenticated",
+      }),
+    ).toBe(1);
     const lines = harness.logs.filter((l) => l.msg === "call refused");
     expect(lines).toEqual([expect.objectContaining({ code: "UNAUTHENTICATED", cause: "unauthenticated" })]);
     expect(JSON.stringify(harness.logs)).not.toContain("not-the-key");
@@ -85,7 +116,9 @@ describe("refused calls", () => {
     collector.listen(0, "127.0.0.1");
     await once(collector, "listening");
     try {
-      harness = await startHarness({ env: { OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${(collector.address() as AddressInfo).port}` } });
+      harness = await startHarness({
+        env: { OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${(collector.address() as AddressInfo).port}` },
+      });
       const traced = new Metadata();
       traced.set("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
       expect((await collect(harness.client, { text: "x", topP: 2 }, traced)).code).toBe(status.INVALID_ARGUMENT);
@@ -105,7 +138,10 @@ describe("the refusal log", () => {
   it("logs the first lines of each cause in a window, then one line with how many it left out", () => {
     vi.useFakeTimers();
     const lines: Record<string, unknown>[] = [];
-    const logger = createLogger({ level: "info", destination: { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) } });
+    const logger = createLogger({
+      level: "info",
+      destination: { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) },
+    });
     const log = createRefusalLog(logger, { perWindow: 2, windowMs: 1000 });
     for (let i = 0; i < 5; i++) log({ code: "INVALID_ARGUMENT", cause: "invalid_request", message: `bad ${i}` });
     log({ code: "UNAVAILABLE", cause: "draining" });

@@ -15,7 +15,12 @@ afterEach(async () => {
   for (const u of extra.splice(0)) await u.close();
 });
 
-const WEATHER_SCHEMA = { type: "object", properties: { city: { type: "string" } }, required: ["city"], additionalProperties: false };
+const WEATHER_SCHEMA = {
+  type: "object",
+  properties: { city: { type: "string" } },
+  required: ["city"],
+  additionalProperties: false,
+};
 
 describe("what the upstream receives", () => {
   // One gateway for the requests that need no settings of their own: each checks the last body.
@@ -37,7 +42,12 @@ describe("what the upstream receives", () => {
   });
 
   it("a tool round trip: the tools first, then the assistant's calls and the tool results, in OpenAI's format", async () => {
-    const tools = [{ type: "function", function: { name: "get_weather", description: "Current weather", parameters: WEATHER_SCHEMA, strict: true } }];
+    const tools = [
+      {
+        type: "function",
+        function: { name: "get_weather", description: "Current weather", parameters: WEATHER_SCHEMA, strict: true },
+      },
+    ];
     const first = await collect(shared.client, {
       messages: [{ role: "system", content: "Use the tools." }],
       text: "Weather in Paris and Rome?",
@@ -54,7 +64,12 @@ describe("what the upstream receives", () => {
       ],
       stream: true,
       stream_options: { include_usage: true },
-      tools: [{ type: "function", function: { name: "get_weather", description: "Current weather", parameters: WEATHER_SCHEMA, strict: true } }],
+      tools: [
+        {
+          type: "function",
+          function: { name: "get_weather", description: "Current weather", parameters: WEATHER_SCHEMA, strict: true },
+        },
+      ],
       tool_choice: "required",
       parallel_tool_calls: true,
     });
@@ -95,13 +110,19 @@ describe("what the upstream receives", () => {
       ],
       stream: true,
       stream_options: { include_usage: true },
-      tools: [{ type: "function", function: { name: "get_weather", description: "Current weather", parameters: WEATHER_SCHEMA, strict: true } }],
+      tools: [
+        {
+          type: "function",
+          function: { name: "get_weather", description: "Current weather", parameters: WEATHER_SCHEMA, strict: true },
+        },
+      ],
       tool_choice: { type: "function", function: { name: "get_weather" } },
     });
   });
 
   it("images as OpenAI content parts, and response_format, the knobs and extra_body as top-level keys", async () => {
-    const png = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
+    const png =
+      "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
     const result = await collect(shared.client, {
       messages: [
         {
@@ -139,7 +160,10 @@ describe("what the upstream receives", () => {
       ],
       stream: true,
       stream_options: { include_usage: true },
-      response_format: { type: "json_schema", json_schema: { name: "answer", schema: { type: "object" }, strict: true } },
+      response_format: {
+        type: "json_schema",
+        json_schema: { name: "answer", schema: { type: "object" }, strict: true },
+      },
       reasoning_effort: "minimal",
       seed: 1234,
       presence_penalty: 0.5,
@@ -155,37 +179,75 @@ describe("what the upstream receives", () => {
   it.each<[string, PartialRequest, string]>([
     [
       "a malformed data URL",
-      { messages: [{ role: "user", parts: [{ type: "text", text: "a" }, { type: "image_url", imageUrl: { url: "data:image/png;base64,@@@@" } }] }] },
+      {
+        messages: [
+          {
+            role: "user",
+            parts: [
+              { type: "text", text: "a" },
+              { type: "image_url", imageUrl: { url: "data:image/png;base64,@@@@" } },
+            ],
+          },
+        ],
+      },
       "messages[0].parts[1].image_url.url: the data is not valid base64",
     ],
-    ["extra_body setting the model", { text: "hi", extraBody: { model: "other" } }, "extra_body.model: may not be set: the gateway sets model, messages, stream, stream_options, n itself"],
-    ["a tool result without its call id", { messages: [{ role: "tool", content: "18" }], text: "hi" }, "messages[0].tool_call_id: a tool message needs the id of the call it answers"],
-    ["a bad tool name", { text: "hi", tools: [{ type: "function", function: { name: "get weather" } }] }, 'tools[0].function.name: "get weather" is not 1 to 64 letters, digits, underscores or dashes'],
+    [
+      "extra_body setting the model",
+      { text: "hi", extraBody: { model: "other" } },
+      "extra_body.model: may not be set: the gateway sets model, messages, stream, stream_options, n itself",
+    ],
+    [
+      "a tool result without its call id",
+      { messages: [{ role: "tool", content: "18" }], text: "hi" },
+      "messages[0].tool_call_id: a tool message needs the id of the call it answers",
+    ],
+    [
+      "a bad tool name",
+      { text: "hi", tools: [{ type: "function", function: { name: "get weather" } }] },
+      'tools[0].function.name: "get weather" is not 1 to 64 letters, digits, underscores or dashes',
+    ],
   ])("refuses %s with INVALID_ARGUMENT before calling the upstream", async (_name, request, details) => {
     const before = shared.upstream.requests.length;
     const result = await collect(shared.client, request);
-    expect({ code: result.code, details: result.details, responses: result.responses }).toEqual({ code: status.INVALID_ARGUMENT, details, responses: [] });
+    expect({ code: result.code, details: result.details, responses: result.responses }).toEqual({
+      code: status.INVALID_ARGUMENT,
+      details,
+      responses: [],
+    });
     expect(shared.upstream.requests).toHaveLength(before);
   });
 
   it("counts a data URL's decoded image toward MAX_INPUT_BYTES and MAX_IMAGE_BYTES", async () => {
     harness = await startHarness({ env: { MAX_INPUT_BYTES: "1000", MAX_IMAGE_BYTES: "2000" } });
     const url = (bytes: number) => `data:image/jpeg;base64,${Buffer.alloc(bytes, 7).toString("base64")}`;
-    const ask = (bytes: number) => collect(harness!.client, { messages: [{ role: "user", parts: [{ type: "image_url", imageUrl: { url: url(bytes) } }] }] });
+    const ask = (bytes: number) =>
+      collect(harness!.client, {
+        messages: [{ role: "user", parts: [{ type: "image_url", imageUrl: { url: url(bytes) } }] }],
+      });
     expect((await ask(1000)).code).toBe(status.OK);
-    expect((await ask(1001)).details).toBe("messages[0].parts[0].image_url.url: input is 1001 bytes, more than the limit of 1000");
-    expect((await ask(2001)).details).toBe("messages[0].parts[0].image_url.url: the image is 2001 bytes, more than the limit of 2000");
+    expect((await ask(1001)).details).toBe(
+      "messages[0].parts[0].image_url.url: input is 1001 bytes, more than the limit of 1000",
+    );
+    expect((await ask(2001)).details).toBe(
+      "messages[0].parts[0].image_url.url: the image is 2001 bytes, more than the limit of 2000",
+    );
     expect(harness.upstream.requests).toHaveLength(1);
   });
 });
 
-function listModels(client: ChatServiceClient, metadata = new Metadata()): Promise<{ error: ServiceError | null; response: ListModelsResponse | undefined }> {
+function listModels(
+  client: ChatServiceClient,
+  metadata = new Metadata(),
+): Promise<{ error: ServiceError | null; response: ListModelsResponse | undefined }> {
   return new Promise((resolve) => client.listModels({}, metadata, (error, response) => resolve({ error, response })));
 }
 
 describe("ListModels", () => {
   async function withUpstreams(env: Record<string, string> = {}) {
-    const deepseek = await startFakeUpstream({ models: () => ({ ids: ["deepseek-chat", "deepseek-reasoner", "deepseek-coder"], ownedBy: "deepseek" }) });
+    const deepseek = await startFakeUpstream({
+      models: () => ({ ids: ["deepseek-chat", "deepseek-reasoner", "deepseek-coder"], ownedBy: "deepseek" }),
+    });
     const local = await startFakeUpstream({ models: () => ({ status: 503 }) });
     extra.push(deepseek, local);
     harness = await startHarness({
@@ -240,7 +302,9 @@ describe("ListModels", () => {
   it("names an upstream that times out, refuses the key or answers garbage, without its key or URL", async () => {
     const { promise: never } = hold();
     const slow = await startFakeUpstream({ models: () => ({ gate: never }) });
-    const refusing = await startFakeUpstream({ models: () => ({ status: 401, errorMessage: "Incorrect API key provided: sk-named-secret-key" }) });
+    const refusing = await startFakeUpstream({
+      models: () => ({ status: 401, errorMessage: "Incorrect API key provided: sk-named-secret-key" }),
+    });
     extra.push(slow, refusing);
     harness = await startHarness({
       env: {

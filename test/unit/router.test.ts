@@ -74,7 +74,12 @@ describe("named upstreams", () => {
 
   it("labels metrics with the upstream", async () => {
     const s = await scrape(harness.gateway.metricsPort ?? 0);
-    expect(s.value("gen_ai_server_request_duration_seconds_count", { upstream: "deepseek", gen_ai_request_model: "deepseek-chat" })).toBe(1);
+    expect(
+      s.value("gen_ai_server_request_duration_seconds_count", {
+        upstream: "deepseek",
+        gen_ai_request_model: "deepseek-chat",
+      }),
+    ).toBe(1);
     expect(s.value("gen_ai_server_request_duration_seconds_count", { upstream: "local" })).toBe(1);
     expect(s.value("gen_ai_server_request_duration_seconds_count", { upstream: "default" })).toBe(2);
   });

@@ -46,7 +46,9 @@ describe("shutdown", () => {
       (b: Buffer) => b,
       (b: Buffer) => b,
     );
-    const ended = new Promise<number>((resolve) => call.on("error", (e: ServiceError) => resolve(e.code)).on("end", () => resolve(status.OK)));
+    const ended = new Promise<number>((resolve) =>
+      call.on("error", (e: ServiceError) => resolve(e.code)).on("end", () => resolve(status.OK)),
+    );
     // One request (list_services: field 7, empty) and its answer: the stream is up on the server.
     const answered = new Promise((resolve) => call.once("data", resolve));
     call.write(Buffer.from([0x3a, 0x00]));
@@ -58,7 +60,9 @@ describe("shutdown", () => {
 
   it("asked twice, waits for the same streams both times, and keeps the earlier deadline", async () => {
     const { promise: gate, release } = hold();
-    harness = await startHarness({ upstream: { reply: () => ({ tokens: ["a", "b"], gate: (i) => (i === 1 ? gate : undefined) }) } });
+    harness = await startHarness({
+      upstream: { reply: () => ({ tokens: ["a", "b"], gate: (i) => (i === 1 ? gate : undefined) }) },
+    });
     const finishing = await heldStream(harness);
     const first = harness.gateway.shutdown(60_000);
     const second = harness.gateway.shutdown(60_000);
@@ -69,7 +73,11 @@ describe("shutdown", () => {
   });
 
   it("asked again with a shorter grace period, ends the open streams at that one", async () => {
-    harness = await startHarness({ upstream: { reply: () => ({ tokens: ["a", "b"], gate: (i) => (i === 1 ? new Promise(() => undefined) : undefined) }) } });
+    harness = await startHarness({
+      upstream: {
+        reply: () => ({ tokens: ["a", "b"], gate: (i) => (i === 1 ? new Promise(() => undefined) : undefined) }),
+      },
+    });
     const stuck = await heldStream(harness);
     const first = harness.gateway.shutdown(60_000);
     const second = harness.gateway.shutdown(50);

@@ -4,7 +4,7 @@ import { EventEmitter } from "node:events";
 import { describe, expect, it } from "vitest";
 import { OpenStreams } from "../../src/chat/streams.js";
 import type { Call } from "../../src/chat/outbox.js";
-import { StreamStopped } from "../../src/upstream/errors.js";
+import type { StreamStopped } from "../../src/upstream/errors.js";
 
 function call(deadline = Infinity): Call {
   return Object.assign(new EventEmitter(), { getDeadline: () => deadline }) as unknown as Call;

@@ -6,7 +6,13 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { status } from "@grpc/grpc-js";
 import { ChatRequest, type ChatResponse } from "../../src/gen/chat/v1/chat.js";
-import { startFakeUpstream, type FakeUpstream, type FillerKind, type RecordedRequest, type Reply } from "../support/fake-model.js";
+import {
+  startFakeUpstream,
+  type FakeUpstream,
+  type FillerKind,
+  type RecordedRequest,
+  type Reply,
+} from "../support/fake-model.js";
 import { collect, startHarness, textOf, type Harness } from "../support/grpc.js";
 import { never } from "../support/gates.js";
 import { scrape } from "../support/metrics.js";
@@ -23,8 +29,10 @@ afterEach(async () => {
 const SENTINEL = "sentinel: stall after the first token";
 const asked = (r: RecordedRequest) => r.body.messages?.at(-1)?.content ?? "";
 /** The sentinel's reply (a first token, then nothing), or `reply`. */
-const withSentinel = (reply: (r: RecordedRequest) => Reply) => (r: RecordedRequest): Reply =>
-  asked(r) === SENTINEL ? { tokens: ["first", "never"], gate: (i) => (i === 1 ? never : undefined) } : reply(r);
+const withSentinel =
+  (reply: (r: RecordedRequest) => Reply) =>
+  (r: RecordedRequest): Reply =>
+    asked(r) === SENTINEL ? { tokens: ["first", "never"], gate: (i) => (i === 1 ? never : undefined) } : reply(r);
 
 /** Resolves once the idle timeout has surely passed since it was called: a stream it starts has stalled. */
 async function idleTimeoutPassed(h: Harness): Promise<void> {
@@ -51,13 +59,19 @@ describe("before the response headers: the SDK's timeout and retries, then the f
     // The first request and the SDK's retry, each given up at its timeout.
     expect(harness.upstream.requests).toHaveLength(2);
     expect([await harness.upstream.ended(0), await harness.upstream.ended(1)]).toEqual(["closed", "closed"]);
-    expect(harness.logs.find((l) => l.msg === "stream ended")).toMatchObject({ code: "OK", upstream: "fallback", retries: 1 });
+    expect(harness.logs.find((l) => l.msg === "stream ended")).toMatchObject({
+      code: "OK",
+      upstream: "fallback",
+      retries: 1,
+    });
   });
 
   it("waits out a 429's retry-after longer than the idle timeout, and retries", async () => {
     harness = await startHarness({
       env: { UPSTREAM_MAX_RETRIES: "1", UPSTREAM_IDLE_TIMEOUT_MS: "200" },
-      upstream: { reply: (r) => (r.index === 0 ? { status: 429, headers: { "retry-after": "1" } } : { tokens: ["ok"] }) },
+      upstream: {
+        reply: (r) => (r.index === 0 ? { status: 429, headers: { "retry-after": "1" } } : { tokens: ["ok"] }),
+      },
     });
     const result = await collect(harness.client, { text: "hi" });
     expect([result.code, result.text]).toEqual([status.OK, "ok"]);
@@ -72,7 +86,9 @@ describe("after the response headers: the first-token timeout, then the idle wat
       harness = await startHarness({
         env: { UPSTREAM_IDLE_TIMEOUT_MS: "250" },
         // A first token, chunks of that kind every 25 ms for twice the idle timeout, then the answer.
-        upstream: { reply: () => ({ tokens: ["first ", "answer"], fillers: { kind, everyMs: 25, forMs: 500, before: 1 } }) },
+        upstream: {
+          reply: () => ({ tokens: ["first ", "answer"], fillers: { kind, everyMs: 25, forMs: 500, before: 1 } }),
+        },
       });
       const result = await collect(harness.client, { text: "hi" });
       expect([result.code, result.details, result.text]).toEqual([status.OK, "", "first answer"]);
@@ -86,7 +102,11 @@ describe("after the response headers: the first-token timeout, then the idle wat
       upstream: { reply: () => ({ tokens: ["never"], fillers: { kind, everyMs: 25, forMs: 60_000 } }) },
     });
     const result = await collect(harness.client, { text: "hi" });
-    expect([result.code, result.details, result.responses]).toEqual([status.UNAVAILABLE, "upstream stalled before the first token: no token for 0.3s", []]);
+    expect([result.code, result.details, result.responses]).toEqual([
+      status.UNAVAILABLE,
+      "upstream stalled before the first token: no token for 0.3s",
+      [],
+    ]);
   });
 
   it("is paused while the caller reads more slowly than the idle timeout: the stream completes", async () => {
@@ -120,7 +140,11 @@ describe("after the response headers: the first-token timeout, then the idle wat
       upstream: { reply: () => ({ tokens: ["a", "b"], gate: (i) => (i === 1 ? never : undefined) }) },
     });
     const result = await collect(harness.client, { text: "hi" });
-    expect([result.code, result.details, result.text]).toEqual([status.UNAVAILABLE, "upstream stalled: no data for 0.2s", "a"]);
+    expect([result.code, result.details, result.text]).toEqual([
+      status.UNAVAILABLE,
+      "upstream stalled: no data for 0.2s",
+      "a",
+    ]);
     expect(result.responses.at(-1)?.event?.$case).toBe("error");
     expect(await harness.upstream.ended(0)).toBe("closed");
     expect(fallback.requests).toHaveLength(0);

@@ -106,7 +106,12 @@ export class ChunkTranslator {
     const upstreamIndex = typeof wire.index === "number" ? wire.index : undefined;
     const name = nonEmpty(wire.function?.name) ?? "";
     const args = nonEmpty(wire.function?.arguments) ?? "";
-    let call = id !== "" ? this.callsById.get(id) : upstreamIndex !== undefined ? this.callsByUpstreamIndex.get(upstreamIndex) : this.latestCall;
+    let call =
+      id !== ""
+        ? this.callsById.get(id)
+        : upstreamIndex !== undefined
+          ? this.callsByUpstreamIndex.get(upstreamIndex)
+          : this.latestCall;
     const first = call === undefined;
     if (call === undefined) {
       call = { index: this.calls++, id };

@@ -9,7 +9,13 @@ import type {
   ChatCompletionToolChoiceOption,
 } from "openai/resources/chat/completions";
 import type { ResponseFormatJSONSchema } from "openai/resources/shared";
-import type { UpstreamMessage, UpstreamRequest, UpstreamResponseFormat, UpstreamTool, UpstreamToolChoice } from "../../upstream/port.js";
+import type {
+  UpstreamMessage,
+  UpstreamRequest,
+  UpstreamResponseFormat,
+  UpstreamTool,
+  UpstreamToolChoice,
+} from "../../upstream/port.js";
 
 export function toOpenAIParams(request: UpstreamRequest): ChatCompletionCreateParamsStreaming {
   const params: ChatCompletionCreateParamsStreaming = {
@@ -41,14 +47,21 @@ function toOpenAIMessage(message: UpstreamMessage): ChatCompletionMessageParam {
   switch (message.role) {
     case "system":
     case "developer":
-      return { role: message.role, content: message.content, ...(message.name !== undefined && { name: message.name }) };
+      return {
+        role: message.role,
+        content: message.content,
+        ...(message.name !== undefined && { name: message.name }),
+      };
     case "user": {
       const name = message.name !== undefined && { name: message.name };
       if (message.parts === undefined) return { role: "user", content: message.content, ...name };
       const parts: ChatCompletionContentPart[] = message.parts.map((part) =>
         part.type === "text"
           ? { type: "text", text: part.text }
-          : { type: "image_url", image_url: { url: part.url, ...(part.detail !== undefined && { detail: part.detail }) } },
+          : {
+              type: "image_url",
+              image_url: { url: part.url, ...(part.detail !== undefined && { detail: part.detail }) },
+            },
       );
       if (message.content !== "") parts.unshift({ type: "text", text: message.content });
       return { role: "user", content: parts, ...name };
@@ -89,7 +102,9 @@ function toOpenAIToolChoice(choice: UpstreamToolChoice): ChatCompletionToolChoic
   return typeof choice === "string" ? choice : { type: "function", function: { name: choice.function } };
 }
 
-function toOpenAIResponseFormat(format: UpstreamResponseFormat): NonNullable<ChatCompletionCreateParamsStreaming["response_format"]> {
+function toOpenAIResponseFormat(
+  format: UpstreamResponseFormat,
+): NonNullable<ChatCompletionCreateParamsStreaming["response_format"]> {
   if (format.type !== "json_schema") return { type: format.type };
   const jsonSchema: ResponseFormatJSONSchema.JSONSchema = {
     name: format.name,

@@ -59,11 +59,14 @@ const TYPES: Record<string, number> = {
 export function statusOfStreamError(body: unknown): number | undefined {
   if (typeof body !== "object" || body === null) return undefined;
   const { code, status, type } = body as { code?: unknown; status?: unknown; type?: unknown };
-  return httpStatus(code) ?? httpStatus(status) ?? known(CODES, code) ?? known(STATUSES, status) ?? known(TYPES, type, true);
+  return (
+    httpStatus(code) ?? httpStatus(status) ?? known(CODES, code) ?? known(STATUSES, status) ?? known(TYPES, type, true)
+  );
 }
 
 function httpStatus(value: unknown): number | undefined {
-  const n = typeof value === "number" ? value : typeof value === "string" && /^\d{3}$/.test(value) ? Number(value) : NaN;
+  const n =
+    typeof value === "number" ? value : typeof value === "string" && /^\d{3}$/.test(value) ? Number(value) : NaN;
   return n >= 400 && n <= 599 ? n : undefined;
 }
 

@@ -128,7 +128,8 @@ export class OpenAIUpstream implements ChatUpstream, ModelLister {
       } catch (error: unknown) {
         // Before the first token an error the upstream put in its stream is retried like the same
         // error sent as an HTTP status (the SDK retries only those, before a response).
-        if (progress.sent || parent.aborted || progress.retriesLeft <= 0 || !retryable(error)) throw toUpstreamError(error);
+        if (progress.sent || parent.aborted || progress.retriesLeft <= 0 || !retryable(error))
+          throw toUpstreamError(error);
       } finally {
         watch.end();
       }
@@ -136,7 +137,12 @@ export class OpenAIUpstream implements ChatUpstream, ModelLister {
   }
 
   /** Sends the request and waits for the response headers, through the SDK's timeout and retries. */
-  private async open(request: UpstreamRequest, call: UpstreamCall, signal: AbortSignal, progress: Progress): Promise<Response> {
+  private async open(
+    request: UpstreamRequest,
+    call: UpstreamCall,
+    signal: AbortSignal,
+    progress: Progress,
+  ): Promise<Response> {
     const params: ChatCompletionCreateParamsStreaming = toOpenAIParams(request);
     // The call rides along in the SDK's per-request fetch options, to the fetch that counts retries.
     const fetchOptions = { [CALL_OPTION]: call } as object;
@@ -162,7 +168,9 @@ export class OpenAIUpstream implements ChatUpstream, ModelLister {
     // The SDK's timeout stops at the response headers; the signal also bounds reading the body.
     const deadline = AbortSignal.timeout(timeoutMs);
     try {
-      const response = await this.client.models.list({ timeout: timeoutMs, maxRetries: 0, signal: deadline }).asResponse();
+      const response = await this.client.models
+        .list({ timeout: timeoutMs, maxRetries: 0, signal: deadline })
+        .asResponse();
       // Read here rather than through the SDK's page, which takes a body without `data` for an
       // empty list.
       const body = (await response.json().catch(() => undefined)) as { data?: unknown } | undefined;

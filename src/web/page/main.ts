@@ -1,6 +1,14 @@
 // The chat page Envoy serves at `/`: a conversation with the gateway through `chat-gateway/web`,
 // on the same origin as `POST /chat` and `GET /models`.
-import { ChatError, GrpcCode, listModels, streamChat, type ChatMessage, type DeepPartial, type ListModelsResponse } from "../client.js";
+import {
+  ChatError,
+  GrpcCode,
+  listModels,
+  streamChat,
+  type ChatMessage,
+  type DeepPartial,
+  type ListModelsResponse,
+} from "../client.js";
 import { AssistantTurn, appendUserTurn, describeError } from "./turns.js";
 import { askForKey, savedKey } from "./key.js";
 
@@ -22,7 +30,8 @@ let conversation = 0;
 /** Follow the answer as it grows, unless the reader scrolled up to read something else. */
 let following = true;
 
-const unauthenticated = (error: unknown): error is ChatError => error instanceof ChatError && error.code === GrpcCode.UNAUTHENTICATED;
+const unauthenticated = (error: unknown): error is ChatError =>
+  error instanceof ChatError && error.code === GrpcCode.UNAUTHENTICATED;
 const asChatError = (error: unknown) =>
   error instanceof ChatError ? error : new ChatError({ code: GrpcCode.UNKNOWN, message: String(error), cause: error });
 
@@ -38,7 +47,9 @@ async function loadModels(): Promise<void> {
   } catch (error) {
     if (unauthenticated(error)) {
       keyButton.hidden = false;
-      const reason = savedKey() ? "The gateway refused this caller key. Enter another." : "This gateway needs a caller key.";
+      const reason = savedKey()
+        ? "The gateway refused this caller key. Enter another."
+        : "This gateway needs a caller key.";
       if (await askForKey(reason)) return loadModels();
       say("No caller key: the gateway will refuse to chat until you give one (Caller key, above).");
       return;
@@ -121,9 +132,11 @@ async function send(text: string): Promise<void> {
     else turn.failed(asChatError(error));
     if (unauthenticated(error)) {
       keyButton.hidden = false;
-      void askForKey(savedKey() ? "The gateway refused this caller key. Enter another, then send again." : "This gateway needs a caller key. Enter it, then send again.").then(
-        (key) => (key ? loadModels() : undefined),
-      );
+      void askForKey(
+        savedKey()
+          ? "The gateway refused this caller key. Enter another, then send again."
+          : "This gateway needs a caller key. Enter it, then send again.",
+      ).then((key) => (key ? loadModels() : undefined));
     }
   } finally {
     if (current === controller) {
@@ -175,7 +188,10 @@ $("#new-chat").addEventListener("click", () => {
   input.focus();
 });
 
-keyButton.addEventListener("click", () => void askForKey("Caller key for this tab:").then((key) => (key ? loadModels() : undefined)));
+keyButton.addEventListener(
+  "click",
+  () => void askForKey("Caller key for this tab:").then((key) => (key ? loadModels() : undefined)),
+);
 
 log.addEventListener("scroll", () => {
   following = log.scrollHeight - log.scrollTop - log.clientHeight < 48;

@@ -5,7 +5,11 @@ import { renderMarkdown } from "./markdown.js";
 
 type TurnState = "streaming" | "finished" | "stopped" | "error";
 
-function element<K extends keyof HTMLElementTagNameMap>(tag: K, className: string, parent?: HTMLElement): HTMLElementTagNameMap[K] {
+function element<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  className: string,
+  parent?: HTMLElement,
+): HTMLElementTagNameMap[K] {
   const node = document.createElement(tag);
   node.className = className;
   parent?.append(node);
@@ -144,13 +148,12 @@ export class AssistantTurn {
 /** An error as the table in docs/errors.md names it: HTTP status (before the answer) or in-band, gRPC code, message, retry-after. */
 export function describeError(error: ChatError): string {
   const where =
-    error.httpStatus === undefined
-      ? "no response"
-      : error.inBand
-        ? "error mid-answer"
-        : `HTTP ${error.httpStatus}`;
+    error.httpStatus === undefined ? "no response" : error.inBand ? "error mid-answer" : `HTTP ${error.httpStatus}`;
   // Said once: the gateway's own messages may already say it ("...; retry after 7s").
-  const retry = error.retryAfterSeconds === undefined || /retry after \d/.test(error.message) ? "" : ` · retry after ${error.retryAfterSeconds} s`;
+  const retry =
+    error.retryAfterSeconds === undefined || /retry after \d/.test(error.message)
+      ? ""
+      : ` · retry after ${error.retryAfterSeconds} s`;
   const id = error.requestId ? ` · request ${error.requestId}` : "";
   return `${where} · ${error.codeName}: ${error.message}${retry}${id}`;
 }

@@ -37,20 +37,33 @@ describe("recorded streams, chunk by chunk", () => {
 
 describe("edge cases", () => {
   it("gives a text-only stream exactly its text and a usage with zeros for what it does not report", () => {
-    const events = translate([chunk({ role: "assistant", content: "" }), chunk({ content: "a" }), chunk({ content: "b" }), done, {
-      ...chunk({}),
-      choices: [],
-      usage: { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 },
-    }]);
+    const events = translate([
+      chunk({ role: "assistant", content: "" }),
+      chunk({ content: "a" }),
+      chunk({ content: "b" }),
+      done,
+      {
+        ...chunk({}),
+        choices: [],
+        usage: { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 },
+      },
+    ]);
     expect(events).toEqual([
       { type: "text", text: "a" },
       { type: "text", text: "b" },
-      { type: "finish", finishReason: "stop", model: "m", usage: { promptTokens: 1, completionTokens: 2, totalTokens: 3, reasoningTokens: 0, cachedPromptTokens: 0 } },
+      {
+        type: "finish",
+        finishReason: "stop",
+        model: "m",
+        usage: { promptTokens: 1, completionTokens: 2, totalTokens: 3, reasoningTokens: 0, cachedPromptTokens: 0 },
+      },
     ]);
   });
 
   it("puts reasoning before content when one chunk carries both, then refusal", () => {
-    expect(translate([chunk({ content: "answer", reasoning_content: "thought", refusal: "no" }), done]).slice(0, 3)).toEqual([
+    expect(
+      translate([chunk({ content: "answer", reasoning_content: "thought", refusal: "no" }), done]).slice(0, 3),
+    ).toEqual([
       { type: "reasoning", text: "thought" },
       { type: "text", text: "answer" },
       { type: "refusal", text: "no" },
@@ -69,11 +82,13 @@ describe("edge cases", () => {
   });
 
   it("does not echo a call's id and name when a server repeats them on every piece", () => {
-    const call = (args: string) => chunk({ tool_calls: [{ index: 0, id: "call_1", type: "function", function: { name: "f", arguments: args } }] });
-    expect(translate([call("{"), call("}"), call(""), done]).map(seenFromEvent).slice(0, -1)).toEqual([
-      { toolCall: { id: "call_1", name: "f", arguments: "{" } },
-      { toolCall: { arguments: "}" } },
-    ]);
+    const call = (args: string) =>
+      chunk({ tool_calls: [{ index: 0, id: "call_1", type: "function", function: { name: "f", arguments: args } }] });
+    expect(
+      translate([call("{"), call("}"), call(""), done])
+        .map(seenFromEvent)
+        .slice(0, -1),
+    ).toEqual([{ toolCall: { id: "call_1", name: "f", arguments: "{" } }, { toolCall: { arguments: "}" } }]);
   });
 
   it("gives a piece with neither id nor index to the latest call, and one with an unknown index a call of its own", () => {
@@ -113,7 +128,10 @@ describe("edge cases", () => {
     const events = translate([
       chunk({ tool_calls: [null, 5, { index: "0" }] }),
       chunk({ tool_calls: "nope" }),
-      { ...done, usage: { prompt_tokens: "9", completion_tokens: -1, total_tokens: 2.7, completion_tokens_details: null } },
+      {
+        ...done,
+        usage: { prompt_tokens: "9", completion_tokens: -1, total_tokens: 2.7, completion_tokens_details: null },
+      },
     ]);
     // `{index: "0"}` is a call with no id, no name and no arguments: a first event of its own.
     expect(events.map(seenFromEvent)).toEqual([
@@ -123,12 +141,20 @@ describe("edge cases", () => {
   });
 
   it("keeps the model asked for when the upstream names none, and the last finish reason given", () => {
-    const events = translate([{ ...chunk({ content: "x" }, "length"), model: "" }, { ...chunk({}, null), model: "" }], "asked");
+    const events = translate(
+      [
+        { ...chunk({ content: "x" }, "length"), model: "" },
+        { ...chunk({}, null), model: "" },
+      ],
+      "asked",
+    );
     expect(events.at(-1)).toMatchObject({ finishReason: "length", model: "asked" });
   });
 
   it("refuses JSON that is no chunk, and a stream that never says why it stopped", () => {
-    expect(() => new ChunkTranslator("m").read({ id: "x" } as unknown as ChatCompletionChunk)).toThrow(UpstreamProtocolError);
+    expect(() => new ChunkTranslator("m").read({ id: "x" } as unknown as ChatCompletionChunk)).toThrow(
+      UpstreamProtocolError,
+    );
     const translator = new ChunkTranslator("m");
     translator.read(chunk({ content: "x" }) as unknown as ChatCompletionChunk);
     expect(() => translator.finish()).toThrow(new UpstreamProtocolError("unfinished"));
@@ -139,7 +165,9 @@ describe("recorded streams through the fake upstream, the openai SDK and the gRP
   let harness: Harness;
   let reply = { name: "", writeBytes: 0 };
   beforeAll(async () => {
-    harness = await startHarness({ upstream: { reply: () => ({ sse: fixture(reply.name), writeBytes: reply.writeBytes }) } });
+    harness = await startHarness({
+      upstream: { reply: () => ({ sse: fixture(reply.name), writeBytes: reply.writeBytes }) },
+    });
   });
   afterAll(() => harness?.close());
   const replay = async (name: string, writeBytes: number) => {

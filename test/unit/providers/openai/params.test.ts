@@ -13,7 +13,11 @@ describe("toOpenAIParams", () => {
     expect(JSON.stringify(params)).toBe(
       '{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"stream":true,"temperature":0.2,"top_p":1,"max_tokens":256,"stop":["\\n\\n"]}',
     );
-    expect(toOpenAIParams(base)).toEqual({ model: "gpt-4o", messages: [{ role: "user", content: "hi" }], stream: true });
+    expect(toOpenAIParams(base)).toEqual({
+      model: "gpt-4o",
+      messages: [{ role: "user", content: "hi" }],
+      stream: true,
+    });
   });
 
   it("writes tools, tool_choice and parallel_tool_calls as OpenAI does", () => {
@@ -25,7 +29,10 @@ describe("toOpenAIParams", () => {
       parallelToolCalls: false,
     });
     expect(params.tools).toEqual([
-      { type: "function", function: { name: "get_weather", description: "Weather in a city", parameters, strict: true } },
+      {
+        type: "function",
+        function: { name: "get_weather", description: "Weather in a city", parameters, strict: true },
+      },
       { type: "function", function: { name: "now" } },
     ]);
     expect(params.tool_choice).toEqual({ type: "function", function: { name: "get_weather" } });
@@ -68,7 +75,11 @@ describe("toOpenAIParams", () => {
       },
       { role: "tool", content: "18°C", tool_call_id: "call_1" },
       { role: "tool", content: "24°C", tool_call_id: "call_2" },
-      { role: "assistant", content: "Checking.", tool_calls: [{ id: "call_3", type: "function", function: { name: "now", arguments: "{}" } }] },
+      {
+        role: "assistant",
+        content: "Checking.",
+        tool_calls: [{ id: "call_3", type: "function", function: { name: "now", arguments: "{}" } }],
+      },
       { role: "developer", content: "Be brief." },
     ]);
   });
@@ -106,10 +117,14 @@ describe("toOpenAIParams", () => {
   it("writes response_format in each of its three kinds", () => {
     const schema = { type: "object", properties: { answer: { type: "string" } } };
     expect(toOpenAIParams({ ...base, responseFormat: { type: "text" } }).response_format).toEqual({ type: "text" });
-    expect(toOpenAIParams({ ...base, responseFormat: { type: "json_object" } }).response_format).toEqual({ type: "json_object" });
+    expect(toOpenAIParams({ ...base, responseFormat: { type: "json_object" } }).response_format).toEqual({
+      type: "json_object",
+    });
     expect(
-      toOpenAIParams({ ...base, responseFormat: { type: "json_schema", name: "reply", description: "The reply", schema, strict: true } })
-        .response_format,
+      toOpenAIParams({
+        ...base,
+        responseFormat: { type: "json_schema", name: "reply", description: "The reply", schema, strict: true },
+      }).response_format,
     ).toEqual({ type: "json_schema", json_schema: { name: "reply", description: "The reply", schema, strict: true } });
   });
 
@@ -134,7 +149,10 @@ describe("toOpenAIParams", () => {
   });
 
   it("merges extra_body into the body, as its own top-level keys", () => {
-    const params = toOpenAIParams({ ...base, extraBody: { top_k: 20, min_p: 0.05, chat_template_kwargs: { enable_thinking: false } } });
+    const params = toOpenAIParams({
+      ...base,
+      extraBody: { top_k: 20, min_p: 0.05, chat_template_kwargs: { enable_thinking: false } },
+    });
     expect(params).toEqual({
       model: "gpt-4o",
       messages: [{ role: "user", content: "hi" }],

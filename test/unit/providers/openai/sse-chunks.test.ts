@@ -18,7 +18,10 @@ function decode(reads: (string | Uint8Array)[]): { chunks: unknown[][]; tail: un
 
 describe("SseChunkDecoder", () => {
   it("gives every event one read completes at once, in order, and keeps a partial event for the next read", () => {
-    const { chunks, decoder } = decode(['data: {"n":1}\n\ndata: {"n":2}\n\ndata: {"n"', ':3}\n\n: a comment\n\ndata: [DONE]\n\n']);
+    const { chunks, decoder } = decode([
+      'data: {"n":1}\n\ndata: {"n":2}\n\ndata: {"n"',
+      ":3}\n\n: a comment\n\ndata: [DONE]\n\n",
+    ]);
     expect(chunks).toEqual([[{ n: 1 }, { n: 2 }], [{ n: 3 }]]);
     expect(decoder.done).toBe(true);
     expect(decoder.failure).toBeUndefined();
@@ -58,7 +61,10 @@ describe("SseChunkDecoder", () => {
     expect(error.headers?.get("x-request-id")).toBe("req-1");
 
     const event = decode(['event: error\ndata: {"message":"overloaded","type":"overloaded_error"}\n\n']);
-    expect((event.decoder.failure as InstanceType<typeof OpenAI.APIError>).error).toEqual({ message: "overloaded", type: "overloaded_error" });
+    expect((event.decoder.failure as InstanceType<typeof OpenAI.APIError>).error).toEqual({
+      message: "overloaded",
+      type: "overloaded_error",
+    });
   });
 });
 
@@ -70,7 +76,14 @@ describe("one network read of text then an error, through the gRPC service", () 
   });
   afterAll(() => harness?.close());
   const data = (body: unknown) => `data: ${JSON.stringify(body)}\n\n`;
-  const content = (text: string) => data({ id: "c", object: "chat.completion.chunk", created: 0, model: "m", choices: [{ index: 0, delta: { content: text }, finish_reason: null }] });
+  const content = (text: string) =>
+    data({
+      id: "c",
+      object: "chat.completion.chunk",
+      created: 0,
+      model: "m",
+      choices: [{ index: 0, delta: { content: text }, finish_reason: null }],
+    });
 
   it("sends the text the upstream wrote before its error event, then the error", async () => {
     // All of it in one write: the gateway decodes it in one read, and must not drop what came first.
