@@ -67,6 +67,8 @@ export function chatImplementation(
   };
 }
 
+// The handler is one function on purpose: the data path (validate → upstream → events → write)
+// reads top to bottom, and everything else it uses is a unit of its own.
 export function createChatService(deps: ChatServiceDeps): ChatService {
   const { upstream, limits } = deps;
   const streams = new OpenStreams(limits);

@@ -76,6 +76,8 @@ export class StoreTimeout extends Error {
 
 const NO_LIMITS: CallerLimits = {};
 
+// Longer than most functions here: a factory whose short methods (admit, count, charge, report)
+// share the store, the limits and the failure mode; each reads alone.
 export function createCallerBudgets(options: CallerBudgetsOptions): CallerBudgets {
   const { store, timeoutMs } = options;
   const now = options.now ?? Date.now;

@@ -84,6 +84,8 @@ export interface RedisStore extends LimitStore {
   ready(withinMs: number): Promise<boolean>;
 }
 
+// Longer than most functions here: a factory whose methods, one per store operation, share the
+// connection and its scripts; each reads alone.
 export function createRedisStore(options: RedisStoreOptions): RedisStore {
   const redis = connect(options);
   const scripts = redis as unknown as ScriptCommands;

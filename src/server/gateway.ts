@@ -34,6 +34,8 @@ export interface Gateway extends GatewayServer {
   readonly metricsPort: number | undefined;
 }
 
+// The wiring in the order it happens, read top to bottom; each part is built by a named function
+// (below, or in its own module), so this stays a list.
 export async function startGateway(config: Config, logger: Logger, upstream?: ChatUpstream): Promise<Gateway> {
   let chat: ChatService | undefined;
   const callers = new Callers();
