@@ -28,13 +28,25 @@ export const CHAT_SERVICE_NAME = "chat.v1.ChatService";
  * The most metadata (HTTP/2 header list, uncompressed) one call may carry: advertised in SETTINGS and
  * enforced per stream, so an oversized call is reset alone (RESOURCE_EXHAUSTED) and its connection's
  * other streams carry on. Without it Node advertises no limit. Envoy passes on HTTP headers up to its
- * own 60 KiB, so this sits just above. Beyond it two limits of nghttp2 itself still end the whole
- * connection, whatever the server says: a single header of over 64 KiB once HPACK-encoded
- * (COMPRESSION_ERROR), and a header block spread over more than 8 CONTINUATION frames (about 144 KiB
- * encoded). Clients that honour the advertised limit (grpc-go and grpcurl, grpc-java, C-core) never
- * send those; grpc-js clients do not check it.
+ * own 60 KiB, so this sits just above. Clients that honour the advertised limit (grpc-go and grpcurl,
+ * grpc-java, C-core) never send more. Two limits of nghttp2 itself end the whole connection before
+ * any setting is consulted, for clients that send more anyway: a header block of more than 8
+ * CONTINUATION frames after its HEADERS frame (not configurable from Node), and a single header over
+ * 64 KiB once HPACK-encoded (COMPRESSION_ERROR; a constant of nghttp2). MAX_FRAME_SIZE moves the first
+ * out of reach for clients that cut a header block by the frame size the server advertises; grpc-js,
+ * Node and curl always cut it into 16 KiB frames, so from them ~144 KiB encoded still ends the
+ * connection (docs/streaming.md#metadata-size).
  */
 export const MAX_METADATA_BYTES = 64 * 1024;
+
+/**
+ * The largest frame the server accepts (SETTINGS_MAX_FRAME_SIZE, HTTP/2's own maximum; Node's
+ * default is the minimum, 16 KiB). nghttp2 allows a header block at most 8 CONTINUATION frames, so
+ * with 16 KiB frames a client's 1 MiB of metadata ended every stream of its connection even though
+ * the call itself was over MAX_METADATA_BYTES; in frames this size it is refused alone. It does not
+ * make anything larger reach the service: flow control still bounds DATA, MAX_METADATA_BYTES headers.
+ */
+export const MAX_FRAME_SIZE = 2 ** 24 - 1;
 
 /**
  * How long after the grace period an orderly shutdown may still take (streams told to stop sending
@@ -78,7 +90,7 @@ export async function startServer(chat: ChatService, options: ServerOptions): Pr
     "grpc.keepalive_permit_without_calls": 1,
     interceptors: options.interceptors ?? [],
   });
-  setHttp2Settings(server, { maxHeaderListSize: MAX_METADATA_BYTES });
+  setHttp2Settings(server, { maxHeaderListSize: MAX_METADATA_BYTES, maxFrameSize: MAX_FRAME_SIZE });
   // The generated deserializer, but noticing invalid UTF-8 (see chat/decode.ts).
   const definition = {
     ...ChatServiceService,

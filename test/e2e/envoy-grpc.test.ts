@@ -4,19 +4,24 @@
 // setting. grpcurl-through-Envoy for list/describe/Chat/health is in user-clients.test.ts.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { join } from "node:path";
-import { Client, credentials, status } from "@grpc/grpc-js";
+import { randomBytes } from "node:crypto";
+import { Client, credentials, Metadata, status } from "@grpc/grpc-js";
+import { ChatRequest, type ChatResponse } from "../../src/gen/chat/v1/chat.js";
 import { ChatServiceClient } from "../../src/client.js";
 import { ROOT, startEnvoy, type RunningEnvoy } from "../../src/dev/envoy.js";
 import { startFakeUpstream, type FakeUpstream } from "../support/fake-model.js";
 import { grpcurl, startStack, type Stack } from "../support/processes.js";
 import { allEvents, post } from "../support/http.js";
 import { collect } from "../support/grpc.js";
+import { hold } from "../support/gates.js";
 
 let upstream: FakeUpstream;
 let stack: Stack;
+let gate: Promise<void> | undefined;
 
 beforeAll(async () => {
-  upstream = await startFakeUpstream({ reply: () => ({ tokens: ["ok"] }) });
+  // `gate`, when a test sets one, holds every stream after its token until the test opens it.
+  upstream = await startFakeUpstream({ reply: () => ({ tokens: ["ok"], gate: (i) => (i === 1 ? gate : undefined) }) });
   stack = await startStack({ OPENAI_BASE_URL: upstream.baseURL, OPENAI_API_KEY: "sk-e2e" });
 });
 afterAll(async () => {
@@ -64,6 +69,47 @@ describe("native gRPC through Envoy", () => {
       const fiveMiB = await collect(client, { text: "x".repeat(5 * 1024 * 1024) });
       expect(fiveMiB.code).toBe(status.RESOURCE_EXHAUSTED);
     } finally {
+      client.close();
+    }
+  });
+
+  // The service's port cannot save them from a grpc-js client (robustness-grpc.test.ts and
+  // docs/streaming.md#metadata-size); Envoy's HTTP/2 codec takes a long header block whole and
+  // refuses the call alone. A single header over 64 KiB (HPACK-encoded) ends Envoy's connection too.
+  it.each([
+    ["many headers", "carry on", status.OK],
+    ["one header", "are cut", status.INTERNAL],
+  ])("refuses a call with 1 MiB of metadata in %s; its 10 siblings %s", async (shape, _outcome, siblingCode) => {
+    const held = hold();
+    gate = held.promise;
+    const client = new ChatServiceClient(`127.0.0.1:${stack.envoy.httpPort}`, credentials.createInsecure());
+    try {
+      const siblings = Array.from({ length: 10 }, () => {
+        const call = client.chat(ChatRequest.fromPartial({ text: "hi" }));
+        let text = "";
+        const first = new Promise<void>((resolve) => call.once("data", () => resolve()));
+        const ended = new Promise<[number, string]>((resolve) => {
+          call.on("data", (r: ChatResponse) => {
+            if (r.event?.$case === "delta") text += r.event.value.text;
+          });
+          call.on("status", (s: { code: number }) => resolve([s.code, text]));
+          call.on("error", () => undefined);
+        });
+        return { first, ended };
+      });
+      await Promise.all(siblings.map((s) => s.first));
+      const metadata = new Metadata();
+      if (shape === "one header") metadata.set("x-big", randomBytes(768 * 1024).toString("base64"));
+      else for (let i = 0; i < 256; i++) metadata.set(`x-big-${i}`, randomBytes(3 * 1024).toString("base64"));
+      const big = await collect(client, { text: "hi" }, metadata);
+      expect(big.code).toBe(status.INTERNAL);
+      held.release();
+      // Each had its token before the big call came: cut, a sibling keeps that much.
+      expect(await Promise.all(siblings.map((s) => s.ended))).toEqual(
+        Array.from({ length: 10 }, () => [siblingCode, "ok"]),
+      );
+    } finally {
+      gate = undefined;
       client.close();
     }
   });

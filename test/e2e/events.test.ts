@@ -16,7 +16,16 @@ import {
 import { grpcurl, startStack, type Stack } from "../support/processes.js";
 import { allEvents, post } from "../support/http.js";
 import { never } from "../support/gates.js";
-import { EXPECTED, fixture, kindsOf, seenFromJson, toolCallsOf, type Seen } from "../support/events.js";
+import {
+  EXPECTED,
+  fixture,
+  joinedOf,
+  kindsOf,
+  seenFromJson,
+  splitSurrogatesStream,
+  toolCallsOf,
+  type Seen,
+} from "../support/events.js";
 
 let upstream: FakeUpstream;
 let stack: Stack;
@@ -60,6 +69,14 @@ describe("events through Envoy", () => {
       expect(await sseEvents({ text: "hi" })).toEqual(EXPECTED[name]);
     },
   );
+
+  it("joins a character the upstream cut between two chunks, in every kind, as the caller reads it", async () => {
+    const { sse, meant } = splitSurrogatesStream();
+    reply = () => ({ sse, writeBytes: 5 });
+    const seen = await sseEvents({ text: "hi" });
+    expect(joinedOf(seen)).toEqual(meant);
+    expect(JSON.stringify(seen)).not.toContain("\uFFFD");
+  });
 
   it("prints the events with the JSON names of the contract", async () => {
     reply = () => ({ sse: fixture("openai-parallel-tool-calls") });

@@ -262,3 +262,61 @@ export function kindsOf(seen: readonly Seen[]): string[] {
   }
   return kinds;
 }
+
+/**
+ * What a reply means once its pieces are joined, by kind: text, reasoning, refusal, and each tool
+ * call's arguments (by index), as a client appending the events it reads would hold them.
+ */
+export function joinedOf(seen: readonly Seen[]): Record<string, string> {
+  const joined: Record<string, string> = {};
+  const add = (kind: string, piece: string) => {
+    joined[kind] = (joined[kind] ?? "") + piece;
+  };
+  for (const event of seen) {
+    if ("delta" in event) add("text", event.delta);
+    else if ("reasoning" in event) add("reasoning", event.reasoning);
+    else if ("refusal" in event) add("refusal", event.refusal);
+    else if ("toolCall" in event) add(`toolCall${event.toolCall.index ?? 0}`, event.toolCall.arguments ?? "");
+  }
+  return joined;
+}
+
+/**
+ * A reply of every kind with characters outside the BMP (surrogate pairs in JavaScript), streamed as
+ * `@dwmkerr/mock-llm` does with `chunkSize: 7`: each kind's text cut every 7 UTF-16 code units, so
+ * pairs are cut between chunks, and each half sent JSON-escaped on its own (`"\ud83d"`, `"\ude00"`),
+ * as JSON.stringify writes a lone surrogate. `meant` is what the upstream meant, joined by kind.
+ */
+export function splitSurrogatesStream(): { sse: string; meant: Record<string, string> } {
+  const meant = {
+    reasoning: "Think 😀 of 🎉🎉 it",
+    text: "Hello 👋 world 🌍🌍!",
+    refusal: "Declin🙅",
+    toolCall0: '{"mood":"😀😀😀"}',
+    toolCall1: '{"t":"🗼"}',
+  };
+  const cut = (text: string) => text.match(/[\s\S]{1,7}/g) ?? [];
+  const chunk = (delta: Record<string, unknown>, finish: string | null = null) =>
+    `data: ${JSON.stringify({
+      id: "chatcmpl-mock",
+      object: "chat.completion.chunk",
+      created: 0,
+      model: "mock-llm",
+      choices: [{ index: 0, delta, finish_reason: finish }],
+    })}\n\n`;
+  const call = (index: number, id: string, args: string) => [
+    chunk({ tool_calls: [{ index, id, type: "function", function: { name: "f", arguments: "" } }] }),
+    ...cut(args).map((piece) => chunk({ tool_calls: [{ index, function: { arguments: piece } }] })),
+  ];
+  const sse = [
+    chunk({ role: "assistant", content: "" }),
+    ...cut(meant.reasoning).map((piece) => chunk({ reasoning_content: piece })),
+    ...cut(meant.text).map((piece) => chunk({ content: piece })),
+    ...cut(meant.refusal).map((piece) => chunk({ refusal: piece })),
+    // Two calls whose pieces interleave: each call's halves are held apart.
+    ...call(0, "call_a", meant.toolCall0).flatMap((piece, i) => [piece, call(1, "call_b", meant.toolCall1)[i] ?? ""]),
+    chunk({}, "stop"),
+    "data: [DONE]\n\n",
+  ].join("");
+  return { sse, meant };
+}

@@ -13,6 +13,13 @@
 //   to the latest call.
 // - role-only, empty and usage-only chunks carry nothing to forward (they still count as activity
 //   for the watchdog, which the caller of this module tells).
+// - a character cut between two chunks: servers that cut text by UTF-16 code units (as JavaScript
+//   ones do, `@dwmkerr/mock-llm` with `chunkSize: 7`) send each half of a surrogate pair on its own,
+//   JSON-escaped (`"\ud83d"`, then `"\ude00"`). A lone half cannot be encoded in protobuf's UTF-8
+//   (it becomes U+FFFD, so the caller would join two of them), so a piece's trailing high surrogate
+//   is held and put before the next piece of the same kind (text, reasoning, refusal, each tool
+//   call's arguments), and what is still held when the stream ends goes out then, as it was sent. A
+//   piece that was only that half sends nothing.
 // - `finish_reason` (the last one seen wins), `model`, and `usage` with
 //   `completion_tokens_details.reasoning_tokens` and `prompt_tokens_details.cached_tokens` (or
 //   DeepSeek's `prompt_cache_hit_tokens`) → the finish event, built once the stream has ended.
@@ -47,7 +54,11 @@ interface WireUsage {
 interface Call {
   index: number;
   id: string;
+  /** A high surrogate that ended the call's last piece of arguments, or "". */
+  held: string;
 }
+
+type TextKind = "reasoning" | "text" | "refusal";
 
 export class ChunkTranslator {
   private finishReason = "";
@@ -58,6 +69,9 @@ export class ChunkTranslator {
   private readonly callsByUpstreamIndex = new Map<number, Call>();
   private latestCall: Call | undefined;
   private calls = 0;
+  /** Per kind, a high surrogate that ended the kind's last piece, or "": see the header. */
+  private readonly held: Record<TextKind, string> = { reasoning: "", text: "", refusal: "" };
+  private readonly callsInOrder: Call[] = [];
   /**
    * The events of the last chunk read. Reused from chunk to chunk, so a chunk costs no allocation
    * beyond its events: read them before reading the next chunk.
@@ -79,12 +93,9 @@ export class ChunkTranslator {
     if (choice) {
       const delta = choice.delta as WireDelta | undefined;
       if (delta) {
-        const reasoning = nonEmpty(delta.reasoning_content) ?? nonEmpty(delta.reasoning);
-        if (reasoning !== undefined) out.push({ type: "reasoning", text: reasoning });
-        const text = nonEmpty(delta.content);
-        if (text !== undefined) out.push({ type: "text", text });
-        const refusal = nonEmpty(delta.refusal);
-        if (refusal !== undefined) out.push({ type: "refusal", text: refusal });
+        this.text("reasoning", nonEmpty(delta.reasoning_content) ?? nonEmpty(delta.reasoning));
+        this.text("text", nonEmpty(delta.content));
+        this.text("refusal", nonEmpty(delta.refusal));
         if (Array.isArray(delta.tool_calls)) for (const call of delta.tool_calls) this.toolCall(call);
       }
       if (choice.finish_reason) this.finishReason = choice.finish_reason;
@@ -93,11 +104,38 @@ export class ChunkTranslator {
     return out;
   }
 
-  /** The stream's finish, once it has ended; throws UpstreamProtocolError when it never said why it stopped. */
-  finish(): UpstreamFinish {
+  /**
+   * The events that end the stream, once it has ended: what is still held (half a character the
+   * upstream never completed, sent as it came), then the finish. Throws UpstreamProtocolError when
+   * it never said why it stopped (then what is held is dropped with the rest of the cut reply).
+   */
+  finish(): readonly UpstreamEvent[] {
     // A stream that stops without saying why was cut, even if the connection closed cleanly.
     if (!this.finishReason) throw new UpstreamProtocolError("unfinished");
-    return { type: "finish", finishReason: this.finishReason, model: this.model, usage: this.usage };
+    const out = this.out;
+    out.length = 0;
+    for (const kind of ["reasoning", "text", "refusal"] as const) {
+      if (this.held[kind] !== "") out.push({ type: kind, text: this.held[kind] });
+    }
+    for (const call of this.callsInOrder) {
+      if (call.held !== "") out.push({ type: "tool_call", index: call.index, id: "", name: "", arguments: call.held });
+    }
+    const finish: UpstreamFinish = {
+      type: "finish",
+      finishReason: this.finishReason,
+      model: this.model,
+      usage: this.usage,
+    };
+    out.push(finish);
+    return out;
+  }
+
+  /** A piece of text of one kind, after what was held of that kind, less a high surrogate it ends on. */
+  private text(kind: TextKind, piece: string | undefined): void {
+    if (piece === undefined) return;
+    const [whole, held] = holdHalf(this.held[kind] + piece);
+    this.held[kind] = held;
+    if (whole !== "") this.out.push({ type: kind, text: whole });
   }
 
   private toolCall(wire: WireToolCall | null | undefined): void {
@@ -105,7 +143,7 @@ export class ChunkTranslator {
     const id = typeof wire.id === "string" ? wire.id : "";
     const upstreamIndex = typeof wire.index === "number" ? wire.index : undefined;
     const name = nonEmpty(wire.function?.name) ?? "";
-    const args = nonEmpty(wire.function?.arguments) ?? "";
+    const piece = nonEmpty(wire.function?.arguments) ?? "";
     let call =
       id !== ""
         ? this.callsById.get(id)
@@ -114,16 +152,25 @@ export class ChunkTranslator {
           : this.latestCall;
     const first = call === undefined;
     if (call === undefined) {
-      call = { index: this.calls++, id };
+      call = { index: this.calls++, id, held: "" };
+      this.callsInOrder.push(call);
       if (id !== "") this.callsById.set(id, call);
     }
     if (upstreamIndex !== undefined) this.callsByUpstreamIndex.set(upstreamIndex, call);
     this.latestCall = call;
+    let args = "";
+    if (piece !== "") [args, call.held] = holdHalf(call.held + piece);
     // A call's id and name go out once, on its first event; servers that repeat them on every
     // piece are not echoed. A later piece with nothing new is dropped.
     if (first) this.out.push({ type: "tool_call", index: call.index, id: call.id, name, arguments: args });
     else if (args !== "") this.out.push({ type: "tool_call", index: call.index, id: "", name: "", arguments: args });
   }
+}
+
+/** `text` split before a high surrogate it ends on (half a character, the rest in the next piece). */
+function holdHalf(text: string): [whole: string, held: string] {
+  const last = text.charCodeAt(text.length - 1);
+  return last >= 0xd800 && last <= 0xdbff ? [text.slice(0, -1), text.slice(-1)] : [text, ""];
 }
 
 function nonEmpty(value: unknown): string | undefined {

@@ -121,9 +121,9 @@ export class OpenAIUpstream implements ChatUpstream, ModelLister {
           // cancelled, which closes the upstream connection unless it had already ended.
           if (!ended) reader.cancel().catch(() => undefined);
         }
-        const finish = translator.finish();
+        const last = [...translator.finish()];
         progress.sent = true;
-        yield [finish];
+        yield last;
         return;
       } catch (error: unknown) {
         // Before the first token an error the upstream put in its stream is retried like the same

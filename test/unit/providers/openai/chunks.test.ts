@@ -8,14 +8,22 @@ import type { ChatCompletionChunk } from "openai/resources/chat/completions";
 import { ChunkTranslator } from "../../../../src/providers/openai/chunks.js";
 import { UpstreamProtocolError } from "../../../../src/upstream/errors.js";
 import type { UpstreamEvent } from "../../../../src/upstream/events.js";
-import { EXPECTED, chunksOf, fixture, seenFromEvent, seenFromResponse } from "../../../support/events.js";
+import {
+  EXPECTED,
+  chunksOf,
+  fixture,
+  joinedOf,
+  seenFromEvent,
+  seenFromResponse,
+  splitSurrogatesStream,
+} from "../../../support/events.js";
 import { collect, startHarness, type Harness } from "../../../support/grpc.js";
 
 function translate(chunks: readonly unknown[], model = "asked-model"): UpstreamEvent[] {
   const translator = new ChunkTranslator(model);
   const events: UpstreamEvent[] = [];
   for (const chunk of chunks) events.push(...translator.read(chunk as ChatCompletionChunk));
-  events.push(translator.finish());
+  events.push(...translator.finish());
   return events;
 }
 
@@ -151,6 +159,40 @@ describe("edge cases", () => {
     expect(events.at(-1)).toMatchObject({ finishReason: "length", model: "asked" });
   });
 
+  it("joins a character cut between two chunks, in text, reasoning, refusal and each tool call's arguments", () => {
+    const { sse, meant } = splitSurrogatesStream();
+    const events = translate(chunksOf(sse));
+    expect(joinedOf(events.map(seenFromEvent))).toEqual(meant);
+    // Each event on its own is valid Unicode, so no encoder on the way replaces half a character.
+    for (const event of events) expect(JSON.stringify(event)).not.toMatch(/\\ud[89a-f]/);
+  });
+
+  it("holds a piece that is only half a character, and flushes what is still held at the end", () => {
+    const events = translate([
+      chunk({ content: "a\ud83d" }),
+      chunk({ content: "\ude00", reasoning_content: "\ud83c" }),
+      chunk({ content: "\ud83d" }),
+      chunk({ tool_calls: [{ index: 0, id: "c", function: { name: "f", arguments: "\ud83d" } }] }),
+      chunk({ tool_calls: [{ index: 0, function: { arguments: "\ude00" } }] }),
+      chunk({ reasoning_content: "\udf89" }),
+      chunk({ tool_calls: [{ index: 0, function: { arguments: "\ud83d" } }] }),
+      done,
+    ]);
+    expect(events.map(seenFromEvent)).toEqual([
+      { delta: "a" },
+      { delta: "\ud83d\ude00" },
+      // A call's first piece goes out for its id and name even when its arguments are held.
+      { toolCall: { id: "c", name: "f" } },
+      { toolCall: { arguments: "\ud83d\ude00" } },
+      { reasoning: "\ud83c\udf89" },
+      // The stream ended on half a character: it goes out as the upstream sent it, and becomes
+      // U+FFFD when encoded, as it would have anyway.
+      { delta: "\ud83d" },
+      { toolCall: { arguments: "\ud83d" } },
+      { finish: { finishReason: "stop", model: "m" } },
+    ]);
+  });
+
   it("refuses JSON that is no chunk, and a stream that never says why it stopped", () => {
     expect(() => new ChunkTranslator("m").read({ id: "x" } as unknown as ChatCompletionChunk)).toThrow(
       UpstreamProtocolError,
@@ -163,21 +205,29 @@ describe("edge cases", () => {
 
 describe("recorded streams through the fake upstream, the openai SDK and the gRPC service", () => {
   let harness: Harness;
-  let reply = { name: "", writeBytes: 0 };
+  let reply = { sse: "", writeBytes: 0 };
   beforeAll(async () => {
     harness = await startHarness({
-      upstream: { reply: () => ({ sse: fixture(reply.name), writeBytes: reply.writeBytes }) },
+      upstream: { reply: () => reply },
     });
   });
   afterAll(() => harness?.close());
   const replay = async (name: string, writeBytes: number) => {
-    reply = { name, writeBytes };
+    reply = { sse: fixture(name), writeBytes };
     const result = await collect(harness.client, { text: "hi" });
     return [result.code, result.responses.map(seenFromResponse)];
   };
 
   it.each(Object.keys(EXPECTED))("%s, 61 bytes per write", async (name) => {
     expect(await replay(name, 61)).toEqual([status.OK, EXPECTED[name]]);
+  });
+
+  it("a character cut between two chunks reaches the caller whole, in every kind, 5 bytes per write", async () => {
+    const { sse, meant } = splitSurrogatesStream();
+    reply = { sse, writeBytes: 5 };
+    const result = await collect(harness.client, { text: "hi" });
+    expect(result.code).toBe(status.OK);
+    expect(joinedOf(result.responses.map(seenFromResponse))).toEqual(meant);
   });
 
   it("deepseek-reasoner one byte per write: chunks, JSON and UTF-8 characters split everywhere", async () => {
