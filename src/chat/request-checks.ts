@@ -51,7 +51,7 @@ export function jsonBytes(value: Record<string, unknown> | undefined): number {
 /**
  * How deep the JSON of a google.protobuf.Struct field (extra_body, tools[].function.parameters,
  * response_format.json_schema.schema) may nest: each object or array is one level, the field's own
- * object the first. Real JSON schemas stay far below it (32 nested `properties` are 64 levels);
+ * object the first. Real JSON schemas stay far below it (a schema of objects 31 deep, each in the `properties` of the one above, is 63 levels);
  * the bound keeps decoding a hostile request's recursion short.
  */
 export const MAX_JSON_DEPTH = 64;
