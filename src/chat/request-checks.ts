@@ -48,6 +48,29 @@ export function jsonBytes(value: Record<string, unknown> | undefined): number {
   return value === undefined ? 0 : Buffer.byteLength(JSON.stringify(value));
 }
 
+/**
+ * How deep the JSON of a google.protobuf.Struct field (extra_body, tools[].function.parameters,
+ * response_format.json_schema.schema) may nest: each object or array is one level, the field's own
+ * object the first. Real JSON schemas stay far below it (a schema of objects 31 deep, each in the `properties` of the one above, is 63 levels);
+ * the bound keeps decoding a hostile request's recursion short.
+ */
+export const MAX_JSON_DEPTH = 64;
+
+/** The problem with a field nested deeper than that, after its name. */
+export const NESTED_TOO_DEEP = `nested deeper than ${MAX_JSON_DEPTH} levels (each object or array is one)`;
+
+/** Refuses a Struct field nested deeper than MAX_JSON_DEPTH. */
+export function checkNesting(field: string, value: Record<string, unknown> | undefined): void {
+  if (value !== undefined && deeperThan(value, MAX_JSON_DEPTH)) invalid(field, NESTED_TOO_DEEP);
+}
+
+function deeperThan(value: unknown, levels: number): boolean {
+  if (value === null || typeof value !== "object") return false;
+  if (levels === 0) return true;
+  for (const item of Object.values(value)) if (deeperThan(item, levels - 1)) return true;
+  return false;
+}
+
 /** OpenAI's rule for function and schema names. */
 const FUNCTION_NAME = /^[a-zA-Z0-9_-]{1,64}$/;
 

@@ -12,6 +12,7 @@ import type {
 import {
   checkFunctionName,
   checkFunctionType,
+  checkNesting,
   checkOneOf,
   invalid,
   jsonBytes,
@@ -66,6 +67,7 @@ export function toUpstreamOptions(req: ChatRequest, limits: OptionLimits, input:
         invalid(`extra_body.${key}`, `may not be set: the gateway sets ${GATEWAY_KEYS.join(", ")} itself`);
       }
     }
+    checkNesting("extra_body", req.extraBody);
     input.add("extra_body", jsonBytes(req.extraBody));
   }
 
@@ -113,6 +115,7 @@ function toUpstreamTools(tools: Tool[], limits: OptionLimits, input: InputBudget
     if (earlier !== undefined)
       invalid(`${field}.function.name`, `${quote(fn.name)} is already the name of tools[${earlier}]`);
     names.set(fn.name, i);
+    checkNesting(`${field}.function.parameters`, fn.parameters);
     input.add(`${field}.function`, utf8Bytes(fn.name) + utf8Bytes(fn.description) + jsonBytes(fn.parameters));
     return {
       name: fn.name,
@@ -148,6 +151,7 @@ function toUpstreamResponseFormat(format: ResponseFormat, input: InputBudget): U
   if (schema === undefined)
     invalid("response_format.json_schema", 'missing: type "json_schema" needs {"name", "schema"}');
   checkFunctionName("response_format.json_schema.name", schema.name);
+  checkNesting("response_format.json_schema.schema", schema.schema);
   input.add("response_format.json_schema", utf8Bytes(schema.description) + jsonBytes(schema.schema));
   return {
     type,

@@ -1,6 +1,6 @@
 // Turns a ChatRequest into an upstream request, or says exactly which field is wrong and why.
 import type { UpstreamMessage, UpstreamRequest } from "../upstream/port.js";
-import { INVALID_UTF8, type DecodedChatRequest } from "./decode.js";
+import { DECODE_PROBLEM, type DecodedChatRequest } from "./decode.js";
 import { withDecimalFloats } from "./float32.js";
 import { InputBudget, RequestProblem } from "./request-checks.js";
 import { hasContent, toUpstreamMessage, type MessageLimits } from "./validate-messages.js";
@@ -43,8 +43,8 @@ function checkedRequest(
   const req = withDecimalFloats(decoded);
   const fail = (problem: string): Validated => ({ ok: false, problem });
 
-  const badText = req[INVALID_UTF8];
-  if (badText !== undefined) return fail(`${badText}: not valid UTF-8`);
+  const undecodable = decoded[DECODE_PROBLEM];
+  if (undecodable !== undefined) return fail(undecodable);
 
   const input = new InputBudget(limits.maxInputBytes);
   const messages: UpstreamMessage[] = req.messages.map((m, i) => toUpstreamMessage(m, `messages[${i}]`, limits, input));

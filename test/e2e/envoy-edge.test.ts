@@ -16,6 +16,8 @@ const json = (body: unknown) => JSON.stringify(body);
 const INVALID_BODY =
   "the request is not a valid JSON ChatRequest: malformed JSON, a field of the wrong type, or invalid UTF-8";
 
+const GRPC_OVER_HTTP1 = "gRPC needs HTTP/2: send JSON to POST /chat, or use gRPC-Web over HTTP/1.1";
+
 /**
  * Sends raw bytes on a fresh connection and returns what Envoy answered: one response (up to its
  * content-length), or everything until it closed (or reset) the connection.
@@ -131,6 +133,23 @@ describe("Envoy in front of the built service", () => {
         3,
         "header names with underscores are not accepted",
         () => send("/chat", json({ text: "hi" }), { [`x_${MARK}`]: "1" }),
+      ],
+      [
+        "gRPC over HTTP/1.1 (it needs HTTP/2)",
+        415,
+        3,
+        GRPC_OVER_HTTP1,
+        () => send("/chat", Buffer.from(`\x0a\x05${MARK}`), { "content-type": "application/grpc" }),
+      ],
+      [
+        "gRPC over HTTP/1.1 to the RPC's own path",
+        415,
+        3,
+        GRPC_OVER_HTTP1,
+        () =>
+          send("/chat.v1.ChatService/Chat", Buffer.from(`\x0a\x05${MARK}`), {
+            "content-type": "application/grpc+proto",
+          }),
       ],
       [
         "an escaped slash in the path",

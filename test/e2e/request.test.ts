@@ -35,6 +35,7 @@ afterAll(async () => {
 
 const chat = (body: unknown) => post(stack.envoy.httpPort, "/chat", JSON.stringify(body));
 const lastBody = () => upstream.requests.at(-1)?.body;
+const json = (body: unknown) => JSON.stringify(body);
 
 const WEATHER = {
   type: "function",
@@ -198,6 +199,71 @@ describe("HTTP through Envoy, with the request written as an OpenAI user writes 
     expect(response.status).toBe(400);
     expect(response.headers["content-type"]).toBe("application/json");
     expect(JSON.parse(await response.body())).toEqual(errorBody(status.INVALID_ARGUMENT, message, "INVALID_REQUEST"));
+    expect(upstream.requests).toHaveLength(before);
+  });
+});
+
+describe("JSON nested deep in the Struct fields, through Envoy", () => {
+  /** A JSON schema of objects `depth` deep, each in the `properties` of the one above: 2 × depth + 1 levels. */
+  const schema = (depth: number): Record<string, unknown> =>
+    depth === 0 ? { type: "string" } : { type: "object", properties: { child: schema(depth - 1) } };
+  const tool = (parameters: Record<string, unknown>) => ({
+    type: "function",
+    function: { name: "deep", description: "", parameters },
+  });
+  /** `levels` objects, one in the other (the JSON of the issue's reproduction). */
+  const objects = (levels: number) => `${'{"a":'.repeat(levels)}1${"}".repeat(levels)}`;
+
+  it.each([
+    ["a tool schema 16 objects deep (33 levels)", { text: "hi", tools: [tool(schema(16))] }],
+    ["a tool schema 31 objects deep (63 levels)", { text: "hi", tools: [tool(schema(31))] }],
+    [
+      "a response schema 31 objects deep",
+      { text: "hi", response_format: { type: "json_schema", json_schema: { name: "deep", schema: schema(31) } } },
+    ],
+    ["extra_body 64 levels deep", { text: "hi", extra_body: JSON.parse(objects(64)) }],
+  ])("passes %s to the upstream as it is", async (_name, body) => {
+    const response = await chat(body);
+    expect(response.status).toBe(200);
+    expect((await allEvents(response)).at(-1)?.finish?.finishReason).toBe("stop");
+    const sent = lastBody() as Record<string, unknown>;
+    if ("tools" in body) {
+      expect((sent.tools as { function: { parameters: unknown } }[])[0]?.function.parameters).toEqual(
+        body.tools[0]?.function.parameters,
+      );
+    }
+    if ("response_format" in body) expect(sent.response_format).toEqual(body.response_format);
+    if ("extra_body" in body) expect(sent.a).toEqual(body.extra_body.a);
+  });
+
+  it.each([
+    [
+      "tools[0].function.parameters",
+      (levels: number) => `{"text":"hi","tools":[${json(tool({ x: "X" }))}]}`.replace('"X"', objects(levels - 1)),
+    ],
+    ["extra_body", (levels: number) => `{"text":"hi","extra_body":${objects(levels)}}`],
+  ])("refuses %s nested deeper than 64 levels with 400 naming it, up to Envoy's own limit", async (field, body) => {
+    const before = upstream.requests.length;
+    // 65 levels, and the most Envoy's JSON parser takes in this field (100 levels in the whole body).
+    for (const levels of [65, field === "extra_body" ? 99 : 96]) {
+      const response = await post(stack.envoy.httpPort, "/chat", body(levels));
+      expect(response.status).toBe(400);
+      expect(JSON.parse(await response.body())).toEqual(
+        errorBody(
+          status.INVALID_ARGUMENT,
+          `${field}: nested deeper than 64 levels (each object or array is one)`,
+          "INVALID_REQUEST",
+        ),
+      );
+    }
+    // Deeper still, Envoy refuses the body itself (docs/errors.md, Envoy's own replies).
+    const response = await post(stack.envoy.httpPort, "/chat", body(100));
+    expect(response.status).toBe(400);
+    expect(JSON.parse(await response.body())).toEqual({
+      code: 3,
+      message:
+        "the request is not a valid JSON ChatRequest: malformed JSON, a field of the wrong type, or invalid UTF-8",
+    });
     expect(upstream.requests).toHaveLength(before);
   });
 });

@@ -7,6 +7,8 @@ import { credentials, makeGenericClientConstructor, Metadata, status, type Servi
 import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { service as healthService } from "grpc-health-check";
 import { ChatRequest, ChatResponse } from "../../src/gen/chat/v1/chat.js";
+import { ErrorInfo } from "../../src/gen/google/rpc/error_details.js";
+import { Status } from "../../src/gen/google/rpc/status.js";
 import { startFakeUpstream, type FakeUpstream, type Reply } from "../support/fake-model.js";
 import { collect, startHarness, textOf, type Harness } from "../support/grpc.js";
 import { hold, never } from "../support/gates.js";
@@ -574,6 +576,150 @@ describe("limits and bad input", () => {
     expect(harness.upstream.requests[0]?.body.messages).toEqual([{ role: "user", content: "\uFFFD?" }]);
   });
 
+  it("refuses bytes that are not protobuf as any invalid request: INVALID_ARGUMENT, error details, a refusal line; the other streams on its connection carry on", async () => {
+    const { promise: gate, release } = hold();
+    harness = await startHarness({
+      upstream: { reply: (r) => ({ tokens: ["a", "b"], gate: (i) => (i === 1 && r.index === 0 ? gate : undefined) }) },
+    });
+    const sibling = startStream(harness, 1);
+    await sibling.reached;
+    // Field 1 (text) says 5 bytes follow; 1 does: grpc-js used to answer INTERNAL "Error deserializing request".
+    const result = await rawCall(harness, Buffer.from([0x0a, 0x05, 0x68]));
+    const problem = "request: not a valid protobuf chat.v1.ChatRequest (premature EOF)";
+    expect([result.code, result.details]).toEqual([status.INVALID_ARGUMENT, problem]);
+    const details = Status.decode(result.trailers?.get("grpc-status-details-bin")[0] as Buffer);
+    expect(details.details.map((any) => ErrorInfo.decode(any.value).reason)).toEqual(["INVALID_REQUEST"]);
+    expect(result.trailers?.get("x-request-id")).toHaveLength(1);
+    expect(harness.logs.filter((l) => l.msg === "call refused")).toEqual([
+      expect.objectContaining({ code: "INVALID_ARGUMENT", cause: "invalid_request", message: problem }),
+    ]);
+    release();
+    expect(await sibling.ended).toBeUndefined();
+    expect(textOf(sibling.responses)).toBe("ab");
+    expect(harness.upstream.requests).toHaveLength(1);
+  });
+
+  const nested = (levels: number): Record<string, unknown> => {
+    let value: unknown = { type: "string" };
+    for (let i = 1; i < levels; i++) value = { properties: value };
+    return value as Record<string, unknown>;
+  };
+  const withStruct: [string, (value: Record<string, unknown>) => Partial<ChatRequest>][] = [
+    ["extra_body", (value) => ({ text: "hi", extraBody: value })],
+    [
+      "tools[1].function.parameters",
+      (value) => ({
+        text: "hi",
+        tools: [
+          { type: "function", function: { name: "flat", description: "", parameters: { type: "object" } } },
+          { type: "function", function: { name: "deep", description: "", parameters: value } },
+        ],
+      }),
+    ],
+    [
+      "response_format.json_schema.schema",
+      (value) => ({
+        text: "hi",
+        responseFormat: { type: "json_schema", jsonSchema: { name: "deep", description: "", schema: value } },
+      }),
+    ],
+  ];
+  it.each(withStruct)("passes JSON nested 64 levels deep in %s to the upstream as it is", async (_field, build) => {
+    harness = await startHarness({ upstream: { reply: () => ({ tokens: ["ok"] }) } });
+    // ts-proto's own limit stopped at 33.
+    const result = await collect(harness.client, build(nested(64)));
+    expect([result.code, result.details]).toEqual([status.OK, ""]);
+    expect(JSON.stringify(harness.upstream.requests[0]?.body)).toContain(JSON.stringify(nested(63)));
+  });
+  it.each(withStruct)("refuses JSON nested deeper than 64 levels in %s, naming it", async (field, build) => {
+    harness = await startHarness();
+    for (const levels of [65, 200]) {
+      const result = await collect(harness.client, build(nested(levels)));
+      expect([result.code, result.details]).toEqual([
+        status.INVALID_ARGUMENT,
+        `${field}: nested deeper than 64 levels (each object or array is one)`,
+      ]);
+    }
+    // Arrays cost fewer protobuf messages per level than objects: counted the same.
+    let list: unknown = 1;
+    for (let i = 0; i < 64; i++) list = [list];
+    const result = await collect(harness.client, build({ list }));
+    expect(result.details).toBe(`${field}: nested deeper than 64 levels (each object or array is one)`);
+    expect(harness.upstream.requests).toHaveLength(0);
+  });
+
+  it("refuses extra_body nested 100,000 levels deep, built on the wire, without a stack overflow", async () => {
+    harness = await startHarness({ upstream: { reply: () => ({ tokens: ["ok"] }) } });
+    // Value{list_value: ListValue{values: [ ... ]}} from the inside out: 4 bytes a level at most.
+    const levels = 100_000;
+    const innermost = Buffer.from([0x11, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f]); // Value{number_value: 1}
+    let length = innermost.length;
+    const prefixes: Buffer[] = [];
+    for (let i = 0; i < levels; i++) {
+      const list = Buffer.concat([Buffer.from([0x0a]), varint(length)]); // ListValue.values
+      const value = Buffer.concat([Buffer.from([0x32]), varint(length + list.length)]); // Value.list_value
+      prefixes.push(list, value); // reversed below: outermost first
+      length += list.length + value.length;
+    }
+    const body = Buffer.concat(prefixes.reverse().concat(innermost));
+    const entry = Buffer.concat([Buffer.from([0x0a, 0x01, 0x61, 0x12]), varint(body.length), body]); // {"a": ...}
+    const struct = Buffer.concat([Buffer.from([0x0a]), varint(entry.length), entry]);
+    const request = Buffer.concat([
+      new BinaryWriter().tag(1, LEN).string("hi").finish(),
+      Buffer.from([0x92, 0x01]), // field 18, extra_body
+      varint(struct.length),
+      struct,
+    ]);
+    const result = await rawCall(harness, request);
+    expect([result.code, result.details]).toEqual([
+      status.INVALID_ARGUMENT,
+      "extra_body: nested deeper than 64 levels (each object or array is one)",
+    ]);
+    expect((await collect(harness.client, { text: "still here" })).code).toBe(status.OK);
+  });
+
+  it("answers a few hundred mangled requests with OK or INVALID_ARGUMENT only, and lives on", async () => {
+    harness = await startHarness({ upstream: { reply: () => ({ tokens: ["ok"] }) } });
+    const valid = Buffer.from(
+      ChatRequest.encode(
+        ChatRequest.fromPartial({
+          text: "hi",
+          messages: [{ role: "user", content: "hello", parts: [{ type: "text", text: "x" }] }],
+          tools: [{ type: "function", function: { name: "f", description: "d", parameters: nested(5) } }],
+          responseFormat: { type: "json_schema", jsonSchema: { name: "s", description: "", schema: nested(4) } },
+          extraBody: { a: [1, "two", { three: null }] },
+          stop: ["x"],
+          logitBias: { "42": 1 },
+        }),
+      ).finish(),
+    );
+    // A fixed seed: the same few hundred cases each run.
+    let seed = 20;
+    const random = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    const codes = new Map<string, number>();
+    for (let i = 0; i < 300; i++) {
+      const bytes = Buffer.from(valid);
+      const mangled =
+        i % 3 === 0
+          ? bytes.subarray(0, random(bytes.length)) // cut short
+          : i % 3 === 1
+            ? (() => {
+                for (let j = 0; j < 1 + random(4); j++) bytes[random(bytes.length)] = random(256); // bytes overwritten
+                return bytes;
+              })()
+            : Buffer.concat([bytes, Buffer.from(Array.from({ length: 1 + random(8) }, () => random(256)))]); // junk after
+      const result = await rawCall(harness, mangled);
+      codes.set(status[result.code], (codes.get(status[result.code]) ?? 0) + 1);
+      if (result.code !== status.OK) expect(result.details).toMatch(/^[a-z_[\]0-9.]+: /);
+    }
+    expect([...codes.keys()].filter((code) => code !== "OK" && code !== "INVALID_ARGUMENT")).toEqual([]);
+    expect(codes.get("INVALID_ARGUMENT")).toBeGreaterThan(100);
+    expect((await collect(harness.client, { text: "still here" })).code).toBe(status.OK);
+  });
+
   it("refuses the one call whose metadata is over 64 KiB; the other streams on its connection carry on", async () => {
     const { promise: gate, release } = hold();
     harness = await startHarness({
@@ -737,7 +883,7 @@ describe("graceful drain", () => {
 });
 
 /** Calls Chat with request bytes as given, bypassing the client's own encoding. */
-function rawCall(h: Harness, bytes: Buffer): Promise<{ code: status; details: string }> {
+function rawCall(h: Harness, bytes: Buffer): Promise<{ code: status; details: string; trailers?: Metadata }> {
   return new Promise((resolve) => {
     const call = h.client.makeServerStreamRequest(
       "/chat.v1.ChatService/Chat",
@@ -746,9 +892,13 @@ function rawCall(h: Harness, bytes: Buffer): Promise<{ code: status; details: st
       bytes,
     );
     call.on("data", () => undefined);
-    call.on("error", (e: ServiceError) => resolve({ code: e.code, details: e.details }));
+    call.on("error", (e: ServiceError) => resolve({ code: e.code, details: e.details, trailers: e.metadata }));
     call.on("end", () => resolve({ code: status.OK, details: "" }));
   });
+}
+
+function varint(n: number): Buffer {
+  return Buffer.from(new BinaryWriter().uint32(n).finish());
 }
 
 function healthOf(h: Harness, service: string): Promise<string> {
