@@ -1,19 +1,26 @@
 // Redis that answers after the gateway gave up: frozen (SIGSTOP) for about a second while calls are
 // checked, then resumed (SIGCONT), when it runs the checks that were waiting on its socket. The
 // calls were refused (closed) or let in unchecked (open) when the check timed out, so those late
-// checks must take nothing: no lease, no request. What the test reads is what the caller and Redis
-// see afterwards: the next call's answer, GetUsage, and the caller's keys read with a client of its
-// own, never the gateway's counters.
+// checks must take nothing: no lease, no request. Then the other way to be late: Redis runs the
+// check in time, but its answer arrives after the caller gave up; what it took must go back. What
+// the test reads is what the caller and Redis see afterwards: the next call's answer, GetUsage, and
+// the caller's keys read with a client of its own, never the gateway's counters.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { status } from "@grpc/grpc-js";
 import { Redis } from "ioredis";
 import { collect, startHarness, type Harness } from "../support/grpc.js";
 import { startRedis, type RunningRedis } from "../support/redis.js";
 import { bearer, getUsage } from "../support/usage.js";
+import { createCallerBudgets } from "../../src/limits/budgets.js";
+import { createRedisStore } from "../../src/limits/redis-store.js";
 
 const TIMEOUT_MS = 250;
-/** How long Redis stays frozen: every check sent meanwhile has long passed its timeout. */
-const FROZEN_MS = 1000;
+/**
+ * How long Redis stays frozen: every check sent meanwhile is long past its timeout, and the
+ * gateways drop their silent connections (after 1 s), so they never read the answers of those checks
+ * and cannot undo what they took: only the deadline each check carries keeps them from taking.
+ */
+const FROZEN_MS = 1300;
 // One caller per limit and mode, so what one leaves behind cannot hide another's.
 const STREAMS_KEY = "late-streams-0123456789ab";
 const RPM_KEY = "late-rpm-0123456789abcdef";
@@ -121,5 +128,48 @@ describe("caller budgets when Redis answers after the timeout", () => {
     expect((await chat(closed, RPM_KEY)).code).toBe(status.OK);
     expect((await chat(open, OPEN_KEY)).code).toBe(status.OK);
     expect((await getUsage(closed.client, bearer(RPM_KEY))).requestsPerMinute).toMatchObject({ remaining: 9 });
+  });
+
+  it("gives back the lease and the request of a check whose answer came after the timeout", async () => {
+    const store = createRedisStore({
+      url: redis.url,
+      timeoutMs: TIMEOUT_MS,
+      leaseTtlMs: 15_000,
+      onBackgroundError: () => undefined,
+    });
+    const budgets = createCallerBudgets({
+      limits: new Map([["undo", { streams: 2, rpm: 10 }]]),
+      store,
+      onStoreError: "closed",
+      timeoutMs: TIMEOUT_MS,
+    });
+    try {
+      expect(await store.ready(5000)).toBe(true);
+      // One check answered in time, so the script is loaded and the next is a single EVALSHA.
+      const first = await budgets.admit("undo");
+      expect(first.ok).toBe(true);
+      if (first.ok) first.release();
+      const before = await budgets.report("undo");
+      expect([before.streams?.open, before.rpm?.remaining]).toEqual([0, 9]);
+
+      // The check is on Redis's socket; Redis runs it at once and answers, but this process reads
+      // nothing until its event loop is free again, and then its timeout fires first.
+      const outcome = budgets.admit("undo");
+      const blockedUntil = performance.now() + 2 * TIMEOUT_MS;
+      while (performance.now() < blockedUntil);
+      expect(await outcome).toMatchObject({ ok: false, limit: "unavailable" });
+
+      // The answer ("admitted") is read right after; what the check took goes back.
+      let after = await budgets.report("undo");
+      for (let i = 0; i < 20 && after.streams?.open !== 0; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        after = await budgets.report("undo");
+      }
+      expect([after.streams?.open, after.rpm?.remaining]).toEqual([0, 9]);
+      expect(await reader.zcard("chat-gateway:{undo}:streams")).toBe(0);
+      expect(Number(await reader.hget("chat-gateway:{undo}:rpm", "level"))).toBeGreaterThanOrEqual(9);
+    } finally {
+      await budgets.close();
+    }
   });
 });
