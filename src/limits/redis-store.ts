@@ -99,25 +99,11 @@ export function createRedisStore(options: RedisStoreOptions): RedisStore {
   const redis = connect(options);
   const scripts = redis as unknown as ScriptCommands;
   const clock = new RedisClock();
-  // A TIME whose answer took long (this event loop busy, as at start-up) gives an estimate short by
-  // that long, and every check would count as late for as long: read it again, a few times at most.
-  const readClock = (attempt = 0) => {
-    const sent = performance.now();
-    redis.time().then(
-      ([seconds, micros]) => {
-        clock.sample(Number(seconds) * 1000 + Math.floor(Number(micros) / 1000));
-        if (performance.now() - sent > options.timeoutMs / 10 && attempt < 3) readClock(attempt + 1);
-      },
-      () => undefined,
-    );
-  };
   // A new connection may reach another Redis (a failover), with another clock: forget the old one.
-  // Not read there and then: a command in flight while this event loop is blocked (as at start-up)
-  // loses the connection to the socket timeout. Every window, so a replica whose checks are rare
-  // still knows the clock.
+  // Nothing is sent to read it: each check's answer carries it. (A TIME sent at connection or on a
+  // timer would be one more command in flight when this event loop is blocked, as at start-up,
+  // which loses the connection to the socket timeout.)
   redis.on("ready", () => clock.reset());
-  const clockReader = setInterval(() => readClock(), RedisClock.WINDOW_MS);
-  clockReader.unref();
 
   // Leases this replica holds, by caller, for the refresh.
   const held = new Map<string, Set<string>>();
@@ -200,7 +186,6 @@ export function createRedisStore(options: RedisStoreOptions): RedisStore {
     },
     async close() {
       clearInterval(refresher);
-      clearInterval(clockReader);
       // The leases still held go with their streams; what is left expires by itself. QUIT lets the
       // last releases and charges be answered first, for one timeout at most.
       held.clear();
@@ -271,8 +256,8 @@ function startLeaseRefresher(
  * runs in the last x ms before its caller's timeout count as late (refused or let in unchecked by
  * the failure mode, taking nothing). The largest estimate of the last two windows is kept, so one
  * slow reply does not shorten every deadline, and one from before Redis's clock was set back (an
- * NTP step) is forgotten within three windows (15 s, TIME being read every window); until then a
- * check up to that step late could still take.
+ * NTP step) is forgotten after two to three windows of checks (10 to 15 s); until then a check up to
+ * that step late could still take.
  */
 export class RedisClock {
   static readonly WINDOW_MS = 5_000;
