@@ -3,6 +3,9 @@
 // (single replica) or Redis (every replica). When the store fails, the configured choice decides:
 // `open` lets calls in unchecked, `closed` refuses them; either way the call gets its answer within
 // the store's timeout, and the failure is counted and logged (rate-limited) by `onStoreError`.
+// A call refused or let in unchecked that way keeps nothing in the store, however late the store
+// gets to its check: the check carries its deadline and takes nothing past it, and an "admitted"
+// that arrives after the deadline is undone at once (see `admit`).
 import { randomUUID } from "node:crypto";
 import type { CallerLimits, LimitName, LimitStore, StoredUsage, TokenCharge } from "./store.js";
 
@@ -114,17 +117,25 @@ export function createCallerBudgets(options: CallerBudgetsOptions): CallerBudget
       const limits = limitsOf(caller);
       if (Object.keys(limits).length === 0) return track(caller);
       const leaseId = randomUUID();
-      const pending = store.admit(caller, limits, leaseId);
-      let admission;
       const started = performance.now();
+      // The store takes nothing for a check it runs after this; the wait below ends no earlier.
+      const pending = store.admit(caller, limits, leaseId, started + timeoutMs);
+      let admission;
       try {
         admission = await withDeadline(pending, timeoutMs);
         options.onChecked?.((performance.now() - started) / 1000);
       } catch (error) {
         options.onChecked?.((performance.now() - started) / 1000);
-        // An answer that comes after the deadline must not leave a lease behind.
+        // A check that ran in time may still answer "admitted" after this (its answer was slow to
+        // come back): the call has been refused or let in unchecked, so what the check took (lease,
+        // request) goes back at once. A failure to give it back is counted as a lost release; the
+        // lease then expires with its TTL.
         pending.then(
-          (late) => late.ok && void giveBack(caller, leaseId),
+          (late) =>
+            late.ok &&
+            void withDeadline(store.undo(caller, limits, leaseId), timeoutMs).catch((undoError: unknown) =>
+              options.onError?.("release", undoError),
+            ),
           () => undefined,
         );
         const allowed = options.onStoreError === "open";

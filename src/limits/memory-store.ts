@@ -1,5 +1,6 @@
 // The limits store of a single replica (REDIS_URL unset): everything in this process's memory.
-// Node runs one check at a time, so each operation is atomic as it is.
+// Node runs one check at a time, so each operation is atomic as it is, and a check runs as soon as it
+// is asked: never after its deadline, which admit therefore ignores.
 import { levelAt, msUntil, type Bucket } from "./token-bucket.js";
 import {
   usageFromFields,
@@ -49,6 +50,15 @@ export function createMemoryStore(now: () => number = Date.now): LimitStore {
     },
     async release(caller, lease) {
       callers.get(caller)?.leases.delete(lease);
+    },
+    async undo(caller, limits, lease) {
+      const s = callers.get(caller);
+      if (!s) return;
+      s.leases.delete(lease);
+      if (limits.rpm !== undefined) {
+        const t = now();
+        s.requests = { level: Math.min(limits.rpm, levelAt(s.requests, limits.rpm, t) + 1), at: t };
+      }
     },
     async charge(caller, limits, charge: TokenCharge, day) {
       const s = state(caller);

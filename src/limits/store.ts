@@ -59,14 +59,28 @@ export interface LimitStore {
   /**
    * Checks every limit the caller has and, only when all pass, takes a stream lease named `lease`
    * (with a streams limit) and one request (with rpm). The tokens limit is checked, not taken:
-   * tokens are charged when the stream ends.
+   * tokens are charged when the stream ends. `deadline` (on `performance.now()`'s clock) is when the
+   * caller stops waiting: a check the store runs later takes nothing and rejects with CheckTooLate.
    */
-  admit(caller: string, limits: CallerLimits, lease: string): Promise<Admission>;
+  admit(caller: string, limits: CallerLimits, lease: string, deadline: number): Promise<Admission>;
   release(caller: string, lease: string): Promise<void>;
+  /**
+   * Gives back everything an admission that answered ok took (its lease, its request): for an
+   * answer that came after its caller had stopped waiting.
+   */
+  undo(caller: string, limits: CallerLimits, lease: string): Promise<void>;
   /** Takes the stream's tokens from the caller's tokens bucket and adds them to `day`'s usage. */
   charge(caller: string, limits: CallerLimits, charge: TokenCharge, day: string): Promise<void>;
   report(caller: string, limits: CallerLimits, day: string): Promise<StoredUsage>;
   close(): Promise<void>;
+}
+
+/** A check the store ran after its deadline: it took nothing (its caller had already given up on it). */
+export class CheckTooLate extends Error {
+  constructor(msPast: number) {
+    super(`limits store ran the check ${msPast} ms after its deadline, and took nothing`);
+    this.name = "CheckTooLate";
+  }
 }
 
 /** Usage fields as stored: `<field>:<model>`, the model last so it may hold any character. */

@@ -1,6 +1,8 @@
 // Caller budgets kept in process (no REDIS_URL): requests and tokens per minute on top of the stream
 // limit (test/e2e/auth-envoy.test.ts), tokens charged from the upstream's usage or estimated from the text
-// sent, GetUsage, and the metrics, with exact values.
+// sent, GetUsage, and the metrics, with exact values; and, without a Redis, the pieces that keep a
+// check Redis runs late from taking (the clock conversion, undo): test/e2e/limits-redis-late.test.ts
+// runs them against a real one.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Metadata, status } from "@grpc/grpc-js";
 import { ChatRequest } from "../../src/gen/chat/v1/chat.js";
@@ -8,6 +10,8 @@ import { collect, startHarness, type Harness } from "../support/grpc.js";
 import { hold } from "../support/gates.js";
 import { scrape } from "../support/metrics.js";
 import { bearer, getUsage } from "../support/usage.js";
+import { createMemoryStore } from "../../src/limits/memory-store.js";
+import { RedisClock } from "../../src/limits/redis-store.js";
 
 const KEYS = {
   rpm: "rpm-key-0123456789abcdef",
@@ -240,5 +244,35 @@ describe("GetUsage with caller keys off", () => {
     } finally {
       await harness.close();
     }
+  });
+});
+
+describe("the pieces that keep a late check from taking", () => {
+  it("converts a deadline to Redis's clock with the offset its replies show, whatever the hosts' clocks say", () => {
+    const clock = new RedisClock();
+    // A Redis whose clock is 1000 s ahead of this host's, then a reply that was slow to arrive
+    // (its TIME 40 ms older than it looks): the larger estimate, the closer to the truth, is kept.
+    const ahead = performance.timeOrigin + 1_000_000;
+    clock.sample(ahead + performance.now() - 40);
+    clock.sample(ahead + performance.now());
+    const deadline = performance.now() + 250;
+    expect(clock.toRedis(deadline) - (ahead + deadline)).toBeGreaterThan(-5);
+    expect(clock.toRedis(deadline) - (ahead + deadline)).toBeLessThanOrEqual(0);
+  });
+
+  it("in process, undo gives back an admitted call's lease and request", async () => {
+    let now = 0;
+    const store = createMemoryStore(() => now);
+    const limits = { streams: 1, rpm: 2 };
+    expect(await store.admit("c", limits, "a", 0)).toEqual({ ok: true });
+    await store.undo("c", limits, "a");
+    expect(await store.report("c", limits, "day")).toMatchObject({
+      streams: { limit: 1, open: 0 },
+      rpm: { limit: 2, remaining: 2 },
+    });
+    // Never past full.
+    now += 60_000;
+    await store.undo("c", limits, "a");
+    expect((await store.report("c", limits, "day")).rpm).toMatchObject({ remaining: 2, fullInMs: 0 });
   });
 });
