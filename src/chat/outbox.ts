@@ -13,6 +13,23 @@ import type { GatewayStatus } from "./errors.js";
 import { requestIdMetadata } from "./status-details.js";
 
 export type Call = ServerWritableStream<ChatRequest, ChatResponse>;
+/** A server-streaming call of any message type: chat.v1's Chat, or an API shape's (HttpBody). */
+export type AnyCall = ServerWritableStream<unknown, unknown>;
+
+/**
+ * Turns the stream's messages into another API's shape as they are written (see src/api/): what
+ * to write for `message`, or undefined to write nothing for it (a reply sent whole at its end, a
+ * heartbeat the shape has no room for). Stateful, one per call.
+ */
+export interface Presenter {
+  present(message: ChatResponse): unknown;
+  /**
+   * The shape carries a failure inside the stream itself (an `error` event): once something was
+   * written, the call then ends as written rather than with an error status, which a proxy
+   * converting statuses (Envoy's transcoder) could otherwise answer for in place of what was sent.
+   */
+  readonly errorsInBand?: boolean;
+}
 export type ContentEvent = Exclude<UpstreamEvent, UpstreamFinish>;
 
 /** Held text beyond which the gateway stops reading the upstream until the caller catches up. */
@@ -38,11 +55,18 @@ export class Outbox {
   private readonly flushHeld = () => this.flush();
 
   constructor(
-    private readonly call: Call,
+    private readonly call: AnyCall,
     private readonly requestId: string,
     /** Told of each message written (see CallObserver.sent). */
     private readonly sent: ((message: ChatResponse) => void) | undefined,
+    /** chat.v1's messages go out as they are without one. */
+    private readonly presenter?: Presenter,
   ) {}
+
+  /** Whether a failure now goes to the caller inside the stream only (see Presenter.errorsInBand). */
+  get failsInBand(): boolean {
+    return this.responding && this.presenter?.errorsInBand === true;
+  }
 
   /** Whether anything was written: from then on the HTTP status through Envoy is 200. */
   get started(): boolean {
@@ -125,12 +149,17 @@ export class Outbox {
   }
 
   private write(message: ChatResponse, size: number): void {
+    this.sent?.(message);
+    const out = this.presenter === undefined ? message : this.presenter.present(message);
+    if (out === undefined) {
+      this.buffered -= size;
+      return;
+    }
     if (!this.responding) {
       this.responding = true;
       this.call.sendMetadata(requestIdMetadata(this.requestId));
     }
-    this.sent?.(message);
-    this.call.write(message, () => {
+    this.call.write(out, () => {
       this.buffered -= size;
     });
   }

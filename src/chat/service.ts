@@ -4,12 +4,13 @@
 // streams.ts (admission, stop conditions, drain), outbox.ts (writes, backpressure, merging),
 // watchdog.ts (the upstream's silences and the caller's heartbeats), errors.ts (the error table).
 import { status } from "@grpc/grpc-js";
-import type { ChatServiceServer } from "../contract/chat.js";
+import type { ChatRequest, ChatServiceServer } from "../contract/chat.js";
 import type { ChatUpstream, UpstreamCall, UpstreamFinish } from "../upstream/port.js";
 import type { Logger } from "pino";
 import type { CallContext } from "./context.js";
 import { CallRefused, toGatewayStatus, type GatewayStatus } from "./errors.js";
-import { Outbox, type Call } from "./outbox.js";
+import { Outbox, type AnyCall, type Call, type Presenter } from "./outbox.js";
+import type { DecodedChatRequest } from "./decode.js";
 import { errorTrailers, requestIdMetadata } from "./status-details.js";
 import { OpenStreams } from "./streams.js";
 import { toUpstreamRequest, type BodyKeys, type RequestLimits } from "./validate.js";
@@ -43,6 +44,18 @@ export interface ChatServiceDeps {
 export interface ChatService {
   /** The handler, given each call's context by the composition root. */
   chat(call: Call, context: CallContext): Promise<void>;
+  /**
+   * The same stream for another API's call (src/api/): its request already decoded into chat.v1's
+   * ChatRequest (then validated here, as Chat's), its messages written through `presenter`.
+   * `problem`: the request could not be decoded; the call is refused with it, as invalid.
+   */
+  serve(
+    call: AnyCall,
+    context: CallContext,
+    request: DecodedChatRequest,
+    presenter: Presenter,
+    problem?: string,
+  ): Promise<void>;
   /** Streams in flight now. */
   readonly active: number;
   /**
@@ -55,13 +68,13 @@ export interface ChatService {
 /** The grpc-js implementation of ChatService's Chat, each call given its context by `contextOf`. */
 export function chatImplementation(
   service: ChatService,
-  contextOf: (call: Call) => CallContext,
+  contextOf: (call: Call, request: ChatRequest) => CallContext,
   logger: Logger,
 ): Pick<ChatServiceServer, "chat"> {
   return {
     chat: (call: Call) => {
       service
-        .chat(call, contextOf(call))
+        .chat(call, contextOf(call, call.request))
         .catch((error: unknown) => logger.error({ err: error }, "chat handler failed"));
     },
   };
@@ -78,16 +91,24 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
     heartbeatMs: limits.heartbeatIntervalMs,
   };
 
-  async function chat(call: Call, context: CallContext): Promise<void> {
+  async function chat(
+    call: AnyCall,
+    context: CallContext,
+    decoded: DecodedChatRequest,
+    presenter?: Presenter,
+    problem?: string,
+  ): Promise<void> {
+    const model = decoded.model || deps.defaultModel;
+    if (problem !== undefined) return refuse(call, context, model, "invalid", problem);
     const refused = streams.refusal();
-    if (refused) return refuse(call, context, deps.defaultModel, refused.why, refused.detail);
-    const validated = toUpstreamRequest(call.request, deps.defaultModel, limits, deps.bodyKeys);
-    if (!validated.ok) return refuse(call, context, deps.defaultModel, "invalid", validated.problem);
+    if (refused) return refuse(call, context, model, refused.why, refused.detail);
+    const validated = toUpstreamRequest(decoded, deps.defaultModel, limits, deps.bodyKeys);
+    if (!validated.ok) return refuse(call, context, model, "invalid", validated.problem);
     const request = validated.request;
 
     const started = performance.now();
     const stream = streams.start(call, started);
-    const outbox = new Outbox(call, context.requestId, context.observer.sent);
+    const outbox = new Outbox(call, context.requestId, context.observer.sent, presenter);
     // The upstream's silences, and heartbeats to the caller while it says nothing; it also keeps
     // the time of the last chunk, so a delta's time is the time its chunk arrived.
     const watchdog = new StreamWatchdog(watchdogLimits, (waitedMs) => outbox.heartbeat(waitedMs));
@@ -126,7 +147,10 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
       call.end(requestIdMetadata(context.requestId));
     } catch (error: unknown) {
       outcome = toGatewayStatus(stream.signal.aborted ? stream.signal.reason : error, deps.secrets);
-      if (!call.cancelled) {
+      if (!call.cancelled && outbox.failsInBand) {
+        outbox.fail(outcome);
+        call.end(requestIdMetadata(context.requestId));
+      } else if (!call.cancelled) {
         outbox.fail(outcome);
         const metadata = errorTrailers(outcome, { requestId: context.requestId, upstream: upstreamCall.upstream });
         call.emit("error", { code: outcome.code, details: outcome.details, metadata });
@@ -150,7 +174,8 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
   }
 
   return {
-    chat,
+    chat: (call, context) => chat(call as AnyCall, context, call.request),
+    serve: (call, context, request, presenter, problem) => chat(call, context, request, presenter, problem),
     get active() {
       return streams.active;
     },
@@ -159,12 +184,12 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
 }
 
 /** Ends a call before anything was written: a trailers-only response Envoy can map to an HTTP status. */
-function refuse(call: Call, context: CallContext, defaultModel: string, why: CallRefused["why"], detail: string): void {
+function refuse(call: AnyCall, context: CallContext, model: string, why: CallRefused["why"], detail: string): void {
   const outcome = toGatewayStatus(new CallRefused(why, detail));
   const metadata = errorTrailers(outcome, { requestId: context.requestId });
   call.emit("error", { code: outcome.code, details: outcome.details, metadata });
   context.observer.refused({
-    model: call.request.model || defaultModel,
+    model,
     code: outcome.code,
     cause: outcome.cause,
     details: outcome.details,

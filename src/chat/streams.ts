@@ -4,7 +4,7 @@
 // that lets open streams finish within a grace period before stopping the rest.
 import type { CallRefused } from "./errors.js";
 import { StreamStopped } from "../upstream/errors.js";
-import type { Call } from "./outbox.js";
+import type { AnyCall as Call } from "./outbox.js";
 
 export interface OpenStream {
   /** Aborted with a StreamStopped saying why, the first time any stop condition is met. */

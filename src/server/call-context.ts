@@ -5,8 +5,8 @@
 import { randomUUID } from "node:crypto";
 import { status } from "@grpc/grpc-js";
 import type { CallContext, CallObserver, Refusal, StreamSummary } from "../chat/context.js";
-import type { Call } from "../chat/outbox.js";
-import type { ChatResponse } from "../contract/chat.js";
+import type { AnyCall } from "../chat/outbox.js";
+import type { ChatRequest, ChatResponse } from "../contract/chat.js";
 import type { CallerBudgets } from "../limits/budgets.js";
 import { promptBytes, sentBytes, streamTokens } from "../limits/estimate.js";
 import type { Logger } from "../observability/logger.js";
@@ -33,14 +33,15 @@ export interface CallContextDeps {
 /** Longest prompt or reply kept for the log, in characters. */
 const MAX_LOGGED_TEXT = 16 * 1024;
 
-export function callContexts(deps: CallContextDeps): (call: Call) => CallContext {
-  return (call) => {
+/** Each call's context; `request` is the call's request as chat.v1 reads it (decoded from an API shape's body). */
+export function callContexts(deps: CallContextDeps): (call: AnyCall, request: ChatRequest) => CallContext {
+  return (call, request) => {
     const requestId = metadataText(call.metadata, "x-request-id")?.slice(0, 128) || randomUUID();
     const caller = deps.callers.of(call.metadata) ?? "anonymous";
-    const span = deps.tracing.start(call.metadata, call.request.model || deps.defaultModel);
+    const span = deps.tracing.start(call.metadata, request.model || deps.defaultModel);
     const upstreamHeaders: Record<string, string> = { traceparent: span.traceparent, "x-request-id": requestId };
     if (span.tracestate) upstreamHeaders.tracestate = span.tracestate;
-    return { requestId, upstreamHeaders, observer: new StreamBookkeeping(deps, call, requestId, caller, span) };
+    return { requestId, upstreamHeaders, observer: new StreamBookkeeping(deps, request, requestId, caller, span) };
   };
 }
 
@@ -56,14 +57,14 @@ class StreamBookkeeping implements CallObserver {
 
   constructor(
     private readonly deps: CallContextDeps,
-    call: Call,
+    request: ChatRequest,
     private readonly requestId: string,
     private readonly caller: string,
     private readonly span: StreamSpan,
   ) {
-    this.promptBytes = promptBytes(call.request);
+    this.promptBytes = promptBytes(request);
     if (deps.logPrompts) {
-      const { text, messages } = call.request;
+      const { text, messages } = request;
       const turns = [...messages.map((m) => `${m.role}: ${m.content}`), ...(text ? [`user: ${text}`] : [])];
       this.prompt = turns.join("\n").slice(0, MAX_LOGGED_TEXT);
       this.reply = "";
