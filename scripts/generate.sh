@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 mkdir -p third_party/google/api third_party/google/rpc third_party/grpc/health/v1
-for f in annotations.proto http.proto; do
+for f in annotations.proto http.proto httpbody.proto; do
   cp node_modules/google-proto-files/google/api/$f third_party/google/api/$f
 done
 # google.rpc.Status with ErrorInfo and RetryInfo: the details of every error status

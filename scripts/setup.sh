@@ -96,5 +96,14 @@ if [ "$("$TOOLS/k8s-venv/bin/python" -m kubernetes_validate --version 2>/dev/nul
   "$TOOLS/k8s-venv/bin/python" -m pip install --quiet --disable-pip-version-check "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
 fi
 
+# The official openai Python SDK, a client of the OpenAI API's tests (test/e2e/openai-python.test.ts),
+# in a project-local virtualenv.
+OPENAI_PYTHON_VERSION=3.63.0
+if [ "$("$TOOLS/py-clients/bin/python" -c 'import openai; print(openai.__version__)' 2>/dev/null)" != "$OPENAI_PYTHON_VERSION" ]; then
+  log "installing the openai Python SDK $OPENAI_PYTHON_VERSION"
+  python3 -m venv "$TOOLS/py-clients"
+  "$TOOLS/py-clients/bin/python" -m pip install --quiet --disable-pip-version-check "openai==$OPENAI_PYTHON_VERSION"
+fi
+
 # nginx, for the test that runs the stack behind it (test/e2e/heartbeat-nginx.test.ts).
 debian_package nginx nginx "the test behind nginx"

@@ -6,3 +6,4 @@ export * from "../gen/chat/v1/chat.js";
 export { Any } from "../gen/google/protobuf/any.js";
 export { Status } from "../gen/google/rpc/status.js";
 export { ErrorInfo, RetryInfo } from "../gen/google/rpc/error_details.js";
+export { HttpBody } from "../gen/google/api/httpbody.js";

@@ -10,6 +10,8 @@ import { errorTrailers, REQUEST_ID_KEY } from "../chat/status-details.js";
 import type { Admitted, CallerBudgets, Refused } from "./budgets.js";
 
 export const CHAT_PATH = "/chat.v1.ChatService/Chat";
+/** The methods that open a model stream, each held to the caller's budget: Chat, and the OpenAI API's. */
+export const STREAM_PATHS: ReadonlySet<string> = new Set([CHAT_PATH, "/chat.v1.OpenAIService/CreateChatCompletion"]);
 
 /** The refusal's cause in logs and metrics, by the limit reached. */
 export const REFUSAL_CAUSES: Record<Refused["limit"], string> = {
@@ -35,7 +37,7 @@ export interface BudgetInterceptorOptions {
 
 export function budgetInterceptor(budgets: CallerBudgets, options: BudgetInterceptorOptions): ServerInterceptor {
   return (method, call) => {
-    if (method.path !== CHAT_PATH) return new ServerInterceptingCall(call);
+    if (!STREAM_PATHS.has(method.path)) return new ServerInterceptingCall(call);
     let admitted: Admitted | undefined;
     let cancelled = false;
     const release = () => {

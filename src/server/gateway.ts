@@ -19,6 +19,7 @@ import { createMetrics, type GatewayMetrics } from "../observability/metrics.js"
 import { createCallerAuth } from "./auth.js";
 import { Callers } from "./callers.js";
 import { callContexts } from "./call-context.js";
+import { openAIService } from "../api/openai/service.js";
 import { createTracing } from "../observability/tracing.js";
 import { createCallerBudgets, type CallerBudgets } from "../limits/budgets.js";
 import { budgetInterceptor } from "../limits/interceptor.js";
@@ -89,6 +90,7 @@ export async function startGateway(config: Config, logger: Logger, upstream?: Ch
     credentials: credentialsFrom(config),
     interceptors: interceptorsFrom(config, { callers, budgets, metrics, logRefusal }),
     chat: chatImplementation(chat, contextOf, logger).chat,
+    openai: openAIService({ chat, catalog, contextOf, defaultModel: config.upstream.model, logger }),
     listModels: listModelsHandler(catalog, logger),
     getUsage: getUsageHandler(budgets, callerOf),
   });

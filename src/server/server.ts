@@ -12,6 +12,8 @@ import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation } from "grpc-health-check";
 import {
   ChatServiceService,
+  OpenAIServiceService,
+  type OpenAIServiceServer,
   type GetUsageRequest,
   type GetUsageResponse,
   type ListModelsRequest,
@@ -77,6 +79,8 @@ export interface ServerOptions {
   interceptors?: ServerInterceptor[];
   /** Chat's grpc-js handler (chat/service.ts's `chatImplementation`). */
   chat: (call: Call) => void;
+  /** The OpenAI API (src/api/openai/service.ts). */
+  openai: OpenAIServiceServer;
   /** The ListModels handler (src/chat/models.ts). */
   listModels: handleUnaryCall<ListModelsRequest, ListModelsResponse>;
   /** The GetUsage handler (src/limits/usage-rpc.ts). */
@@ -97,6 +101,7 @@ export async function startServer(chat: ChatService, options: ServerOptions): Pr
     chat: { ...ChatServiceService.chat, requestDeserialize: chatRequestDecoder() },
   };
   server.addService(definition, { chat: options.chat, listModels: options.listModels, getUsage: options.getUsage });
+  server.addService(OpenAIServiceService, options.openai);
 
   const health = new HealthImplementation({ "": "SERVING", [CHAT_SERVICE_NAME]: "SERVING" });
   const watches = addHealthService(server, health);

@@ -1,0 +1,76 @@
+// chat.v1.OpenAIService: the OpenAI API on the chat pipeline. Each method decodes OpenAI's JSON
+// (carried as google.api.HttpBody through Envoy's transcoder) into what the gateway already
+// serves, and presents the answer in OpenAI's shape: Chat Completions go through the chat service's
+// stream (the same validation, limits, upstream, retries, fallback, cancellation, heartbeats and
+// bookkeeping as Chat); the models come from ListModels' catalog.
+import { Metadata, status, type handleUnaryCall, type ServerWritableStream } from "@grpc/grpc-js";
+import type { Logger } from "pino";
+import type { CallContext } from "../../chat/context.js";
+import type { ModelCatalog } from "../../chat/models.js";
+import type { AnyCall } from "../../chat/outbox.js";
+import type { ChatService } from "../../chat/service.js";
+import type {
+  ChatRequest,
+  HttpBody,
+  ListOpenAIModelsRequest,
+  OpenAIServiceServer,
+  RetrieveOpenAIModelRequest,
+} from "../../contract/chat.js";
+import { ChatChunkPresenter, ChatCompletionPresenter } from "./chat-chunks.js";
+import { decodeChatCompletion } from "./chat-request.js";
+import { modelList, modelOf } from "./models.js";
+
+export interface OpenAIServiceDeps {
+  chat: ChatService;
+  catalog: ModelCatalog;
+  /** Each call's context, as Chat's (server/call-context.ts). */
+  contextOf: (call: AnyCall, request: ChatRequest) => CallContext;
+  defaultModel: string;
+  logger: Logger;
+}
+
+export function openAIService(deps: OpenAIServiceDeps): OpenAIServiceServer {
+  const { chat, catalog, contextOf, logger } = deps;
+  return {
+    createChatCompletion(call: ServerWritableStream<HttpBody, HttpBody>) {
+      const decoded = decodeChatCompletion(call.request.data);
+      const model = decoded.request.model || deps.defaultModel;
+      const presenter = decoded.stream
+        ? new ChatChunkPresenter({ model, includeUsage: decoded.includeUsage })
+        : new ChatCompletionPresenter({ model });
+      const anyCall = call as AnyCall;
+      chat
+        .serve(anyCall, contextOf(anyCall, decoded.request), decoded.request, presenter, decoded.problem)
+        .catch((error: unknown) => logger.error({ err: error }, "chat completion handler failed"));
+    },
+    listOpenAiModels: models(catalog, logger, () => modelList),
+    retrieveOpenAiModel: models(catalog, logger, (request: RetrieveOpenAIModelRequest) => modelOf(request.model)),
+  };
+}
+
+type Render = (models: { id: string; ownedBy: string }[]) => object | undefined;
+
+/** A unary models method: the catalog's list, rendered; undefined from `render` is NOT_FOUND. */
+function models<Request extends ListOpenAIModelsRequest | RetrieveOpenAIModelRequest>(
+  catalog: ModelCatalog,
+  logger: Logger,
+  renderFor: (request: Request) => Render,
+): handleUnaryCall<Request, HttpBody> {
+  return (call, callback) => {
+    catalog.list().then(
+      (listed) => {
+        const body = renderFor(call.request)(listed.models);
+        if (body === undefined) {
+          const details = `model: no model named ${JSON.stringify((call.request as RetrieveOpenAIModelRequest).model)}`;
+          callback({ code: status.NOT_FOUND, details, metadata: new Metadata() });
+          return;
+        }
+        callback(null, { contentType: "application/json", data: Buffer.from(JSON.stringify(body)), extensions: [] });
+      },
+      (error: unknown) => {
+        logger.error({ err: error }, "listing models failed");
+        callback({ code: status.INTERNAL, details: "internal error" });
+      },
+    );
+  };
+}

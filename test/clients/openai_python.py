@@ -1,0 +1,45 @@
+"""The official openai Python SDK against the gateway, as an application would use it: one scenario
+per run (argv: scenario, base URL, key), its outcome printed as one JSON line for the test to read."""
+import json
+import sys
+
+import openai
+
+scenario, base_url, key = sys.argv[1:4]
+client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0)
+messages = [{"role": "user", "content": "hi"}]
+
+
+def outcome():
+    if scenario == "stream":
+        stream = client.chat.completions.create(
+            model="fake-model", messages=messages, stream=True, stream_options={"include_usage": True}
+        )
+        chunks = list(stream)
+        return {
+            "text": "".join((c.choices[0].delta.content or "") for c in chunks if c.choices),
+            "role": chunks[0].choices[0].delta.role,
+            "finish": [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason],
+            "usage": chunks[-1].usage.total_tokens if chunks[-1].usage else None,
+        }
+    if scenario == "complete":
+        completion = client.chat.completions.create(model="fake-model", messages=messages)
+        return {"text": completion.choices[0].message.content, "object": completion.object}
+    if scenario == "models":
+        return {"ids": [m.id for m in client.models.list()]}
+    try:
+        if scenario == "bad-request":
+            client.chat.completions.create(model="fake-model", messages=[{"role": "wizard", "content": "hi"}])
+        elif scenario == "unauthenticated":
+            client.models.list()
+        elif scenario == "mid-stream":
+            for _ in client.chat.completions.create(model="fake-model", messages=messages, stream=True):
+                pass
+        return {"raised": None}
+    except openai.APIStatusError as error:
+        return {"raised": type(error).__name__, "status": error.status_code, "body": error.body}
+    except openai.APIError as error:
+        return {"raised": type(error).__name__, "message": error.message}
+
+
+print(json.dumps(outcome()))

@@ -1,0 +1,328 @@
+// The OpenAI API through the real Envoy and the built service, with the official `openai` SDK as the
+// client, pointed at the gateway by its base URL alone: Chat Completions streamed and not, reasoning,
+// a tool round trip, usage, the models, each error as the SDK's own class, and an abort that closes
+// the upstream's request.
+import OpenAI from "openai";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { startFakeUpstream, wire, type FakeUpstream, type Reply, type RecordedRequest } from "../support/fake-model.js";
+import { startStack, type Stack } from "../support/processes.js";
+
+const KEY = "sdk-key-0123456789abcdef";
+let upstream: FakeUpstream;
+let stack: Stack;
+let reply: (request: RecordedRequest) => Reply;
+let client: OpenAI;
+
+beforeAll(async () => {
+  upstream = await startFakeUpstream({
+    reply: (r) => reply(r),
+    models: () => ({ ids: ["fake-model", "other-model"] }),
+  });
+  stack = await startStack({
+    OPENAI_BASE_URL: upstream.baseURL,
+    OPENAI_API_KEY: "sk-e2e",
+    CHAT_MODEL: "fake-model",
+    CALLER_KEYS: `sdk ${KEY}`,
+  });
+  client = new OpenAI({ baseURL: `http://127.0.0.1:${stack.envoy.httpPort}/v1`, apiKey: KEY, maxRetries: 0 });
+});
+afterAll(async () => {
+  await stack?.stop();
+  await upstream?.close();
+});
+beforeEach(() => {
+  reply = () => ({ tokens: ["Hello", " from", " the", " gateway"] });
+});
+
+describe("Chat Completions with the openai SDK", () => {
+  it("streams chat.completion.chunk events as the model writes them, then the usage and [DONE]", async () => {
+    const stream = await client.chat.completions.create({
+      model: "fake-model",
+      messages: [{ role: "user", content: "hi" }],
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    const chunks: OpenAI.ChatCompletionChunk[] = [];
+    for await (const chunk of stream) chunks.push(chunk);
+    const text = chunks.map((c) => c.choices[0]?.delta.content ?? "").join("");
+    expect(text).toBe("Hello from the gateway");
+    expect(chunks[0]?.choices[0]?.delta.role).toBe("assistant");
+    expect(chunks.every((c) => c.object === "chat.completion.chunk" && c.id === chunks[0]?.id)).toBe(true);
+    expect(chunks.find((c) => c.choices[0]?.finish_reason)?.choices[0]?.finish_reason).toBe("stop");
+    const last = chunks.at(-1);
+    expect(last?.choices).toEqual([]);
+    expect(last?.usage?.total_tokens).toBeGreaterThan(0);
+    expect(upstream.requests.at(-1)?.body.messages).toEqual([{ role: "user", content: "hi" }]);
+  });
+
+  it("delivers each chunk before the upstream sends the next (nothing buffers on the way)", async () => {
+    // The upstream holds its second token until the first has reached this client: a buffer on the
+    // path would deadlock the stream and fail the test on its timeout.
+    let firstSeen!: () => void;
+    const seen = new Promise<void>((resolve) => (firstSeen = resolve));
+    reply = () => ({ tokens: ["first", " second"], gate: (i) => (i === 1 ? seen : undefined) });
+    const stream = await client.chat.completions.create({
+      model: "fake-model",
+      messages: [{ role: "user", content: "hold on" }],
+      stream: true,
+    });
+    let text = "";
+    for await (const chunk of stream) {
+      text += chunk.choices[0]?.delta.content ?? "";
+      if (text === "first") firstSeen();
+    }
+    expect(text).toBe("first second");
+  });
+
+  it("answers without stream with one chat.completion", async () => {
+    const completion = await client.chat.completions.create({
+      model: "fake-model",
+      messages: [{ role: "user", content: "hi" }],
+    });
+    expect(completion.object).toBe("chat.completion");
+    expect(completion.choices[0]?.message).toMatchObject({ role: "assistant", content: "Hello from the gateway" });
+    expect(completion.choices[0]?.finish_reason).toBe("stop");
+    expect(completion.usage?.completion_tokens).toBeGreaterThan(0);
+  });
+
+  it("streams reasoning as reasoning_content before the answer", async () => {
+    reply = () => ({ deltas: [wire.reasoning("Thinking "), wire.reasoning("hard.")], tokens: ["Done."] });
+    const stream = await client.chat.completions.create({
+      model: "fake-model",
+      messages: [{ role: "user", content: "think" }],
+      reasoning_effort: "low",
+      stream: true,
+    });
+    let reasoning = "";
+    let content = "";
+    for await (const chunk of stream) {
+      const delta = chunk.choices[0]?.delta as { content?: string | null; reasoning_content?: string } | undefined;
+      reasoning += delta?.reasoning_content ?? "";
+      content += delta?.content ?? "";
+    }
+    expect(reasoning).toBe("Thinking hard.");
+    expect(content).toBe("Done.");
+    expect(upstream.requests.at(-1)?.body.reasoning_effort).toBe("low");
+  });
+
+  it("carries a tool round trip: the model's call, the tool's output back, valid messages upstream", async () => {
+    reply = () => ({
+      deltas: [wire.toolCall(0, "call_1", "get_weather"), wire.toolArgs(0, '{"city":'), wire.toolArgs(0, '"Paris"}')],
+      tokens: [],
+      finishReason: "tool_calls",
+    });
+    const tools = [
+      {
+        type: "function" as const,
+        function: { name: "get_weather", parameters: { type: "object", properties: { city: { type: "string" } } } },
+      },
+    ];
+    const messages: OpenAI.ChatCompletionMessageParam[] = [{ role: "user", content: "weather in Paris?" }];
+    const first = await client.chat.completions.create({ model: "fake-model", messages, tools });
+    const call = first.choices[0]?.message.tool_calls?.[0];
+    expect(first.choices[0]?.finish_reason).toBe("tool_calls");
+    expect(call).toMatchObject({
+      id: "call_1",
+      type: "function",
+      function: { name: "get_weather", arguments: '{"city":"Paris"}' },
+    });
+
+    reply = () => ({ tokens: ["Sunny."] });
+    messages.push(first.choices[0]!.message, { role: "tool", tool_call_id: "call_1", content: "sunny, 21 C" });
+    const second = await client.chat.completions.create({ model: "fake-model", messages, tools });
+    expect(second.choices[0]?.message.content).toBe("Sunny.");
+    const sent = upstream.requests.at(-1)?.body;
+    expect(sent?.messages?.[1]).toMatchObject({
+      role: "assistant",
+      tool_calls: [
+        { id: "call_1", type: "function", function: { name: "get_weather", arguments: '{"city":"Paris"}' } },
+      ],
+    });
+    expect(sent?.messages?.[2]).toEqual({ role: "tool", tool_call_id: "call_1", content: "sunny, 21 C" });
+    expect(sent?.tools).toEqual(tools);
+  });
+
+  it("passes images, JSON schema output and sampling through as the upstream's fields", async () => {
+    await client.chat.completions.create({
+      model: "fake-model",
+      messages: [
+        {
+          role: "user",
+          content: [
+            { type: "text", text: "what is this?" },
+            { type: "image_url", image_url: { url: "https://example.com/cat.png", detail: "low" } },
+          ],
+        },
+      ],
+      response_format: {
+        type: "json_schema",
+        json_schema: {
+          name: "answer",
+          schema: { type: "object", properties: { kind: { type: "string" } } },
+          strict: true,
+        },
+      },
+      temperature: 0.5,
+      max_completion_tokens: 100,
+      seed: 7,
+      stop: ["\n\n"],
+    });
+    const body = upstream.requests.at(-1)?.body;
+    expect(body?.messages?.[0]?.content).toEqual([
+      { type: "text", text: "what is this?" },
+      { type: "image_url", image_url: { url: "https://example.com/cat.png", detail: "low" } },
+    ]);
+    expect(body?.response_format).toMatchObject({ type: "json_schema", json_schema: { name: "answer", strict: true } });
+    expect(body).toMatchObject({ temperature: 0.5, seed: 7, stop: ["\n\n"] });
+  });
+
+  it("raises each error as the SDK's own class, with OpenAI's error shape", async () => {
+    const bad = await client.chat.completions
+      .create({ model: "fake-model", messages: [{ role: "wizard", content: "hi" }] as never })
+      .catch((e: unknown) => e);
+    expect(bad).toBeInstanceOf(OpenAI.BadRequestError);
+    expect((bad as InstanceType<typeof OpenAI.BadRequestError>).error).toMatchObject({ type: "invalid_request_error" });
+    expect((bad as Error).message).toMatch(/messages\[0\]\.role/);
+
+    const refused = await client.chat.completions
+      .create({ model: "fake-model", messages: [{ role: "user", content: "hi" }], n: 2 })
+      .catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(OpenAI.BadRequestError);
+    expect((refused as InstanceType<typeof OpenAI.BadRequestError>).param).toBe("n");
+
+    const anonymous = new OpenAI({ baseURL: client.baseURL, apiKey: "not-a-key", maxRetries: 0 });
+    const unauthenticated = await anonymous.models.list().catch((e: unknown) => e);
+    expect(unauthenticated).toBeInstanceOf(OpenAI.AuthenticationError);
+
+    reply = () => ({ status: 503, errorMessage: "overloaded" });
+    const unavailable = await client.chat.completions
+      .create({ model: "fake-model", messages: [{ role: "user", content: "hi" }] })
+      .catch((e: unknown) => e);
+    expect(unavailable).toBeInstanceOf(OpenAI.InternalServerError);
+    expect((unavailable as InstanceType<typeof OpenAI.APIError>).status).toBe(503);
+  });
+
+  it("raises a failure after the first chunk mid-iteration, never a clean end", async () => {
+    // The upstream cuts its connection once the client has the first chunk.
+    let firstSeen!: () => void;
+    const seen = new Promise<void>((resolve) => (firstSeen = resolve));
+    reply = () => ({ tokens: ["partial"], gate: (i) => (i === 1 ? seen : undefined), end: "cut" });
+    const stream = await client.chat.completions.create({
+      model: "fake-model",
+      messages: [{ role: "user", content: "hi" }],
+      stream: true,
+    });
+    const texts: string[] = [];
+    const failure = await (async () => {
+      for await (const chunk of stream) {
+        texts.push(chunk.choices[0]?.delta.content ?? "");
+        firstSeen();
+      }
+    })().catch((e: unknown) => e);
+    expect(texts.join("")).toBe("partial");
+    expect(failure).toBeInstanceOf(OpenAI.APIError);
+    expect((failure as Error).message).toMatch(/upstream connection lost/);
+  });
+
+  it("closes the upstream's request when the client aborts mid-stream", async () => {
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    reply = () => ({ tokens: ["one", " two", " three"], gate: (i) => (i === 1 ? held : undefined) });
+    const controller = new AbortController();
+    const stream = await client.chat.completions.create(
+      { model: "fake-model", messages: [{ role: "user", content: "hi" }], stream: true },
+      { signal: controller.signal },
+    );
+    const index = upstream.requests.length - 1;
+    for await (const chunk of stream) {
+      if (chunk.choices[0]?.delta.content === "one") break; // leaving the loop aborts the request
+    }
+    expect(await upstream.ended(index)).toBe("closed");
+    release();
+  });
+});
+
+describe("Models with the openai SDK", () => {
+  it("lists the models ListModels names, and retrieves one or answers 404", async () => {
+    const ids: string[] = [];
+    for await (const model of client.models.list()) ids.push(model.id);
+    expect(ids).toEqual(expect.arrayContaining(["fake-model", "other-model"]));
+    const one = await client.models.retrieve("other-model");
+    expect(one).toMatchObject({ id: "other-model", object: "model" });
+    const missing = await client.models.retrieve("no-such-model").catch((e: unknown) => e);
+    expect(missing).toBeInstanceOf(OpenAI.NotFoundError);
+  });
+});
+
+describe("malformed bodies", () => {
+  it("answers 2,000 generated malformed bodies with 4xx in OpenAI's shape, and a stream beside them finishes", async () => {
+    let seed = 7;
+    const random = () => (seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31;
+    const pick = <T>(xs: readonly T[]) => xs[Math.floor(random() * xs.length)]!;
+    const values = [null, true, -1, 1.5, "x", [], {}, [1], { a: 1 }, "\u0000", 2 ** 53, "🙂".repeat(3)];
+    const keys = [
+      "model",
+      "messages",
+      "temperature",
+      "tools",
+      "tool_choice",
+      "stop",
+      "n",
+      "seed",
+      "logit_bias",
+      "response_format",
+      "stream",
+    ];
+    const bodies = Array.from({ length: 2000 }, (_, i) => {
+      const valid = { model: "fake-model", messages: [{ role: "user", content: "hi" }] } as Record<string, unknown>;
+      switch (i % 4) {
+        case 0:
+          return JSON.stringify(valid).slice(0, Math.floor(random() * 40)); // cut short
+        case 1:
+          return JSON.stringify({ ...valid, [pick(keys)]: pick(values) });
+        case 2:
+          return JSON.stringify({
+            ...valid,
+            messages: [{ role: pick(["user", "tool", "x", ""]), content: pick(values) }],
+          });
+        default:
+          return JSON.stringify(pick(values));
+      }
+    });
+    // A stream held open across the whole run.
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    reply = () => ({ tokens: ["still", " here"], gate: (i) => (i === 1 ? held : undefined) });
+    const alongside = client.chat.completions.create({
+      model: "fake-model",
+      messages: [{ role: "user", content: "hi" }],
+      stream: true,
+    });
+    const stream = await alongside;
+    reply = () => ({ tokens: ["ok"] });
+    const statuses = new Map<number, number>();
+    const url = `${client.baseURL}/chat/completions`;
+    for (let i = 0; i < bodies.length; i += 25) {
+      await Promise.all(
+        bodies.slice(i, i + 25).map(async (body) => {
+          const response = await fetch(url, {
+            method: "POST",
+            headers: { "content-type": "application/json", authorization: `Bearer ${KEY}` },
+            body,
+          });
+          const text = await response.text();
+          statuses.set(response.status, (statuses.get(response.status) ?? 0) + 1);
+          if (response.status >= 400)
+            expect(JSON.parse(text)).toMatchObject({ error: { message: expect.any(String) } });
+        }),
+      );
+    }
+    // Some generated bodies are valid requests (a harmless value in an optional field): 200s.
+    expect([...statuses.keys()].every((s) => s === 200 || (s >= 400 && s < 500))).toBe(true);
+    expect(statuses.get(400)).toBeGreaterThan(1000);
+    release();
+    let text = "";
+    for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? "";
+    expect(text).toBe("still here");
+  });
+});
