@@ -5,8 +5,8 @@ import OpenAI from "openai";
 import { credentials, type ClientReadableStream, type ServiceError } from "@grpc/grpc-js";
 import { ChatRequest, ChatServiceClient, type ChatResponse } from "../src/gen/chat/v1/chat.js";
 
-export type PathName = "raw" | "direct" | "grpc" | "http" | "reference";
-export const PATHS: readonly PathName[] = ["raw", "direct", "grpc", "http", "reference"];
+export type PathName = "raw" | "direct" | "grpc" | "http" | "openai" | "reference";
+export const PATHS: readonly PathName[] = ["raw", "direct", "grpc", "http", "openai", "reference"];
 
 export interface Reply {
   text: string;
@@ -38,11 +38,11 @@ export interface PathClient {
  * bytes can do. It splits the SSE events and takes each chunk's `"content":"..."` by string search
  * (the bench upstream's tokens need no JSON escapes), so it costs far less per token than parsing.
  */
-export function rawClient(upstreamPort: number): PathClient {
+export function rawClient(upstreamPort: number, name: "raw" | "openai" = "raw"): PathClient {
   const agent = pooledAgent();
   const CONTENT = '"content":"';
   return {
-    name: "raw",
+    name,
     chat(prompt, options = {}) {
       const body = JSON.stringify({
         model: "bench-model",

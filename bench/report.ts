@@ -10,6 +10,7 @@ const LABEL: Record<PathName, string> = {
   direct: "direct (openai SDK → upstream)",
   grpc: "gRPC (grpc-js → service)",
   http: "HTTP (→ Envoy → service)",
+  openai: "OpenAI API (node:http reader → Envoy /v1/chat/completions → service)",
   reference: "reference (FastAPI + uvicorn)",
 };
 
@@ -85,9 +86,9 @@ export function targets(r: BenchResult): Target[] {
   const list: Target[] = [];
   const base = baselineOf(r);
   const refAdded = addedTtft(r, "reference");
-  for (const p of ["grpc", "http"] as const) {
+  for (const p of ["grpc", "http", "openai"] as const) {
     const a = addedTtft(r, p);
-    const via = p === "grpc" ? "over gRPC" : "through Envoy";
+    const via = p === "grpc" ? "over gRPC" : p === "http" ? "through Envoy" : "on /v1/chat/completions";
     list.push({
       name: `added TTFT p50 ${via} ≤ 1.0 ms (vs ${base}, c=1)`,
       figure: `${fmt(a?.p50, 3)} ms`,
@@ -117,7 +118,7 @@ export function targets(r: BenchResult): Target[] {
       met: tps === undefined || raw === undefined ? undefined : tps / raw >= 0.5,
     });
   }
-  for (const p of ["grpc", "http"] as const) {
+  for (const p of ["grpc", "http", "openai"] as const) {
     const cpu = r.paced?.[p]?.cpuMsPer1kTokens.service;
     const n = r.paced?.[p]?.concurrency;
     list.push({
@@ -235,7 +236,7 @@ export function renderMarkdown(r: BenchResult): string {
       ...(pacedN !== undefined
         ? [
             Object.entries(r.paced?.[p]?.cpuMsPer1kTokens ?? {})
-              .map(([k, v]) => (p === "http" ? `${k} ${fmt(v, 1)}` : fmt(v, 2)))
+              .map(([k, v]) => (p === "http" || p === "openai" ? `${k} ${fmt(v, 1)}` : fmt(v, 2)))
               .join(" + ") || "–",
             addedGap(r, p) ? `${fmt(addedGap(r, p)!.p50, 2)} / ${fmt(addedGap(r, p)!.p99, 2)}` : "–",
           ]
@@ -338,6 +339,7 @@ const COLORS: Record<PathName, string> = {
   direct: "#555555",
   grpc: "#1f77b4",
   http: "#2ca02c",
+  openai: "#ff7f0e",
   reference: "#d62728",
 };
 

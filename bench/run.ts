@@ -139,13 +139,15 @@ async function main(): Promise<void> {
     log(`mode ${mode}, paths ${paths.join(", ")}`);
     const upstream = await start(startUpstream());
     const service = await start(startService(upstream.port));
-    const envoy = paths.includes("http") ? await start(startEnvoyFor(service.port)) : undefined;
+    const envoy =
+      paths.includes("http") || paths.includes("openai") ? await start(startEnvoyFor(service.port)) : undefined;
     const reference = paths.includes("reference") ? await start(startReference(upstream.port)) : undefined;
     const pidsOf: Record<PathName, Record<string, number>> = {
       raw: {},
       direct: {},
       grpc: { service: service.pid },
       http: { service: service.pid, ...(envoy && { envoy: envoy.pid }) },
+      openai: { service: service.pid, ...(envoy && { envoy: envoy.pid }) },
       reference: reference ? { reference: reference.pid } : {},
     };
     const clients = paths.map((p) => clientFor(p, { upstream, service, envoy, reference }));
@@ -217,7 +219,7 @@ async function main(): Promise<void> {
         log(`rss: ${path} with ${streams} slow streams`);
         const up = await start(startUpstream());
         const svc = path === "reference" ? undefined : await start(startService(up.port));
-        const env = path === "http" ? await start(startEnvoyFor(svc!.port)) : undefined;
+        const env = path === "http" || path === "openai" ? await start(startEnvoyFor(svc!.port)) : undefined;
         const ref = path === "reference" ? await start(startReference(up.port)) : undefined;
         const client = clientFor(
           path,
@@ -284,6 +286,9 @@ function clientFor(
       return grpcClient(procs.service!.port, channels);
     case "http":
       return httpClient("http", procs.envoy!.port);
+    // The same reader as `raw`, of the gateway's OpenAI API instead of the upstream's.
+    case "openai":
+      return rawClient(procs.envoy!.port, "openai");
     case "reference":
       return httpClient("reference", procs.reference!.port);
   }

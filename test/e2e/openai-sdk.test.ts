@@ -242,6 +242,61 @@ describe("Chat Completions with the openai SDK", () => {
   });
 });
 
+/** A streamed chunk as JSON, read loosely: the test compares what each side wrote. */
+interface Chunk {
+  id: string;
+  object: string;
+  model: string;
+  choices: { delta?: Record<string, unknown>; finish_reason?: string | null; [key: string]: unknown }[];
+  usage?: Record<string, unknown>;
+}
+
+describe("Chat Completions on the wire", () => {
+  it("streams what the upstream streamed, field by field, rewriting only the fields docs/openai-api.md names", async () => {
+    reply = () => ({ tokens: ["One", " two", " three"], tokenDelayMs: 5 });
+    const body = JSON.stringify({
+      model: "fake-model",
+      messages: [{ role: "user", content: "count" }],
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    const events = async (url: string) => {
+      const response = await fetch(url, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${KEY}` },
+        body,
+      });
+      const text = await response.text();
+      return text
+        .split("\n\n")
+        .filter((e) => e.startsWith("data: "))
+        .map((e) => e.slice(6))
+        .map((e) => (e === "[DONE]" ? e : (JSON.parse(e) as Chunk)));
+    };
+    const upstreamEvents = await events(`${upstream.baseURL}/chat/completions`);
+    const gatewayEvents = await events(`${client.baseURL}/chat/completions`);
+    expect(gatewayEvents.at(-1)).toBe("[DONE]");
+    expect(upstreamEvents.at(-1)).toBe("[DONE]");
+    const chunks = (list: typeof upstreamEvents) => list.filter((e): e is Chunk => e !== "[DONE]");
+    const content = (list: Chunk[]) => list.filter((c) => c.choices[0]?.delta?.content);
+    const [up, gw] = [chunks(upstreamEvents), chunks(gatewayEvents)];
+    // Every content chunk the upstream sent, in order, with the same choice; the role rides on the
+    // first (the upstream's own role-only chunk carries nothing else).
+    expect(content(gw).map((c) => c.choices)).toEqual(
+      content(up).map((c, i) => [
+        { ...c.choices[0], delta: { ...(i === 0 && { role: "assistant" }), ...c.choices[0]?.delta }, logprobs: null },
+      ]),
+    );
+    // The finish reason and the usage are the upstream's.
+    const finishOf = (list: Chunk[]) => list.find((c) => c.choices[0]?.finish_reason)?.choices[0]?.finish_reason;
+    expect(finishOf(gw)).toBe(finishOf(up));
+    expect(gw.at(-1)?.usage).toMatchObject(up.at(-1)?.usage ?? { missing: "usage" });
+    // The gateway's own: one id across the reply, `object`, and `model` (the model asked for).
+    expect(new Set(gw.map((c) => c.id)).size).toBe(1);
+    expect(gw.every((c) => c.object === "chat.completion.chunk" && c.model === "fake-model")).toBe(true);
+  });
+});
+
 describe("Models with the openai SDK", () => {
   it("lists the models ListModels names, and retrieves one or answers 404", async () => {
     const ids: string[] = [];
