@@ -8,6 +8,7 @@ import { startFakeUpstream, wire, type FakeUpstream, type Reply, type RecordedRe
 import { startStack, type Stack } from "../support/processes.js";
 
 const KEY = "sdk-key-0123456789abcdef";
+const LIMITED = "one-stream-key-0123456789ab";
 let upstream: FakeUpstream;
 let stack: Stack;
 let reply: (request: RecordedRequest) => Reply;
@@ -22,7 +23,7 @@ beforeAll(async () => {
     OPENAI_BASE_URL: upstream.baseURL,
     OPENAI_API_KEY: "sk-e2e",
     CHAT_MODEL: "fake-model",
-    CALLER_KEYS: `sdk ${KEY}`,
+    CALLER_KEYS: `sdk ${KEY}, limited ${LIMITED} streams=1`,
   });
   client = new OpenAI({ baseURL: `http://127.0.0.1:${stack.envoy.httpPort}/v1`, apiKey: KEY, maxRetries: 0 });
 });
@@ -200,6 +201,30 @@ describe("Chat Completions with the openai SDK", () => {
       .catch((e: unknown) => e);
     expect(unavailable).toBeInstanceOf(OpenAI.InternalServerError);
     expect((unavailable as InstanceType<typeof OpenAI.APIError>).status).toBe(503);
+  });
+
+  it("raises RateLimitError with retry-after for a caller over its budget, as the SDK retries on", async () => {
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    reply = () => ({ tokens: ["a", "b"], gate: (i) => (i === 1 ? held : undefined) });
+    const limited = new OpenAI({ baseURL: client.baseURL, apiKey: LIMITED, maxRetries: 0 });
+    const open = await limited.chat.completions.create({
+      model: "fake-model",
+      messages: [{ role: "user", content: "hi" }],
+      stream: true,
+    });
+    const refused = await limited.chat.completions
+      .create({ model: "fake-model", messages: [{ role: "user", content: "again" }] })
+      .catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(OpenAI.RateLimitError);
+    const error = refused as InstanceType<typeof OpenAI.RateLimitError>;
+    expect(error.headers?.get("retry-after")).toBe("1");
+    expect(error.error).toMatchObject({ type: "rate_limit_error", code: "resource_exhausted" });
+    expect(error.message).toMatch(/caller "limited" has 1 streams open/);
+    release();
+    for await (const _ of open) {
+      // drained, so the caller's stream ends and its slot is free again
+    }
   });
 
   it("raises a failure after the first chunk mid-iteration, never a clean end", async () => {
