@@ -179,6 +179,8 @@ class ResponseBuilder {
       error: { code: code === status.RESOURCE_EXHAUSTED ? "rate_limit_exceeded" : "server_error", message },
     });
     this.emit("response.failed", { response });
+    // The event's own fields (`code`, `message`, `param`) and, nested, OpenAI's error object: the
+    // Python SDK raises only on a nested `error`, the Node SDK on the event's name.
     const { error } = openAIError(code, message);
     this.emit("error", { code: error.code, message, param: error.param, error });
   }
