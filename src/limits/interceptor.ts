@@ -11,7 +11,11 @@ import type { Admitted, CallerBudgets, Refused } from "./budgets.js";
 
 export const CHAT_PATH = "/chat.v1.ChatService/Chat";
 /** The methods that open a model stream, each held to the caller's budget: Chat, and the OpenAI API's. */
-export const STREAM_PATHS: ReadonlySet<string> = new Set([CHAT_PATH, "/chat.v1.OpenAIService/CreateChatCompletion"]);
+export const STREAM_PATHS: ReadonlySet<string> = new Set([
+  CHAT_PATH,
+  "/chat.v1.OpenAIService/CreateChatCompletion",
+  "/chat.v1.OpenAIService/CreateResponse",
+]);
 
 /** The refusal's cause in logs and metrics, by the limit reached. */
 export const REFUSAL_CAUSES: Record<Refused["limit"], string> = {

@@ -27,11 +27,36 @@ def outcome():
         return {"text": completion.choices[0].message.content, "object": completion.object}
     if scenario == "models":
         return {"ids": [m.id for m in client.models.list()]}
+    if scenario == "responses-stream":
+        with client.responses.stream(model="fake-model", instructions="be brief", input="hi") as stream:
+            events = list(stream)
+            final = stream.get_final_response()
+        return {
+            "text": "".join(e.delta for e in events if e.type == "response.output_text.delta"),
+            "first": [e.type for e in events[:2]],
+            "last": events[-1].type,
+            "numbered": [e.sequence_number for e in events] == list(range(len(events))),
+            "output_text": final.output_text,
+            "status": final.status,
+            "usage": final.usage.total_tokens if final.usage else None,
+        }
+    if scenario == "responses-create":
+        response = client.responses.create(
+            model="fake-model",
+            input=[{"role": "user", "content": [{"type": "input_text", "text": "hi"}]}],
+            max_output_tokens=100,
+        )
+        return {"object": response.object, "status": response.status, "output_text": response.output_text}
     try:
         if scenario == "bad-request":
             client.chat.completions.create(model="fake-model", messages=[{"role": "wizard", "content": "hi"}])
         elif scenario == "unauthenticated":
             client.models.list()
+        elif scenario == "responses-refused":
+            client.responses.create(model="fake-model", input="hi", previous_response_id="resp_123")
+        elif scenario == "responses-mid-stream":
+            for _ in client.responses.create(model="fake-model", input="hi", stream=True):
+                pass
         elif scenario == "mid-stream":
             for _ in client.chat.completions.create(model="fake-model", messages=messages, stream=True):
                 pass

@@ -73,4 +73,35 @@ describe("the openai Python SDK", () => {
     });
     reply = () => ({ tokens: ["Hello", " Python"] });
   });
+
+  it("streams a response with client.responses.stream, and gets one without stream", async () => {
+    expect(await python("responses-stream")).toEqual({
+      text: "Hello Python",
+      first: ["response.created", "response.in_progress"],
+      last: "response.completed",
+      numbered: true,
+      output_text: "Hello Python",
+      status: "completed",
+      usage: expect.any(Number),
+    });
+    expect(await python("responses-create")).toEqual({
+      object: "response",
+      status: "completed",
+      output_text: "Hello Python",
+    });
+  });
+
+  it("raises BadRequestError for previous_response_id, and a response's failure mid-stream", async () => {
+    expect(await python("responses-refused")).toMatchObject({
+      raised: "BadRequestError",
+      status: 400,
+      body: { type: "invalid_request_error", param: "previous_response_id" },
+    });
+    reply = () => ({ tokens: ["partial", " more"], tokenDelayMs: 50, end: "cut" });
+    expect(await python("responses-mid-stream")).toMatchObject({
+      raised: "APIError",
+      message: "upstream connection lost mid-stream",
+    });
+    reply = () => ({ tokens: ["Hello", " Python"] });
+  });
 });

@@ -1,7 +1,7 @@
 // The OpenAI API through the real Envoy and the built service, with the official `openai` SDK as the
-// client, pointed at the gateway by its base URL alone: Chat Completions streamed and not, reasoning,
-// a tool round trip, usage, the models, each error as the SDK's own class, and an abort that closes
-// the upstream's request.
+// client, pointed at the gateway by its base URL alone: Chat Completions and Responses streamed and
+// not, reasoning, a tool round trip, usage, the models, each error as the SDK's own class, and an
+// abort that closes the upstream's request.
 import OpenAI from "openai";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { startFakeUpstream, wire, type FakeUpstream, type Reply, type RecordedRequest } from "../support/fake-model.js";
@@ -319,6 +319,219 @@ describe("Chat Completions on the wire", () => {
     // The gateway's own: one id across the reply, `object`, and `model` (the model asked for).
     expect(new Set(gw.map((c) => c.id)).size).toBe(1);
     expect(gw.every((c) => c.object === "chat.completion.chunk" && c.model === "fake-model")).toBe(true);
+  });
+});
+
+describe("Responses with the openai SDK", () => {
+  it("streams the Responses events with client.responses.stream, and completes with the usage", async () => {
+    reply = () => ({
+      deltas: [wire.reasoning("Thinking "), wire.reasoning("hard.")],
+      tokens: ["Hello", " from", " the", " gateway"],
+      usageDetails: { completion_tokens_details: { reasoning_tokens: 2 } },
+    });
+    const stream = client.responses.stream({
+      model: "fake-model",
+      instructions: "be brief",
+      input: "hi",
+      reasoning: { effort: "low" },
+    });
+    const types: string[] = [];
+    let text = "";
+    let reasoning = "";
+    for await (const event of stream) {
+      types.push(event.type);
+      if (event.type === "response.output_text.delta") text += event.delta;
+      if (event.type === "response.reasoning_text.delta") reasoning += event.delta;
+    }
+    const response = await stream.finalResponse();
+    expect(text).toBe("Hello from the gateway");
+    expect(reasoning).toBe("Thinking hard.");
+    expect(types.slice(0, 2)).toEqual(["response.created", "response.in_progress"]);
+    expect(types.at(-1)).toBe("response.completed");
+    expect(response.status).toBe("completed");
+    expect(response.output_text).toBe("Hello from the gateway");
+    expect(response.output.map((item) => item.type)).toEqual(["reasoning", "message"]);
+    expect(response.usage?.output_tokens_details.reasoning_tokens).toBe(2);
+    expect(response.usage?.total_tokens).toBeGreaterThan(0);
+    const sent = upstream.requests.at(-1)?.body;
+    expect(sent?.messages).toEqual([
+      { role: "system", content: "be brief" },
+      { role: "user", content: "hi" },
+    ]);
+    expect(sent?.reasoning_effort).toBe("low");
+  });
+
+  it("streams with create({stream: true}), each event numbered in order", async () => {
+    const stream = await client.responses.create({ model: "fake-model", input: "hi", stream: true });
+    const events: OpenAI.Responses.ResponseStreamEvent[] = [];
+    for await (const event of stream) events.push(event);
+    expect(events.map((e) => e.sequence_number)).toEqual(events.map((_, i) => i));
+    const done = events.find((e) => e.type === "response.output_text.done");
+    expect(done && "text" in done && done.text).toBe("Hello from the gateway");
+    expect(events.at(-1)?.type).toBe("response.completed");
+  });
+
+  it("answers without stream with one response object", async () => {
+    const response = await client.responses.create({ model: "fake-model", input: "hi", max_output_tokens: 100 });
+    expect(response).toMatchObject({ object: "response", status: "completed", store: false, max_output_tokens: 100 });
+    expect(response.id).toMatch(/^resp_/);
+    expect(response.output_text).toBe("Hello from the gateway");
+    expect(response.usage?.input_tokens).toBeGreaterThan(0);
+    expect(upstream.requests.at(-1)?.body.max_tokens ?? upstream.requests.at(-1)?.body.max_completion_tokens).toBe(100);
+  });
+
+  it("carries a function call round trip: the model's call, its output back as function_call_output", async () => {
+    reply = () => ({
+      deltas: [wire.toolCall(0, "call_1", "get_weather"), wire.toolArgs(0, '{"city":'), wire.toolArgs(0, '"Paris"}')],
+      tokens: [],
+      finishReason: "tool_calls",
+    });
+    const tools: OpenAI.Responses.FunctionTool[] = [
+      {
+        type: "function",
+        name: "get_weather",
+        parameters: { type: "object", properties: { city: { type: "string" } } },
+        strict: false,
+      },
+    ];
+    const input: OpenAI.Responses.ResponseInputItem[] = [{ role: "user", content: "weather in Paris?" }];
+    const first = await client.responses.create({ model: "fake-model", input, tools });
+    const call = first.output.find((item) => item.type === "function_call");
+    expect(call).toMatchObject({ call_id: "call_1", name: "get_weather", arguments: '{"city":"Paris"}' });
+
+    reply = () => ({ tokens: ["Sunny."] });
+    input.push(...(first.output as OpenAI.Responses.ResponseInputItem[]), {
+      type: "function_call_output",
+      call_id: "call_1",
+      output: "sunny, 21 C",
+    });
+    const second = client.responses.stream({ model: "fake-model", input, tools });
+    const response = await second.finalResponse();
+    expect(response.output_text).toBe("Sunny.");
+    const sent = upstream.requests.at(-1)?.body;
+    expect(sent?.messages?.[1]).toMatchObject({
+      role: "assistant",
+      tool_calls: [
+        { id: "call_1", type: "function", function: { name: "get_weather", arguments: '{"city":"Paris"}' } },
+      ],
+    });
+    expect(sent?.messages?.[2]).toEqual({ role: "tool", tool_call_id: "call_1", content: "sunny, 21 C" });
+    expect(sent?.tools).toEqual([
+      {
+        type: "function",
+        function: { name: "get_weather", parameters: tools[0]!.parameters, strict: false },
+      },
+    ]);
+  });
+
+  it("streams a function call's arguments in pieces", async () => {
+    reply = () => ({
+      deltas: [wire.toolCall(0, "call_9", "lookup"), wire.toolArgs(0, '{"q":'), wire.toolArgs(0, '"x"}')],
+      tokens: [],
+      finishReason: "tool_calls",
+    });
+    const stream = client.responses.stream({
+      model: "fake-model",
+      input: "look it up",
+      tools: [{ type: "function", name: "lookup", parameters: { type: "object" }, strict: false }],
+    });
+    const pieces: string[] = [];
+    stream.on("response.function_call_arguments.delta", (event) => pieces.push(event.delta));
+    const response = await stream.finalResponse();
+    expect(pieces.join("")).toBe('{"q":"x"}');
+    expect(response.output[0]).toMatchObject({ type: "function_call", call_id: "call_9", arguments: '{"q":"x"}' });
+  });
+
+  it("sends text.format's JSON schema as the upstream's response_format, and parses the answer", async () => {
+    reply = () => ({ tokens: ['{"kind":', '"cat"}'] });
+    const response = await client.responses.parse({
+      model: "fake-model",
+      input: [
+        {
+          role: "user",
+          content: [
+            { type: "input_text", text: "what is this?" },
+            { type: "input_image", image_url: "https://example.com/cat.png", detail: "low" },
+          ],
+        },
+      ],
+      text: {
+        format: {
+          type: "json_schema",
+          name: "answer",
+          schema: { type: "object", properties: { kind: { type: "string" } }, required: ["kind"] },
+          strict: true,
+        },
+      },
+      temperature: 0.5,
+      top_p: 0.9,
+    });
+    expect(response.output_parsed).toEqual({ kind: "cat" });
+    const body = upstream.requests.at(-1)?.body;
+    expect(body?.response_format).toMatchObject({ type: "json_schema", json_schema: { name: "answer", strict: true } });
+    expect(body?.messages?.[0]?.content).toEqual([
+      { type: "text", text: "what is this?" },
+      { type: "image_url", image_url: { url: "https://example.com/cat.png", detail: "low" } },
+    ]);
+    expect(body).toMatchObject({ temperature: 0.5, top_p: 0.9 });
+  });
+
+  it("says incomplete when the output was cut at max_output_tokens", async () => {
+    reply = () => ({ tokens: ["Par"], finishReason: "length" });
+    const response = await client.responses.create({ model: "fake-model", input: "hi", max_output_tokens: 16 });
+    expect(response.status).toBe("incomplete");
+    expect(response.incomplete_details?.reason).toBe("max_output_tokens");
+  });
+
+  it("refuses what needs stored responses, and hosted tools, as BadRequestError naming the field", async () => {
+    const refused = async (body: Record<string, unknown>) => {
+      const error = await client.responses
+        .create({ model: "fake-model", input: "hi", ...body } as never)
+        .catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(OpenAI.BadRequestError);
+      return error as InstanceType<typeof OpenAI.BadRequestError>;
+    };
+    const stored = await refused({ previous_response_id: "resp_123" });
+    expect(stored.param).toBe("previous_response_id");
+    expect(stored.message).toMatch(/stored responses and conversations/);
+    expect((await refused({ store: true })).param).toBe("store");
+    expect((await refused({ conversation: "conv_1" })).param).toBe("conversation");
+    expect((await refused({ background: true })).param).toBe("background");
+    const hosted = await refused({ tools: [{ type: "web_search" }] });
+    expect(hosted.param).toBe("tools[0].type");
+    expect(hosted.message).toMatch(/"web_search" tools are not supported/);
+    // Streamed requests are refused the same way, before the first byte.
+    const streamed = await client.responses
+      .create({ model: "fake-model", input: "hi", store: true, stream: true })
+      .catch((e: unknown) => e);
+    expect(streamed).toBeInstanceOf(OpenAI.BadRequestError);
+  });
+
+  it("raises a failure after the first event mid-iteration, never a clean end", async () => {
+    let firstSeen!: () => void;
+    const seen = new Promise<void>((resolve) => (firstSeen = resolve));
+    reply = () => ({ tokens: ["partial"], gate: (i) => (i === 1 ? seen : undefined), end: "cut" });
+    const stream = await client.responses.create({ model: "fake-model", input: "hi", stream: true });
+    const types: string[] = [];
+    const failure = await (async () => {
+      for await (const event of stream) {
+        types.push(event.type);
+        if (event.type === "response.output_text.delta") firstSeen();
+      }
+    })().catch((e: unknown) => e);
+    expect(types).toContain("response.output_text.delta");
+    expect(types.at(-1)).toBe("response.failed");
+    expect(failure).toBeInstanceOf(OpenAI.APIError);
+    expect((failure as Error).message).toMatch(/upstream connection lost/);
+
+    // The stream helper raises it too, rather than resolving with the failed response.
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    reply = () => ({ tokens: ["partial"], gate: (i) => (i === 1 ? held : undefined), end: "cut" });
+    const helper = client.responses.stream({ model: "fake-model", input: "hi" });
+    helper.on("response.output_text.delta", () => release());
+    const raised = await helper.finalResponse().catch((e: unknown) => e);
+    expect(raised).toBeInstanceOf(OpenAI.APIError);
   });
 });
 

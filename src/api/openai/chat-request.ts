@@ -4,6 +4,7 @@
 // the upstream honours: OpenAI's own extras, and any server-specific option an SDK's `extra_body`
 // put at the top level) or refused by name, when the gateway could not give back what it asks for.
 import { ChatRequest, type ChatMessage, type ContentPart, type Tool, type ToolCall } from "../../contract/chat.js";
+import { fail, integer, isObject, numberField, optionalObject, optionalString, Problem } from "./fields.js";
 
 export interface DecodedChatCompletion {
   request: ChatRequest;
@@ -49,11 +50,6 @@ const KNOWN = new Set([
   "stream",
   "stream_options",
 ]);
-
-class Problem extends Error {}
-const fail = (field: string, why: string): never => {
-  throw new Problem(`${field}: ${why}`);
-};
 
 export function decodeChatCompletion(data: Uint8Array): DecodedChatCompletion {
   const empty = { request: ChatRequest.fromPartial({}), stream: false, includeUsage: false };
@@ -230,31 +226,4 @@ function stopOf(value: unknown): string[] {
 function logitBiasOf(value: unknown): Record<string, number> {
   const bias = optionalObject(value, "logit_bias") ?? {};
   return Object.fromEntries(Object.entries(bias).map(([token, b]) => [token, integer(b, `logit_bias.${token}`)]));
-}
-
-function numberField(name: string, value: unknown, field = name): Record<string, number> {
-  if (value === undefined || value === null) return {};
-  if (typeof value !== "number" || !Number.isFinite(value)) return fail(field, "must be a number");
-  return { [name]: value };
-}
-
-function integer(value: unknown, field: string): number {
-  if (typeof value !== "number" || !Number.isSafeInteger(value)) return fail(field, "must be an integer");
-  return value;
-}
-
-function optionalString(value: unknown, field: string): string | undefined {
-  if (value === undefined || value === null) return undefined;
-  if (typeof value !== "string") return fail(field, "must be a string");
-  return value;
-}
-
-function optionalObject(value: unknown, field: string): Record<string, unknown> | undefined {
-  if (value === undefined || value === null) return undefined;
-  if (!isObject(value)) return fail(field, "must be an object");
-  return value as Record<string, unknown>;
-}
-
-function isObject(value: unknown): boolean {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
 }

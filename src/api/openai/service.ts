@@ -1,8 +1,8 @@
 // chat.v1.OpenAIService: the OpenAI API on the chat pipeline. Each method decodes OpenAI's JSON
 // (carried as google.api.HttpBody through Envoy's transcoder) into what the gateway already
-// serves, and presents the answer in OpenAI's shape: Chat Completions go through the chat service's
-// stream (the same validation, limits, upstream, retries, fallback, cancellation, heartbeats and
-// bookkeeping as Chat); the models come from ListModels' catalog.
+// serves, and presents the answer in OpenAI's shape: Chat Completions and Responses go through the
+// chat service's stream (the same validation, limits, upstream, retries, fallback, cancellation,
+// heartbeats and bookkeeping as Chat); the models come from ListModels' catalog.
 import { Metadata, status, type handleUnaryCall, type ServerWritableStream } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import type { CallContext } from "../../chat/context.js";
@@ -19,6 +19,8 @@ import type {
 import { ChatChunkPresenter, ChatCompletionPresenter } from "./chat-chunks.js";
 import { decodeChatCompletion } from "./chat-request.js";
 import { modelList, modelOf } from "./models.js";
+import { ResponseEventPresenter, ResponseObjectPresenter } from "./responses-events.js";
+import { decodeResponseRequest } from "./responses-request.js";
 
 export interface OpenAIServiceDeps {
   chat: ChatService;
@@ -42,6 +44,15 @@ export function openAIService(deps: OpenAIServiceDeps): OpenAIServiceServer {
       chat
         .serve(anyCall, contextOf(anyCall, decoded.request), decoded.request, presenter, decoded.problem)
         .catch((error: unknown) => logger.error({ err: error }, "chat completion handler failed"));
+    },
+    createResponse(call: ServerWritableStream<HttpBody, HttpBody>) {
+      const decoded = decodeResponseRequest(call.request.data);
+      const options = { model: decoded.request.model || deps.defaultModel, echo: decoded.echo };
+      const presenter = decoded.stream ? new ResponseEventPresenter(options) : new ResponseObjectPresenter(options);
+      const anyCall = call as AnyCall;
+      chat
+        .serve(anyCall, contextOf(anyCall, decoded.request), decoded.request, presenter, decoded.problem)
+        .catch((error: unknown) => logger.error({ err: error }, "response handler failed"));
     },
     listOpenAiModels: models(catalog, logger, () => modelList),
     retrieveOpenAiModel: models(catalog, logger, (request: RetrieveOpenAIModelRequest) => modelOf(request.model)),

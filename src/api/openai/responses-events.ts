@@ -1,0 +1,401 @@
+// The stream's messages (chat.v1 ChatResponse events) → what the OpenAI SDKs read from
+// `POST /v1/responses`. Streamed: the Responses event sequence, each a server-sent event named for
+// its type and numbered (`sequence_number`): `response.created` and `response.in_progress` with the
+// first message; then output items in order, each opened (`response.output_item.added`), filled
+// (text, refusal and reasoning through their content part's events, a function call's arguments
+// through `response.function_call_arguments.delta`) and closed with its `.done` events when the
+// model moves on to another kind of output; at the finish, `response.completed` (or
+// `response.incomplete` when the output was cut) with the whole response and its usage. Heartbeats
+// go out as SSE comment lines. A failure after the first byte is `response.failed` and then an
+// `error` event: the SDKs raise on the latter (neither raises on `response.failed` alone), so a
+// failed stream never ends as if it were complete. Not streamed: nothing until the end, then the
+// one `response` object.
+import { randomBytes } from "node:crypto";
+import { status } from "@grpc/grpc-js";
+import type { Presenter } from "../../chat/outbox.js";
+import type { ChatResponse, HttpBody, Usage } from "../../contract/chat.js";
+import { openAIError } from "./errors.js";
+import type { ResponseEcho } from "./responses-request.js";
+
+export interface ResponseOptions {
+  /** The model named on the response until the upstream's finish names its own. */
+  model: string;
+  echo: ResponseEcho;
+  now?: () => number;
+  /** Ids for the response and its items, by prefix (`resp`, `msg`, `rs`, `fc`); random by default. */
+  newId?: (prefix: string) => string;
+}
+
+type Status = "in_progress" | "completed" | "incomplete";
+interface OutputText {
+  type: "output_text";
+  text: string;
+  annotations: never[];
+  logprobs: never[];
+}
+interface Refusal {
+  type: "refusal";
+  refusal: string;
+}
+interface MessageItem {
+  id: string;
+  type: "message";
+  status: Status;
+  role: "assistant";
+  content: (OutputText | Refusal)[];
+}
+interface ReasoningItem {
+  id: string;
+  type: "reasoning";
+  status: Status;
+  summary: never[];
+  content: { type: "reasoning_text"; text: string }[];
+}
+interface FunctionCallItem {
+  id: string;
+  type: "function_call";
+  status: Status;
+  call_id: string;
+  name: string;
+  arguments: string;
+}
+type OutputItem = MessageItem | ReasoningItem | FunctionCallItem;
+
+/**
+ * The response as it is built from the stream's messages, and the Responses events that build it
+ * (written as SSE text when `streaming`). Pure but for the ids and the clock.
+ */
+class ResponseBuilder {
+  readonly id: string;
+  readonly output: OutputItem[] = [];
+  private readonly createdAt: number;
+  private sequence = 0;
+  private started = false;
+  private text = "";
+  private message: MessageItem | undefined;
+  private reasoning: ReasoningItem | undefined;
+  /** Function calls still receiving arguments, by the gateway's call index. */
+  private readonly calls = new Map<number, FunctionCallItem>();
+
+  constructor(
+    private readonly options: ResponseOptions,
+    private readonly streaming: boolean,
+  ) {
+    this.id = this.newId("resp");
+    this.createdAt = Math.floor((options.now ?? Date.now)() / 1000);
+  }
+
+  /** SSE text of everything emitted since the last call. */
+  take(): string {
+    const text = this.text;
+    this.text = "";
+    return text;
+  }
+
+  outputText(delta: string): void {
+    const message = this.openMessage();
+    let part = message.content.at(-1);
+    if (part?.type !== "output_text") {
+      this.closePart(message);
+      part = { type: "output_text", text: "", annotations: [], logprobs: [] };
+      this.addPart(message, part);
+    }
+    part.text += delta;
+    this.emit("response.output_text.delta", { ...this.where(message), delta, logprobs: [] });
+  }
+
+  refusal(delta: string): void {
+    const message = this.openMessage();
+    let part = message.content.at(-1);
+    if (part?.type !== "refusal") {
+      this.closePart(message);
+      part = { type: "refusal", refusal: "" };
+      this.addPart(message, part);
+    }
+    part.refusal += delta;
+    this.emit("response.refusal.delta", { ...this.where(message), delta });
+  }
+
+  reasoningText(delta: string): void {
+    let item = this.reasoning;
+    if (item === undefined) {
+      this.closeAll("completed");
+      item = { id: this.newId("rs"), type: "reasoning", status: "in_progress", summary: [], content: [] };
+      this.reasoning = item;
+      this.addItem(item);
+      const part = { type: "reasoning_text" as const, text: "" };
+      item.content.push(part);
+      this.emit("response.content_part.added", { ...this.where(item), part });
+    }
+    item.content[0]!.text += delta;
+    this.emit("response.reasoning_text.delta", { ...this.where(item), delta });
+  }
+
+  /** A piece of a function call: its id and name come with the first piece of its index. */
+  toolCall(index: number, callId: string, name: string, args: string): void {
+    let item = this.calls.get(index);
+    if (item === undefined) {
+      // Parallel calls stay open together (an upstream may interleave their pieces); text or
+      // reasoning after them closes them.
+      this.closeMessage("completed");
+      this.closeReasoning("completed");
+      item = {
+        id: this.newId("fc"),
+        type: "function_call",
+        status: "in_progress",
+        call_id: callId || `call_${randomBytes(12).toString("hex")}`,
+        name,
+        arguments: "",
+      };
+      this.calls.set(index, item);
+      this.addItem(item);
+    }
+    if (args === "") return;
+    item.arguments += args;
+    this.emit("response.function_call_arguments.delta", {
+      item_id: item.id,
+      output_index: this.output.indexOf(item),
+      delta: args,
+    });
+  }
+
+  /** The end: open items closed, then `response.completed`, or `response.incomplete` when the output was cut. */
+  finish(finishReason: string, model: string, usage: Usage | undefined): Record<string, unknown> {
+    const incomplete =
+      finishReason === "length" ? "max_output_tokens" : finishReason === "content_filter" ? "content_filter" : null;
+    this.closeAll(incomplete === null ? "completed" : "incomplete");
+    const response = this.response(incomplete === null ? "completed" : "incomplete", model || this.options.model, {
+      completed_at: incomplete === null ? Math.floor((this.options.now ?? Date.now)() / 1000) : null,
+      incomplete_details: incomplete === null ? null : { reason: incomplete },
+      usage: usage ? usageOf(usage) : null,
+    });
+    this.emit(incomplete === null ? "response.completed" : "response.incomplete", { response });
+    return response;
+  }
+
+  /** A failure after the first byte: `response.failed` with the output so far, then the `error` the SDKs raise. */
+  fail(code: status, message: string): void {
+    const response = this.response("failed", this.options.model, {
+      error: { code: code === status.RESOURCE_EXHAUSTED ? "rate_limit_exceeded" : "server_error", message },
+    });
+    this.emit("response.failed", { response });
+    // The event's own fields (`code`, `message`, `param`) and, nested, OpenAI's error object: the
+    // Python SDK raises only on a nested `error`, the Node SDK on the event's name.
+    const { error } = openAIError(code, message);
+    this.emit("error", { code: error.code, message, param: error.param, error });
+  }
+
+  /** `response.created` and `response.in_progress`, before whatever is written first. */
+  start(): void {
+    if (this.started) return;
+    this.started = true;
+    const response = this.response("in_progress", this.options.model, {});
+    this.emit("response.created", { response });
+    this.emit("response.in_progress", { response });
+  }
+
+  private response(state: string, model: string, fields: Record<string, unknown>): Record<string, unknown> {
+    const echo = this.options.echo;
+    return {
+      id: this.id,
+      object: "response",
+      created_at: this.createdAt,
+      status: state,
+      background: false,
+      completed_at: null,
+      error: null,
+      incomplete_details: null,
+      instructions: echo.instructions,
+      max_output_tokens: echo.max_output_tokens,
+      metadata: echo.metadata,
+      model,
+      output: this.output,
+      parallel_tool_calls: echo.parallel_tool_calls,
+      previous_response_id: null,
+      reasoning: echo.reasoning,
+      store: false,
+      temperature: echo.temperature,
+      text: echo.text,
+      tool_choice: echo.tool_choice,
+      tools: echo.tools,
+      top_p: echo.top_p,
+      truncation: "disabled",
+      usage: null,
+      ...(echo.user !== undefined && { user: echo.user }),
+      ...fields,
+    };
+  }
+
+  private openMessage(): MessageItem {
+    if (this.message !== undefined) return this.message;
+    this.closeAll("completed");
+    const message: MessageItem = {
+      id: this.newId("msg"),
+      type: "message",
+      status: "in_progress",
+      role: "assistant",
+      content: [],
+    };
+    this.message = message;
+    this.addItem(message);
+    return message;
+  }
+
+  private addItem(item: OutputItem): void {
+    this.output.push(item);
+    this.emit("response.output_item.added", { output_index: this.output.length - 1, item });
+  }
+
+  private addPart(message: MessageItem, part: OutputText | Refusal): void {
+    message.content.push(part);
+    this.emit("response.content_part.added", { ...this.where(message), part });
+  }
+
+  /** The message's last content part is done. */
+  private closePart(message: MessageItem): void {
+    const part = message.content.at(-1);
+    if (part === undefined) return;
+    if (part.type === "output_text")
+      this.emit("response.output_text.done", { ...this.where(message), text: part.text, logprobs: [] });
+    else this.emit("response.refusal.done", { ...this.where(message), refusal: part.refusal });
+    this.emit("response.content_part.done", { ...this.where(message), part });
+  }
+
+  private closeAll(state: Status): void {
+    this.closeMessage(state);
+    this.closeReasoning(state);
+    for (const item of this.calls.values()) {
+      const output_index = this.output.indexOf(item);
+      this.emit("response.function_call_arguments.done", { item_id: item.id, output_index, arguments: item.arguments });
+      this.closeItem(item, state);
+    }
+    this.calls.clear();
+  }
+
+  private closeMessage(state: Status): void {
+    const message = this.message;
+    if (message === undefined) return;
+    this.message = undefined;
+    this.closePart(message);
+    this.closeItem(message, state);
+  }
+
+  private closeReasoning(state: Status): void {
+    const item = this.reasoning;
+    if (item === undefined) return;
+    this.reasoning = undefined;
+    const part = item.content[0]!;
+    this.emit("response.reasoning_text.done", { ...this.where(item), text: part.text });
+    this.emit("response.content_part.done", { ...this.where(item), part });
+    this.closeItem(item, state);
+  }
+
+  private closeItem(item: OutputItem, state: Status): void {
+    item.status = state;
+    this.emit("response.output_item.done", { output_index: this.output.indexOf(item), item });
+  }
+
+  /** An event's address of the item's last content part. */
+  private where(item: MessageItem | ReasoningItem) {
+    return { item_id: item.id, output_index: this.output.indexOf(item), content_index: item.content.length - 1 };
+  }
+
+  /** Serialized at once: the items it names change after. */
+  private emit(type: string, fields: Record<string, unknown>): void {
+    const sequence_number = this.sequence++;
+    if (this.streaming)
+      this.text += `event: ${type}\ndata: ${JSON.stringify({ type, ...fields, sequence_number })}\n\n`;
+  }
+
+  private newId(prefix: string): string {
+    return this.options.newId?.(prefix) ?? `${prefix}_${randomBytes(16).toString("hex")}`;
+  }
+}
+
+/** Streams the Responses events. */
+export class ResponseEventPresenter implements Presenter {
+  readonly errorsInBand = true;
+  private readonly builder: ResponseBuilder;
+
+  constructor(options: ResponseOptions) {
+    this.builder = new ResponseBuilder(options, true);
+  }
+
+  present(message: ChatResponse): HttpBody | undefined {
+    const event = message.event;
+    const builder = this.builder;
+    if (event === undefined) return undefined;
+    // A heartbeat says only that the model is still quiet: no event, so nothing to number.
+    if (event.$case === "heartbeat") return sse(`: waiting for the model (${event.value.waitedMs} ms)\n\n`);
+    builder.start();
+    switch (event.$case) {
+      case "delta":
+        builder.outputText(event.value.text);
+        break;
+      case "reasoning":
+        builder.reasoningText(event.value.text);
+        break;
+      case "refusal":
+        builder.refusal(event.value.text);
+        break;
+      case "toolCall":
+        builder.toolCall(event.value.index, event.value.id, event.value.name, event.value.arguments);
+        break;
+      case "finish":
+        builder.finish(event.value.finishReason, event.value.model, event.value.usage);
+        break;
+      case "error":
+        builder.fail(event.value.code, event.value.message);
+        break;
+    }
+    return sse(builder.take());
+  }
+}
+
+/** Keeps the reply, and writes it as one `response` object when it has finished. */
+export class ResponseObjectPresenter implements Presenter {
+  private readonly builder: ResponseBuilder;
+
+  constructor(options: ResponseOptions) {
+    this.builder = new ResponseBuilder(options, false);
+  }
+
+  present(message: ChatResponse): HttpBody | undefined {
+    const event = message.event;
+    switch (event?.$case) {
+      case "delta":
+        this.builder.outputText(event.value.text);
+        return undefined;
+      case "reasoning":
+        this.builder.reasoningText(event.value.text);
+        return undefined;
+      case "refusal":
+        this.builder.refusal(event.value.text);
+        return undefined;
+      case "toolCall":
+        this.builder.toolCall(event.value.index, event.value.id, event.value.name, event.value.arguments);
+        return undefined;
+      case "finish": {
+        const response = this.builder.finish(event.value.finishReason, event.value.model, event.value.usage);
+        return { contentType: "application/json", data: Buffer.from(JSON.stringify(response)), extensions: [] };
+      }
+      // Nothing was written before the end, so a failure is the call's status: an HTTP error.
+      default:
+        return undefined;
+    }
+  }
+}
+
+export function usageOf(usage: Usage) {
+  return {
+    input_tokens: usage.promptTokens,
+    input_tokens_details: { cached_tokens: usage.cachedPromptTokens },
+    output_tokens: usage.completionTokens,
+    output_tokens_details: { reasoning_tokens: usage.reasoningTokens },
+    total_tokens: usage.totalTokens,
+  };
+}
+
+function sse(text: string): HttpBody {
+  return { contentType: "text/event-stream", data: Buffer.from(text), extensions: [] };
+}
