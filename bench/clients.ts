@@ -5,8 +5,8 @@ import OpenAI from "openai";
 import { credentials, type ClientReadableStream, type ServiceError } from "@grpc/grpc-js";
 import { ChatRequest, ChatServiceClient, type ChatResponse } from "../src/gen/chat/v1/chat.js";
 
-export type PathName = "raw" | "direct" | "grpc" | "http" | "openai" | "reference";
-export const PATHS: readonly PathName[] = ["raw", "direct", "grpc", "http", "openai", "reference"];
+export type PathName = "raw" | "direct" | "grpc" | "http" | "openai" | "responses" | "reference";
+export const PATHS: readonly PathName[] = ["raw", "direct", "grpc", "http", "openai", "responses", "reference"];
 
 export interface Reply {
   text: string;
@@ -31,6 +31,46 @@ export interface PathClient {
   /** Streams one reply. Aborting `signal` cancels it; the reply then says how far it got. */
   chat(prompt: string, options?: ChatOptions): Promise<Reply>;
   close(): void;
+}
+
+/**
+ * The gateway's Responses API (`POST /v1/responses` through Envoy), read as `raw` reads the
+ * upstream: events split by string search, each `response.output_text.delta`'s `"delta":"..."`
+ * taken without parsing; `response.completed` ends the reply.
+ */
+export function responsesClient(envoyPort: number): PathClient {
+  const agent = pooledAgent();
+  const TEXT_DELTA = '"type":"response.output_text.delta"';
+  const DELTA = '"delta":"';
+  return {
+    name: "responses",
+    chat(prompt, options = {}) {
+      const body = JSON.stringify({ model: "bench-model", input: prompt, stream: true });
+      let buffered = "";
+      let completed = false;
+      const target = { port: envoyPort, path: "/v1/responses", headers: { authorization: "Bearer sk-bench" } };
+      return postForReply(agent, target, body, options, {
+        read(chunk, delta) {
+          buffered += chunk;
+          let start = 0;
+          let end: number;
+          while ((end = buffered.indexOf("\n\n", start)) >= 0) {
+            const event = buffered.slice(start, end);
+            if (event.includes(TEXT_DELTA)) {
+              const from = event.indexOf(DELTA) + DELTA.length;
+              delta(event.slice(from, event.indexOf('"', from)));
+            } else if (event.includes('"type":"response.completed"')) completed = true;
+            start = end + 2;
+          }
+          buffered = buffered.slice(start);
+        },
+        ended: () => (completed ? undefined : "ended without response.completed"),
+      });
+    },
+    close() {
+      agent.destroy();
+    },
+  };
 }
 
 /**

@@ -11,6 +11,7 @@ const LABEL: Record<PathName, string> = {
   grpc: "gRPC (grpc-js → service)",
   http: "HTTP (→ Envoy → service)",
   openai: "OpenAI API (node:http reader → Envoy /v1/chat/completions → service)",
+  responses: "Responses API (node:http reader → Envoy /v1/responses → service)",
   reference: "reference (FastAPI + uvicorn)",
 };
 
@@ -86,9 +87,14 @@ export function targets(r: BenchResult): Target[] {
   const list: Target[] = [];
   const base = baselineOf(r);
   const refAdded = addedTtft(r, "reference");
-  for (const p of ["grpc", "http", "openai"] as const) {
+  for (const p of ["grpc", "http", "openai", "responses"] as const) {
     const a = addedTtft(r, p);
-    const via = p === "grpc" ? "over gRPC" : p === "http" ? "through Envoy" : "on /v1/chat/completions";
+    const via = {
+      grpc: "over gRPC",
+      http: "through Envoy",
+      openai: "on /v1/chat/completions",
+      responses: "on /v1/responses",
+    }[p];
     list.push({
       name: `added TTFT p50 ${via} ≤ 1.0 ms (vs ${base}, c=1)`,
       figure: `${fmt(a?.p50, 3)} ms`,
@@ -118,7 +124,7 @@ export function targets(r: BenchResult): Target[] {
       met: tps === undefined || raw === undefined ? undefined : tps / raw >= 0.5,
     });
   }
-  for (const p of ["grpc", "http", "openai"] as const) {
+  for (const p of ["grpc", "http", "openai", "responses"] as const) {
     const cpu = r.paced?.[p]?.cpuMsPer1kTokens.service;
     const n = r.paced?.[p]?.concurrency;
     list.push({
@@ -236,7 +242,7 @@ export function renderMarkdown(r: BenchResult): string {
       ...(pacedN !== undefined
         ? [
             Object.entries(r.paced?.[p]?.cpuMsPer1kTokens ?? {})
-              .map(([k, v]) => (p === "http" || p === "openai" ? `${k} ${fmt(v, 1)}` : fmt(v, 2)))
+              .map(([k, v]) => (p === "http" || p === "openai" || p === "responses" ? `${k} ${fmt(v, 1)}` : fmt(v, 2)))
               .join(" + ") || "–",
             addedGap(r, p) ? `${fmt(addedGap(r, p)!.p50, 2)} / ${fmt(addedGap(r, p)!.p99, 2)}` : "–",
           ]
@@ -340,6 +346,7 @@ const COLORS: Record<PathName, string> = {
   grpc: "#1f77b4",
   http: "#2ca02c",
   openai: "#ff7f0e",
+  responses: "#17becf",
   reference: "#d62728",
 };
 

@@ -10,7 +10,16 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { directClient, grpcClient, httpClient, rawClient, PATHS, type PathClient, type PathName } from "./clients.js";
+import {
+  directClient,
+  grpcClient,
+  httpClient,
+  rawClient,
+  responsesClient,
+  PATHS,
+  type PathClient,
+  type PathName,
+} from "./clients.js";
 import {
   measureLeak,
   measureLoad,
@@ -139,8 +148,9 @@ async function main(): Promise<void> {
     log(`mode ${mode}, paths ${paths.join(", ")}`);
     const upstream = await start(startUpstream());
     const service = await start(startService(upstream.port));
-    const envoy =
-      paths.includes("http") || paths.includes("openai") ? await start(startEnvoyFor(service.port)) : undefined;
+    const envoy = ["http", "openai", "responses"].some((p) => paths.includes(p as PathName))
+      ? await start(startEnvoyFor(service.port))
+      : undefined;
     const reference = paths.includes("reference") ? await start(startReference(upstream.port)) : undefined;
     const pidsOf: Record<PathName, Record<string, number>> = {
       raw: {},
@@ -148,6 +158,7 @@ async function main(): Promise<void> {
       grpc: { service: service.pid },
       http: { service: service.pid, ...(envoy && { envoy: envoy.pid }) },
       openai: { service: service.pid, ...(envoy && { envoy: envoy.pid }) },
+      responses: { service: service.pid, ...(envoy && { envoy: envoy.pid }) },
       reference: reference ? { reference: reference.pid } : {},
     };
     const clients = paths.map((p) => clientFor(p, { upstream, service, envoy, reference }));
@@ -219,7 +230,10 @@ async function main(): Promise<void> {
         log(`rss: ${path} with ${streams} slow streams`);
         const up = await start(startUpstream());
         const svc = path === "reference" ? undefined : await start(startService(up.port));
-        const env = path === "http" || path === "openai" ? await start(startEnvoyFor(svc!.port)) : undefined;
+        const env =
+          path === "http" || path === "openai" || path === "responses"
+            ? await start(startEnvoyFor(svc!.port))
+            : undefined;
         const ref = path === "reference" ? await start(startReference(up.port)) : undefined;
         const client = clientFor(
           path,
@@ -289,6 +303,8 @@ function clientFor(
     // The same reader as `raw`, of the gateway's OpenAI API instead of the upstream's.
     case "openai":
       return rawClient(procs.envoy!.port, "openai");
+    case "responses":
+      return responsesClient(procs.envoy!.port);
     case "reference":
       return httpClient("reference", procs.reference!.port);
   }
