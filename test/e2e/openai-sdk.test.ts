@@ -533,6 +533,19 @@ describe("Responses with the openai SDK", () => {
     const raised = await helper.finalResponse().catch((e: unknown) => e);
     expect(raised).toBeInstanceOf(OpenAI.APIError);
   });
+
+  it("closes the upstream's request when the client stops reading a streamed response", async () => {
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    reply = () => ({ tokens: ["one", " two"], gate: (i) => (i === 1 ? held : undefined) });
+    const stream = await client.responses.create({ model: "fake-model", input: "hi", stream: true });
+    const index = upstream.requests.length - 1;
+    for await (const event of stream) {
+      if (event.type === "response.output_text.delta") break; // leaving the loop aborts the request
+    }
+    expect(await upstream.ended(index)).toBe("closed");
+    release();
+  });
 });
 
 describe("Models with the openai SDK", () => {
@@ -548,74 +561,99 @@ describe("Models with the openai SDK", () => {
 });
 
 describe("malformed bodies", () => {
-  it("answers 2,000 generated malformed bodies with 4xx in OpenAI's shape, and a stream beside them finishes", async () => {
-    let seed = 7;
-    const random = () => (seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31;
-    const pick = <T>(xs: readonly T[]) => xs[Math.floor(random() * xs.length)]!;
-    const values = [null, true, -1, 1.5, "x", [], {}, [1], { a: 1 }, "\u0000", 2 ** 53, "🙂".repeat(3)];
-    const keys = [
-      "model",
-      "messages",
-      "temperature",
-      "tools",
-      "tool_choice",
-      "stop",
-      "n",
-      "seed",
-      "logit_bias",
-      "response_format",
-      "stream",
-    ];
-    const bodies = Array.from({ length: 2000 }, (_, i) => {
-      const valid = { model: "fake-model", messages: [{ role: "user", content: "hi" }] } as Record<string, unknown>;
-      switch (i % 4) {
-        case 0:
-          return JSON.stringify(valid).slice(0, Math.floor(random() * 40)); // cut short
-        case 1:
-          return JSON.stringify({ ...valid, [pick(keys)]: pick(values) });
-        case 2:
-          return JSON.stringify({
-            ...valid,
-            messages: [{ role: pick(["user", "tool", "x", ""]), content: pick(values) }],
-          });
-        default:
-          return JSON.stringify(pick(values));
+  const routes = [
+    {
+      route: "chat/completions",
+      items: "messages",
+      keys: [
+        "model",
+        "messages",
+        "temperature",
+        "tools",
+        "tool_choice",
+        "stop",
+        "n",
+        "seed",
+        "logit_bias",
+        "response_format",
+        "stream",
+      ],
+    },
+    {
+      route: "responses",
+      items: "input",
+      keys: [
+        "model",
+        "input",
+        "instructions",
+        "tools",
+        "tool_choice",
+        "text",
+        "reasoning",
+        "max_output_tokens",
+        "temperature",
+        "store",
+        "stream",
+      ],
+    },
+  ];
+  it.each(routes)(
+    "answers 2,000 generated malformed bodies to /v1/$route with 4xx in OpenAI's shape, and a stream beside them finishes",
+    async ({ route, items, keys }) => {
+      let seed = 7;
+      const random = () => (seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31;
+      const pick = <T>(xs: readonly T[]) => xs[Math.floor(random() * xs.length)]!;
+      const values = [null, true, -1, 1.5, "x", [], {}, [1], { a: 1 }, "\u0000", 2 ** 53, "🙂".repeat(3)];
+      const bodies = Array.from({ length: 2000 }, (_, i) => {
+        const valid = { model: "fake-model", [items]: [{ role: "user", content: "hi" }] } as Record<string, unknown>;
+        switch (i % 4) {
+          case 0:
+            return JSON.stringify(valid).slice(0, Math.floor(random() * 40)); // cut short
+          case 1:
+            return JSON.stringify({ ...valid, [pick(keys)]: pick(values) });
+          case 2:
+            return JSON.stringify({
+              ...valid,
+              [items]: [{ role: pick(["user", "tool", "x", ""]), content: pick(values) }],
+            });
+          default:
+            return JSON.stringify(pick(values));
+        }
+      });
+      // A stream held open across the whole run.
+      let release!: () => void;
+      const held = new Promise<void>((resolve) => (release = resolve));
+      reply = () => ({ tokens: ["still", " here"], gate: (i) => (i === 1 ? held : undefined) });
+      const stream = await client.chat.completions.create({
+        model: "fake-model",
+        messages: [{ role: "user", content: "hi" }],
+        stream: true,
+      });
+      reply = () => ({ tokens: ["ok"] });
+      const statuses = new Map<number, number>();
+      const url = `${client.baseURL}/${route}`;
+      for (let i = 0; i < bodies.length; i += 25) {
+        await Promise.all(
+          bodies.slice(i, i + 25).map(async (body) => {
+            const response = await fetch(url, {
+              method: "POST",
+              headers: { "content-type": "application/json", authorization: `Bearer ${KEY}` },
+              body,
+            });
+            const text = await response.text();
+            statuses.set(response.status, (statuses.get(response.status) ?? 0) + 1);
+            if (response.status >= 400)
+              expect(JSON.parse(text)).toMatchObject({ error: { message: expect.any(String) } });
+          }),
+        );
       }
-    });
-    // A stream held open across the whole run.
-    let release!: () => void;
-    const held = new Promise<void>((resolve) => (release = resolve));
-    reply = () => ({ tokens: ["still", " here"], gate: (i) => (i === 1 ? held : undefined) });
-    const alongside = client.chat.completions.create({
-      model: "fake-model",
-      messages: [{ role: "user", content: "hi" }],
-      stream: true,
-    });
-    const stream = await alongside;
-    reply = () => ({ tokens: ["ok"] });
-    const statuses = new Map<number, number>();
-    const url = `${client.baseURL}/chat/completions`;
-    for (let i = 0; i < bodies.length; i += 25) {
-      await Promise.all(
-        bodies.slice(i, i + 25).map(async (body) => {
-          const response = await fetch(url, {
-            method: "POST",
-            headers: { "content-type": "application/json", authorization: `Bearer ${KEY}` },
-            body,
-          });
-          const text = await response.text();
-          statuses.set(response.status, (statuses.get(response.status) ?? 0) + 1);
-          if (response.status >= 400)
-            expect(JSON.parse(text)).toMatchObject({ error: { message: expect.any(String) } });
-        }),
-      );
-    }
-    // Some generated bodies are valid requests (a harmless value in an optional field): 200s.
-    expect([...statuses.keys()].every((s) => s === 200 || (s >= 400 && s < 500))).toBe(true);
-    expect(statuses.get(400)).toBeGreaterThan(1000);
-    release();
-    let text = "";
-    for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? "";
-    expect(text).toBe("still here");
-  });
+      // Some generated bodies are valid requests (a harmless value in an optional field): 200s.
+      expect([...statuses.keys()].every((s) => s === 200 || (s >= 400 && s < 500))).toBe(true);
+      expect(statuses.get(400)).toBeGreaterThan(1000);
+      release();
+      let text = "";
+      for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? "";
+      expect(text).toBe("still here");
+    },
+  );
 });
