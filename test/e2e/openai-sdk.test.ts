@@ -557,6 +557,12 @@ describe("Models with the openai SDK", () => {
     expect(one).toMatchObject({ id: "other-model", object: "model" });
     const missing = await client.models.retrieve("no-such-model").catch((e: unknown) => e);
     expect(missing).toBeInstanceOf(OpenAI.NotFoundError);
+    // A route the gateway does not serve says which ones it does.
+    const unserved = await client.post("/embeddings", { body: { model: "m", input: "x" } }).catch((e: unknown) => e);
+    expect(unserved).toBeInstanceOf(OpenAI.NotFoundError);
+    expect((unserved as Error).message).toMatch(
+      /POST \/v1\/chat\/completions, POST \/v1\/responses and GET \/v1\/models/,
+    );
   });
 });
 
