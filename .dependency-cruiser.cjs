@@ -7,6 +7,7 @@
 //   chat/           the Chat and ListModels handlers: contract/ and upstream/ only, no provider
 //   limits/         caller budgets: contract/, upstream/, chat/ (error details)
 //   observability/  logs, metrics, tracing: contract/, upstream/, chat/ (types)
+//   conversations/  the conversation store (SQLite, PostgreSQL) and ConversationService: contract/, upstream/ (types)
 //   api/X/          one API shape each (openai/: Chat Completions, models): contract/, upstream/, chat/
 //   server/         the composition root: everything above; nothing imports it but dev/ and the entries
 //   dev/            the local launcher (npm start, the cluster, Envoy's config): server/, demo/, observability/
@@ -56,8 +57,9 @@ module.exports = {
     only("chat", ["contract", "upstream"], "The handler speaks to the port, never to a provider or the bookkeeping."),
     only("limits", ["contract", "upstream", "chat"], "Budgets sit beside the handler, below the server."),
     only("observability", ["contract", "upstream", "chat"], "Logs, metrics and traces are told things; they call nothing above."),
+    only("conversations", ["contract", "upstream"], "The store keeps turns in the port's terms; it knows no handler."),
     only("api", ["contract", "upstream", "chat"], "An API shape translates to and from the chat pipeline."),
-    only("server", ["contract", "upstream", "providers", "chat", "limits", "observability", "api"], "The composition root."),
+    only("server", ["contract", "upstream", "providers", "chat", "limits", "observability", "api", "conversations"], "The composition root."),
     only("dev", ["server", "demo", "observability"], "The local launcher wraps the server."),
     only("demo", [], "The demo model stands alone: it is a separate server."),
     only("web", ["contract"], "The browser client needs no Node and nothing of the server."),

@@ -11,6 +11,8 @@ export interface CallContext {
   readonly requestId: string;
   /** Sent on every upstream HTTP request of the call (trace context, request id). */
   readonly upstreamHeaders: Readonly<Record<string, string>>;
+  /** The caller key's name ("anonymous" with caller keys off): a stored conversation's owner. */
+  readonly caller: string;
   readonly observer: CallObserver;
 }
 

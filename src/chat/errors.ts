@@ -13,7 +13,7 @@ import {
 /** A call refused before it became a stream. `detail` is the caller-facing reason for bad input. */
 export class CallRefused extends Error {
   constructor(
-    readonly why: "invalid" | "concurrency" | "draining",
+    readonly why: "invalid" | "concurrency" | "draining" | "not_found" | "busy" | "unavailable",
     readonly detail: string,
   ) {
     super(`call refused: ${why}`);
@@ -57,6 +57,12 @@ function refusedStatus(error: CallRefused): GatewayStatus {
   switch (error.why) {
     case "invalid":
       return { code: status.INVALID_ARGUMENT, details: error.detail, cause: "invalid_request" };
+    case "not_found":
+      return { code: status.NOT_FOUND, details: error.detail, cause: "not_found" };
+    case "unavailable":
+      return { code: status.UNAVAILABLE, details: error.detail, cause: "conversation_store" };
+    case "busy":
+      return { code: status.FAILED_PRECONDITION, details: error.detail, cause: "conversation_busy" };
     case "concurrency":
       return { code: status.RESOURCE_EXHAUSTED, details: error.detail, cause: "concurrency_limit" };
     case "draining":

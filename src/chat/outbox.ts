@@ -91,9 +91,10 @@ export class Outbox {
   }
 
   /** The stream's one finish, after everything held. */
-  finish(event: UpstreamFinish): void {
+  /** `historyTrimmedTurns`: stored turns left out of the upstream request (a stored conversation's). */
+  finish(event: UpstreamFinish, historyTrimmedTurns = 0): void {
     this.flush();
-    const value = { finishReason: event.finishReason, model: event.model, usage: event.usage };
+    const value = { finishReason: event.finishReason, model: event.model, usage: event.usage, historyTrimmedTurns };
     this.write({ event: { $case: "finish", value } }, 0);
   }
 

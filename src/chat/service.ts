@@ -8,6 +8,7 @@ import type { ChatRequest, ChatServiceServer } from "../contract/chat.js";
 import type { ChatUpstream, UpstreamCall, UpstreamFinish } from "../upstream/port.js";
 import type { Logger } from "pino";
 import type { CallContext } from "./context.js";
+import type { ConversationHistory, ReplyRecorder } from "./history.js";
 import { CallRefused, toGatewayStatus, type GatewayStatus } from "./errors.js";
 import { Outbox, type AnyCall, type Call, type Presenter } from "./outbox.js";
 import type { DecodedChatRequest } from "./decode.js";
@@ -39,6 +40,8 @@ export interface ChatServiceDeps {
   secrets: readonly string[];
   /** The upstream body's keys a request's own fields fill, so extra_body may not set them too. */
   bodyKeys: BodyKeys;
+  /** Stored conversations, for requests that name one (`conversation_id`); refused when absent. */
+  history?: ConversationHistory;
 }
 
 export interface ChatService {
@@ -104,7 +107,18 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
     if (refused) return refuse(call, context, model, refused.why, refused.detail);
     const validated = toUpstreamRequest(decoded, deps.defaultModel, limits, deps.bodyKeys);
     if (!validated.ok) return refuse(call, context, model, "invalid", validated.problem);
-    const request = validated.request;
+    let request = validated.request;
+    // A stored conversation: its history goes before the request's turns, which are stored now
+    // (before the upstream is called); the reply is recorded in memory and stored once it ends.
+    let reply: ReplyRecorder | undefined;
+    let trimmedTurns = 0;
+    if (decoded.conversationId !== "") {
+      if (!deps.history)
+        return refuse(call, context, model, "invalid", "conversation_id: conversations are not kept here");
+      const opened = await deps.history.open(decoded.conversationId, context.caller, request);
+      if (!opened.ok) return refuse(call, context, model, opened.why, opened.detail);
+      ({ request, trimmedTurns, reply } = opened);
+    }
 
     const started = performance.now();
     const stream = streams.start(call, started);
@@ -129,12 +143,14 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
           if (event.type === "finish") {
             watchdog.close();
             finish = event;
-            outbox.finish(event);
+            reply?.event(event);
+            outbox.finish(event, trimmedTurns);
             continue;
           }
           const at = watchdog.lastChunkAt - started;
           if (timing.deltas++ === 0) timing.firstDeltaMs = at;
           timing.lastDeltaMs = at;
+          reply?.event(event);
           if (outbox.push(event)) {
             // Far behind: stop pulling from the upstream until the transport has taken what is
             // queued. The upstream's silence meanwhile is the caller's doing, not the upstream's.
@@ -144,9 +160,13 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
           }
         }
       }
+      // Stored before the stream ends, so the caller's next request on the conversation finds it
+      // (and the conversation free): one write per stream, never on the token path.
+      await reply?.end(status.OK, undefined);
       call.end(requestIdMetadata(context.requestId));
     } catch (error: unknown) {
       outcome = toGatewayStatus(stream.signal.aborted ? stream.signal.reason : error, deps.secrets);
+      await reply?.end(outcome.code, outcome.cause);
       if (!call.cancelled && outbox.failsInBand) {
         outbox.fail(outcome);
         call.end(requestIdMetadata(context.requestId));
@@ -156,6 +176,8 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
         call.emit("error", { code: outcome.code, details: outcome.details, metadata });
       }
     } finally {
+      // Whatever happened above, the conversation is given back (end is once only: a no-op when done).
+      void reply?.end(status.INTERNAL, "internal");
       watchdog.close();
       outbox.close();
       stream.close();

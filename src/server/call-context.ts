@@ -41,7 +41,12 @@ export function callContexts(deps: CallContextDeps): (call: AnyCall, request: Ch
     const span = deps.tracing.start(call.metadata, request.model || deps.defaultModel);
     const upstreamHeaders: Record<string, string> = { traceparent: span.traceparent, "x-request-id": requestId };
     if (span.tracestate) upstreamHeaders.tracestate = span.tracestate;
-    return { requestId, upstreamHeaders, observer: new StreamBookkeeping(deps, request, requestId, caller, span) };
+    return {
+      requestId,
+      upstreamHeaders,
+      caller,
+      observer: new StreamBookkeeping(deps, request, requestId, caller, span),
+    };
   };
 }
 

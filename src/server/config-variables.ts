@@ -253,6 +253,38 @@ export const SERVICE_SECTIONS = [
   }),
 
   section({
+    title: "Conversations",
+    about:
+      "Stored conversations (ConversationService, and Chat's conversation_id): SQLite in DATA_DIR by default, PostgreSQL when DATABASE_URL is set (replicas must share one database).",
+    variables: {
+      DATA_DIR: {
+        type: z.string().min(1).default("./data"),
+        description:
+          "Where the SQLite database (conversations.db) is kept when DATABASE_URL is unset; created on first start.",
+        example: "/var/lib/chat-gateway",
+      },
+      DATABASE_URL: {
+        type: url("postgres", "postgresql").optional(),
+        description:
+          "PostgreSQL shared by every replica, which then share the conversations. Unset: SQLite in DATA_DIR (right for one replica).",
+        example: "postgres://gateway:secret@postgres:5432/gateway",
+      },
+      MAX_HISTORY_TURNS: {
+        type: z.coerce.number().int().min(1).max(10_000).default(100),
+        description:
+          "The most stored turns sent to the upstream with a conversation's request, the newest; older ones are left out (the system prompt never is) and the finish event counts them.",
+        example: "100",
+      },
+      CONVERSATION_LEASE_MS: {
+        type: positiveMs.default(600_000),
+        description:
+          "How long a stream holds its conversation against a second stream if its replica dies before it ends (a stream that ends gives it back at once).",
+        example: "600000",
+      },
+    },
+  }),
+
+  section({
     title: "Logs",
     variables: {
       LOG_LEVEL: {

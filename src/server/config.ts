@@ -2,6 +2,7 @@
 // bad deployment fails at start-up with every problem listed instead of at the first request. The
 // variables are declared in config-variables.ts; here they are checked together and shaped into Config.
 import { accessSync, constants, readFileSync } from "node:fs";
+import { join } from "node:path";
 import type { z } from "zod";
 import { SERVICE_SECTIONS } from "./config-variables.js";
 import {
@@ -69,6 +70,8 @@ export interface Config {
   tracing: { otlpEndpoint: string | undefined; serviceName: string };
   /** Caller keys; absent only with AUTH=none, and then every call is let in. */
   auth: { keys: CallerKey[] } | undefined;
+  /** Stored conversations: PostgreSQL when `databaseUrl` is set, else SQLite at `sqlitePath`. */
+  conversations: { databaseUrl: string | undefined; sqlitePath: string; maxHistoryTurns: number; leaseMs: number };
   /** Where the caller keys' limits and usage are kept, and what a failing store means. */
   budgets: {
     /** Redis shared by every replica; in process when absent. */
@@ -228,6 +231,12 @@ function shapeConfig(e: z.infer<typeof schema>, upstreams: NamedUpstream[], call
     metrics: e.METRICS_PORT === undefined ? undefined : { host: e.METRICS_HOST, port: e.METRICS_PORT },
     tracing: { otlpEndpoint: e.OTEL_EXPORTER_OTLP_ENDPOINT, serviceName: e.OTEL_SERVICE_NAME },
     auth: e.AUTH === "keys" ? { keys: callerKeys } : undefined,
+    conversations: {
+      databaseUrl: e.DATABASE_URL,
+      sqlitePath: join(e.DATA_DIR, "conversations.db"),
+      maxHistoryTurns: e.MAX_HISTORY_TURNS,
+      leaseMs: e.CONVERSATION_LEASE_MS,
+    },
     budgets: {
       redisUrl: e.REDIS_URL,
       onRedisError: e.LIMITS_ON_REDIS_ERROR,

@@ -26,11 +26,16 @@ import { budgetInterceptor } from "../limits/interceptor.js";
 import { createMemoryStore } from "../limits/memory-store.js";
 import { createStoreErrorLog } from "../limits/store-errors.js";
 import { getUsageHandler } from "../limits/usage-rpc.js";
+import { openConversationStore } from "../conversations/kysely-store.js";
+import { conversationService } from "../conversations/rpc.js";
+import type { ConversationStore } from "../conversations/store.js";
+import { conversationHistory } from "./conversation-history.js";
 
 export interface Gateway extends GatewayServer {
   readonly config: Config;
   readonly metrics: GatewayMetrics;
   readonly budgets: CallerBudgets;
+  readonly conversations: ConversationStore;
   /** Port of the Prometheus endpoint; undefined when METRICS_PORT is unset. */
   readonly metricsPort: number | undefined;
 }
@@ -54,6 +59,7 @@ export async function startGateway(config: Config, logger: Logger, upstream?: Ch
     (k): k is string => k !== undefined,
   );
   const upstreams = upstreamFrom(config);
+  const conversations = await conversationStoreFrom(config);
   chat = createChatService({
     upstream: upstream ?? upstreams.chat,
     defaultModel: config.upstream.model,
@@ -66,6 +72,11 @@ export async function startGateway(config: Config, logger: Logger, upstream?: Ch
     logger,
     secrets,
     bodyKeys,
+    history: conversationHistory(conversations, {
+      maxTurns: config.conversations.maxHistoryTurns,
+      leaseMs: config.conversations.leaseMs,
+      logger,
+    }),
   });
   const contextOf = callContexts({
     logger,
@@ -93,13 +104,18 @@ export async function startGateway(config: Config, logger: Logger, upstream?: Ch
     openai: openAIService({ chat, catalog, contextOf, defaultModel: config.upstream.model, logger }),
     listModels: listModelsHandler(catalog, logger),
     getUsage: getUsageHandler(budgets, callerOf),
+    conversations: conversationService({
+      store: conversations,
+      ownerOf: (metadata) => callerOf(metadata) ?? "anonymous",
+      onStoreError: (operation, error) => logger.error({ err: error, operation }, "conversation store failed"),
+    }),
   });
   let metricsServer;
   try {
     metricsServer = config.metrics ? await metrics.serve(config.metrics.host, config.metrics.port) : undefined;
   } catch (error) {
     server.forceShutdown();
-    await budgets.close();
+    await Promise.all([budgets.close(), conversations.close()]);
     throw error;
   }
   return {
@@ -107,10 +123,12 @@ export async function startGateway(config: Config, logger: Logger, upstream?: Ch
     config,
     metrics,
     budgets,
+    conversations,
     metricsPort: metricsServer?.port,
     async shutdown(graceMs, forceAfterMs) {
       const outcome = await server.shutdown(graceMs, forceAfterMs);
-      await Promise.all([metricsServer?.close(), tracing.shutdown(), budgets.close()]);
+      // The store closes last: the streams that drained have stored their replies.
+      await Promise.all([metricsServer?.close(), tracing.shutdown(), budgets.close(), conversations.close()]);
       return outcome;
     },
     forceShutdown() {
@@ -118,8 +136,21 @@ export async function startGateway(config: Config, logger: Logger, upstream?: Ch
       void budgets.close();
       void metricsServer?.close();
       void tracing.shutdown();
+      void conversations.close();
     },
   };
+}
+
+/**
+ * Conversations: PostgreSQL when DATABASE_URL is set (replicas share it), else SQLite in DATA_DIR.
+ * Start-up fails if the database cannot be opened or migrated: serving without the store would
+ * answer every conversation call with an error.
+ */
+function conversationStoreFrom(config: Config): Promise<ConversationStore> {
+  const { databaseUrl, sqlitePath } = config.conversations;
+  return openConversationStore(
+    databaseUrl ? { kind: "postgres", url: databaseUrl } : { kind: "sqlite", path: sqlitePath },
+  );
 }
 
 /**

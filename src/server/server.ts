@@ -12,6 +12,8 @@ import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation } from "grpc-health-check";
 import {
   ChatServiceService,
+  ConversationServiceService,
+  type ConversationServiceServer,
   OpenAIServiceService,
   type OpenAIServiceServer,
   type GetUsageRequest,
@@ -85,6 +87,8 @@ export interface ServerOptions {
   listModels: handleUnaryCall<ListModelsRequest, ListModelsResponse>;
   /** The GetUsage handler (src/limits/usage-rpc.ts). */
   getUsage: handleUnaryCall<GetUsageRequest, GetUsageResponse>;
+  /** ConversationService (src/conversations/rpc.ts). */
+  conversations: ConversationServiceServer;
 }
 
 export async function startServer(chat: ChatService, options: ServerOptions): Promise<GatewayServer> {
@@ -102,6 +106,7 @@ export async function startServer(chat: ChatService, options: ServerOptions): Pr
   };
   server.addService(definition, { chat: options.chat, listModels: options.listModels, getUsage: options.getUsage });
   server.addService(OpenAIServiceService, options.openai);
+  server.addService(ConversationServiceService, options.conversations);
 
   const health = new HealthImplementation({ "": "SERVING", [CHAT_SERVICE_NAME]: "SERVING" });
   const watches = addHealthService(server, health);

@@ -1,4 +1,7 @@
 // A real gRPC server on port 0 with a fake upstream, and a real client, for in-process tests.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { credentials, Metadata, status, type ServiceError } from "@grpc/grpc-js";
 import { ChatRequest, ChatServiceClient, type ChatResponse } from "../../src/gen/chat/v1/chat.js";
 import { seenFromResponse } from "./events.js";
@@ -20,7 +23,10 @@ export async function startHarness(
   options: { upstream?: FakeUpstreamOptions; env?: Record<string, string> } = {},
 ): Promise<Harness> {
   const upstream = await startFakeUpstream(options.upstream);
+  // Each harness its own SQLite file, removed with it.
+  const dataDir = mkdtempSync(join(tmpdir(), "gateway-data-"));
   const config = loadConfig({
+    DATA_DIR: dataDir,
     GRPC_HOST: "127.0.0.1",
     GRPC_PORT: "0",
     OPENAI_BASE_URL: upstream.baseURL,
@@ -43,6 +49,8 @@ export async function startHarness(
       client.close();
       gateway.forceShutdown();
       await upstream.close();
+      await gateway.conversations.close();
+      rmSync(dataDir, { recursive: true, force: true });
     },
   };
 }

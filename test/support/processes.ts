@@ -1,5 +1,7 @@
 // The real processes of an end-to-end test: the built service (`node dist/main.js`), the real Envoy
 // with the project's envoy.yaml, and grpcurl; each on free loopback ports.
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { spawn, execFile, type ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
 import { join } from "node:path";
@@ -24,6 +26,8 @@ export async function startServiceProcess(env: Record<string, string>): Promise<
       GRPC_HOST: "127.0.0.1",
       GRPC_PORT: "0",
       LOG_LEVEL: "info",
+      // Each process its own SQLite file unless the test shares one (or sets DATABASE_URL).
+      DATA_DIR: mkdtempSync(join(tmpdir(), "gateway-data-")),
       ...openUnlessKeyed(env),
       ...env,
     },

@@ -30,6 +30,7 @@ const finish: ChatEvent = {
   $case: "finish",
   value: {
     finishReason: "tool_calls",
+    historyTrimmedTurns: 0,
     model: "deepseek-reasoner",
     usage: { promptTokens: 12, completionTokens: 40, totalTokens: 52, reasoningTokens: 30, cachedPromptTokens: 8 },
   },

@@ -96,6 +96,7 @@ const finish: ChatResponse = {
     $case: "finish",
     value: {
       finishReason: "stop",
+      historyTrimmedTurns: 0,
       model: "upstream-model",
       usage: { promptTokens: 3, completionTokens: 2, totalTokens: 5, reasoningTokens: 0, cachedPromptTokens: 1 },
     },

@@ -169,6 +169,7 @@ const finish = (finishReason = "stop"): ChatResponse => ({
     $case: "finish",
     value: {
       finishReason,
+      historyTrimmedTurns: 0,
       model: "upstream-model",
       usage: { promptTokens: 3, completionTokens: 7, totalTokens: 10, reasoningTokens: 4, cachedPromptTokens: 1 },
     },

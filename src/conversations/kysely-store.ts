@@ -1,0 +1,238 @@
+// The conversation store on a SQL database through Kysely: SQLite (node:sqlite, a file under
+// DATA_DIR) or PostgreSQL (`pg`, DATABASE_URL), the same queries for both. Every value is a bound
+// parameter; no SQL is built from strings.
+import { randomUUID } from "node:crypto";
+import { Kysely, Migrator, PostgresDialect, type Dialect, type Selectable, type Transaction } from "kysely";
+import type { UpstreamToolCall } from "../upstream/request.js";
+import type { UpstreamUsage } from "../upstream/events.js";
+import { migrationProvider } from "./migrations.js";
+import { nodeSqliteDialect } from "./sqlite.js";
+import type { BeginOutcome, Conversation, ConversationStore, NewTurn, PageCursor, Turn, TurnRole } from "./store.js";
+
+interface Tables {
+  conversations: {
+    id: string;
+    owner: string;
+    title: string;
+    system_prompt: string;
+    metadata: string | null;
+    created_at: string;
+    updated_at: string;
+  };
+  turns: {
+    conversation_id: string;
+    seq: number;
+    role: string;
+    content: string;
+    reasoning: string | null;
+    tool_calls: string | null;
+    tool_call_id: string | null;
+    model: string | null;
+    finish_reason: string | null;
+    usage: string | null;
+    incomplete_reason: string | null;
+    created_at: string;
+  };
+  conversation_leases: { conversation_id: string; holder: string; expires_at: number };
+}
+
+export type DatabaseTarget = { kind: "sqlite"; path: string } | { kind: "postgres"; url: string };
+
+/** Opens the database and brings its schema up to date (the migrations not yet run, in order). */
+export async function openConversationStore(target: DatabaseTarget): Promise<ConversationStore> {
+  const dialect: Dialect =
+    target.kind === "sqlite"
+      ? nodeSqliteDialect(target.path)
+      : new PostgresDialect({
+          // `pg` is loaded only when there is a PostgreSQL to talk to.
+          pool: new (await import("pg")).default.Pool({ connectionString: target.url, max: 10 }),
+        });
+  const db = new Kysely<Tables>({ dialect });
+  const { error, results } = await new Migrator({ db, provider: migrationProvider }).migrateToLatest();
+  if (error) {
+    await db.destroy();
+    const failed = results?.find((r) => r.status === "Error")?.migrationName;
+    throw new Error(`conversation store: migration ${failed ?? "(none)"} failed: ${String(error)}`, { cause: error });
+  }
+  return new KyselyConversationStore(db, target.kind);
+}
+
+class KyselyConversationStore implements ConversationStore {
+  constructor(
+    private readonly db: Kysely<Tables>,
+    readonly kind: "sqlite" | "postgres",
+  ) {}
+
+  async create(input: {
+    owner: string;
+    title: string;
+    systemPrompt: string;
+    metadata: Record<string, unknown> | undefined;
+  }) {
+    const now = new Date().toISOString();
+    const row = {
+      id: randomUUID(),
+      owner: input.owner,
+      title: input.title,
+      system_prompt: input.systemPrompt,
+      metadata: input.metadata === undefined ? null : JSON.stringify(input.metadata),
+      created_at: now,
+      updated_at: now,
+    };
+    await this.db.insertInto("conversations").values(row).execute();
+    return toConversation(row);
+  }
+
+  async list(owner: string, limit: number, after?: PageCursor) {
+    let query = this.db.selectFrom("conversations").selectAll().where("owner", "=", owner);
+    if (after) {
+      const at = after.createdAt.toISOString();
+      query = query.where((eb) =>
+        eb.or([eb("created_at", "<", at), eb.and([eb("created_at", "=", at), eb("id", "<", after.id)])]),
+      );
+    }
+    const rows = await query.orderBy("created_at", "desc").orderBy("id", "desc").limit(limit).execute();
+    return rows.map(toConversation);
+  }
+
+  async get(owner: string, id: string) {
+    return this.db.transaction().execute(async (tx) => {
+      const row = await ownedRow(tx, owner, id);
+      if (!row) return undefined;
+      return { conversation: toConversation(row), turns: await turnsOf(tx, id) };
+    });
+  }
+
+  async rename(owner: string, id: string, title: string) {
+    const row = await this.db
+      .updateTable("conversations")
+      .set({ title, updated_at: new Date().toISOString() })
+      .where("id", "=", id)
+      .where("owner", "=", owner)
+      .returningAll()
+      .executeTakeFirst();
+    return row && toConversation(row);
+  }
+
+  async delete(owner: string, id: string) {
+    // The turns and the lease go with it (ON DELETE CASCADE).
+    const result = await this.db
+      .deleteFrom("conversations")
+      .where("id", "=", id)
+      .where("owner", "=", owner)
+      .executeTakeFirst();
+    return Number(result.numDeletedRows) > 0;
+  }
+
+  async begin(owner: string, id: string, holder: string, leaseMs: number, turns: NewTurn[]): Promise<BeginOutcome> {
+    return this.db.transaction().execute(async (tx) => {
+      const row = await ownedRow(tx, owner, id);
+      if (!row) return { ok: false, why: "not_found" } as const;
+      const now = Date.now();
+      await tx
+        .deleteFrom("conversation_leases")
+        .where("conversation_id", "=", id)
+        .where("expires_at", "<", now)
+        .execute();
+      const taken = await tx
+        .insertInto("conversation_leases")
+        .values({ conversation_id: id, holder, expires_at: now + leaseMs })
+        .onConflict((oc) => oc.column("conversation_id").doNothing())
+        .executeTakeFirst();
+      if (Number(taken.numInsertedOrUpdatedRows ?? 0) === 0) return { ok: false, why: "busy" } as const;
+      const history = await turnsOf(tx, id);
+      await appendTurns(tx, id, nextSeq(history), turns);
+      return { ok: true, conversation: toConversation(row), history } as const;
+    });
+  }
+
+  async end(id: string, holder: string, reply: NewTurn | undefined) {
+    await this.db.transaction().execute(async (tx) => {
+      if (reply) {
+        const last = await tx
+          .selectFrom("turns")
+          .select((eb) => eb.fn.max("seq").as("seq"))
+          .where("conversation_id", "=", id)
+          .executeTakeFirst();
+        // The conversation may have been deleted meanwhile: then there is nothing to append to.
+        const exists = await tx.selectFrom("conversations").select("id").where("id", "=", id).executeTakeFirst();
+        if (exists) await appendTurns(tx, id, Number(last?.seq ?? 0) + 1, [reply]);
+      }
+      await tx
+        .deleteFrom("conversation_leases")
+        .where("conversation_id", "=", id)
+        .where("holder", "=", holder)
+        .execute();
+    });
+  }
+
+  close() {
+    return this.db.destroy();
+  }
+}
+
+function ownedRow(tx: Transaction<Tables>, owner: string, id: string) {
+  return tx.selectFrom("conversations").selectAll().where("id", "=", id).where("owner", "=", owner).executeTakeFirst();
+}
+
+async function turnsOf(tx: Transaction<Tables>, id: string): Promise<Turn[]> {
+  const rows = await tx.selectFrom("turns").selectAll().where("conversation_id", "=", id).orderBy("seq").execute();
+  return rows.map(toTurn);
+}
+
+function nextSeq(turns: Turn[]): number {
+  return (turns.at(-1)?.seq ?? 0) + 1;
+}
+
+async function appendTurns(tx: Transaction<Tables>, id: string, firstSeq: number, turns: NewTurn[]): Promise<void> {
+  if (turns.length === 0) return;
+  const now = new Date().toISOString();
+  await tx
+    .insertInto("turns")
+    .values(
+      turns.map((turn, i) => ({
+        conversation_id: id,
+        seq: firstSeq + i,
+        role: turn.role,
+        content: turn.content,
+        reasoning: turn.reasoning || null,
+        tool_calls: turn.toolCalls?.length ? JSON.stringify(turn.toolCalls) : null,
+        tool_call_id: turn.toolCallId || null,
+        model: turn.model || null,
+        finish_reason: turn.finishReason || null,
+        usage: turn.usage ? JSON.stringify(turn.usage) : null,
+        incomplete_reason: turn.incompleteReason || null,
+        created_at: now,
+      })),
+    )
+    .execute();
+  await tx.updateTable("conversations").set({ updated_at: now }).where("id", "=", id).execute();
+}
+
+function toConversation(row: Selectable<Tables["conversations"]>): Conversation {
+  return {
+    id: row.id,
+    owner: row.owner,
+    title: row.title,
+    systemPrompt: row.system_prompt,
+    metadata: row.metadata === null ? undefined : (JSON.parse(row.metadata) as Record<string, unknown>),
+    createdAt: new Date(row.created_at),
+    updatedAt: new Date(row.updated_at),
+  };
+}
+
+function toTurn(row: Selectable<Tables["turns"]>): Turn {
+  return {
+    seq: Number(row.seq),
+    role: row.role as TurnRole,
+    content: row.content,
+    ...(row.reasoning !== null && { reasoning: row.reasoning }),
+    ...(row.tool_calls !== null && { toolCalls: JSON.parse(row.tool_calls) as UpstreamToolCall[] }),
+    ...(row.tool_call_id !== null && { toolCallId: row.tool_call_id }),
+    ...(row.model !== null && { model: row.model }),
+    ...(row.finish_reason !== null && { finishReason: row.finish_reason }),
+    ...(row.usage !== null && { usage: JSON.parse(row.usage) as UpstreamUsage }),
+    ...(row.incomplete_reason !== null && { incompleteReason: row.incomplete_reason }),
+    createdAt: new Date(row.created_at),
+  };
+}

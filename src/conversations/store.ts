@@ -1,0 +1,71 @@
+// The conversations' storage port: what the gateway keeps of a conversation and the operations it
+// needs, in no database's terms. One implementation (kysely-store.ts) serves SQLite and PostgreSQL,
+// its SQL written by Kysely for each.
+import type { UpstreamToolCall } from "../upstream/request.js";
+import type { UpstreamUsage } from "../upstream/events.js";
+
+export interface Conversation {
+  id: string;
+  owner: string;
+  title: string;
+  systemPrompt: string;
+  metadata: Record<string, unknown> | undefined;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+export type TurnRole = "system" | "developer" | "user" | "assistant" | "tool";
+
+/** A turn as it is appended: the caller's (user, tool results) or the model's reply. */
+export interface NewTurn {
+  role: TurnRole;
+  content: string;
+  reasoning?: string;
+  toolCalls?: UpstreamToolCall[];
+  toolCallId?: string;
+  model?: string;
+  finishReason?: string;
+  usage?: UpstreamUsage;
+  /** Why the reply did not end by itself ("cancelled", "upstream_error", "shutdown", ...). */
+  incompleteReason?: string;
+}
+
+export interface Turn extends NewTurn {
+  seq: number;
+  createdAt: Date;
+}
+
+/** Where a page of the list starts: after this conversation (newest first). */
+export interface PageCursor {
+  createdAt: Date;
+  id: string;
+}
+
+export type BeginOutcome =
+  | { ok: true; conversation: Conversation; history: Turn[] }
+  | { ok: false; why: "not_found" | "busy" };
+
+export interface ConversationStore {
+  readonly kind: "sqlite" | "postgres";
+  create(conversation: {
+    owner: string;
+    title: string;
+    systemPrompt: string;
+    metadata: Record<string, unknown> | undefined;
+  }): Promise<Conversation>;
+  /** The owner's conversations, newest first, `limit` at most, after `after` when given. */
+  list(owner: string, limit: number, after?: PageCursor): Promise<Conversation[]>;
+  /** The conversation and its turns, oldest first; undefined when the owner has no such conversation. */
+  get(owner: string, id: string): Promise<{ conversation: Conversation; turns: Turn[] } | undefined>;
+  rename(owner: string, id: string, title: string): Promise<Conversation | undefined>;
+  /** True when something was deleted (the conversation, its turns and its lease). */
+  delete(owner: string, id: string): Promise<boolean>;
+  /**
+   * In one transaction: takes the conversation's lease for `holder` (refused while another holder's
+   * has not expired), reads its turns so far and appends `turns` (the request's new ones).
+   */
+  begin(owner: string, id: string, holder: string, leaseMs: number, turns: NewTurn[]): Promise<BeginOutcome>;
+  /** Appends the reply (when there is one) and gives the lease back, in one transaction. */
+  end(id: string, holder: string, reply: NewTurn | undefined): Promise<void>;
+  close(): Promise<void>;
+}
