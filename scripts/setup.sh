@@ -81,6 +81,12 @@ fi
 # free port). The service itself needs none: REDIS_URL names the Redis (or Valkey) of a deployment.
 debian_package redis-server redis-server "the budget tests and npm run start:cluster"
 
+# PostgreSQL, for the conversation store's tests against a real server (test/support/postgres.ts
+# starts its own in a temporary folder, on a free loopback port). The service needs none: SQLite is
+# its default, DATABASE_URL names a deployment's PostgreSQL. pg_ctlcluster comes with the server
+# package (postgresql-common), whose binaries are not on PATH.
+debian_package pg_ctlcluster postgresql "the conversation store's PostgreSQL tests"
+
 # deploy/'s checks (scripts/check.sh): kustomize renders the manifests as `kubectl apply -k` does,
 # kubernetes-validate checks every resource against the schemas it ships (no cluster, no network).
 if [ ! -x "$TOOLS/bin/kustomize" ] || [ "$(cat "$TOOLS/kustomize.version" 2>/dev/null)" != "$KUSTOMIZE_VERSION" ]; then

@@ -1,10 +1,10 @@
 // The conversation store on a SQL database through Kysely: SQLite (node:sqlite, a file under
 // DATA_DIR) or PostgreSQL (`pg`, DATABASE_URL), the same queries for both. Every value is a bound
 // parameter; no SQL is built from strings.
-import { randomUUID } from "node:crypto";
 import { Kysely, Migrator, PostgresDialect, type Dialect, type Selectable, type Transaction } from "kysely";
 import type { UpstreamToolCall } from "../upstream/request.js";
 import type { UpstreamUsage } from "../upstream/events.js";
+import { uuidv7 } from "./ids.js";
 import { migrationProvider } from "./migrations.js";
 import { nodeSqliteDialect } from "./sqlite.js";
 import type { BeginOutcome, Conversation, ConversationStore, NewTurn, PageCursor, Turn, TurnRole } from "./store.js";
@@ -48,7 +48,11 @@ export async function openConversationStore(target: DatabaseTarget): Promise<Con
           pool: new (await import("pg")).default.Pool({ connectionString: target.url, max: 10 }),
         });
   const db = new Kysely<Tables>({ dialect });
-  const { error, results } = await new Migrator({ db, provider: migrationProvider }).migrateToLatest();
+  const migrator = new Migrator({ db, provider: migrationProvider });
+  let { error, results } = await migrator.migrateToLatest();
+  // Kysely takes no lock on SQLite: processes starting together on one file can collide, and the
+  // one that lost finds the migrations done when it tries again.
+  if (error && target.kind === "sqlite") ({ error, results } = await migrator.migrateToLatest());
   if (error) {
     await db.destroy();
     const failed = results?.find((r) => r.status === "Error")?.migrationName;
@@ -71,7 +75,7 @@ class KyselyConversationStore implements ConversationStore {
   }) {
     const now = new Date().toISOString();
     const row = {
-      id: randomUUID(),
+      id: uuidv7(),
       owner: input.owner,
       title: input.title,
       system_prompt: input.systemPrompt,
@@ -83,6 +87,7 @@ class KyselyConversationStore implements ConversationStore {
     return toConversation(row);
   }
 
+  /** Ties of created_at (the same millisecond) are ordered by id, which is time-ordered (ids.ts). */
   async list(owner: string, limit: number, after?: PageCursor) {
     let query = this.db.selectFrom("conversations").selectAll().where("owner", "=", owner);
     if (after) {
