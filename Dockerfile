@@ -20,6 +20,11 @@ COPY --from=build /app/node_modules node_modules
 COPY --from=build /app/dist dist
 # Read at run time for server reflection, at the same path Envoy's copy has.
 COPY --from=build /app/src/gen/chat.binpb src/gen/chat.binpb
+# The SQLite database of stored conversations (when DATABASE_URL is unset): the one place the
+# service writes, a volume, so the root filesystem can stay read-only.
+ENV DATA_DIR=/app/data
+RUN mkdir -p /app/data && chown node:node /app/data
+VOLUME /app/data
 USER node
 EXPOSE 50051
 # grpc.health.v1 Check of chat.v1.ChatService over loopback, with grpc-js: no extra binary. It fails
