@@ -94,7 +94,12 @@ export class Outbox {
   /** `historyTrimmedTurns`: stored turns left out of the upstream request (a stored conversation's). */
   finish(event: UpstreamFinish, historyTrimmedTurns = 0): void {
     this.flush();
-    const value = { finishReason: event.finishReason, model: event.model, usage: event.usage, historyTrimmedTurns };
+    const value = {
+      finishReason: event.finishReason,
+      model: event.model,
+      usage: event.usage,
+      ...(historyTrimmedTurns > 0 && { historyTrimmedTurns }),
+    };
     this.write({ event: { $case: "finish", value } }, 0);
   }
 
