@@ -4,7 +4,15 @@
 // proto/ (src/gen/web: the same messages, without the grpc-js service stubs, so nothing here needs
 // Node). Needs only fetch, streams and TextDecoderStream: every current browser, Node 18+.
 import { EventSourceParserStream } from "eventsource-parser/stream";
-import { ChatRequest, ChatResponse, ListModelsResponse, type DeepPartial } from "../contract/web.js";
+import {
+  ChatRequest,
+  ChatResponse,
+  Conversation,
+  GetConversationResponse,
+  ListConversationsResponse,
+  ListModelsResponse,
+  type DeepPartial,
+} from "../contract/web.js";
 import { ChatError, GrpcCode, errorFromResponse, type ChatErrorInit } from "./errors.js";
 
 export { ChatError, GrpcCode, grpcCodeName, type GrpcCodeName, type ChatErrorInit } from "./errors.js";
@@ -30,6 +38,10 @@ export type {
   ListModelsResponse,
   Model,
   UnavailableUpstream,
+  Conversation,
+  Turn,
+  ListConversationsResponse,
+  GetConversationResponse,
   DeepPartial,
 } from "../contract/web.js";
 
@@ -119,6 +131,68 @@ export async function listModels(options: ClientOptions = {}): Promise<ListModel
       requestId: response.headers.get("x-request-id") ?? undefined,
     }),
   );
+}
+
+/** `POST /conversations`: a new stored conversation of this caller (docs/conversations.md). */
+export async function createConversation(
+  init: { title?: string; systemPrompt?: string } = {},
+  options: ClientOptions = {},
+): Promise<Conversation> {
+  const body = { title: init.title ?? "", system_prompt: init.systemPrompt ?? "" };
+  const { conversation } = await requestJson(options, "POST", "/conversations", body);
+  return Conversation.fromJSON(conversation);
+}
+
+/** `GET /conversations`: this caller's conversations, newest first, a page at a time. */
+export async function listConversations(
+  page: { pageSize?: number; pageToken?: string } = {},
+  options: ClientOptions = {},
+): Promise<ListConversationsResponse> {
+  const query = new URLSearchParams();
+  if (page.pageSize) query.set("page_size", String(page.pageSize));
+  if (page.pageToken) query.set("page_token", page.pageToken);
+  const search = query.toString();
+  const path = `/conversations${search ? `?${search}` : ""}`;
+  return ListConversationsResponse.fromJSON(await requestJson(options, "GET", path));
+}
+
+/** `GET /conversations/{id}`: the conversation and every stored turn. */
+export async function getConversation(id: string, options: ClientOptions = {}): Promise<GetConversationResponse> {
+  return GetConversationResponse.fromJSON(
+    await requestJson(options, "GET", `/conversations/${encodeURIComponent(id)}`),
+  );
+}
+
+/** `PATCH /conversations/{id}`: a new title. */
+export async function renameConversation(
+  id: string,
+  title: string,
+  options: ClientOptions = {},
+): Promise<Conversation> {
+  const { conversation } = await requestJson(options, "PATCH", `/conversations/${encodeURIComponent(id)}`, { title });
+  return Conversation.fromJSON(conversation);
+}
+
+/** `DELETE /conversations/{id}`: the conversation and its turns, for good. */
+export async function deleteConversation(id: string, options: ClientOptions = {}): Promise<void> {
+  await requestJson(options, "DELETE", `/conversations/${encodeURIComponent(id)}`);
+}
+
+/** One unary JSON request; resolves with the parsed body, or throws its ChatError. */
+async function requestJson(
+  options: ClientOptions,
+  method: string,
+  path: string,
+  body?: unknown,
+  // biome-ignore lint/suspicious/noExplicitAny: the JSON as it came, read by each message's fromJSON
+): Promise<any> {
+  const init: RequestInit = { method, ...(options.signal && { signal: options.signal }) };
+  if (body !== undefined) init.body = JSON.stringify(body);
+  const response = await send(options, path, init, "application/json");
+  return parseJson(await response.text(), {
+    httpStatus: response.status,
+    requestId: response.headers.get("x-request-id") ?? undefined,
+  });
 }
 
 /**
