@@ -386,7 +386,7 @@ describe("the chat page, open gateway", () => {
     await ended(page, "error");
     expect(await status(page).innerText()).toMatch(
       new RegExp(
-        `^HTTP 400 · INVALID_ARGUMENT: messages\\[0\\]\\.content: input is \\d+ bytes, more than the limit of ${MAX_INPUT_BYTES} · request [\\w-]+$`,
+        `^HTTP 400 · INVALID_ARGUMENT: text: input is \\d+ bytes, more than the limit of ${MAX_INPUT_BYTES} · request [\\w-]+$`,
       ),
     );
     expect(await page.locator("#input").inputValue()).toBe(text);
@@ -431,6 +431,80 @@ describe("the chat page, open gateway", () => {
     expect(await view.locator('a[href^="javascript"]').count()).toBe(0);
     await view.getByText("a link").click();
     expect(await page.evaluate("window.__xss")).toBeUndefined();
+  });
+
+  it("keeps each chat as a stored conversation: listed beside it, reopened by a reload or a click, renamed and deleted from the list", async () => {
+    await openPage();
+    // The open gateway's callers share one list (AUTH=none): this test's conversation is found by its title.
+    const text = `Remember the lighthouse keeper ${Date.now()}`;
+    ctx.reply = () => ({ deltas: [wire.reasoning("Noting it.")], tokens: ["Noted", " well."] });
+    const index = ctx.upstream.requests.length;
+    await send(page, text);
+    await ended(page, "finished");
+    // Created on the first message, titled by its first words, marked as the one on screen.
+    const entry = page.locator(".conversation", { hasText: text });
+    await entry.waitFor();
+    const id = await entry.getAttribute("data-id");
+    expect(id).toMatch(/^[0-9a-f-]{36}$/);
+    expect(await entry.locator("button.open").getAttribute("aria-current")).toBe("true");
+    expect(page.url()).toBe(`${ctx.url}#${id}`);
+    expect((await ctx.upstream.received(index)).body.messages).toEqual([{ role: "user", content: text }]);
+    const stored = async () => fetch(new URL(`/conversations/${id}`, ctx.url));
+    type Stored = { conversation: { title: string }; turns: { role: string; content: string }[] };
+    const storedJson = async () => (await (await stored()).json()) as Stored;
+    expect((await storedJson()).turns.map((t) => [t.role, t.content])).toEqual([
+      ["user", text],
+      ["assistant", "Noted well."],
+    ]);
+
+    // A reload: the list still has it, and the URL's fragment reopens it, both turns as they were drawn.
+    await page.reload();
+    await answer(page).getByText("Noted well.").waitFor();
+    await entry.waitFor();
+    expect(await page.locator(".turn.user .text").allTextContents()).toEqual([text]);
+    expect(await page.locator(".turn.assistant").count()).toBe(1);
+    expect(await lastTurn(page).locator(".reasoning-text").textContent()).toBe("Noting it.");
+    expect(await status(page).innerText()).toMatch(/^fake-model · \d+ → \d+ tokens$/);
+
+    // New chat empties the page; a click on the entry opens the conversation again.
+    await page.locator("#new-chat").click();
+    expect(await page.locator(".turn").count()).toBe(0);
+    expect(page.url()).toBe(ctx.url);
+    expect(await entry.locator("button.open").getAttribute("aria-current")).toBeNull();
+    await entry.locator("button.open").click();
+    await answer(page).getByText("Noted well.").waitFor();
+    expect(await page.locator(".turn.user .text").allTextContents()).toEqual([text]);
+    expect(page.url()).toBe(`${ctx.url}#${id}`);
+
+    // The next message carries only itself: the gateway sends the stored turns before it.
+    ctx.reply = () => ({ tokens: ["Again"] });
+    await send(page, "And again");
+    await page.locator(`.turn.assistant[data-state="finished"]`).nth(1).waitFor();
+    expect((await storedJson()).turns).toHaveLength(4);
+    expect(ctx.upstream.requests.at(-1)!.body.messages).toEqual([
+      { role: "user", content: text },
+      { role: "assistant", content: "Noted well." },
+      { role: "user", content: "And again" },
+    ]);
+
+    // Rename from the list (a prompt), stored by PATCH.
+    const mine = page.locator(`.conversation[data-id="${id}"]`);
+    page.once("dialog", (dialog) => void dialog.accept("Lighthouse notes"));
+    await mine.getByRole("button", { name: `Rename “${text}”` }).click();
+    await mine.getByRole("button", { name: "Lighthouse notes", exact: true }).waitFor();
+    expect((await storedJson()).conversation.title).toBe("Lighthouse notes");
+
+    // Delete from the list (confirmed), by DELETE: gone from the list, the page and the gateway.
+    page.once("dialog", (dialog) => void dialog.accept());
+    await mine.getByRole("button", { name: "Delete “Lighthouse notes”" }).click();
+    await mine.waitFor({ state: "detached" });
+    expect((await stored()).status).toBe(404);
+    expect(await page.locator(".turn").count()).toBe(0);
+    expect(page.url()).toBe(ctx.url);
+    await page.reload();
+    await page.locator("#conversation-list").waitFor({ state: "attached" });
+    await page.locator(".conversation").first().waitFor();
+    expect(await mine.count()).toBe(0);
   });
 
   it("fits a phone: no horizontal scroll with a long code line, a long word and a wide table", async () => {

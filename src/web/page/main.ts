@@ -1,16 +1,24 @@
 // The chat page Envoy serves at `/`: a conversation with the gateway through `chat-gateway/web`,
-// on the same origin as `POST /chat` and `GET /models`.
+// on the same origin as `POST /chat`, `GET /models` and `/conversations`. Each chat is a stored
+// conversation (docs/conversations.md): created on its first message, its id in the URL's fragment
+// so a reload reopens it, and listed beside the chat.
 import {
   ChatError,
   GrpcCode,
+  createConversation,
+  deleteConversation,
+  getConversation,
+  listConversations,
   listModels,
+  renameConversation,
   streamChat,
-  type ChatMessage,
-  type DeepPartial,
+  type Conversation,
   type ListModelsResponse,
+  type Turn,
 } from "../client.js";
 import { AssistantTurn, appendUserTurn, describeError } from "./turns.js";
 import { askForKey, savedKey } from "./key.js";
+import { showConversations } from "./list.js";
 
 const $ = <T extends HTMLElement>(selector: string) => document.querySelector<T>(selector)!;
 const log = $("#log");
@@ -21,9 +29,12 @@ const stopButton = $<HTMLButtonElement>("#stop");
 const modelSelect = $<HTMLSelectElement>("#model");
 const keyButton = $<HTMLButtonElement>("#key-button");
 const notice = $("#notice");
+const conversationList = $<HTMLUListElement>("#conversation-list");
 
-/** The turns sent back with each request: the user's, and the answers as far as they got. */
-let history: DeepPartial<ChatMessage>[] = [];
+/** The stored conversation on screen (the URL's fragment); none until a new chat's first message. */
+let conversationId: string | undefined = decodeURIComponent(location.hash.slice(1)) || undefined;
+/** The caller's conversations as last listed, newest first. */
+let listed: Conversation[] = [];
 let current: AbortController | undefined;
 /** Bumped by "New chat": a reply of an earlier conversation that ends later must not write into this one. */
 let conversation = 0;
@@ -40,6 +51,7 @@ function say(text: string): void {
   notice.hidden = !text;
 }
 
+/** The models, then the conversations (asking for a caller key first if the gateway wants one). */
 async function loadModels(): Promise<void> {
   try {
     showModels(await listModels({ apiKey: savedKey() }));
@@ -56,6 +68,107 @@ async function loadModels(): Promise<void> {
     }
     say(`Could not list the models: ${describeError(asChatError(error))}`);
   }
+  await loadConversations();
+  if (conversationId && !log.hasChildNodes()) await openConversation(conversationId);
+}
+
+async function loadConversations(): Promise<void> {
+  try {
+    listed = (await listConversations({ pageSize: 100 }, { apiKey: savedKey() })).conversations;
+    showList();
+  } catch (error) {
+    say(`Could not list the conversations: ${describeError(asChatError(error))}`);
+  }
+}
+
+function showList(): void {
+  showConversations(conversationList, listed, conversationId, {
+    open: (id) => void openConversation(id),
+    rename: (conversation) => void rename(conversation),
+    remove: (conversation) => void remove(conversation),
+  });
+}
+
+/** Makes `id` the conversation on screen (none: a new chat), in the URL too, without a new history entry. */
+function setCurrent(id: string | undefined): void {
+  conversationId = id;
+  window.history.replaceState(null, "", id ? `#${encodeURIComponent(id)}` : location.pathname + location.search);
+  showList();
+}
+
+/** Leaves whatever is on screen (a reply still streaming is stopped) for an empty log. */
+function clearChat(): void {
+  current?.abort();
+  conversation++;
+  log.replaceChildren();
+}
+
+async function openConversation(id: string): Promise<void> {
+  clearChat();
+  const mine = conversation;
+  setCurrent(id);
+  try {
+    const { turns } = await getConversation(id, { apiKey: savedKey() });
+    if (mine !== conversation) return;
+    for (const turn of turns) showStoredTurn(turn);
+    following = true;
+    follow();
+    say("");
+  } catch (error) {
+    if (mine !== conversation) return;
+    say(`Could not open the conversation: ${describeError(asChatError(error))}`);
+    setCurrent(undefined);
+  }
+  input.focus();
+}
+
+/** A stored turn, drawn as the same turn streamed: the user's text, or the reply and how it ended. */
+function showStoredTurn(stored: Turn): void {
+  if (stored.role !== "assistant") {
+    appendUserTurn(log, stored.role === "user" ? stored.content : `${stored.role}: ${stored.content}`);
+    return;
+  }
+  const turn = new AssistantTurn(log);
+  if (stored.reasoning) turn.appendReasoning(stored.reasoning);
+  stored.toolCalls.forEach((call, index) =>
+    turn.toolCall({ index, id: call.id, name: call.function?.name ?? "", arguments: call.function?.arguments ?? "" }),
+  );
+  if (stored.content) turn.appendAnswer(stored.content);
+  if (stored.incompleteReason) turn.incomplete(stored.incompleteReason);
+  else turn.finish({ model: stored.model, finishReason: stored.finishReason, usage: stored.usage });
+}
+
+async function rename(conversation: Conversation): Promise<void> {
+  const title = prompt("New title:", conversation.title)?.trim();
+  if (!title || title === conversation.title) return;
+  try {
+    const renamed = await renameConversation(conversation.id, title, { apiKey: savedKey() });
+    listed = listed.map((c) => (c.id === renamed.id ? renamed : c));
+    showList();
+  } catch (error) {
+    say(`Could not rename the conversation: ${describeError(asChatError(error))}`);
+  }
+}
+
+async function remove(conversation: Conversation): Promise<void> {
+  if (!confirm(`Delete “${conversation.title || "Untitled"}” and its turns, for good?`)) return;
+  try {
+    await deleteConversation(conversation.id, { apiKey: savedKey() });
+    if (conversation.id === conversationId) {
+      clearChat();
+      setCurrent(undefined);
+    }
+    listed = listed.filter((c) => c.id !== conversation.id);
+    showList();
+  } catch (error) {
+    say(`Could not delete the conversation: ${describeError(asChatError(error))}`);
+  }
+}
+
+/** A new conversation's title: its first message's first words. */
+function titleOf(text: string): string {
+  const words = text.split(/\s+/).filter(Boolean).slice(0, 8).join(" ");
+  return words.length > 60 ? `${words.slice(0, 59)}…` : words;
 }
 
 function showModels({ models, unavailable }: ListModelsResponse): void {
@@ -98,10 +211,22 @@ async function send(text: string): Promise<void> {
   appendUserTurn(log, text);
   const turn = new AssistantTurn(log, follow);
   follow();
-  const messages = [...history, { role: "user", content: text }];
   let started = false;
   try {
-    const request = { messages, model: modelSelect.value };
+    let id = conversationId;
+    if (!id) {
+      // A new chat is stored from its first message on.
+      const created = await createConversation(
+        { title: titleOf(text) },
+        { apiKey: savedKey(), signal: controller.signal },
+      );
+      if (mine !== conversation) return;
+      id = created.id;
+      listed = [created, ...listed];
+      setCurrent(id);
+    }
+    // Only the new turn: the gateway sends the stored ones before it, and stores this one and the reply.
+    const request = { conversationId: id, text, model: modelSelect.value };
     for await (const { event } of streamChat(request, { signal: controller.signal, apiKey: savedKey() })) {
       started = true;
       switch (event?.$case) {
@@ -146,9 +271,7 @@ async function send(text: string): Promise<void> {
     follow();
   }
   if (mine !== conversation) return;
-  if (started) {
-    history = [...messages, ...(turn.answer ? [{ role: "assistant", content: turn.answer }] : [])];
-  } else if (!input.value) {
+  if (!started && !input.value) {
     // Nothing reached the model: give the text back, to send again.
     input.value = text;
   }
@@ -181,10 +304,9 @@ input.addEventListener("input", fitInput);
 stopButton.addEventListener("click", () => current?.abort());
 
 $("#new-chat").addEventListener("click", () => {
-  current?.abort();
-  conversation++;
-  history = [];
-  log.replaceChildren();
+  clearChat();
+  setCurrent(undefined);
+  say("");
   input.focus();
 });
 

@@ -126,6 +126,13 @@ export class AssistantTurn {
     this.setState("error", describeError(error));
   }
 
+  /** A stored reply that was cut short (its `incomplete_reason`): "cancelled" reads as a Stop did. */
+  incomplete(reason: string): void {
+    this.flush();
+    if (reason === "cancelled") this.setState("stopped", "stopped");
+    else this.setState("error", `incomplete: ${reason}`);
+  }
+
   private setState(state: TurnState, status: string): void {
     this.root.dataset.state = state;
     this.root.setAttribute("aria-busy", String(state === "streaming"));
