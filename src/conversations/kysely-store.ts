@@ -7,7 +7,17 @@ import type { UpstreamUsage } from "../upstream/events.js";
 import { uuidv7 } from "./ids.js";
 import { migrationProvider } from "./migrations.js";
 import { nodeSqliteDialect } from "./sqlite.js";
-import type { BeginOutcome, Conversation, ConversationStore, NewTurn, PageCursor, Turn, TurnRole } from "./store.js";
+import {
+  INTERRUPTED,
+  STREAMING,
+  type BeginOutcome,
+  type Conversation,
+  type ConversationStore,
+  type NewTurn,
+  type PageCursor,
+  type Turn,
+  type TurnRole,
+} from "./store.js";
 
 interface Tables {
   conversations: {
@@ -38,15 +48,27 @@ interface Tables {
 
 export type DatabaseTarget = { kind: "sqlite"; path: string } | { kind: "postgres"; url: string };
 
+/** The PostgreSQL pool; `pg` is loaded only when there is a PostgreSQL to talk to. */
+async function postgresPool(url: string) {
+  const pool = new (await import("pg")).default.Pool({
+    connectionString: url,
+    max: 10,
+    // A database that does not answer fails the request that needs it soon, not after the OS's
+    // TCP timeout: the caller gets UNAVAILABLE and can retry.
+    connectionTimeoutMillis: 2_000,
+  });
+  // An idle connection the server drops (a restart, a failover) is reported on the pool; unheard,
+  // that event would end the process. The next query on it fails and reconnects by itself.
+  pool.on("error", () => undefined);
+  return pool;
+}
+
 /** Opens the database and brings its schema up to date (the migrations not yet run, in order). */
 export async function openConversationStore(target: DatabaseTarget): Promise<ConversationStore> {
   const dialect: Dialect =
     target.kind === "sqlite"
       ? nodeSqliteDialect(target.path)
-      : new PostgresDialect({
-          // `pg` is loaded only when there is a PostgreSQL to talk to.
-          pool: new (await import("pg")).default.Pool({ connectionString: target.url, max: 10 }),
-        });
+      : new PostgresDialect({ pool: await postgresPool(target.url) });
   const db = new Kysely<Tables>({ dialect });
   const migrator = new Migrator({ db, provider: migrationProvider });
   let { error, results } = await migrator.migrateToLatest();
@@ -104,7 +126,12 @@ class KyselyConversationStore implements ConversationStore {
     return this.db.transaction().execute(async (tx) => {
       const row = await ownedRow(tx, owner, id);
       if (!row) return undefined;
-      return { conversation: toConversation(row), turns: await turnsOf(tx, id) };
+      const turns = await turnsOf(tx, id);
+      // A reply still marked as streaming whose lease is gone or expired: its process died mid-stream.
+      if (turns.some((t) => t.incompleteReason === STREAMING) && !(await liveLease(tx, id))) {
+        for (const t of turns) if (t.incompleteReason === STREAMING) t.incompleteReason = INTERRUPTED;
+      }
+      return { conversation: toConversation(row), turns };
     });
   }
 
@@ -134,11 +161,21 @@ class KyselyConversationStore implements ConversationStore {
       const row = await ownedRow(tx, owner, id);
       if (!row) return { ok: false, why: "not_found" } as const;
       const now = Date.now();
-      await tx
+      const expired = await tx
         .deleteFrom("conversation_leases")
         .where("conversation_id", "=", id)
         .where("expires_at", "<", now)
-        .execute();
+        .executeTakeFirst();
+      // The expired holder died mid-stream (a live one renews its lease with each flush): what it
+      // flushed of its reply is all there will be.
+      if (Number(expired.numDeletedRows) > 0) {
+        await tx
+          .updateTable("turns")
+          .set({ incomplete_reason: INTERRUPTED })
+          .where("conversation_id", "=", id)
+          .where("incomplete_reason", "=", STREAMING)
+          .execute();
+      }
       const taken = await tx
         .insertInto("conversation_leases")
         .values({ conversation_id: id, holder, expires_at: now + leaseMs })
@@ -146,22 +183,48 @@ class KyselyConversationStore implements ConversationStore {
         .executeTakeFirst();
       if (Number(taken.numInsertedOrUpdatedRows ?? 0) === 0) return { ok: false, why: "busy" } as const;
       const history = await turnsOf(tx, id);
-      await appendTurns(tx, id, nextSeq(history), turns);
-      return { ok: true, conversation: toConversation(row), history } as const;
+      const first = nextSeq(history);
+      await appendTurns(tx, id, first, turns);
+      return { ok: true, conversation: toConversation(row), history, replySeq: first + turns.length } as const;
     });
   }
 
-  async end(id: string, holder: string, reply: NewTurn | undefined) {
+  async flush(id: string, holder: string, leaseMs: number, seq: number, reply: NewTurn | undefined) {
+    return this.db.transaction().execute(async (tx) => {
+      const renewed = await tx
+        .updateTable("conversation_leases")
+        .set({ expires_at: Date.now() + leaseMs })
+        .where("conversation_id", "=", id)
+        .where("holder", "=", holder)
+        .executeTakeFirst();
+      // No lease, no write: the conversation was deleted, or another stream has it.
+      if (Number(renewed.numUpdatedRows) === 0) return false;
+      if (reply) await writeTurn(tx, id, seq, reply);
+      return true;
+    });
+  }
+
+  async end(id: string, holder: string, seq: number, reply: NewTurn | undefined) {
     await this.db.transaction().execute(async (tx) => {
       if (reply) {
-        const last = await tx
-          .selectFrom("turns")
-          .select((eb) => eb.fn.max("seq").as("seq"))
+        const held = await tx
+          .selectFrom("conversation_leases")
+          .select("holder")
           .where("conversation_id", "=", id)
+          .where("holder", "=", holder)
           .executeTakeFirst();
-        // The conversation may have been deleted meanwhile: then there is nothing to append to.
-        const exists = await tx.selectFrom("conversations").select("id").where("id", "=", id).executeTakeFirst();
-        if (exists) await appendTurns(tx, id, Number(last?.seq ?? 0) + 1, [reply]);
+        if (held) {
+          await writeTurn(tx, id, seq, reply);
+        } else {
+          const last = await tx
+            .selectFrom("turns")
+            .select((eb) => eb.fn.max("seq").as("seq"))
+            .where("conversation_id", "=", id)
+            .executeTakeFirst();
+          // The conversation may have been deleted meanwhile: then there is nothing to append to.
+          const exists = await tx.selectFrom("conversations").select("id").where("id", "=", id).executeTakeFirst();
+          if (exists) await appendTurns(tx, id, Number(last?.seq ?? 0) + 1, [reply]);
+        }
       }
       await tx
         .deleteFrom("conversation_leases")
@@ -189,27 +252,50 @@ function nextSeq(turns: Turn[]): number {
   return (turns.at(-1)?.seq ?? 0) + 1;
 }
 
+function liveLease(tx: Transaction<Tables>, id: string) {
+  return tx
+    .selectFrom("conversation_leases")
+    .select("holder")
+    .where("conversation_id", "=", id)
+    .where("expires_at", ">=", Date.now())
+    .executeTakeFirst();
+}
+
+function turnRow(id: string, seq: number, turn: NewTurn, now: string) {
+  return {
+    conversation_id: id,
+    seq,
+    role: turn.role,
+    content: turn.content,
+    reasoning: turn.reasoning || null,
+    tool_calls: turn.toolCalls?.length ? JSON.stringify(turn.toolCalls) : null,
+    tool_call_id: turn.toolCallId || null,
+    model: turn.model || null,
+    finish_reason: turn.finishReason || null,
+    usage: turn.usage ? JSON.stringify(turn.usage) : null,
+    incomplete_reason: turn.incompleteReason || null,
+    created_at: now,
+  };
+}
+
 async function appendTurns(tx: Transaction<Tables>, id: string, firstSeq: number, turns: NewTurn[]): Promise<void> {
   if (turns.length === 0) return;
   const now = new Date().toISOString();
   await tx
     .insertInto("turns")
-    .values(
-      turns.map((turn, i) => ({
-        conversation_id: id,
-        seq: firstSeq + i,
-        role: turn.role,
-        content: turn.content,
-        reasoning: turn.reasoning || null,
-        tool_calls: turn.toolCalls?.length ? JSON.stringify(turn.toolCalls) : null,
-        tool_call_id: turn.toolCallId || null,
-        model: turn.model || null,
-        finish_reason: turn.finishReason || null,
-        usage: turn.usage ? JSON.stringify(turn.usage) : null,
-        incomplete_reason: turn.incompleteReason || null,
-        created_at: now,
-      })),
-    )
+    .values(turns.map((turn, i) => turnRow(id, firstSeq + i, turn, now)))
+    .execute();
+  await tx.updateTable("conversations").set({ updated_at: now }).where("id", "=", id).execute();
+}
+
+/** The turn at `seq`, inserted or replacing the one there (a reply's earlier flush). */
+async function writeTurn(tx: Transaction<Tables>, id: string, seq: number, turn: NewTurn): Promise<void> {
+  const now = new Date().toISOString();
+  const { conversation_id: _, seq: __, created_at: ___, ...columns } = turnRow(id, seq, turn, now);
+  await tx
+    .insertInto("turns")
+    .values(turnRow(id, seq, turn, now))
+    .onConflict((oc) => oc.columns(["conversation_id", "seq"]).doUpdateSet(columns))
     .execute();
   await tx.updateTable("conversations").set({ updated_at: now }).where("id", "=", id).execute();
 }

@@ -41,8 +41,15 @@ export interface PageCursor {
   id: string;
 }
 
+/**
+ * A reply's `incompleteReason` while it streams (written by each flush), and once its stream is known
+ * to have died without ending it (its process killed: the lease was not given back and expired).
+ */
+export const STREAMING = "streaming";
+export const INTERRUPTED = "interrupted";
+
 export type BeginOutcome =
-  | { ok: true; conversation: Conversation; history: Turn[] }
+  | { ok: true; conversation: Conversation; history: Turn[]; replySeq: number }
   | { ok: false; why: "not_found" | "busy" };
 
 export interface ConversationStore {
@@ -65,7 +72,17 @@ export interface ConversationStore {
    * has not expired), reads its turns so far and appends `turns` (the request's new ones).
    */
   begin(owner: string, id: string, holder: string, leaseMs: number, turns: NewTurn[]): Promise<BeginOutcome>;
-  /** Appends the reply (when there is one) and gives the lease back, in one transaction. */
-  end(id: string, holder: string, reply: NewTurn | undefined): Promise<void>;
+  /**
+   * While a reply streams, in one transaction: renews `holder`'s lease for another `leaseMs` and
+   * writes the reply so far (when given) as turn `seq` (begin's `replySeq`), replacing the last
+   * flush's. False, writing nothing, when `holder` no longer holds the lease.
+   */
+  flush(id: string, holder: string, leaseMs: number, seq: number, reply: NewTurn | undefined): Promise<boolean>;
+  /**
+   * Writes the reply (when there is one) as turn `seq`, replacing what a flush wrote, and gives the
+   * lease back, in one transaction. Should the lease have been lost meanwhile (it expired and another
+   * stream took the conversation), the reply goes after the newest turn instead.
+   */
+  end(id: string, holder: string, seq: number, reply: NewTurn | undefined): Promise<void>;
   close(): Promise<void>;
 }

@@ -276,10 +276,22 @@ export const SERVICE_SECTIONS = [
         example: "100",
       },
       CONVERSATION_LEASE_MS: {
-        type: positiveMs.default(600_000),
+        type: positiveMs.default(30_000),
         description:
-          "How long a stream holds its conversation against a second stream if its replica dies before it ends (a stream that ends gives it back at once).",
-        example: "600000",
+          "How long a stream holds its conversation against a second stream past its last flush: each flush renews it, a stream that ends gives it back at once, a replica that dies mid-stream leaves it until it expires. More than twice CONVERSATION_FLUSH_MS.",
+        example: "30000",
+      },
+      CONVERSATION_FLUSH_MS: {
+        type: positiveMs.default(2_000),
+        description:
+          "While a reply streams it is written to the database this often (and after every CONVERSATION_FLUSH_CHARS characters, whichever comes first), renewing the stream's lease: a replica killed mid-stream loses at most this much of the reply.",
+        example: "2000",
+      },
+      CONVERSATION_FLUSH_CHARS: {
+        type: z.coerce.number().int().min(1).default(4_000),
+        description:
+          "A streaming reply is also written after this many new characters (text, reasoning, tool call arguments) since its last write.",
+        example: "4000",
       },
     },
   }),

@@ -71,7 +71,14 @@ export interface Config {
   /** Caller keys; absent only with AUTH=none, and then every call is let in. */
   auth: { keys: CallerKey[] } | undefined;
   /** Stored conversations: PostgreSQL when `databaseUrl` is set, else SQLite at `sqlitePath`. */
-  conversations: { databaseUrl: string | undefined; sqlitePath: string; maxHistoryTurns: number; leaseMs: number };
+  conversations: {
+    databaseUrl: string | undefined;
+    sqlitePath: string;
+    maxHistoryTurns: number;
+    leaseMs: number;
+    flushMs: number;
+    flushChars: number;
+  };
   /** Where the caller keys' limits and usage are kept, and what a failing store means. */
   budgets: {
     /** Redis shared by every replica; in process when absent. */
@@ -108,6 +115,10 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   }
   checkAuth(present, callerKeys, problems, problemsBeforeKeys);
   checkTls(present, problems);
+  // Each flush renews the lease: with no margin, one slow write would free a live stream's conversation.
+  if (e && e.CONVERSATION_LEASE_MS <= 2 * e.CONVERSATION_FLUSH_MS) {
+    problems.push(problem("CONVERSATION_LEASE_MS", "must be more than twice CONVERSATION_FLUSH_MS"));
+  }
 
   if (problems.length > 0 || e === undefined) throw new ConfigError(problems);
   return shapeConfig(e, upstreams, callerKeys);
@@ -236,6 +247,8 @@ function shapeConfig(e: z.infer<typeof schema>, upstreams: NamedUpstream[], call
       sqlitePath: join(e.DATA_DIR, "conversations.db"),
       maxHistoryTurns: e.MAX_HISTORY_TURNS,
       leaseMs: e.CONVERSATION_LEASE_MS,
+      flushMs: e.CONVERSATION_FLUSH_MS,
+      flushChars: e.CONVERSATION_FLUSH_CHARS,
     },
     budgets: {
       redisUrl: e.REDIS_URL,

@@ -1,13 +1,15 @@
 // Chat's stored conversations (chat/history.ts's seam), on the conversation store: the history put
 // before a request's new turns, the new turns stored before the upstream is called (with the
-// conversation's lease, in one transaction), the reply kept in memory as it streams and stored in
-// one write when it ends. A reply cut short (cancel, upstream failure, shutdown) is stored with
-// what was streamed, marked incomplete with the cause.
+// conversation's lease, in one transaction), the reply kept in memory as it streams, flushed to the
+// store every `flushMs` or `flushChars` characters (whichever first; the write that also renews the
+// lease), and stored whole when it ends. A reply cut short (cancel, upstream failure, shutdown) is
+// stored with what was streamed, marked incomplete with the cause; a process killed mid-stream leaves
+// its last flush.
 import { randomUUID } from "node:crypto";
 import { status } from "@grpc/grpc-js";
 import type { ConversationHistory, HistoryOpened, HistoryRefused, ReplyRecorder } from "../chat/history.js";
 import { isConversationId, NOT_FOUND_MESSAGE } from "../conversations/rpc.js";
-import type { ConversationStore, NewTurn, Turn } from "../conversations/store.js";
+import { STREAMING, type ConversationStore, type NewTurn, type Turn } from "../conversations/store.js";
 import type { Logger } from "../observability/logger.js";
 import type { UpstreamEvent, UpstreamUsage } from "../upstream/events.js";
 import type { UpstreamMessage, UpstreamToolCall } from "../upstream/request.js";
@@ -15,8 +17,12 @@ import type { UpstreamMessage, UpstreamToolCall } from "../upstream/request.js";
 export interface HistoryOptions {
   /** The most stored turns sent with a request (the newest). */
   maxTurns: number;
-  /** How long a stream's lease lasts if its process dies before giving it back. */
+  /** How long a stream's lease lasts past its last flush (so: if its process dies). */
   leaseMs: number;
+  /** The reply is written (and the lease renewed) this often while it streams... */
+  flushMs: number;
+  /** ...and after this many new characters, whichever comes first. */
+  flushChars: number;
   logger: Logger;
 }
 
@@ -50,7 +56,7 @@ export function conversationHistory(store: ConversationStore, options: HistoryOp
         ok: true,
         request: { ...request, messages },
         trimmedTurns: trimmed,
-        reply: new Reply(store, id, holder, options.logger),
+        reply: new Reply(store, id, holder, begun.replySeq, options),
       };
     },
   };
@@ -104,7 +110,10 @@ function toNewTurn(message: UpstreamMessage): NewTurn {
   }
 }
 
-/** The reply, accumulated in memory from the events the caller is sent; stored once, at its end. */
+/**
+ * The reply, accumulated in memory from the events the caller is sent; written at each flush (a timer
+ * or a count of characters, never an await on the token path) and once more, whole, at its end.
+ */
 class Reply implements ReplyRecorder {
   private text = "";
   private reasoning = "";
@@ -113,28 +122,41 @@ class Reply implements ReplyRecorder {
   private finishReason: string | undefined;
   private usage: UpstreamUsage | undefined;
   private ended: Promise<void> | undefined;
+  /** Characters received since the last flush began. */
+  private unflushed = 0;
+  /** The flush being written: at most one at a time, and the end waits for it. */
+  private flushing: Promise<void> | undefined;
+  private readonly timer: NodeJS.Timeout;
 
   constructor(
     private readonly store: ConversationStore,
     private readonly id: string,
     private readonly holder: string,
-    private readonly logger: Logger,
-  ) {}
+    private readonly seq: number,
+    private readonly options: HistoryOptions,
+  ) {
+    // Also when nothing arrives (a long silence of the upstream): the flush renews the lease.
+    this.timer = setInterval(() => this.flush(), options.flushMs);
+    this.timer.unref();
+  }
 
   event(event: UpstreamEvent): void {
     switch (event.type) {
       case "text":
       case "refusal":
         this.text += event.text;
+        this.received(event.text.length);
         return;
       case "reasoning":
         this.reasoning += event.text;
+        this.received(event.text.length);
         return;
       case "tool_call": {
         const call = (this.calls[event.index] ??= { id: "", name: "", arguments: "" });
         if (event.id) call.id = event.id;
         if (event.name) call.name = event.name;
         call.arguments += event.arguments;
+        this.received(event.arguments.length);
         return;
       }
       case "finish":
@@ -144,21 +166,64 @@ class Reply implements ReplyRecorder {
     }
   }
 
-  end(code: status, cause: string | undefined): Promise<void> {
-    this.ended ??= this.store
-      .end(this.id, this.holder, {
-        role: "assistant",
-        content: this.text,
-        reasoning: this.reasoning,
-        toolCalls: this.calls.filter((c) => c !== undefined),
-        ...(this.model && { model: this.model }),
-        ...(this.finishReason && { finishReason: this.finishReason }),
-        ...(this.usage && { usage: this.usage }),
-        ...(code !== status.OK && { incompleteReason: cause ?? status[code].toLowerCase() }),
+  private received(chars: number): void {
+    this.unflushed += chars;
+    if (this.unflushed >= this.options.flushChars) this.flush();
+  }
+
+  /** Starts a write of the reply so far, unless one is under way (the next one takes what came meanwhile). */
+  private flush(): void {
+    if (this.flushing || this.ended) return;
+    // Nothing received yet: only the lease is renewed (no empty reply turn).
+    const reply =
+      this.unflushed > 0 || this.text || this.reasoning || this.calls.length ? this.turn(STREAMING) : undefined;
+    this.unflushed = 0;
+    this.flushing = this.store
+      .flush(this.id, this.holder, this.options.leaseMs, this.seq, reply)
+      .then((held) => {
+        if (!held) {
+          this.options.logger.warn(
+            { conversation: this.id },
+            "conversation lease lost mid-stream: the reply is written when it ends",
+          );
+        }
       })
       .catch((error: unknown) => {
-        // The reply is lost, the lease expires by itself; the stream ends as it would have.
-        this.logger.error({ err: error, operation: "end", conversation: this.id }, "conversation store failed");
+        // The next flush (or the end) tries again; the stream goes on.
+        this.options.logger.error(
+          { err: error, operation: "flush", conversation: this.id },
+          "conversation store failed",
+        );
+      })
+      .finally(() => {
+        this.flushing = undefined;
+      });
+  }
+
+  /** `incompleteReason` undefined: a reply that ended by itself. */
+  private turn(incompleteReason: string | undefined): NewTurn {
+    return {
+      role: "assistant",
+      content: this.text,
+      reasoning: this.reasoning,
+      toolCalls: this.calls.filter((c) => c !== undefined),
+      ...(this.model && { model: this.model }),
+      ...(this.finishReason && { finishReason: this.finishReason }),
+      ...(this.usage && { usage: this.usage }),
+      ...(incompleteReason !== undefined && { incompleteReason }),
+    };
+  }
+
+  end(code: status, cause: string | undefined): Promise<void> {
+    if (this.ended) return this.ended;
+    clearInterval(this.timer);
+    const reply = this.turn(code === status.OK ? undefined : (cause ?? status[code].toLowerCase()));
+    // After the flush under way, so it cannot land over the whole reply.
+    this.ended = (this.flushing ?? Promise.resolve())
+      .then(() => this.store.end(this.id, this.holder, this.seq, reply))
+      .catch((error: unknown) => {
+        // The reply is lost past its last flush, the lease expires by itself; the stream ends as it would have.
+        this.options.logger.error({ err: error, operation: "end", conversation: this.id }, "conversation store failed");
       });
     return this.ended;
   }

@@ -75,6 +75,8 @@ export async function startGateway(config: Config, logger: Logger, upstream?: Ch
     history: conversationHistory(conversations, {
       maxTurns: config.conversations.maxHistoryTurns,
       leaseMs: config.conversations.leaseMs,
+      flushMs: config.conversations.flushMs,
+      flushChars: config.conversations.flushChars,
       logger,
     }),
   });

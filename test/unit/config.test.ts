@@ -54,6 +54,17 @@ describe("configuration", () => {
     );
   });
 
+  it("refuses a conversation lease that a flush could not renew in time", () => {
+    expect(() => loadConfig({ AUTH: "none", CONVERSATION_LEASE_MS: "1000", CONVERSATION_FLUSH_MS: "500" })).toThrow(
+      /CONVERSATION_LEASE_MS: must be more than twice CONVERSATION_FLUSH_MS/,
+    );
+    expect(loadConfig({ AUTH: "none" }).conversations).toMatchObject({
+      leaseMs: 30_000,
+      flushMs: 2_000,
+      flushChars: 4_000,
+    });
+  });
+
   it("requires caller keys unless AUTH=none, and refuses AUTH=none beside keys", () => {
     expect(loadConfig({ CALLER_KEYS: "ops ops-key-0123456789" }).auth?.keys.map((k) => k.name)).toEqual(["ops"]);
     expect(loadConfig({ AUTH: "keys", CALLER_KEYS: "ops ops-key-0123456789" }).auth?.keys).toHaveLength(1);

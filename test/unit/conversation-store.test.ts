@@ -53,7 +53,7 @@ describe.each(databases)("the conversation store on $name", ({ open }) => {
     expect(began).toMatchObject({ ok: true, history: [] });
     const usage = { promptTokens: 3, completionTokens: 2, totalTokens: 5, reasoningTokens: 0, cachedPromptTokens: 0 };
     const toolCalls = [{ id: "call_1", name: "f", arguments: '{"a":1}' }];
-    await store.end(c.id, "h1", {
+    await store.end(c.id, "h1", 2, {
       role: "assistant",
       content: "",
       reasoning: "hmm",
@@ -76,11 +76,60 @@ describe.each(databases)("the conversation store on $name", ({ open }) => {
     const c = await store.create({ owner: "ada", title: "", systemPrompt: "", metadata: undefined });
     expect((await store.begin("ada", c.id, "h1", 60_000, [])).ok).toBe(true);
     expect(await store.begin("ada", c.id, "h2", 60_000, [])).toEqual({ ok: false, why: "busy" });
-    await store.end(c.id, "h1", undefined);
+    await store.end(c.id, "h1", 1, undefined);
     // An expired lease (a replica that died mid-stream) no longer holds it.
     expect((await store.begin("ada", c.id, "h2", -1, [])).ok).toBe(true);
     expect((await store.begin("ada", c.id, "h3", 60_000, [])).ok).toBe(true);
     expect(await store.begin("bob", c.id, "h4", 60_000, [])).toEqual({ ok: false, why: "not_found" });
+  });
+
+  it("flushes a streaming reply in place, renewing the lease; the end replaces it with the whole reply", async () => {
+    const c = await store.create({ owner: "ada", title: "", systemPrompt: "", metadata: undefined });
+    const began = await store.begin("ada", c.id, "h1", 60_000, [{ role: "user", content: "hi" }]);
+    expect(began).toMatchObject({ ok: true, replySeq: 2 });
+    expect(
+      await store.flush(c.id, "h1", 60_000, 2, { role: "assistant", content: "Hel", incompleteReason: "streaming" }),
+    ).toBe(true);
+    expect(
+      await store.flush(c.id, "h1", 60_000, 2, { role: "assistant", content: "Hello", incompleteReason: "streaming" }),
+    ).toBe(true);
+    // Read while it streams: the reply so far, marked as streaming (its lease is live).
+    expect((await store.get("ada", c.id))?.turns.map((t) => [t.seq, t.content, t.incompleteReason])).toEqual([
+      [1, "hi", undefined],
+      [2, "Hello", "streaming"],
+    ]);
+    // A holder whose lease is gone writes nothing.
+    expect(await store.flush(c.id, "other", 60_000, 2, { role: "assistant", content: "x" })).toBe(false);
+    await store.end(c.id, "h1", 2, { role: "assistant", content: "Hello there.", finishReason: "stop" });
+    expect((await store.get("ada", c.id))?.turns.map((t) => [t.seq, t.content, t.incompleteReason])).toEqual([
+      [1, "hi", undefined],
+      [2, "Hello there.", undefined],
+    ]);
+    expect((await store.begin("ada", c.id, "h2", 60_000, [])).ok).toBe(true);
+  });
+
+  it("a lease renewed by a flush outlives its first term; one left to expire frees the conversation and marks its reply interrupted", async () => {
+    const c = await store.create({ owner: "ada", title: "", systemPrompt: "", metadata: undefined });
+    // A lease that has already run out when taken, renewed by the flush: a stream still alive keeps it.
+    expect((await store.begin("ada", c.id, "h1", -1, [{ role: "user", content: "hi" }])).ok).toBe(true);
+    expect(
+      await store.flush(c.id, "h1", 60_000, 2, { role: "assistant", content: "par", incompleteReason: "streaming" }),
+    ).toBe(true);
+    expect(await store.begin("ada", c.id, "h2", 60_000, [])).toEqual({ ok: false, why: "busy" });
+    // Its process killed: the last flush's lease expires (a negative term stands for the time passed).
+    expect(await store.flush(c.id, "h1", -1, 2, undefined)).toBe(true);
+    expect((await store.get("ada", c.id))?.turns[1]).toMatchObject({ content: "par", incompleteReason: "interrupted" });
+    const next = await store.begin("ada", c.id, "h3", 60_000, [{ role: "user", content: "again" }]);
+    expect(next).toMatchObject({
+      ok: true,
+      replySeq: 4,
+      history: [{ seq: 1 }, { seq: 2, content: "par", incompleteReason: "interrupted" }],
+    });
+    expect((await store.get("ada", c.id))?.turns.map((t) => t.incompleteReason)).toEqual([
+      undefined,
+      "interrupted",
+      undefined,
+    ]);
   });
 
   it("lists the owner's newest first, pages by cursor, renames and deletes with the turns", async () => {
@@ -100,7 +149,7 @@ describe.each(databases)("the conversation store on $name", ({ open }) => {
     expect(await store.delete(owner, made[0]!.id)).toBe(true);
     expect(await store.get(owner, made[0]!.id)).toBeUndefined();
     // The reply of a stream whose conversation was deleted meanwhile has nowhere to go, and is dropped.
-    await store.end(made[0]!.id, "h", { role: "assistant", content: "late" });
+    await store.end(made[0]!.id, "h", 2, { role: "assistant", content: "late" });
     expect(await store.delete(owner, made[0]!.id)).toBe(false);
   });
 });

@@ -1,6 +1,7 @@
 // Stored conversations over gRPC, in process with a temporary SQLite file: ConversationService's
 // calls, and Chat with `conversation_id` (history sent before the new turn, turns stored, the reply
 // stored when it ends, incomplete when cut, one stream at a time, trimming, ownership).
+import { setTimeout as sleep } from "node:timers/promises";
 import { credentials, Metadata, status, type ServiceError } from "@grpc/grpc-js";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import {
@@ -171,6 +172,28 @@ describe("stored conversations", () => {
     await vi.waitFor(async () => expect((await get(id)).turns).toHaveLength(2));
     const reply = (await get(id)).turns[1]!;
     expect(reply).toMatchObject({ role: "assistant", content: "Once upon", incompleteReason: "cancelled" });
+  });
+
+  it("a stream longer than CONVERSATION_LEASE_MS keeps its conversation: each flush renews the lease and writes the reply so far", async () => {
+    const h = await start({
+      env: { CONVERSATION_LEASE_MS: "300", CONVERSATION_FLUSH_MS: "100" },
+      upstream: {
+        // The first reply stays open; a second stream, were it let in, would be answered at once.
+        reply: (r: RecordedRequest): Reply =>
+          r.index === 0
+            ? { tokens: ["Once upon", " a time"], gate: (i) => (i === 1 ? never : undefined) }
+            : { tokens: ["ok"] },
+      },
+    });
+    const id = await create();
+    const stream = openStream(h, { conversationId: id, text: "A story?" });
+    await stream.until((r) => r.some((m) => m.event?.$case === "delta"));
+    // Three lease terms with nothing from the upstream: only the flushes keep the lease alive.
+    await sleep(900);
+    expect((await collect(h.client, { conversationId: id, text: "Hello?" })).code).toBe(status.FAILED_PRECONDITION);
+    expect((await get(id)).turns[1]).toMatchObject({ content: "Once upon", incompleteReason: "streaming" });
+    stream.call.cancel();
+    await stream.ended;
   });
 
   it("trims the oldest turns beyond MAX_HISTORY_TURNS, keeps the system prompt, and the finish says how many", async () => {
