@@ -167,13 +167,14 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
     } catch (error: unknown) {
       outcome = toGatewayStatus(stream.signal.aborted ? stream.signal.reason : error, deps.secrets);
       await reply?.end(outcome.code, outcome.cause);
-      if (!call.cancelled && outbox.failsInBand) {
+      if (!call.cancelled) {
         outbox.fail(outcome);
-        call.end(requestIdMetadata(context.requestId));
-      } else if (!call.cancelled) {
-        outbox.fail(outcome);
-        const metadata = errorTrailers(outcome, { requestId: context.requestId, upstream: upstreamCall.upstream });
-        call.emit("error", { code: outcome.code, details: outcome.details, metadata });
+        if (outbox.failsInBand) {
+          call.end(requestIdMetadata(context.requestId));
+        } else {
+          const metadata = errorTrailers(outcome, { requestId: context.requestId, upstream: upstreamCall.upstream });
+          call.emit("error", { code: outcome.code, details: outcome.details, metadata });
+        }
       }
     } finally {
       // Whatever happened above, the conversation is given back (end is once only: a no-op when done).

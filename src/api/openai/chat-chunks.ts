@@ -5,12 +5,11 @@
 // as SSE comment lines, which the SDKs skip; a failure after the first chunk as an `error` event,
 // which the SDKs raise mid-iteration. Not streamed: nothing until the end, then one
 // `chat.completion` object.
+import { heartbeatBody, jsonBody, sseBody } from "./bodies.js";
 import { randomBytes } from "node:crypto";
 import type { Presenter } from "../../chat/outbox.js";
 import type { ChatResponse, HttpBody, Usage } from "../../contract/chat.js";
 import { openAIError } from "./errors.js";
-
-const SSE = "text/event-stream";
 
 export interface ChunkOptions {
   /** The model named on each chunk until the upstream's finish names its own. */
@@ -50,7 +49,7 @@ export class ChatChunkPresenter implements Presenter {
         return this.chunk({ tool_calls: [call] });
       }
       case "heartbeat":
-        return sse(`: waiting for the model (${event.value.waitedMs} ms)\n\n`);
+        return heartbeatBody(event.value.waitedMs);
       case "finish": {
         const { finishReason, model, usage } = event.value;
         let text = data(
@@ -61,10 +60,10 @@ export class ChatChunkPresenter implements Presenter {
         if (this.options.includeUsage) {
           text += data({ ...this.frame(model || this.options.model, []), usage: usage ? usageOf(usage) : null });
         }
-        return sse(`${text}data: [DONE]\n\n`);
+        return sseBody(`${text}data: [DONE]\n\n`);
       }
       case "error":
-        return sse(data(openAIError(event.value.code, event.value.message)));
+        return sseBody(data(openAIError(event.value.code, event.value.message)));
       default:
         return undefined;
     }
@@ -79,7 +78,7 @@ export class ChatChunkPresenter implements Presenter {
       finish_reason: null,
       logprobs: null,
     };
-    return sse(data(this.frame(this.options.model, [choice])));
+    return sseBody(data(this.frame(this.options.model, [choice])));
   }
 
   private frame(model: string, choices: unknown[]) {
@@ -145,7 +144,7 @@ export class ChatCompletionPresenter implements Presenter {
           ],
           usage: usage ? usageOf(usage) : null,
         };
-        return { contentType: "application/json", data: Buffer.from(JSON.stringify(completion)), extensions: [] };
+        return jsonBody(completion);
       }
       // Nothing was written before the end, so a failure is the call's status: an HTTP error.
       default:
@@ -170,8 +169,4 @@ function completionId(): string {
 
 function data(value: unknown): string {
   return `data: ${JSON.stringify(value)}\n\n`;
-}
-
-function sse(text: string): HttpBody {
-  return { contentType: SSE, data: Buffer.from(text), extensions: [] };
 }

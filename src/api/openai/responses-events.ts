@@ -10,6 +10,7 @@
 // `error` event: the SDKs raise on the latter (neither raises on `response.failed` alone), so a
 // failed stream never ends as if it were complete. Not streamed: nothing until the end, then the
 // one `response` object.
+import { heartbeatBody, jsonBody, sseBody } from "./bodies.js";
 import { randomBytes } from "node:crypto";
 import { status } from "@grpc/grpc-js";
 import type { Presenter } from "../../chat/outbox.js";
@@ -326,7 +327,7 @@ export class ResponseEventPresenter implements Presenter {
     const builder = this.builder;
     if (event === undefined) return undefined;
     // A heartbeat says only that the model is still quiet: no event, so nothing to number.
-    if (event.$case === "heartbeat") return sse(`: waiting for the model (${event.value.waitedMs} ms)\n\n`);
+    if (event.$case === "heartbeat") return heartbeatBody(event.value.waitedMs);
     builder.start();
     switch (event.$case) {
       case "delta":
@@ -348,7 +349,7 @@ export class ResponseEventPresenter implements Presenter {
         builder.fail(event.value.code, event.value.message);
         break;
     }
-    return sse(builder.take());
+    return sseBody(builder.take());
   }
 }
 
@@ -377,7 +378,7 @@ export class ResponseObjectPresenter implements Presenter {
         return undefined;
       case "finish": {
         const response = this.builder.finish(event.value.finishReason, event.value.model, event.value.usage);
-        return { contentType: "application/json", data: Buffer.from(JSON.stringify(response)), extensions: [] };
+        return jsonBody(response);
       }
       // Nothing was written before the end, so a failure is the call's status: an HTTP error.
       default:
@@ -394,8 +395,4 @@ export function usageOf(usage: Usage) {
     output_tokens_details: { reasoning_tokens: usage.reasoningTokens },
     total_tokens: usage.totalTokens,
   };
-}
-
-function sse(text: string): HttpBody {
-  return { contentType: "text/event-stream", data: Buffer.from(text), extensions: [] };
 }

@@ -3,6 +3,7 @@
 // serves, and presents the answer in OpenAI's shape: Chat Completions and Responses go through the
 // chat service's stream (the same validation, limits, upstream, retries, fallback, cancellation,
 // heartbeats and bookkeeping as Chat); the models come from ListModels' catalog.
+import { jsonBody } from "./bodies.js";
 import { Metadata, status, type handleUnaryCall, type ServerWritableStream } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import type { CallContext } from "../../chat/context.js";
@@ -76,7 +77,7 @@ function models<Request extends ListOpenAIModelsRequest | RetrieveOpenAIModelReq
           callback({ code: status.NOT_FOUND, details, metadata: new Metadata() });
           return;
         }
-        callback(null, { contentType: "application/json", data: Buffer.from(JSON.stringify(body)), extensions: [] });
+        callback(null, jsonBody(body));
       },
       (error: unknown) => {
         logger.error({ err: error }, "listing models failed");
