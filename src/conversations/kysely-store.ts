@@ -4,7 +4,8 @@
 import { Kysely, Migrator, PostgresDialect, type Dialect, type Selectable, type Transaction } from "kysely";
 import type { UpstreamToolCall } from "../upstream/request.js";
 import type { UpstreamUsage } from "../upstream/events.js";
-import { uuidv7 } from "./ids.js";
+// Time-ordered (UUIDv7, RFC 9562; monotonic within a millisecond), so "newest first" is a strict order.
+import { v7 as uuidv7 } from "uuid";
 import { migrationProvider } from "./migrations.js";
 import { nodeSqliteDialect } from "./sqlite.js";
 import {
