@@ -105,7 +105,7 @@ describe("the openai Python SDK", () => {
       gone: 404,
     });
     // The chain as the upstream got it on the second response, and the conversation's on the third.
-    const sent = upstream.requests.slice(-2).map((r) => r.body.messages.map((m) => m.content));
+    const sent = upstream.requests.slice(-2).map((r) => (r.body.messages ?? []).map((m) => m.content));
     expect(sent).toEqual([
       ["I am Ada.", "Hello Python", "Who am I?"],
       ["hello", "more"],
