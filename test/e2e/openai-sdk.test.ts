@@ -562,7 +562,7 @@ describe("Models with the openai SDK", () => {
     const unserved = await client.post("/embeddings", { body: { model: "m", input: "x" } }).catch((e: unknown) => e);
     expect(unserved).toBeInstanceOf(OpenAI.NotFoundError);
     expect((unserved as Error).message).toMatch(
-      /POST \/v1\/chat\/completions, POST \/v1\/responses and GET \/v1\/models/,
+      /\/v1\/chat\/completions, \/v1\/responses, \/v1\/conversations and \/v1\/models/,
     );
   });
 });

@@ -249,6 +249,32 @@ describe("conversations", () => {
     expect(lastMessages()?.map((m) => m.content)).toEqual(["I am Ada.", "Who am I?", "You are Ada.", "And?"]);
   });
 
+  it("one stream per conversation: a second response on it while the first streams is refused, then works", async () => {
+    const { id } = await client.conversations.create({});
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    reply = () => ({ tokens: ["first", " reply"], gate: (i) => (i === 1 ? held : undefined) });
+    const stream = await client.responses.create({ model: "fake-model", input: "one", conversation: id, stream: true });
+    const iterator = stream[Symbol.asyncIterator]();
+    // The stream has begun (its first event is out): the conversation is held.
+    await iterator.next();
+    const refused = await failure(client.responses.create({ model: "fake-model", input: "two", conversation: id }));
+    expect(refused.status).toBe(400);
+    expect(refused.message).toMatch(/conversation busy/);
+    expect(
+      (
+        await failure(
+          client.conversations.items.create(id, { items: [{ type: "message", role: "user", content: "x" }] }),
+        )
+      ).message,
+    ).toMatch(/conversation busy/);
+    release();
+    for (let next = await iterator.next(); !next.done; next = await iterator.next());
+    reply = () => ({ tokens: ["ok"] });
+    await client.responses.create({ model: "fake-model", input: "two", conversation: id });
+    expect(lastMessages()?.map((m) => m.content)).toEqual(["one", "first reply", "two"]);
+  });
+
   it("previous_response_id with conversation is a 400, and nothing is stored", async () => {
     const conversation = await client.conversations.create({});
     const first = await client.responses.create({ model: "fake-model", input: "hi" });
