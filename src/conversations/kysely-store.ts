@@ -217,8 +217,11 @@ class KyselyConversationStore implements ConversationStore {
       const links: NewTurn[][] = [];
       let count = 0;
       let next: string | null = id;
+      const seen = new Set<string>();
       // One row per step back: a chain is walked only as far as the history it gives can reach.
-      while (next !== null && count < minTurns) {
+      // (A response names only one made before it, so a chain has no loop; `seen` makes sure.)
+      while (next !== null && count < minTurns && !seen.has(next)) {
+        seen.add(next);
         const row = await tx
           .selectFrom("responses")
           .select(["input", "output", "previous_response_id"])

@@ -153,10 +153,10 @@ export function storedHandlers(storage: OpenAIStorage) {
   }
 
   async function ownedConversation(owner: string, id: string) {
-    const uuid =
-      conversationUuid(id) ?? Promise.reject(invalid("conversation_id: must be a conversation's id (conv_...)"));
-    const found = await store.get(owner, await uuid);
-    return found ? { ...found, uuid: await uuid } : Promise.reject(conversationNotFound(id));
+    const uuid = uuidOf(id);
+    const found = await store.get(owner, uuid);
+    if (!found) throw conversationNotFound(id);
+    return { ...found, uuid };
   }
 
   const retrieveResponse: handleServerStreamingCall<RetrieveResponseRequest, HttpBody> = (call) => {
@@ -218,8 +218,7 @@ export function storedHandlers(storage: OpenAIStorage) {
       const body = bodyOf(request.body);
       if (body.metadata === undefined) fail("metadata", "required");
       const metadata = metadataOf(body.metadata) ?? {};
-      const uuid = conversationUuid(request.conversationId);
-      if (!uuid) throw invalid("conversation_id: must be a conversation's id (conv_...)");
+      const uuid = uuidOf(request.conversationId);
       const updated = await store.setMetadata(owner, uuid, metadata);
       if (!updated) throw conversationNotFound(request.conversationId);
       return conversationObject(updated);
@@ -227,16 +226,14 @@ export function storedHandlers(storage: OpenAIStorage) {
 
     deleteOpenAiConversation: unary("delete", async (request: DeleteOpenAIConversationRequest, owner) => {
       const id = request.conversationId;
-      const uuid = conversationUuid(id);
-      if (!uuid) throw invalid("conversation_id: must be a conversation's id (conv_...)");
+      const uuid = uuidOf(id);
       if (!(await store.delete(owner, uuid))) throw conversationNotFound(id);
       return { id, object: "conversation.deleted", deleted: true };
     }),
 
     createConversationItems: unary("append", async (request: CreateConversationItemsRequest, owner) => {
       const id = request.conversationId;
-      const uuid = conversationUuid(id);
-      if (!uuid) throw invalid("conversation_id: must be a conversation's id (conv_...)");
+      const uuid = uuidOf(id);
       const body = bodyOf(request.body);
       if (body.items === undefined) fail("items", "required");
       const turns = itemsToTurns(body.items);
@@ -281,6 +278,13 @@ export function storedHandlers(storage: OpenAIStorage) {
       return conversationObject(conversation);
     }),
   };
+}
+
+/** The store's id for a conversation id in the path, or the 400 naming it. */
+function uuidOf(id: string): string {
+  const uuid = conversationUuid(id);
+  if (!uuid) throw invalid("conversation_id: must be a conversation's id (conv_...)");
+  return uuid;
 }
 
 function bodyOf(request: HttpBody | undefined): Record<string, unknown> {
