@@ -51,6 +51,8 @@ export interface ChatService {
    * The same stream for another API's call (src/api/): its request already decoded into chat.v1's
    * ChatRequest (then validated here, as Chat's), its messages written through `presenter`.
    * `problem`: the request could not be decoded; the call is refused with it, as invalid.
+   * `history`: this call's own history and recorder (a stored response's), opened in place of the
+   * conversations' for `conversation_id`.
    */
   serve(
     call: AnyCall,
@@ -58,6 +60,7 @@ export interface ChatService {
     request: DecodedChatRequest,
     presenter: Presenter,
     problem?: string,
+    history?: ConversationHistory,
   ): Promise<void>;
   /** Streams in flight now. */
   readonly active: number;
@@ -100,6 +103,7 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
     decoded: DecodedChatRequest,
     presenter?: Presenter,
     problem?: string,
+    ownHistory?: ConversationHistory,
   ): Promise<void> {
     const model = decoded.model || deps.defaultModel;
     if (problem !== undefined) return refuse(call, context, model, "invalid", problem);
@@ -112,7 +116,11 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
     // (before the upstream is called); the reply is recorded in memory and stored once it ends.
     let reply: ReplyRecorder | undefined;
     let trimmedTurns = 0;
-    if (decoded.conversationId !== "") {
+    if (ownHistory) {
+      const opened = await ownHistory.open(decoded.conversationId, context.caller, request);
+      if (!opened.ok) return refuse(call, context, model, opened.why, opened.detail);
+      ({ request, trimmedTurns, reply } = opened);
+    } else if (decoded.conversationId !== "") {
       if (!deps.history)
         return refuse(call, context, model, "invalid", "conversation_id: conversations are not kept here");
       const opened = await deps.history.open(decoded.conversationId, context.caller, request);
@@ -198,7 +206,8 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
 
   return {
     chat: (call, context) => chat(call as AnyCall, context, call.request),
-    serve: (call, context, request, presenter, problem) => chat(call, context, request, presenter, problem),
+    serve: (call, context, request, presenter, problem, history) =>
+      chat(call, context, request, presenter, problem, history),
     get active() {
       return streams.active;
     },

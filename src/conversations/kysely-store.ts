@@ -14,6 +14,8 @@ import {
   type BeginOutcome,
   type Conversation,
   type ConversationStore,
+  type EditOutcome,
+  type StoredResponse,
   type NewTurn,
   type PageCursor,
   type Turn,
@@ -45,6 +47,16 @@ interface Tables {
     created_at: string;
   };
   conversation_leases: { conversation_id: string; holder: string; expires_at: number };
+  responses: {
+    id: string;
+    owner: string;
+    conversation_id: string | null;
+    previous_response_id: string | null;
+    input: string;
+    output: string;
+    response: string;
+    created_at: string;
+  };
 }
 
 export type DatabaseTarget = { kind: "sqlite"; path: string } | { kind: "postgres"; url: string };
@@ -95,6 +107,7 @@ class KyselyConversationStore implements ConversationStore {
     title: string;
     systemPrompt: string;
     metadata: Record<string, unknown> | undefined;
+    turns?: NewTurn[];
   }) {
     const now = new Date().toISOString();
     const row = {
@@ -106,8 +119,124 @@ class KyselyConversationStore implements ConversationStore {
       created_at: now,
       updated_at: now,
     };
-    await this.db.insertInto("conversations").values(row).execute();
+    await this.db.transaction().execute(async (tx) => {
+      await tx.insertInto("conversations").values(row).execute();
+      await appendTurns(tx, row.id, 1, input.turns ?? []);
+    });
     return toConversation(row);
+  }
+
+  async setMetadata(owner: string, id: string, metadata: Record<string, unknown>) {
+    const row = await this.db
+      .updateTable("conversations")
+      .set({ metadata: JSON.stringify(metadata), updated_at: new Date().toISOString() })
+      .where("id", "=", id)
+      .where("owner", "=", owner)
+      .returningAll()
+      .executeTakeFirst();
+    return row && toConversation(row);
+  }
+
+  async append(owner: string, id: string, turns: NewTurn[]): Promise<EditOutcome<Turn[]>> {
+    return this.db.transaction().execute(async (tx) => {
+      const refused = await editRefusal(tx, owner, id);
+      if (refused) return refused;
+      const first = nextSeq(await turnsOf(tx, id));
+      await appendTurns(tx, id, first, turns);
+      const appended = await tx
+        .selectFrom("turns")
+        .selectAll()
+        .where("conversation_id", "=", id)
+        .where("seq", ">=", first)
+        .orderBy("seq")
+        .execute();
+      return { ok: true, value: appended.map(toTurn) } as const;
+    });
+  }
+
+  async editTurn(
+    owner: string,
+    id: string,
+    seq: number,
+    edit: (turn: Turn) => NewTurn | undefined,
+  ): Promise<EditOutcome<boolean>> {
+    return this.db.transaction().execute(async (tx) => {
+      const refused = await editRefusal(tx, owner, id);
+      if (refused) return refused;
+      const row = await tx
+        .selectFrom("turns")
+        .selectAll()
+        .where("conversation_id", "=", id)
+        .where("seq", "=", seq)
+        .executeTakeFirst();
+      if (!row) return { ok: true, value: false } as const;
+      const edited = edit(toTurn(row));
+      if (edited) await writeTurn(tx, id, seq, edited);
+      else await tx.deleteFrom("turns").where("conversation_id", "=", id).where("seq", "=", seq).execute();
+      return { ok: true, value: true } as const;
+    });
+  }
+
+  async saveResponse(response: StoredResponse) {
+    await this.db
+      .insertInto("responses")
+      .values({
+        id: response.id,
+        owner: response.owner,
+        conversation_id: response.conversationId ?? null,
+        previous_response_id: response.previousResponseId ?? null,
+        input: JSON.stringify(response.input),
+        output: JSON.stringify(response.output),
+        response: JSON.stringify(response.response),
+        created_at: response.createdAt.toISOString(),
+      })
+      .execute();
+  }
+
+  async getResponse(owner: string, id: string) {
+    const row = await this.db
+      .selectFrom("responses")
+      .selectAll()
+      .where("id", "=", id)
+      .where("owner", "=", owner)
+      .executeTakeFirst();
+    return row && toStoredResponse(row);
+  }
+
+  async deleteResponse(owner: string, id: string) {
+    const result = await this.db
+      .deleteFrom("responses")
+      .where("id", "=", id)
+      .where("owner", "=", owner)
+      .executeTakeFirst();
+    return Number(result.numDeletedRows) > 0;
+  }
+
+  async responseChain(owner: string, id: string, minTurns: number) {
+    return this.db.transaction().execute(async (tx) => {
+      const links: NewTurn[][] = [];
+      let count = 0;
+      let next: string | null = id;
+      const seen = new Set<string>();
+      // One row per step back: a chain is walked only as far as the history it gives can reach.
+      // (A response names only one made before it, so a chain has no loop; `seen` makes sure.)
+      while (next !== null && count < minTurns && !seen.has(next)) {
+        seen.add(next);
+        const row = await tx
+          .selectFrom("responses")
+          .select(["input", "output", "previous_response_id"])
+          .where("id", "=", next)
+          .where("owner", "=", owner)
+          .executeTakeFirst();
+        if (!row) break;
+        const turns = [...(JSON.parse(row.input) as NewTurn[]), ...(JSON.parse(row.output) as NewTurn[])];
+        links.push(turns);
+        count += turns.length;
+        next = row.previous_response_id;
+      }
+      if (links.length === 0) return undefined;
+      return links.reverse().flat();
+    });
   }
 
   /** Ties of created_at (the same millisecond) are ordered by id, which is time-ordered (ids.ts). */
@@ -238,6 +367,26 @@ class KyselyConversationStore implements ConversationStore {
   close() {
     return this.db.destroy();
   }
+}
+
+/** Why turns may not be changed now: no such conversation of the owner's, or a stream holds it. */
+async function editRefusal(tx: Transaction<Tables>, owner: string, id: string) {
+  if (!(await ownedRow(tx, owner, id))) return { ok: false, why: "not_found" } as const;
+  if (await liveLease(tx, id)) return { ok: false, why: "busy" } as const;
+  return undefined;
+}
+
+function toStoredResponse(row: Selectable<Tables["responses"]>): StoredResponse {
+  return {
+    id: row.id,
+    owner: row.owner,
+    conversationId: row.conversation_id ?? undefined,
+    previousResponseId: row.previous_response_id ?? undefined,
+    input: JSON.parse(row.input) as NewTurn[],
+    output: JSON.parse(row.output) as NewTurn[],
+    response: JSON.parse(row.response) as Record<string, unknown>,
+    createdAt: new Date(row.created_at),
+  };
 }
 
 function ownedRow(tx: Transaction<Tables>, owner: string, id: string) {

@@ -50,6 +50,29 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  // Stored responses (the OpenAI API's `POST /v1/responses` with `store`): each response's own input
+  // and output are kept in its row, not as turns of a conversation, because responses chained by
+  // `previous_response_id` form a tree (two responses may continue the same one), which a
+  // conversation's single line of turns cannot hold. A response made on a conversation also has its
+  // turns in that conversation (as Chat's would be). No foreign keys: a response outlives the
+  // conversation it was made on, and the response it continued, as OpenAI's do.
+  "0002_responses": {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable("responses")
+        .addColumn("id", "text", (c) => c.primaryKey())
+        .addColumn("owner", "text", (c) => c.notNull())
+        .addColumn("conversation_id", "text")
+        .addColumn("previous_response_id", "text")
+        // JSON: the response's own input turns (instructions not among them) and its output turns.
+        .addColumn("input", "text", (c) => c.notNull())
+        .addColumn("output", "text", (c) => c.notNull())
+        // JSON: the `response` object as the create returned it.
+        .addColumn("response", "text", (c) => c.notNull())
+        .addColumn("created_at", "text", (c) => c.notNull())
+        .execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

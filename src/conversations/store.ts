@@ -52,14 +52,55 @@ export type BeginOutcome =
   | { ok: true; conversation: Conversation; history: Turn[]; replySeq: number }
   | { ok: false; why: "not_found" | "busy" };
 
+/** A stored response (the OpenAI API's): its own input and output turns, and the `response` object. */
+export interface StoredResponse {
+  id: string;
+  owner: string;
+  conversationId: string | undefined;
+  previousResponseId: string | undefined;
+  input: NewTurn[];
+  output: NewTurn[];
+  response: Record<string, unknown>;
+  createdAt: Date;
+}
+
+/** A change to turns under no stream: refused while a stream holds the conversation's lease. */
+export type EditOutcome<T> = { ok: true; value: T } | { ok: false; why: "not_found" | "busy" };
+
 export interface ConversationStore {
   readonly kind: "sqlite" | "postgres";
+  /** With `turns`, the conversation and its first turns in one transaction. */
   create(conversation: {
     owner: string;
     title: string;
     systemPrompt: string;
     metadata: Record<string, unknown> | undefined;
+    turns?: NewTurn[];
   }): Promise<Conversation>;
+  /** Replaces the metadata. */
+  setMetadata(owner: string, id: string, metadata: Record<string, unknown>): Promise<Conversation | undefined>;
+  /** Appends turns after the newest, in one transaction; the appended turns. */
+  append(owner: string, id: string, turns: NewTurn[]): Promise<EditOutcome<Turn[]>>;
+  /**
+   * Turn `seq` rewritten by `edit` (undefined: the turn is deleted), in one transaction; `value`
+   * false when there is no such turn.
+   */
+  editTurn(
+    owner: string,
+    id: string,
+    seq: number,
+    edit: (turn: Turn) => NewTurn | undefined,
+  ): Promise<EditOutcome<boolean>>;
+  saveResponse(response: StoredResponse): Promise<void>;
+  /** The owner's response, or undefined (unknown, deleted, or another owner's). */
+  getResponse(owner: string, id: string): Promise<StoredResponse | undefined>;
+  deleteResponse(owner: string, id: string): Promise<boolean>;
+  /**
+   * The turns of the chain of responses ending with `id` (its own input and output last), oldest
+   * first, at least the newest `minTurns` of them when the chain has so many; undefined when the
+   * owner has no response `id`. A response deleted from the middle ends the chain there.
+   */
+  responseChain(owner: string, id: string, minTurns: number): Promise<NewTurn[] | undefined>;
   /** The owner's conversations, newest first, `limit` at most, after `after` when given. */
   list(owner: string, limit: number, after?: PageCursor): Promise<Conversation[]>;
   /** The conversation and its turns, oldest first; undefined when the owner has no such conversation. */

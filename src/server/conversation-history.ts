@@ -73,7 +73,7 @@ export function trimHistory(turns: Turn[], max: number): { kept: Turn[]; trimmed
 }
 
 /** A stored turn as the upstream is sent it again: the reasoning never is. */
-function toUpstreamMessages(turn: Turn): UpstreamMessage[] {
+export function toUpstreamMessages(turn: Turn): UpstreamMessage[] {
   switch (turn.role) {
     case "system":
     case "developer":
@@ -90,7 +90,7 @@ function toUpstreamMessages(turn: Turn): UpstreamMessage[] {
   }
 }
 
-function toNewTurn(message: UpstreamMessage): NewTurn {
+export function toNewTurn(message: UpstreamMessage): NewTurn {
   switch (message.role) {
     case "assistant":
       return {
@@ -110,17 +110,65 @@ function toNewTurn(message: UpstreamMessage): NewTurn {
   }
 }
 
+/** A reply as the events the caller is sent build it, in memory: the assistant turn to store. */
+export class ReplyTurn {
+  text = "";
+  reasoning = "";
+  readonly calls: UpstreamToolCall[] = [];
+  private model: string | undefined;
+  private finishReason: string | undefined;
+  private usage: UpstreamUsage | undefined;
+
+  /** The characters the event added. */
+  event(event: UpstreamEvent): number {
+    switch (event.type) {
+      case "text":
+      case "refusal":
+        this.text += event.text;
+        return event.text.length;
+      case "reasoning":
+        this.reasoning += event.text;
+        return event.text.length;
+      case "tool_call": {
+        const call = (this.calls[event.index] ??= { id: "", name: "", arguments: "" });
+        if (event.id) call.id = event.id;
+        if (event.name) call.name = event.name;
+        call.arguments += event.arguments;
+        return event.arguments.length;
+      }
+      case "finish":
+        this.model = event.model;
+        this.finishReason = event.finishReason;
+        this.usage = event.usage;
+        return 0;
+    }
+  }
+
+  get empty(): boolean {
+    return !this.text && !this.reasoning && this.calls.length === 0;
+  }
+
+  /** `incompleteReason` undefined: a reply that ended by itself. */
+  turn(incompleteReason: string | undefined): NewTurn {
+    return {
+      role: "assistant",
+      content: this.text,
+      reasoning: this.reasoning,
+      toolCalls: this.calls.filter((c) => c !== undefined),
+      ...(this.model && { model: this.model }),
+      ...(this.finishReason && { finishReason: this.finishReason }),
+      ...(this.usage && { usage: this.usage }),
+      ...(incompleteReason !== undefined && { incompleteReason }),
+    };
+  }
+}
+
 /**
  * The reply, accumulated in memory from the events the caller is sent; written at each flush (a timer
  * or a count of characters, never an await on the token path) and once more, whole, at its end.
  */
 class Reply implements ReplyRecorder {
-  private text = "";
-  private reasoning = "";
-  private readonly calls: UpstreamToolCall[] = [];
-  private model: string | undefined;
-  private finishReason: string | undefined;
-  private usage: UpstreamUsage | undefined;
+  private readonly reply = new ReplyTurn();
   private ended: Promise<void> | undefined;
   /** Characters received since the last flush began. */
   private unflushed = 0;
@@ -141,33 +189,7 @@ class Reply implements ReplyRecorder {
   }
 
   event(event: UpstreamEvent): void {
-    switch (event.type) {
-      case "text":
-      case "refusal":
-        this.text += event.text;
-        this.received(event.text.length);
-        return;
-      case "reasoning":
-        this.reasoning += event.text;
-        this.received(event.text.length);
-        return;
-      case "tool_call": {
-        const call = (this.calls[event.index] ??= { id: "", name: "", arguments: "" });
-        if (event.id) call.id = event.id;
-        if (event.name) call.name = event.name;
-        call.arguments += event.arguments;
-        this.received(event.arguments.length);
-        return;
-      }
-      case "finish":
-        this.model = event.model;
-        this.finishReason = event.finishReason;
-        this.usage = event.usage;
-    }
-  }
-
-  private received(chars: number): void {
-    this.unflushed += chars;
+    this.unflushed += this.reply.event(event);
     if (this.unflushed >= this.options.flushChars) this.flush();
   }
 
@@ -175,8 +197,7 @@ class Reply implements ReplyRecorder {
   private flush(): void {
     if (this.flushing || this.ended) return;
     // Nothing received yet: only the lease is renewed (no empty reply turn).
-    const reply =
-      this.unflushed > 0 || this.text || this.reasoning || this.calls.length ? this.turn(STREAMING) : undefined;
+    const reply = this.unflushed > 0 || !this.reply.empty ? this.reply.turn(STREAMING) : undefined;
     this.unflushed = 0;
     this.flushing = this.store
       .flush(this.id, this.holder, this.options.leaseMs, this.seq, reply)
@@ -200,24 +221,10 @@ class Reply implements ReplyRecorder {
       });
   }
 
-  /** `incompleteReason` undefined: a reply that ended by itself. */
-  private turn(incompleteReason: string | undefined): NewTurn {
-    return {
-      role: "assistant",
-      content: this.text,
-      reasoning: this.reasoning,
-      toolCalls: this.calls.filter((c) => c !== undefined),
-      ...(this.model && { model: this.model }),
-      ...(this.finishReason && { finishReason: this.finishReason }),
-      ...(this.usage && { usage: this.usage }),
-      ...(incompleteReason !== undefined && { incompleteReason }),
-    };
-  }
-
   end(code: status, cause: string | undefined): Promise<void> {
     if (this.ended) return this.ended;
     clearInterval(this.timer);
-    const reply = this.turn(code === status.OK ? undefined : (cause ?? status[code].toLowerCase()));
+    const reply = this.reply.turn(code === status.OK ? undefined : (cause ?? status[code].toLowerCase()));
     // After the flush under way, so it cannot land over the whole reply.
     this.ended = (this.flushing ?? Promise.resolve())
       .then(() => this.store.end(this.id, this.holder, this.seq, reply))

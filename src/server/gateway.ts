@@ -2,7 +2,7 @@
 // path of a Chat call: server.ts (grpc-js) → auth.ts, limits/interceptor.ts, metrics (interceptors)
 // → call-context.ts (its context) → chat/service.ts (validate → upstream → events → write).
 import { readFileSync } from "node:fs";
-import { ServerCredentials, status } from "@grpc/grpc-js";
+import { ServerCredentials, status, type Metadata } from "@grpc/grpc-js";
 import type { Config } from "./config.js";
 import type { Logger } from "../observability/logger.js";
 import { chatImplementation, createChatService, type ChatService } from "../chat/service.js";
@@ -30,6 +30,7 @@ import { openConversationStore } from "../conversations/kysely-store.js";
 import { conversationService } from "../conversations/rpc.js";
 import type { ConversationStore } from "../conversations/store.js";
 import { conversationHistory } from "./conversation-history.js";
+import { responseHistory } from "./response-history.js";
 
 export interface Gateway extends GatewayServer {
   readonly config: Config;
@@ -60,6 +61,16 @@ export async function startGateway(config: Config, logger: Logger, upstream?: Ch
   );
   const upstreams = upstreamFrom(config);
   const conversations = await conversationStoreFrom(config);
+  const history = conversationHistory(conversations, {
+    maxTurns: config.conversations.maxHistoryTurns,
+    leaseMs: config.conversations.leaseMs,
+    flushMs: config.conversations.flushMs,
+    flushChars: config.conversations.flushChars,
+    logger,
+  });
+  const ownerOf = (metadata: Metadata) => callerOf(metadata) ?? "anonymous";
+  const onStoreError = (operation: string, error: unknown) =>
+    logger.error({ err: error, operation }, "conversation store failed");
   chat = createChatService({
     upstream: upstream ?? upstreams.chat,
     defaultModel: config.upstream.model,
@@ -72,13 +83,7 @@ export async function startGateway(config: Config, logger: Logger, upstream?: Ch
     logger,
     secrets,
     bodyKeys,
-    history: conversationHistory(conversations, {
-      maxTurns: config.conversations.maxHistoryTurns,
-      leaseMs: config.conversations.leaseMs,
-      flushMs: config.conversations.flushMs,
-      flushChars: config.conversations.flushChars,
-      logger,
-    }),
+    history,
   });
   const contextOf = callContexts({
     logger,
@@ -103,13 +108,29 @@ export async function startGateway(config: Config, logger: Logger, upstream?: Ch
     credentials: credentialsFrom(config),
     interceptors: interceptorsFrom(config, { callers, budgets, metrics, logRefusal }),
     chat: chatImplementation(chat, contextOf, logger).chat,
-    openai: openAIService({ chat, catalog, contextOf, defaultModel: config.upstream.model, logger }),
+    openai: openAIService({
+      chat,
+      catalog,
+      contextOf,
+      defaultModel: config.upstream.model,
+      logger,
+      storage: {
+        store: conversations,
+        historyFor: (options) =>
+          responseHistory(
+            { store: conversations, conversations: history, maxTurns: config.conversations.maxHistoryTurns, logger },
+            options,
+          ),
+        ownerOf,
+        onStoreError,
+      },
+    }),
     listModels: listModelsHandler(catalog, logger),
     getUsage: getUsageHandler(budgets, callerOf),
     conversations: conversationService({
       store: conversations,
-      ownerOf: (metadata) => callerOf(metadata) ?? "anonymous",
-      onStoreError: (operation, error) => logger.error({ err: error, operation }, "conversation store failed"),
+      ownerOf,
+      onStoreError,
     }),
   });
   let metricsServer;

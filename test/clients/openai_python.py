@@ -47,6 +47,44 @@ def outcome():
             max_output_tokens=100,
         )
         return {"object": response.object, "status": response.status, "output_text": response.output_text}
+    if scenario == "stored":
+        # The stored side's main flow with the SDK's own methods.
+        first = client.responses.create(model="fake-model", input="I am Ada.")
+        second = client.responses.create(model="fake-model", input="Who am I?", previous_response_id=first.id)
+        got = client.responses.retrieve(second.id)
+        inputs = client.responses.input_items.list(second.id)
+        conversation = client.conversations.create(
+            metadata={"topic": "names"}, items=[{"type": "message", "role": "user", "content": "hello"}]
+        )
+        on_it = client.responses.create(model="fake-model", input="more", conversation=conversation.id)
+        added = client.conversations.items.create(
+            conversation.id, items=[{"type": "message", "role": "user", "content": "added"}]
+        )
+        item = client.conversations.items.retrieve(added.data[0].id, conversation_id=conversation.id)
+        listed = client.conversations.items.list(conversation.id, order="asc")
+        client.conversations.items.delete(added.data[0].id, conversation_id=conversation.id)
+        after_delete = client.conversations.items.list(conversation.id, order="asc")
+        updated = client.conversations.update(conversation.id, metadata={"topic": "other"})
+        retrieved = client.conversations.retrieve(conversation.id)
+        deleted = client.conversations.delete(conversation.id)
+        client.responses.delete(first.id)
+        try:
+            client.responses.retrieve(first.id)
+            gone = None
+        except openai.NotFoundError as error:
+            gone = error.status_code
+        return {
+            "same": got.id == second.id and got.output_text == second.output_text,
+            "previous": got.previous_response_id == first.id,
+            "inputs": [i.content[0].text for i in inputs.data],
+            "conversation": on_it.conversation.id == conversation.id if on_it.conversation else False,
+            "item": item.content[0].text,
+            "items": [i.type + ":" + i.role for i in listed.data],
+            "after_delete": len(after_delete.data),
+            "metadata": [updated.metadata, retrieved.metadata],
+            "deleted": deleted.deleted,
+            "gone": gone,
+        }
     try:
         if scenario == "bad-request":
             client.chat.completions.create(model="fake-model", messages=[{"role": "wizard", "content": "hi"}])

@@ -91,7 +91,28 @@ describe("the openai Python SDK", () => {
     });
   });
 
-  it("raises BadRequestError for previous_response_id, and a response's failure mid-stream", async () => {
+  it("keeps responses and conversations: chains, retrieve, input items, conversations and their items, deletes", async () => {
+    expect(await python("stored")).toEqual({
+      same: true,
+      previous: true,
+      inputs: ["Who am I?"],
+      conversation: true,
+      item: "added",
+      items: ["message:user", "message:user", "message:assistant", "message:user"],
+      after_delete: 3,
+      metadata: [{ topic: "other" }, { topic: "other" }],
+      deleted: true,
+      gone: 404,
+    });
+    // The chain as the upstream got it on the second response, and the conversation's on the third.
+    const sent = upstream.requests.slice(-2).map((r) => (r.body.messages ?? []).map((m) => m.content));
+    expect(sent).toEqual([
+      ["I am Ada.", "Hello Python", "Who am I?"],
+      ["hello", "more"],
+    ]);
+  });
+
+  it("raises BadRequestError for a malformed previous_response_id, and a response's failure mid-stream", async () => {
     expect(await python("responses-refused")).toMatchObject({
       raised: "BadRequestError",
       status: 400,

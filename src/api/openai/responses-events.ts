@@ -25,6 +25,23 @@ export interface ResponseOptions {
   now?: () => number;
   /** Ids for the response and its items, by prefix (`resp`, `msg`, `rs`, `fc`); random by default. */
   newId?: (prefix: string) => string;
+  /** The response's own id (stored responses' are chosen before the stream). */
+  id?: string;
+  /** How the response is kept, as the `response` object says (not stored, no history by default). */
+  storage?: ResponseStorage;
+}
+
+export interface ResponseStorage {
+  store: boolean;
+  previousResponseId?: string;
+  /** The conversation's OpenAI id. */
+  conversation?: string;
+}
+
+/** What a stored response is kept as: the `response` object at the stream's end. */
+export interface FinalResponse {
+  /** The response as the stream ended: as `response.completed` or `.incomplete` carried it, or failed with `message`. */
+  final(code: status, message: string): Record<string, unknown>;
 }
 
 type Status = "in_progress" | "completed" | "incomplete";
@@ -82,7 +99,7 @@ class ResponseBuilder {
     private readonly options: ResponseOptions,
     private readonly streaming: boolean,
   ) {
-    this.id = this.newId("resp");
+    this.id = options.id ?? this.newId("resp");
     this.createdAt = Math.floor((options.now ?? Date.now)() / 1000);
   }
 
@@ -160,6 +177,21 @@ class ResponseBuilder {
     });
   }
 
+  /** The response the finish made, if it came. */
+  finished: Record<string, unknown> | undefined;
+
+  /** The response at the stream's end, for storage: the finished one, or failed with the output so far. */
+  final(code: status, message: string): Record<string, unknown> {
+    if (this.finished !== undefined && code === status.OK) return this.finished;
+    return this.failed(code, message);
+  }
+
+  private failed(code: status, message: string): Record<string, unknown> {
+    return this.response("failed", this.options.model, {
+      error: { code: code === status.RESOURCE_EXHAUSTED ? "rate_limit_exceeded" : "server_error", message },
+    });
+  }
+
   /** The end: open items closed, then `response.completed`, or `response.incomplete` when the output was cut. */
   finish(finishReason: string, model: string, usage: Usage | undefined): Record<string, unknown> {
     const incomplete =
@@ -171,14 +203,13 @@ class ResponseBuilder {
       usage: usage ? usageOf(usage) : null,
     });
     this.emit(incomplete === null ? "response.completed" : "response.incomplete", { response });
+    this.finished = response;
     return response;
   }
 
   /** A failure after the first byte: `response.failed` with the output so far, then the `error` the SDKs raise. */
   fail(code: status, message: string): void {
-    const response = this.response("failed", this.options.model, {
-      error: { code: code === status.RESOURCE_EXHAUSTED ? "rate_limit_exceeded" : "server_error", message },
-    });
+    const response = this.failed(code, message);
     this.emit("response.failed", { response });
     // The event's own fields (`code`, `message`, `param`) and, nested, OpenAI's error object: the
     // Python SDK raises only on a nested `error`, the Node SDK on the event's name.
@@ -197,6 +228,7 @@ class ResponseBuilder {
 
   private response(state: string, model: string, fields: Record<string, unknown>): Record<string, unknown> {
     const echo = this.options.echo;
+    const storage = this.options.storage;
     return {
       id: this.id,
       object: "response",
@@ -212,9 +244,9 @@ class ResponseBuilder {
       model,
       output: this.output,
       parallel_tool_calls: echo.parallel_tool_calls,
-      previous_response_id: null,
+      previous_response_id: storage?.previousResponseId ?? null,
       reasoning: echo.reasoning,
-      store: false,
+      store: storage?.store ?? false,
       temperature: echo.temperature,
       text: echo.text,
       tool_choice: echo.tool_choice,
@@ -223,6 +255,7 @@ class ResponseBuilder {
       truncation: "disabled",
       usage: null,
       ...(echo.user !== undefined && { user: echo.user }),
+      ...(storage?.conversation !== undefined && { conversation: { id: storage.conversation } }),
       ...fields,
     };
   }
@@ -314,9 +347,13 @@ class ResponseBuilder {
 }
 
 /** Streams the Responses events. */
-export class ResponseEventPresenter implements Presenter {
+export class ResponseEventPresenter implements Presenter, FinalResponse {
   readonly errorsInBand = true;
   private readonly builder: ResponseBuilder;
+
+  final(code: status, message: string) {
+    return this.builder.final(code, message);
+  }
 
   constructor(options: ResponseOptions) {
     this.builder = new ResponseBuilder(options, true);
@@ -354,8 +391,12 @@ export class ResponseEventPresenter implements Presenter {
 }
 
 /** Keeps the reply, and writes it as one `response` object when it has finished. */
-export class ResponseObjectPresenter implements Presenter {
+export class ResponseObjectPresenter implements Presenter, FinalResponse {
   private readonly builder: ResponseBuilder;
+
+  final(code: status, message: string) {
+    return this.builder.final(code, message);
+  }
 
   constructor(options: ResponseOptions) {
     this.builder = new ResponseBuilder(options, false);

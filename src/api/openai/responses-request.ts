@@ -3,11 +3,12 @@
 // the model's function calls and their outputs) becomes the conversation, `instructions` its first
 // system message, function tools and `text.format` Chat's tools and response format. The chat
 // service then validates it as it validates Chat's: one set of checks and limits for all three.
-// What needs stored responses or conversations (`store: true`, `previous_response_id`,
-// `conversation`, `background`), hosted tools, and what the gateway could not give back are
-// refused by name, never dropped.
+// `store`, `previous_response_id` and `conversation` are read here and acted on by the service
+// (stored.ts); `background`, hosted tools, and what the gateway could not give back are refused by
+// name, never dropped.
 import { ChatRequest, type ChatMessage, type ContentPart, type Tool } from "../../contract/chat.js";
 import { fail, integer, numberField, optionalObject, optionalString, parseBody, Problem } from "./fields.js";
+import { conversationUuid, isResponseId } from "./items.js";
 
 export interface DecodedResponseRequest {
   request: ChatRequest;
@@ -16,6 +17,13 @@ export interface DecodedResponseRequest {
   echo: ResponseEcho;
   /** Set when the body cannot become a request: the caller-facing reason, naming the field. */
   problem?: string;
+  /** Whether the response is kept (`store`, true unless false, as OpenAI's default). */
+  store: boolean;
+  previousResponseId?: string;
+  /** The conversation named (`conversation`, as `conv_...` or `{id}`): its OpenAI id and the store's. */
+  conversation?: { id: string; uuid: string };
+  /** Whether `instructions` is the request's first message (never carried to the next response). */
+  hasInstructions: boolean;
 }
 
 /** What a `response` object says about the request that made it (OpenAI's fields, as sent or their defaults). */
@@ -33,17 +41,14 @@ export interface ResponseEcho {
   user?: string;
 }
 
-const NEEDS_STORAGE = "needs stored responses and conversations, which the gateway does not serve yet";
+const NEEDS_STORAGE = "needs stored items by reference, which the gateway does not serve";
 
 /**
  * Fields the gateway cannot honour, each refused by name when set (`refuse` says which values ask
  * for something; the others, the SDKs' defaults, are accepted).
  */
 const REFUSED: Record<string, { why: string; refuse: (value: unknown) => boolean }> = {
-  store: { why: `true ${NEEDS_STORAGE}; send false or leave it out`, refuse: (v) => v === true },
-  previous_response_id: { why: NEEDS_STORAGE, refuse: (v) => v !== null && v !== undefined },
-  conversation: { why: NEEDS_STORAGE, refuse: (v) => v !== null && v !== undefined },
-  background: { why: `true ${NEEDS_STORAGE}`, refuse: (v) => v === true },
+  background: { why: "true is not served yet (background responses)", refuse: (v) => v === true },
   prompt: { why: "stored prompt templates are not served", refuse: (v) => v !== null && v !== undefined },
   include: {
     why: "extra output (encrypted reasoning, log probabilities, hosted tools' results) is not available",
@@ -75,6 +80,9 @@ const KNOWN = new Set([
   "metadata",
   "stream",
   "stream_options",
+  "store",
+  "previous_response_id",
+  "conversation",
 ]);
 
 const DEFAULT_ECHO: ResponseEcho = {
@@ -91,7 +99,13 @@ const DEFAULT_ECHO: ResponseEcho = {
 };
 
 export function decodeResponseRequest(data: Uint8Array): DecodedResponseRequest {
-  const empty = { request: ChatRequest.fromPartial({}), stream: false, echo: DEFAULT_ECHO };
+  const empty = {
+    request: ChatRequest.fromPartial({}),
+    stream: false,
+    echo: DEFAULT_ECHO,
+    store: false,
+    hasInstructions: false,
+  };
   const body = parseBody(data);
   if (typeof body === "string") return { ...empty, problem: body };
   try {
@@ -161,7 +175,33 @@ function translate(body: Record<string, unknown>): DecodedResponseRequest {
     top_p: request.topP ?? null,
     ...(user !== undefined && { user }),
   };
-  return { request, stream: body.stream === true, echo };
+  return { request, stream: body.stream === true, echo, ...storageOf(body), hasInstructions: !!instructions };
+}
+
+/** `store`, `previous_response_id` and `conversation`: what the response is kept with. */
+function storageOf(body: Record<string, unknown>) {
+  if (body.store !== undefined && body.store !== null && typeof body.store !== "boolean")
+    fail("store", "must be a boolean");
+  const previous = optionalString(body.previous_response_id, "previous_response_id");
+  if (previous !== undefined && !isResponseId(previous))
+    fail("previous_response_id", "must be a response's id (resp_ and 32 hex digits)");
+  const named = body.conversation;
+  const id =
+    typeof named === "object" && named !== null && !Array.isArray(named)
+      ? (optionalString((named as Record<string, unknown>).id, "conversation.id") ??
+        fail("conversation.id", "required"))
+      : optionalString(named, "conversation");
+  if (id !== undefined && previous !== undefined)
+    fail("conversation", "cannot be used with previous_response_id: send one of them");
+  const uuid =
+    id === undefined
+      ? undefined
+      : (conversationUuid(id) ?? fail("conversation", "must be a conversation's id (conv_...)"));
+  return {
+    store: body.store !== false,
+    ...(previous !== undefined && { previousResponseId: previous }),
+    ...(id !== undefined && uuid !== undefined && { conversation: { id, uuid } }),
+  };
 }
 
 function message(role: string, content: string): ChatMessage {
@@ -169,12 +209,12 @@ function message(role: string, content: string): ChatMessage {
 }
 
 /** The input: one user message, or its items in order as Chat's messages. */
-function inputOf(value: unknown): ChatMessage[] {
+export function inputOf(value: unknown, field = "input"): ChatMessage[] {
   if (typeof value === "string") return [message("user", value)];
-  if (!Array.isArray(value)) return fail("input", "required: a string or an array of input items");
+  if (!Array.isArray(value)) return fail(field, "required: a string or an array of input items");
   const messages: ChatMessage[] = [];
   value.forEach((it, i) => {
-    const at = `input[${i}]`;
+    const at = `${field}[${i}]`;
     const item = optionalObject(it, at) ?? fail(at, "must be an object");
     const type = optionalString(item.type, `${at}.type`) ?? (item.role !== undefined ? "message" : undefined);
     switch (type) {

@@ -22,6 +22,8 @@ import { decodeChatCompletion } from "./chat-request.js";
 import { modelList, modelOf } from "./models.js";
 import { ResponseEventPresenter, ResponseObjectPresenter } from "./responses-events.js";
 import { decodeResponseRequest } from "./responses-request.js";
+import { storedHandlers, type OpenAIStorage } from "./stored.js";
+import { randomBytes } from "node:crypto";
 
 export interface OpenAIServiceDeps {
   chat: ChatService;
@@ -30,6 +32,8 @@ export interface OpenAIServiceDeps {
   contextOf: (call: AnyCall, request: ChatRequest) => CallContext;
   defaultModel: string;
   logger: Logger;
+  /** Stored responses and conversations (server/: the conversation store). */
+  storage: OpenAIStorage;
 }
 
 export function openAIService(deps: OpenAIServiceDeps): OpenAIServiceServer {
@@ -48,13 +52,37 @@ export function openAIService(deps: OpenAIServiceDeps): OpenAIServiceServer {
     },
     createResponse(call: ServerWritableStream<HttpBody, HttpBody>) {
       const decoded = decodeResponseRequest(call.request.data);
-      const options = { model: decoded.request.model || deps.defaultModel, echo: decoded.echo };
+      const id = `resp_${randomBytes(16).toString("hex")}`;
+      const options = {
+        id,
+        model: decoded.request.model || deps.defaultModel,
+        echo: decoded.echo,
+        storage: {
+          store: decoded.store,
+          ...(decoded.previousResponseId !== undefined && { previousResponseId: decoded.previousResponseId }),
+          ...(decoded.conversation !== undefined && { conversation: decoded.conversation.id }),
+        },
+      };
       const presenter = decoded.stream ? new ResponseEventPresenter(options) : new ResponseObjectPresenter(options);
+      // Kept, or given history: the response's own history and recorder; otherwise nothing is read or written.
+      const history =
+        decoded.problem === undefined &&
+        (decoded.store || decoded.previousResponseId !== undefined || decoded.conversation !== undefined)
+          ? deps.storage.historyFor({
+              responseId: id,
+              store: decoded.store,
+              previousResponseId: decoded.previousResponseId,
+              conversationUuid: decoded.conversation?.uuid,
+              hasInstructions: decoded.hasInstructions,
+              presenter,
+            })
+          : undefined;
       const anyCall = call as AnyCall;
       chat
-        .serve(anyCall, contextOf(anyCall, decoded.request), decoded.request, presenter, decoded.problem)
+        .serve(anyCall, contextOf(anyCall, decoded.request), decoded.request, presenter, decoded.problem, history)
         .catch((error: unknown) => logger.error({ err: error }, "response handler failed"));
     },
+    ...storedHandlers(deps.storage),
     listOpenAiModels: models(catalog, logger, () => modelList),
     retrieveOpenAiModel: models(catalog, logger, (request: RetrieveOpenAIModelRequest) => modelOf(request.model)),
   };

@@ -112,12 +112,32 @@ describe("decodeResponseRequest", () => {
     );
   });
 
+  it("reads store (true unless false), previous_response_id and conversation (a string or {id}), or names the field", () => {
+    const at = (extra: Record<string, unknown>) => decode({ model: "m", input: "hi", ...extra });
+    const resp = `resp_${"ab".repeat(16)}`;
+    const conv = `conv_${"0123456789abcdef".repeat(2)}`;
+    const uuid = "01234567-89ab-cdef-0123-456789abcdef";
+    expect(at({}).store).toBe(true);
+    expect(at({ store: false }).store).toBe(false);
+    expect(at({ store: true }).store).toBe(true);
+    expect(at({ store: "yes" }).problem).toBe("store: must be a boolean");
+    expect(at({ previous_response_id: resp }).previousResponseId).toBe(resp);
+    expect(at({ previous_response_id: "resp_1" }).problem).toMatch(/^previous_response_id: must be a response's id/);
+    expect(at({ conversation: conv }).conversation).toEqual({ id: conv, uuid });
+    expect(at({ conversation: { id: conv } }).conversation).toEqual({ id: conv, uuid });
+    expect(at({ conversation: "conv_1" }).problem).toMatch(/^conversation: must be a conversation's id/);
+    expect(at({ conversation: {} }).problem).toBe("conversation.id: required");
+    expect(at({ conversation: conv, previous_response_id: resp }).problem).toMatch(
+      /^conversation: cannot be used with previous_response_id/,
+    );
+    // The instructions are the first message, marked so they are never stored as input.
+    expect(at({ instructions: "be brief" }).hasInstructions).toBe(true);
+    expect(at({}).hasInstructions).toBe(false);
+  });
+
   it("refuses by name what needs stored responses, hosted tools, and what it could not give back", () => {
     const refused = (extra: Record<string, unknown>) => decode({ model: "m", input: "hi", ...extra }).problem;
-    expect(refused({ store: true })).toMatch(/^store: true needs stored responses and conversations/);
     expect(refused({ store: false })).toBeUndefined();
-    expect(refused({ previous_response_id: "resp_1" })).toMatch(/^previous_response_id: needs stored/);
-    expect(refused({ conversation: "conv_1" })).toMatch(/^conversation: needs stored/);
     expect(refused({ background: true })).toMatch(/^background: /);
     expect(refused({ background: false })).toBeUndefined();
     expect(refused({ include: ["reasoning.encrypted_content"] })).toMatch(/^include: /);
