@@ -78,8 +78,10 @@ function toUpstreamMessages(turn: Turn): UpstreamMessage[] {
   switch (turn.role) {
     case "system":
     case "developer":
-    case "user":
       return [{ role: turn.role, content: turn.content }];
+    case "user":
+      // With its images, when it had any: its stored parts begin with its own content.
+      return [{ role: "user", content: turn.parts ? "" : turn.content, ...(turn.parts && { parts: turn.parts }) }];
     case "tool":
       return [{ role: "tool", content: turn.content, toolCallId: turn.toolCallId ?? "" }];
     case "assistant":
@@ -102,9 +104,14 @@ function toNewTurn(message: UpstreamMessage): NewTurn {
     case "tool":
       return { role: "tool", content: message.content, toolCallId: message.toolCallId };
     case "user": {
-      // Images are not stored (yet): the turn keeps its text.
-      const texts = (message.parts ?? []).flatMap((p) => (p.type === "text" ? [p.text] : []));
-      return { role: "user", content: [message.content, ...texts].filter((t) => t !== "").join("\n") };
+      // Its text for readers; with parts, the whole of it as sent (content first, as the upstream
+      // is sent it) to send again.
+      const parts = message.parts ?? [];
+      const texts = parts.flatMap((p) => (p.type === "text" ? [p.text] : []));
+      const content = [message.content, ...texts].filter((t) => t !== "").join("\n");
+      if (parts.length === 0) return { role: "user", content };
+      const first = message.content ? [{ type: "text" as const, text: message.content }] : [];
+      return { role: "user", content, parts: [...first, ...parts] };
     }
     default:
       return { role: message.role, content: message.content };
