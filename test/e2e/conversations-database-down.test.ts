@@ -38,8 +38,11 @@ beforeAll(async () => {
         ? { tokens: ["one ", "two"], gate: (i) => (i === 1 ? gate.promise : undefined) }
         : { tokens: ["ok"] },
   });
+  // A password in the URL (trust authentication ignores it): the start-up line must not show it.
+  const url = new URL(postgres.url);
+  url.password = "pw-SECRET-db";
   stack = await startStack({
-    DATABASE_URL: postgres.url,
+    DATABASE_URL: url.href,
     OPENAI_BASE_URL: upstream.baseURL,
     OPENAI_API_KEY: "sk-e2e",
     CHAT_MODEL: "fake-model",
@@ -75,6 +78,15 @@ const httpChat = async (body: object) => {
   const response = await post(stack.envoy.httpPort, "/chat", JSON.stringify(body));
   return { status: response.status, text: await response.body() };
 };
+
+it("names its PostgreSQL in the start-up line, without the password", async () => {
+  const line = await stack.service.logLine((l) => l.msg === "chat gateway listening");
+  const url = new URL(postgres.url);
+  url.username = "redacted";
+  url.password = "redacted";
+  expect(line.conversations).toBe(`PostgreSQL at ${url.href}`);
+  expect(stack.service.output.join("\n")).not.toContain("SECRET");
+});
 
 it("PostgreSQL stopped and started under the running service", { timeout: 60_000 }, async () => {
   const open = await create();
