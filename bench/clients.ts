@@ -3,10 +3,30 @@
 import { Agent, request as httpRequest } from "node:http";
 import OpenAI from "openai";
 import { credentials, type ClientReadableStream, type ServiceError } from "@grpc/grpc-js";
-import { ChatRequest, ChatServiceClient, type ChatResponse } from "../src/gen/chat/v1/chat.js";
+import {
+  ChatRequest,
+  ChatServiceClient,
+  ConversationServiceClient,
+  CreateConversationRequest,
+  type ChatResponse,
+} from "../src/gen/chat/v1/chat.js";
 
-export type PathName = "raw" | "direct" | "grpc" | "http" | "openai" | "responses" | "reference";
-export const PATHS: readonly PathName[] = ["raw", "direct", "grpc", "http", "openai", "responses", "reference"];
+export type PathName = "raw" | "direct" | "grpc" | "grpc-conversation" | "http" | "openai" | "responses" | "reference";
+export const PATHS: readonly PathName[] = [
+  "raw",
+  "direct",
+  "grpc",
+  "grpc-conversation",
+  "http",
+  "openai",
+  "responses",
+  "reference",
+];
+/**
+ * A run's paths unless --paths names them: grpc-conversation only when asked for (its database grows
+ * with every request; the RSS section would create a conversation per open stream).
+ */
+export const DEFAULT_PATHS: readonly PathName[] = PATHS.filter((p) => p !== "grpc-conversation");
 
 export interface Reply {
   text: string;
@@ -177,7 +197,13 @@ export function directClient(upstreamPort: number): PathClient {
  * streams) lets only a few hundred bytes per stream be in flight at 1,000 streams, and the
  * service then waits on the client's WINDOW_UPDATEs rather than on anything of its own.
  */
-export function grpcClient(servicePort: number, channels = 4, flowControlWindow = 1 << 20): PathClient {
+export function grpcClient(
+  servicePort: number,
+  channels = 4,
+  flowControlWindow = 1 << 20,
+  options: { conversations?: boolean } = {},
+): PathClient {
+  const conversations = options.conversations ? conversationPool(servicePort) : undefined;
   const clients = Array.from(
     { length: channels },
     (_, i) =>
@@ -190,19 +216,26 @@ export function grpcClient(servicePort: number, channels = 4, flowControlWindow 
   );
   let next = 0;
   return {
-    name: "grpc",
-    chat(prompt, { signal, onFirstToken, onDelta } = {}) {
+    name: conversations ? "grpc-conversation" : "grpc",
+    async chat(prompt, { signal, onFirstToken, onDelta } = {}) {
+      // Taken before the clock starts: creating a conversation is not part of the request's time.
+      const conversation = await conversations?.take().catch((e: ServiceError) => e);
+      if (conversation instanceof Error)
+        return { text: "", ttftMs: undefined, totalMs: 0, complete: false, error: `create: ${conversation.message}` };
       const started = performance.now();
       const client = clients[next++ % clients.length]!;
       return new Promise((resolve) => {
         let text = "";
         let ttftMs: number | undefined;
         let finished = false;
-        const call: ClientReadableStream<ChatResponse> = client.chat(ChatRequest.fromPartial({ text: prompt }));
+        const request = ChatRequest.fromPartial({ text: prompt, conversationId: conversation?.id ?? "" });
+        const call: ClientReadableStream<ChatResponse> = client.chat(request);
         const onAbort = () => call.cancel();
         signal?.addEventListener("abort", onAbort, { once: true });
         const done = (complete: boolean, error?: string) => {
           signal?.removeEventListener("abort", onAbort);
+          // One cut short may still be ending on the service's side (busy a moment longer): not reused.
+          if (conversation && complete) conversations!.giveBack(conversation);
           resolve({
             text,
             ttftMs,
@@ -227,7 +260,36 @@ export function grpcClient(servicePort: number, channels = 4, flowControlWindow 
     },
     close() {
       for (const c of clients) c.close();
+      conversations?.close();
     },
+  };
+}
+
+/** Requests each bench conversation serves, one after another, before a new one is created. */
+const REQUESTS_PER_CONVERSATION = 5;
+
+/**
+ * Stored conversations for `grpc-conversation`: each request takes one no other stream is on (the
+ * gateway refuses a second stream on a conversation), which then serves REQUESTS_PER_CONVERSATION
+ * requests in turn: its stored history grows to 8 turns, all sent ahead of the new one.
+ */
+function conversationPool(servicePort: number) {
+  const client = new ConversationServiceClient(`127.0.0.1:${servicePort}`, credentials.createInsecure());
+  const free: { id: string; uses: number }[] = [];
+  return {
+    take(): Promise<{ id: string; uses: number }> {
+      const ready = free.pop();
+      if (ready) return Promise.resolve(ready);
+      return new Promise((resolve, reject) =>
+        client.createConversation(CreateConversationRequest.fromPartial({ title: "bench" }), (e, r) =>
+          e ? reject(e) : resolve({ id: r!.conversation!.id, uses: 0 }),
+        ),
+      );
+    },
+    giveBack(conversation: { id: string; uses: number }): void {
+      if (++conversation.uses < REQUESTS_PER_CONVERSATION) free.push(conversation);
+    },
+    close: () => client.close(),
   };
 }
 

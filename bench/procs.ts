@@ -2,7 +2,8 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createConnection } from "node:net";
 import { once } from "node:events";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -51,6 +52,8 @@ export async function startService(
   root = ROOT,
 ): Promise<Proc> {
   const port = await freePort();
+  // Its stored conversations (grpc-conversation's) in a folder of its own, gone when it stops.
+  const dataDir = mkdtempSync(join(tmpdir(), "bench-data-"));
   const child = spawn(process.execPath, [...nodeArgs, join(root, "dist", "main.js")], {
     cwd: root,
     stdio: ["ignore", "ignore", "inherit"],
@@ -68,11 +71,17 @@ export async function startService(
       METRICS_PORT: String(await freePort()),
       UPSTREAM_MAX_RETRIES: "0",
       AUTH: "none",
+      DATA_DIR: dataDir,
       ...env,
     },
   });
   await waitForPort(port, child, "service");
-  return { pid: child.pid!, port, stop: stopper(child) };
+  const stop = stopper(child);
+  return {
+    pid: child.pid!,
+    port,
+    stop: () => stop().finally(() => rmSync(dataDir, { recursive: true, force: true })),
+  };
 }
 
 /** The reference FastAPI app under uvicorn (defaults: one worker), in the bench's virtualenv. */

@@ -1,8 +1,9 @@
 // `npm run bench`: every path against the same bench upstream, in one run, on loopback.
 //   --quick (default)  a few minutes on 2 cores: RSS at 1,000 streams
 //   --full             longer windows, more samples, RSS at 1,000 and 10,000 streams
-//   --smoke            the smallest run, Node paths only (the test suite runs it)
-//   --paths a,b        a subset of raw,direct,grpc,http,reference
+//   --smoke            the smallest run, Node paths only, grpc-conversation included (the test suite runs it)
+//   --paths a,b        a subset of raw,direct,grpc,grpc-conversation,http,openai,responses,reference
+//                      (grpc-conversation only when named)
 //   --sections a,b     a subset of ttft,single,load,paced,rss,leak,slow (for quick A/B runs while optimising)
 //   --out DIR          where the results go (default bench/results)
 import { execFileSync } from "node:child_process";
@@ -16,6 +17,7 @@ import {
   httpClient,
   rawClient,
   responsesClient,
+  DEFAULT_PATHS,
   PATHS,
   type PathClient,
   type PathName,
@@ -103,7 +105,7 @@ async function main(): Promise<void> {
   const mode: Mode = values.smoke ? "smoke" : values.full ? "full" : "quick";
   const plan = PLANS[mode];
   const paths = (values.paths?.split(",") ??
-    (mode === "smoke" ? ["raw", "direct", "grpc", "http"] : PATHS)) as PathName[];
+    (mode === "smoke" ? ["raw", "direct", "grpc", "grpc-conversation", "http"] : DEFAULT_PATHS)) as PathName[];
   for (const p of paths) if (!PATHS.includes(p)) throw new Error(`unknown path ${p}`);
   const sections = new Set(
     values.sections?.split(",") ?? ["ttft", "single", "load", "paced", "rss", "leak", ...(plan.slow ? ["slow"] : [])],
@@ -156,6 +158,7 @@ async function main(): Promise<void> {
       raw: {},
       direct: {},
       grpc: { service: service.pid },
+      "grpc-conversation": { service: service.pid },
       http: { service: service.pid, ...(envoy && { envoy: envoy.pid }) },
       openai: { service: service.pid, ...(envoy && { envoy: envoy.pid }) },
       responses: { service: service.pid, ...(envoy && { envoy: envoy.pid }) },
@@ -298,6 +301,9 @@ function clientFor(
       return directClient(procs.upstream.port);
     case "grpc":
       return grpcClient(procs.service!.port, channels);
+    // The same, each request on a stored conversation (the service's SQLite, in a temporary DATA_DIR).
+    case "grpc-conversation":
+      return grpcClient(procs.service!.port, channels, undefined, { conversations: true });
     case "http":
       return httpClient("http", procs.envoy!.port);
     // The same reader as `raw`, of the gateway's OpenAI API instead of the upstream's.

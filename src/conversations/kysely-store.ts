@@ -2,7 +2,7 @@
 // DATA_DIR) or PostgreSQL (`pg`, DATABASE_URL), the same queries for both. Every value is a bound
 // parameter; no SQL is built from strings.
 import { Kysely, Migrator, PostgresDialect, type Dialect, type Selectable, type Transaction } from "kysely";
-import type { UpstreamToolCall } from "../upstream/request.js";
+import type { UpstreamContentPart, UpstreamToolCall } from "../upstream/request.js";
 import type { UpstreamUsage } from "../upstream/events.js";
 // Time-ordered (UUIDv7, RFC 9562; monotonic within a millisecond), so "newest first" is a strict order.
 import { v7 as uuidv7 } from "uuid";
@@ -37,6 +37,8 @@ interface Tables {
     seq: number;
     role: string;
     content: string;
+    /** Migration 0002: a user turn's parts as JSON. */
+    parts: string | null;
     reasoning: string | null;
     tool_calls: string | null;
     tool_call_id: string | null;
@@ -417,6 +419,7 @@ function turnRow(id: string, seq: number, turn: NewTurn, now: string) {
     seq,
     role: turn.role,
     content: turn.content,
+    parts: turn.parts?.length ? JSON.stringify(turn.parts) : null,
     reasoning: turn.reasoning || null,
     tool_calls: turn.toolCalls?.length ? JSON.stringify(turn.toolCalls) : null,
     tool_call_id: turn.toolCallId || null,
@@ -467,6 +470,7 @@ function toTurn(row: Selectable<Tables["turns"]>): Turn {
     seq: Number(row.seq),
     role: row.role as TurnRole,
     content: row.content,
+    ...(row.parts !== null && { parts: JSON.parse(row.parts) as UpstreamContentPart[] }),
     ...(row.reasoning !== null && { reasoning: row.reasoning }),
     ...(row.tool_calls !== null && { toolCalls: JSON.parse(row.tool_calls) as UpstreamToolCall[] }),
     ...(row.tool_call_id !== null && { toolCallId: row.tool_call_id }),

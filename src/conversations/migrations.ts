@@ -73,6 +73,13 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  // A user turn's parts (text and images) as JSON, when it had any: before, only its text was kept.
+  // Turns stored before this have none and are sent again as their text, as they were.
+  "0003_turn_parts": {
+    async up(db: Kysely<unknown>) {
+      await db.schema.alterTable("turns").addColumn("parts", "text").execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

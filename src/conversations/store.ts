@@ -1,7 +1,7 @@
 // The conversations' storage port: what the gateway keeps of a conversation and the operations it
 // needs, in no database's terms. One implementation (kysely-store.ts) serves SQLite and PostgreSQL,
 // its SQL written by Kysely for each.
-import type { UpstreamToolCall } from "../upstream/request.js";
+import type { UpstreamContentPart, UpstreamToolCall } from "../upstream/request.js";
 import type { UpstreamUsage } from "../upstream/events.js";
 
 export interface Conversation {
@@ -19,7 +19,13 @@ export type TurnRole = "system" | "developer" | "user" | "assistant" | "tool";
 /** A turn as it is appended: the caller's (user, tool results) or the model's reply. */
 export interface NewTurn {
   role: TurnRole;
+  /** The turn's text (a user turn's text parts too, joined by newlines): what a reader is shown. */
   content: string;
+  /**
+   * A user turn that had parts (images): all of it as it was sent, its `content` first as a text
+   * part, then its parts; sent to the upstream again in place of `content`.
+   */
+  parts?: UpstreamContentPart[];
   reasoning?: string;
   toolCalls?: UpstreamToolCall[];
   toolCallId?: string;

@@ -33,6 +33,7 @@ export function conversationHistory(store: ConversationStore, options: HistoryOp
         return { ok: false, why: "invalid", detail: "conversation_id: must be a conversation's id (a UUID)" };
       }
       const holder = randomUUID();
+      const leaseTakenAt = performance.now();
       let begun: Awaited<ReturnType<ConversationStore["begin"]>>;
       try {
         begun = await store.begin(caller, id, holder, options.leaseMs, request.messages.map(toNewTurn));
@@ -56,7 +57,7 @@ export function conversationHistory(store: ConversationStore, options: HistoryOp
         ok: true,
         request: { ...request, messages },
         trimmedTurns: trimmed,
-        reply: new Reply(store, id, holder, begun.replySeq, options),
+        reply: new Reply(store, id, holder, begun.replySeq, options, leaseTakenAt),
       };
     },
   };
@@ -77,8 +78,10 @@ export function toUpstreamMessages(turn: Turn): UpstreamMessage[] {
   switch (turn.role) {
     case "system":
     case "developer":
-    case "user":
       return [{ role: turn.role, content: turn.content }];
+    case "user":
+      // With its images, when it had any: its stored parts begin with its own content.
+      return [{ role: "user", content: turn.parts ? "" : turn.content, ...(turn.parts && { parts: turn.parts }) }];
     case "tool":
       return [{ role: "tool", content: turn.content, toolCallId: turn.toolCallId ?? "" }];
     case "assistant":
@@ -101,9 +104,14 @@ export function toNewTurn(message: UpstreamMessage): NewTurn {
     case "tool":
       return { role: "tool", content: message.content, toolCallId: message.toolCallId };
     case "user": {
-      // Images are not stored (yet): the turn keeps its text.
-      const texts = (message.parts ?? []).flatMap((p) => (p.type === "text" ? [p.text] : []));
-      return { role: "user", content: [message.content, ...texts].filter((t) => t !== "").join("\n") };
+      // Its text for readers; with parts, the whole of it as sent (content first, as the upstream
+      // is sent it) to send again.
+      const parts = message.parts ?? [];
+      const texts = parts.flatMap((p) => (p.type === "text" ? [p.text] : []));
+      const content = [message.content, ...texts].filter((t) => t !== "").join("\n");
+      if (parts.length === 0) return { role: "user", content };
+      const first = message.content ? [{ type: "text" as const, text: message.content }] : [];
+      return { role: "user", content, parts: [...first, ...parts] };
     }
     default:
       return { role: message.role, content: message.content };
@@ -175,6 +183,8 @@ class Reply implements ReplyRecorder {
   /** The flush being written: at most one at a time, and the end waits for it. */
   private flushing: Promise<void> | undefined;
   private readonly timer: NodeJS.Timeout;
+  /** When this stream's lease runs out at the latest (performance.now()), unless a flush renews it. */
+  private heldUntil: number;
 
   constructor(
     private readonly store: ConversationStore,
@@ -182,7 +192,10 @@ class Reply implements ReplyRecorder {
     private readonly holder: string,
     private readonly seq: number,
     private readonly options: HistoryOptions,
+    /** When the lease was taken (performance.now() before the store's begin). */
+    leaseTakenAt: number,
   ) {
+    this.heldUntil = leaseTakenAt + options.leaseMs;
     // Also when nothing arrives (a long silence of the upstream): the flush renews the lease.
     this.timer = setInterval(() => this.flush(), options.flushMs);
     this.timer.unref();
@@ -199,10 +212,12 @@ class Reply implements ReplyRecorder {
     // Nothing received yet: only the lease is renewed (no empty reply turn).
     const reply = this.unflushed > 0 || !this.reply.empty ? this.reply.turn(STREAMING) : undefined;
     this.unflushed = 0;
+    const at = performance.now();
     this.flushing = this.store
       .flush(this.id, this.holder, this.options.leaseMs, this.seq, reply)
       .then((held) => {
-        if (!held) {
+        if (held) this.heldUntil = at + this.options.leaseMs;
+        else {
           this.options.logger.warn(
             { conversation: this.id },
             "conversation lease lost mid-stream: the reply is written when it ends",
@@ -225,13 +240,35 @@ class Reply implements ReplyRecorder {
     if (this.ended) return this.ended;
     clearInterval(this.timer);
     const reply = this.reply.turn(code === status.OK ? undefined : (cause ?? status[code].toLowerCase()));
-    // After the flush under way, so it cannot land over the whole reply.
-    this.ended = (this.flushing ?? Promise.resolve())
-      .then(() => this.store.end(this.id, this.holder, this.seq, reply))
-      .catch((error: unknown) => {
-        // The reply is lost past its last flush, the lease expires by itself; the stream ends as it would have.
-        this.options.logger.error({ err: error, operation: "end", conversation: this.id }, "conversation store failed");
-      });
+    // After the flush under way, so it cannot land over the whole reply. The stream waits for the
+    // first try only: it ends as it would have whatever the database does.
+    this.ended = (this.flushing ?? Promise.resolve()).then(() => this.storeEnd(reply, 0));
     return this.ended;
   }
+
+  /**
+   * Stores the whole reply and gives the lease back. When the database fails, tries again in the
+   * background while the lease still holds (no other stream can have taken the conversation until
+   * then): a database back within it loses nothing and leaves no hold behind. Past it the reply is
+   * lost beyond its last flush and the lease expires by itself.
+   */
+  private async storeEnd(reply: NewTurn, attempt: number): Promise<void> {
+    try {
+      await this.store.end(this.id, this.holder, this.seq, reply);
+      if (attempt > 0)
+        this.options.logger.info({ conversation: this.id, attempt }, "conversation reply stored on retry");
+    } catch (error: unknown) {
+      const retryInMs = Math.min(END_RETRY_FIRST_MS * 2 ** attempt, END_RETRY_MAX_MS);
+      const retrying = performance.now() + retryInMs < this.heldUntil;
+      this.options.logger.error(
+        { err: error, operation: "end", conversation: this.id, attempt, ...(retrying && { retryInMs }) },
+        "conversation store failed",
+      );
+      if (retrying) setTimeout(() => void this.storeEnd(reply, attempt + 1), retryInMs).unref();
+    }
+  }
 }
+
+/** A failed end is tried again after this long, then twice as long each time, up to the max. */
+const END_RETRY_FIRST_MS = 250;
+const END_RETRY_MAX_MS = 5_000;

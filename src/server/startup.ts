@@ -15,6 +15,10 @@ export function startupFields(config: Config, gateway: Gateway): Record<string, 
     limits: config.budgets.redisUrl
       ? `shared by every replica in Redis at ${redactUrl(config.budgets.redisUrl)}; on a Redis error, fail ${config.budgets.onRedisError}`
       : "in this process only (set REDIS_URL to share them between replicas)",
+    // Which store the conversations are in: replicas that should share them name one PostgreSQL.
+    conversations: config.conversations.databaseUrl
+      ? `PostgreSQL at ${redactUrl(config.conversations.databaseUrl)}`
+      : `SQLite at ${config.conversations.sqlitePath} (this replica only; set DATABASE_URL to share them)`,
     metrics:
       gateway.metricsPort === undefined
         ? "off (set METRICS_PORT)"

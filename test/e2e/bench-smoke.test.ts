@@ -1,6 +1,7 @@
 // The benchmark is not a test: nothing here is timed against a target. This runs `npm run bench`'s
-// smallest mode (--smoke: the Node paths, the raw reader, direct, gRPC and HTTP through Envoy; the Python reference
-// needs bench/setup.sh's virtualenv and is left to `npm run bench`) so the harness cannot rot, and
+// smallest mode (--smoke: the Node paths, the raw reader, direct, gRPC, gRPC on stored conversations
+// and HTTP through Envoy; the Python reference needs bench/setup.sh's virtualenv and is left to `npm
+// run bench`) so the harness cannot rot, and
 // checks what every run must show: as many replies as the plan asks for, each complete (every token
 // in order, then the finish event), none lost, duplicated, corrupt or failed; under load, only the
 // streams open at the window's end cut short. Figures are not checked: they are the bench's to report.
@@ -25,7 +26,7 @@ describe("npm run bench -- --smoke", () => {
       timeout: 170_000,
     });
     const result = JSON.parse(readFileSync(join(out, "smoke-latest.json"), "utf8")) as BenchResult;
-    expect(result.paths).toEqual(["raw", "direct", "grpc", "http"]);
+    expect(result.paths).toEqual(["raw", "direct", "grpc", "grpc-conversation", "http"]);
     const plan = PLANS.smoke;
     const clean = { lost: 0, duplicated: 0, corrupt: 0, errors: 0 };
     const counts = ({ replies, complete, tokens, lost, duplicated, corrupt, errors }: Integrity) => ({

@@ -87,8 +87,11 @@ describe("conversations through Envoy", () => {
     await events.next();
     const busy = await http("POST", "/chat", { conversation_id: id, text: "Now?" });
     expect(busy.json).toMatchObject({ code: 9, message: "conversation busy: another stream on it has not ended" });
-    // Envoy's transcoder maps FAILED_PRECONDITION to 400 (409 is a follow-up: docs/conversations.md).
-    expect(busy.status).toBe(400);
+    // FAILED_PRECONDITION is 409 (envoy.yaml's Lua on the `http` route; the transcoder alone says 400).
+    expect(busy.status).toBe(409);
+    // Other refusals keep the transcoder's status: a bad id (INVALID_ARGUMENT) is still 400.
+    const bad = await http("POST", "/chat", { conversation_id: "not-a-uuid", text: "Hi" });
+    expect([bad.status, bad.json.code]).toEqual([400, 3]);
     third.release();
     await open.body();
 

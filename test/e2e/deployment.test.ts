@@ -6,7 +6,7 @@
 // service here.
 import { problemsOf } from "../support/config.js";
 import { execFile } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -39,8 +39,9 @@ const renderedFiles = renderDeploy(rendered);
 const renderedEnvoy = JSON.parse(readFileSync(join(rendered, "envoy.json"), "utf8"));
 afterAll(() => rmSync(rendered, { recursive: true, force: true }));
 const KNOWN = new Set(CONFIG_VARIABLES);
+/** A compose value with each `${VAR:-default}` as its default (`${VAR:?...}`, required: a placeholder). */
 const defaultOf = (value: unknown) =>
-  /\$\{/.test(String(value)) ? (/:-([^}]*)\}/.exec(String(value))?.[1] ?? "sk-placeholder") : String(value);
+  String(value).replace(/\$\{[^}]*\}/g, (ref) => /:-([^}]*)\}/.exec(ref)?.[1] ?? "sk-placeholder");
 
 describe("the front Envoy's files, as deploy:render writes them", () => {
   it("are envoy.yaml for the replicas behind one DNS name, reading the descriptor where compose and deploy/ mount it", () => {
@@ -102,15 +103,43 @@ describe("the front Envoy's files, as deploy:render writes them", () => {
 });
 
 describe("docker-compose.yml", () => {
-  const { chat, envoy: front, redis } = compose.services;
+  const { chat, envoy: front, redis, postgres } = compose.services;
   const chatEnv: Record<string, string> = chat.environment;
 
-  it("runs replicas of the service, Redis, and one front Envoy: the shape of deploy/", () => {
-    expect(Object.keys(compose.services).sort()).toEqual(["chat", "envoy", "redis"]);
+  it("runs replicas of the service, Redis, PostgreSQL, and one front Envoy: the shape of deploy/", () => {
+    expect(Object.keys(compose.services).sort()).toEqual(["chat", "envoy", "postgres", "redis"]);
     expect(defaultOf(chat.deploy.replicas)).toBe(String(loadLauncherConfig({}).replicas));
     expect(front.network_mode).toBeUndefined();
     expect(front.depends_on).toEqual(["chat"]);
-    expect(chat.depends_on).toEqual(["redis"]);
+    // The service migrates the schema at start and exits without its database: it waits for it.
+    expect(chat.depends_on).toEqual({
+      redis: { condition: "service_started" },
+      postgres: { condition: "service_healthy" },
+    });
+    expect(postgres.healthcheck.test).toContain("pg_isready");
+  });
+
+  it("gives the replicas the PostgreSQL it runs, its password from one variable (a demo default), kept on a volume", () => {
+    const url = new URL(defaultOf(chatEnv.DATABASE_URL));
+    expect([url.protocol, url.hostname, url.port, url.username, url.pathname]).toEqual([
+      "postgres:",
+      "postgres",
+      "5432",
+      postgres.environment.POSTGRES_USER,
+      `/${postgres.environment.POSTGRES_DB}`,
+    ]);
+    // The password: the same variable, with the same default, in the URL and in the server's setting.
+    const password = postgres.environment.POSTGRES_PASSWORD;
+    expect(password).toMatch(/^\$\{POSTGRES_PASSWORD:-[^}]+\}$/);
+    expect(chatEnv.DATABASE_URL).toContain(`:${password}@`);
+    const defaults = Object.fromEntries(Object.entries(chatEnv).map(([k, v]) => [k, defaultOf(v)]));
+    expect(loadConfig({ ...defaults, AUTH: "none" }).conversations.databaseUrl).toBe(url.href);
+    expect(postgres.ports).toBeUndefined();
+    expect(postgres.volumes).toEqual(["postgres-data:/var/lib/postgresql/data"]);
+    expect(Object.keys(compose.volumes)).toEqual(["postgres-data"]);
+    // The major version the tests run on (Debian's, test/support/postgres.ts).
+    const majors = readdirSync("/usr/lib/postgresql");
+    expect(majors).toContain(/^postgres:(\d+)\.\d+-alpine$/.exec(postgres.image)?.[1]);
   });
 
   it("runs the envoyproxy/envoy image of the version the tests run, with deploy:render's files where they name each other", () => {
@@ -175,6 +204,7 @@ describe("docker-compose.yml", () => {
   it("publishes Envoy's listener only (behind the caller keys); nothing else, metrics included", () => {
     expect(front.ports).toEqual([expect.stringMatching(new RegExp(`^${listenerPort}:${listenerPort}(\\s|$)`))]);
     expect(redis.ports).toBeUndefined();
+    expect(postgres.ports).toBeUndefined();
     expect(chat.ports).toBeUndefined();
   });
 
@@ -204,7 +234,7 @@ describe("deploy/ (Kubernetes)", () => {
     if (!found) throw new Error(`deploy/ has no ${kind} ${name}`);
     return found;
   };
-  const deployments = objects.filter((o) => o.kind === "Deployment");
+  const workloads = objects.filter((o) => o.kind === "Deployment" || o.kind === "StatefulSet");
   const chat = find("Deployment", "chat");
   const edge = find("Deployment", "chat-edge");
   const env = Object.fromEntries(
@@ -222,8 +252,8 @@ describe("deploy/ (Kubernetes)", () => {
   };
 
   it("runs every container as a non-root user, on a read-only root filesystem, with no privilege to gain", () => {
-    expect(deployments.map((d) => d.metadata.name).sort()).toEqual(["chat", "chat-edge", "chat-redis"]);
-    for (const d of deployments) {
+    expect(workloads.map((d) => d.metadata.name).sort()).toEqual(["chat", "chat-edge", "chat-postgres", "chat-redis"]);
+    for (const d of workloads) {
       const pod = d.spec.template.spec;
       expect(pod.securityContext.runAsNonRoot, d.metadata.name).toBe(true);
       expect(pod.securityContext.runAsUser, d.metadata.name).toBeGreaterThan(0);
@@ -244,7 +274,7 @@ describe("deploy/ (Kubernetes)", () => {
       if (!m) throw new Error(`unexpected quantity ${q}`);
       return Number(m[1]) * ({ m: 0.001, Mi: 2 ** 20, Gi: 2 ** 30 }[m[2] as "m"] ?? 1);
     };
-    for (const d of deployments) {
+    for (const d of workloads) {
       for (const c of d.spec.template.spec.containers) {
         for (const resource of ["cpu", "memory"]) {
           const { requests, limits } = c.resources;
@@ -351,6 +381,45 @@ describe("deploy/ (Kubernetes)", () => {
     expect(env.REDIS_URL).toBe(`redis://${redis.metadata.name}:${redis.spec.ports[0].port}`);
     expect(kustomization.configMapGenerator.find((g: { name: string }) => g.name === "chat-gateway-env").envs).toEqual([
       "chat.env",
+    ]);
+  });
+
+  it("gives the replicas the PostgreSQL it deploys through the Secret only, reachable from the replicas alone", () => {
+    const secretRef = (c: { env: { name: string; valueFrom?: { secretKeyRef?: unknown } }[] }, name: string) =>
+      c.env.find((e) => e.name === name)?.valueFrom?.secretKeyRef;
+    expect(secretRef(container(chat), "DATABASE_URL")).toEqual({ name: "chat-gateway-secrets", key: "DATABASE_URL" });
+    expect(env.DATABASE_URL).toBeUndefined();
+    const postgres = find("StatefulSet", "chat-postgres");
+    const server = container(postgres);
+    expect(secretRef(server, "POSTGRES_PASSWORD")).toEqual({ name: "chat-gateway-secrets", key: "POSTGRES_PASSWORD" });
+    const setting = (name: string) => server.env.find((e: { name: string }) => e.name === name)?.value;
+    // The Secret's template names the Service, its port, the user and the database the server creates.
+    const service = find("Service", "chat-postgres");
+    const secret = parse(read("deploy/secret.example.yaml"));
+    const url = new URL(secret.stringData.DATABASE_URL);
+    expect([url.protocol, url.hostname, url.port, url.username, url.pathname]).toEqual([
+      "postgres:",
+      service.metadata.name,
+      String(service.spec.ports[0].port),
+      setting("POSTGRES_USER"),
+      `/${setting("POSTGRES_DB")}`,
+    ]);
+    expect(service.spec.selector).toEqual(postgres.spec.template.metadata.labels);
+    expect(postgres.spec.volumeClaimTemplates[0].metadata.name).toBe("data");
+    // No password in any manifest applied, nor in the replicas' ConfigMap.
+    const applied = [...(kustomization.resources as string[]).map((f) => read(`deploy/${f}`)), read("deploy/chat.env")];
+    for (const text of applied) {
+      expect(text).not.toMatch(/postgres(ql)?:\/\/[^\s@]*:[^\s@]*@/);
+      expect(text).not.toMatch(/PASSWORD\s*[=:]\s*\S/);
+    }
+    // Only the replicas may connect to it.
+    const policy = find("NetworkPolicy", "chat-postgres");
+    expect(policy.spec.podSelector.matchLabels).toEqual(postgres.spec.selector.matchLabels);
+    expect(policy.spec.ingress).toEqual([
+      {
+        from: [{ podSelector: { matchLabels: chat.spec.selector.matchLabels } }],
+        ports: [{ protocol: "TCP", port: service.spec.ports[0].port }],
+      },
     ]);
   });
 

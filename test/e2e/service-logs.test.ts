@@ -195,6 +195,7 @@ describe("the start-up line", () => {
         fallback: "https://redacted:redacted@fallback.example/v1",
         upstreams: { x: { baseURL: "http://127.0.0.1:9/v1?api-version=redacted&key=redacted" } },
         tracing: "OTLP to http://redacted:redacted@127.0.0.1:9/",
+        conversations: expect.stringMatching(/^SQLite at .*conversations\.db \(this replica only; set DATABASE_URL/),
       });
       expect(service.output.join("\n")).not.toContain("SECRET");
     } finally {

@@ -507,6 +507,40 @@ describe("the chat page, open gateway", () => {
     expect(await mine.count()).toBe(0);
   });
 
+  it("lists the conversations a page at a time: More loads the next page (next_page_token) until there is none", async () => {
+    // Five of this test's, newest first; the open gateway's list has other tests' too, older.
+    const mark = `Paged ${Date.now()}`;
+    const ids: string[] = [];
+    for (let i = 1; i <= 5; i++) {
+      const response = await fetch(new URL("/conversations", ctx.url), {
+        method: "POST",
+        body: JSON.stringify({ title: `${mark} #${i}` }),
+      });
+      ids.unshift(((await response.json()) as { conversation: { id: string } }).conversation.id);
+    }
+    const all = (await (await fetch(new URL("/conversations?page_size=100", ctx.url))).json()) as {
+      conversations: { id: string }[];
+    };
+    ({ page, errors } = await browser.open(`${ctx.url}?page_size=2`));
+    const entries = page.locator(".conversation");
+    const listedIds = async () => Promise.all((await entries.all()).map((e) => e.getAttribute("data-id")));
+    const more = page.locator("#more-conversations");
+
+    await entries.nth(1).waitFor();
+    expect(await listedIds()).toEqual(ids.slice(0, 2));
+    await more.click();
+    await entries.nth(3).waitFor();
+    expect(await listedIds()).toEqual(ids.slice(0, 4));
+    // On to the end: every conversation once, in the gateway's order, and no More past the last page.
+    while (await more.isVisible()) {
+      const count = await entries.count();
+      await more.click();
+      // The gateway gives a next_page_token only when more follow: each page adds entries.
+      await entries.nth(count).waitFor();
+    }
+    expect(await listedIds()).toEqual(all.conversations.map((c) => c.id));
+  });
+
   it("fits a phone: no horizontal scroll with a long code line, a long word and a wide table", async () => {
     await openPage({ width: 360, height: 740 });
     ctx.reply = () => ({

@@ -13,6 +13,10 @@ const run = promisify(execFile);
 export interface RunningPostgres {
   /** `postgres://gateway@127.0.0.1:<port>/gateway` */
   readonly url: string;
+  /** Stops the server (`pg_ctl stop -m fast`: open connections are closed), keeping its data. */
+  stop(): Promise<void>;
+  /** Starts it again on the same data folder and port. */
+  start(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -44,10 +48,26 @@ export async function startPostgres(): Promise<RunningPostgres> {
   const port = await freePort();
   await pg("initdb", ["-D", data, "-U", "gateway", "-A", "trust", "--no-sync", "-E", "UTF8"]);
   // -k: the socket in the folder (not /var/run/postgresql); fsync off: a test's data need not survive a crash.
-  await pg("pg_ctl", ["-D", data, "-w", "-l", join(dir, "log"), "-o", `-h 127.0.0.1 -p ${port} -k ${dir} -F`, "start"]);
+  const start = async () => {
+    await pg("pg_ctl", [
+      "-D",
+      data,
+      "-w",
+      "-l",
+      join(dir, "log"),
+      "-o",
+      `-h 127.0.0.1 -p ${port} -k ${dir} -F`,
+      "start",
+    ]);
+  };
+  await start();
   await pg("createdb", ["-h", "127.0.0.1", "-p", String(port), "-U", "gateway", "gateway"]);
   return {
     url: `postgres://gateway@127.0.0.1:${port}/gateway`,
+    async stop() {
+      await pg("pg_ctl", ["-D", data, "-w", "-m", "fast", "stop"]);
+    },
+    start,
     async close() {
       await pg("pg_ctl", ["-D", data, "-w", "-m", "immediate", "stop"]).catch(() => undefined);
       rmSync(dir, { recursive: true, force: true });

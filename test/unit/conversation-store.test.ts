@@ -47,9 +47,13 @@ describe.each(databases)("the conversation store on $name", ({ open }) => {
     await again.close();
   });
 
-  it("keeps a conversation's turns in order, JSON columns as they were", async () => {
+  it("keeps a conversation's turns in order, JSON columns (a user turn's parts too) as they were", async () => {
     const c = await store.create({ owner: "ada", title: "t", systemPrompt: "s", metadata: { tags: ["x"], n: 1 } });
-    const began = await store.begin("ada", c.id, "h1", 60_000, [{ role: "user", content: "hi" }]);
+    const parts = [
+      { type: "text" as const, text: "hi" },
+      { type: "image_url" as const, url: "https://example.com/a.png", detail: "low" as const },
+    ];
+    const began = await store.begin("ada", c.id, "h1", 60_000, [{ role: "user", content: "hi", parts }]);
     expect(began).toMatchObject({ ok: true, history: [] });
     const usage = { promptTokens: 3, completionTokens: 2, totalTokens: 5, reasoningTokens: 0, cachedPromptTokens: 0 };
     const toolCalls = [{ id: "call_1", name: "f", arguments: '{"a":1}' }];
@@ -68,7 +72,9 @@ describe.each(databases)("the conversation store on $name", ({ open }) => {
       [1, "user"],
       [2, "assistant"],
     ]);
+    expect(got?.turns[0]).toMatchObject({ content: "hi", parts });
     expect(got?.turns[1]).toMatchObject({ reasoning: "hmm", toolCalls, usage, finishReason: "tool_calls", model: "m" });
+    expect(got?.turns[1]?.parts).toBeUndefined();
     expect(await store.get("bob", c.id)).toBeUndefined();
   });
 

@@ -103,6 +103,48 @@ describe("stored conversations", () => {
     expect(got.turns[3]).toMatchObject({ model: "fake-model", finishReason: "stop", incompleteReason: "" });
   });
 
+  it("stores a user turn's images and sends them again with its text; GetConversation shows its text", async () => {
+    const h = await start({ upstream: { reply: (): Reply => ({ tokens: ["ok"] }) } });
+    const png =
+      "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
+    const id = await create();
+    const first = await collect(h.client, {
+      conversationId: id,
+      messages: [
+        {
+          role: "user",
+          content: "Compare:",
+          parts: [
+            { type: "image_url", imageUrl: { url: "https://example.com/a.jpg", detail: "low" } },
+            { type: "image_url", imageUrl: { url: png } },
+            { type: "text", text: "Which is bigger?" },
+          ],
+        },
+      ],
+    });
+    expect(first.code).toBe(status.OK);
+    expect((await collect(h.client, { conversationId: id, text: "And now?" })).code).toBe(status.OK);
+    // The second request carries the first turn as the first one was sent: its images included.
+    const asSent = [
+      { type: "text", text: "Compare:" },
+      { type: "image_url", image_url: { url: "https://example.com/a.jpg", detail: "low" } },
+      { type: "image_url", image_url: { url: png } },
+      { type: "text", text: "Which is bigger?" },
+    ];
+    expect(h.upstream.requests[0]?.body.messages).toEqual([{ role: "user", content: asSent }]);
+    expect(h.upstream.requests[1]?.body.messages).toEqual([
+      { role: "user", content: asSent },
+      { role: "assistant", content: "ok" },
+      { role: "user", content: "And now?" },
+    ]);
+    expect((await get(id)).turns.map((t) => [t.role, t.content])).toEqual([
+      ["user", "Compare:\nWhich is bigger?"],
+      ["assistant", "ok"],
+      ["user", "And now?"],
+      ["assistant", "ok"],
+    ]);
+  });
+
   it("stores tool calls and tool results, and sends them back as the upstream expects them; reasoning is stored, not resent", async () => {
     const h = await start({
       upstream: {

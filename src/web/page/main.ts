@@ -30,11 +30,16 @@ const modelSelect = $<HTMLSelectElement>("#model");
 const keyButton = $<HTMLButtonElement>("#key-button");
 const notice = $("#notice");
 const conversationList = $<HTMLUListElement>("#conversation-list");
+const moreButton = $<HTMLButtonElement>("#more-conversations");
 
 /** The stored conversation on screen (the URL's fragment); none until a new chat's first message. */
 let conversationId: string | undefined = decodeURIComponent(location.hash.slice(1)) || undefined;
 /** The caller's conversations as last listed, newest first. */
 let listed: Conversation[] = [];
+/** Where the list's next page starts ("": it has all of them). */
+let nextPageToken = "";
+/** Conversations per page of the list: the page's `?page_size=` (1 to 100, what the gateway allows), or 100. */
+const pageSize = Math.min(100, Math.max(1, Number(new URLSearchParams(location.search).get("page_size")) || 100));
 let current: AbortController | undefined;
 /** Bumped by "New chat": a reply of an earlier conversation that ends later must not write into this one. */
 let conversation = 0;
@@ -72,9 +77,18 @@ async function loadModels(): Promise<void> {
   if (conversationId && !log.hasChildNodes()) await openConversation(conversationId);
 }
 
-async function loadConversations(): Promise<void> {
+/** The list's first page (`more`: false), or the next one after what is listed (`more`: true). */
+async function loadConversations(more = false): Promise<void> {
   try {
-    listed = (await listConversations({ pageSize: 100 }, { apiKey: savedKey() })).conversations;
+    const page = await listConversations(
+      { pageSize, ...(more && { pageToken: nextPageToken }) },
+      { apiKey: savedKey() },
+    );
+    // Pages go by a cursor (created before the last one listed), so none repeats; a conversation
+    // created here meanwhile is at the top already.
+    const seen = new Set(listed.map((c) => c.id));
+    listed = more ? [...listed, ...page.conversations.filter((c) => !seen.has(c.id))] : page.conversations;
+    nextPageToken = page.nextPageToken;
     showList();
   } catch (error) {
     say(`Could not list the conversations: ${describeError(asChatError(error))}`);
@@ -87,6 +101,7 @@ function showList(): void {
     rename: (conversation) => void rename(conversation),
     remove: (conversation) => void remove(conversation),
   });
+  moreButton.hidden = nextPageToken === "";
 }
 
 /** Makes `id` the conversation on screen (none: a new chat), in the URL too, without a new history entry. */
@@ -302,6 +317,11 @@ function fitInput(): void {
 input.addEventListener("input", fitInput);
 
 stopButton.addEventListener("click", () => current?.abort());
+
+moreButton.addEventListener("click", () => {
+  moreButton.disabled = true;
+  void loadConversations(true).finally(() => (moreButton.disabled = false));
+});
 
 $("#new-chat").addEventListener("click", () => {
   clearChat();
