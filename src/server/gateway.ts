@@ -2,7 +2,10 @@
 // path of a Chat call: server.ts (grpc-js) → auth.ts, limits/interceptor.ts, metrics (interceptors)
 // → call-context.ts (its context) → chat/service.ts (validate → upstream → events → write).
 import { readFileSync } from "node:fs";
-import { ServerCredentials, status } from "@grpc/grpc-js";
+import { randomUUID } from "node:crypto";
+import { ServerCredentials, status, type Metadata } from "@grpc/grpc-js";
+import { createMemoryLog } from "../resume/memory-log.js";
+import { Runs } from "../resume/runs.js";
 import type { Config } from "./config.js";
 import type { Logger } from "../observability/logger.js";
 import { chatImplementation, createChatService, type ChatService } from "../chat/service.js";
@@ -72,6 +75,10 @@ export async function startGateway(config: Config, logger: Logger, upstream?: Ch
     logger,
     secrets,
     bodyKeys,
+    resume: {
+      log: createMemoryLog(config.resume),
+      runs: new Runs(config.resume.graceMs),
+    },
     history: conversationHistory(conversations, {
       maxTurns: config.conversations.maxHistoryTurns,
       leaseMs: config.conversations.leaseMs,
@@ -91,6 +98,11 @@ export async function startGateway(config: Config, logger: Logger, upstream?: Ch
     knownModels,
     logPrompts: config.log.prompts,
   });
+  // ResumeChat's and CancelChat's caller: the key auth named, and the request id Envoy gave.
+  const whoOf = (metadata: Metadata) => ({
+    caller: callerOf(metadata) ?? "anonymous",
+    requestId: String(metadata.get("x-request-id")[0] ?? "").slice(0, 128) || randomUUID(),
+  });
   const catalog = createModelCatalog({
     sources: upstreams.sources,
     configured: [...knownModels],
@@ -102,7 +114,7 @@ export async function startGateway(config: Config, logger: Logger, upstream?: Ch
     ...config.grpc,
     credentials: credentialsFrom(config),
     interceptors: interceptorsFrom(config, { callers, budgets, metrics, logRefusal }),
-    chat: chatImplementation(chat, contextOf, logger).chat,
+    chat: chatImplementation(chat, contextOf, whoOf, logger),
     openai: openAIService({ chat, catalog, contextOf, defaultModel: config.upstream.model, logger }),
     listModels: listModelsHandler(catalog, logger),
     getUsage: getUsageHandler(budgets, callerOf),
