@@ -117,6 +117,8 @@ function stoppedStatus(error: StreamStopped): GatewayStatus {
         details: `no caller attached for ${seconds}s: generation stopped`,
         cause: "abandoned",
       };
+    case "store":
+      return { code: status.UNAVAILABLE, details: "resumable stream store failed mid-stream", cause: "resume_store" };
   }
 }
 

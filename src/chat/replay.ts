@@ -21,6 +21,8 @@ export interface ReplayOptions {
   heartbeatMs: number;
   /** chat.v1's messages go out as they are without one. */
   presenter?: Presenter | undefined;
+  /** The log failed under the reader (the caller was told UNAVAILABLE). */
+  onReadError?: (error: unknown) => void;
 }
 
 /** Longest wait for the log when heartbeats are off: a read is cheap, and it notices a lost run. */
@@ -86,6 +88,7 @@ export async function replay(call: AnyCall, reader: LogReader, options: ReplayOp
     }
   } finally {
     call.off("cancelled", onCancelled);
+    reader.close();
   }
 }
 

@@ -293,8 +293,13 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
     presenter: Presenter | undefined,
   ): Promise<void> {
     let writer: LogWriter;
+    // The store failing under the generation stops it: what came next could not be kept without a gap.
+    let stop: ((why: "store") => void) | undefined;
     try {
-      writer = await resume.log.create(context.caller);
+      writer = await resume.log.create(context.caller, (error) => {
+        deps.logger.error({ err: error }, "resumable stream store failed mid-stream");
+        stop?.("store");
+      });
     } catch (error: unknown) {
       await stored.reply?.end(status.UNAVAILABLE, "resume_store");
       const full = error instanceof LogRefused && error.why === "full";
@@ -310,6 +315,7 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
     const reader = await resume.log.open(writer.streamId, context.caller);
     const started = performance.now();
     const stream = streams.startDetached(started);
+    stop = stream.stop;
     const run = resume.runs.register(writer.streamId, (why, afterMs) => stream.stop(why, afterMs));
     const detach = run.attach();
     void generate(writer, context, request, stored, stream, started).finally(() => run.close());
@@ -321,6 +327,7 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
           requestId: context.requestId,
           heartbeatMs: limits.heartbeatIntervalMs,
           presenter,
+          onReadError: logReadError,
         });
     } finally {
       detach();
@@ -395,16 +402,21 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
         requestId: who.requestId,
         heartbeatMs: limits.heartbeatIntervalMs,
         presenter,
+        onReadError: logReadError,
       });
     } finally {
       detach?.();
     }
   }
 
+  function logReadError(error: unknown): void {
+    deps.logger.error({ err: error }, "resumable stream store failed under a reader");
+  }
+
   async function cancel(streamId: string, caller: string): Promise<boolean> {
-    // The owner check is the log's: a generation here is stopped only for its own caller.
+    // The owner check is the log's: a generation is stopped only for its own caller.
     if (!(await resume.log.open(streamId, caller))) return false;
-    resume.runs.cancel(streamId);
+    if (!resume.runs.cancel(streamId)) await resume.log.cancelElsewhere(streamId);
     return true;
   }
 

@@ -53,6 +53,8 @@ export interface LogReader {
    * waiting at most `waitMs`. Rejects with the signal's reason when it aborts.
    */
   read(after: number, waitMs: number, signal: AbortSignal): Promise<ReadResult>;
+  /** The reader is done: what it holds (a connection) is given back. */
+  close(): void;
 }
 
 /** A new stream could not be kept: the log is full or unreachable. */
@@ -68,13 +70,23 @@ export class LogRefused extends Error {
 
 export interface EventLog {
   readonly kind: "memory" | "redis";
-  /** A new stream owned by `owner`; rejects with LogRefused when it cannot be kept. */
-  create(owner: string): Promise<LogWriter>;
+  /**
+   * A new stream owned by `owner`; rejects with LogRefused when it cannot be kept. `onBroken`: an
+   * append failed (the store went away), so what follows could not be kept without a gap; the
+   * generation must stop.
+   */
+  create(owner: string, onBroken: (error: Error) => void): Promise<LogWriter>;
   /**
    * A reader of the stream, or undefined when there is none for `owner`: unknown, another owner's,
    * or forgotten (its retention window passed), one answer for all so no caller learns of another's.
    */
   open(streamId: string, owner: string): Promise<LogReader | undefined>;
+  /** Tells the process generating the stream, wherever it is, to stop it (see `onCancel`). */
+  cancelElsewhere(streamId: string): Promise<void>;
+  /** `listener` hears each stream another process was asked to cancel (cancelElsewhere). */
+  onCancel(listener: (streamId: string) => void): void;
+  /** Whether a reader in another process is attached to the stream now (it holds the grace). */
+  attachedElsewhere(streamId: string): Promise<boolean>;
   close(): Promise<void>;
 }
 

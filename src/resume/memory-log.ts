@@ -97,6 +97,7 @@ export function createMemoryLog(options: MemoryLogOptions): EventLog & { readonl
           signal.addEventListener("abort", done);
         });
       },
+      close: () => undefined,
     };
   }
 
@@ -117,7 +118,7 @@ export function createMemoryLog(options: MemoryLogOptions): EventLog & { readonl
     get bytes() {
       return total;
     },
-    async create(owner) {
+    async create(owner, _onBroken) {
       if (total > options.maxTotalBytes) makeRoom();
       if (total > options.maxTotalBytes) {
         throw new LogRefused("full", "too many resumable streams kept now; retry later");
@@ -155,6 +156,10 @@ export function createMemoryLog(options: MemoryLogOptions): EventLog & { readonl
       if (!kept || kept.owner !== owner) return undefined;
       return readerOf(streamId);
     },
+    // One process: every generation and every reader is here.
+    cancelElsewhere: async () => undefined,
+    onCancel: () => undefined,
+    attachedElsewhere: async () => false,
     async close() {
       for (const id of [...streams.keys()]) forget(id);
     },

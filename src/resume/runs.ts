@@ -15,7 +15,11 @@ export interface RunHandle {
 export class Runs {
   private readonly running = new Map<string, Run>();
 
-  constructor(private readonly graceMs: number) {}
+  constructor(
+    private readonly graceMs: number,
+    /** Whether a reader in another process holds the stream (EventLog.attachedElsewhere). */
+    private readonly attachedElsewhere: (streamId: string) => Promise<boolean> = async () => false,
+  ) {}
 
   get size(): number {
     return this.running.size;
@@ -23,7 +27,7 @@ export class Runs {
 
   /** A new generation, stopped through `stop` when cancelled or abandoned. */
   register(streamId: string, stop: (why: RunStop, afterMs: number) => void): RunHandle {
-    const run = new Run(this.graceMs, stop);
+    const run = new Run(this.graceMs, stop, () => this.attachedElsewhere(streamId).catch(() => false));
     this.running.set(streamId, run);
     return {
       attach: () => run.attach(),
@@ -50,10 +54,12 @@ export class Runs {
 class Run {
   private attached = 0;
   private graceTimer: NodeJS.Timeout | undefined;
+  private closed = false;
 
   constructor(
     private readonly graceMs: number,
     private readonly stop: (why: RunStop, afterMs: number) => void,
+    private readonly attachedElsewhere: () => Promise<boolean>,
   ) {
     // Nobody attached yet counts as nobody attached.
     this.detached();
@@ -76,10 +82,17 @@ class Run {
   }
 
   close(): void {
+    this.closed = true;
     clearTimeout(this.graceTimer);
   }
 
   private detached(): void {
-    this.graceTimer = setTimeout(() => this.stop("abandoned", this.graceMs), this.graceMs);
+    this.graceTimer = setTimeout(async () => {
+      // A caller reading through another replica holds it too: look again one grace later.
+      const elsewhere = await this.attachedElsewhere();
+      if (this.attached > 0 || this.closed) return;
+      if (elsewhere) this.detached();
+      else this.stop("abandoned", this.graceMs);
+    }, this.graceMs);
   }
 }

@@ -299,7 +299,7 @@ export const SERVICE_SECTIONS = [
   section({
     title: "Resumable streams",
     about:
-      "Streams a request marks `resumable`: their events are kept so a caller that lost its connection resumes (ResumeChat, `GET /chat/streams/{id}`), and their generation outlives the caller's connection. Kept in this process (see docs/resuming.md for the bounds).",
+      "Streams a request marks `resumable`: their events are kept so a caller that lost its connection resumes (ResumeChat, `GET /chat/streams/{id}`), and their generation outlives the caller's connection. In Redis when REDIS_URL is set (a resume may land on any replica), else in this process (see docs/resuming.md for the bounds).",
     variables: {
       RESUME_GRACE_MS: {
         type: positiveMs.default(60_000),
@@ -316,13 +316,19 @@ export const SERVICE_SECTIONS = [
       RESUME_MAX_STREAM_BYTES: {
         type: bytes.default(1_048_576),
         description:
-          "Bytes of one resumable stream's events kept; past it its oldest are dropped (a resume before them: OUT_OF_RANGE).",
+          "Bytes of one resumable stream's events kept; past it its oldest are dropped (a resume before them: OUT_OF_RANGE). In Redis: MAXLEN ~ this / 128 events.",
         example: "1048576",
+      },
+      RESUME_LEASE_MS: {
+        type: positiveMs.default(5_000),
+        description:
+          'With REDIS_URL: a replica generating a resumable stream renews its lease every third of this; a reader finding it expired ends with UNAVAILABLE "the generation was lost".',
+        example: "5000",
       },
       RESUME_MAX_TOTAL_BYTES: {
         type: bytes.default(67_108_864),
         description:
-          "Bytes of every resumable stream's events kept by this process: past it ended streams are forgotten oldest first, and new resumable streams are refused (RESOURCE_EXHAUSTED) while open ones alone fill it.",
+          "Without Redis: bytes of every resumable stream's events kept by this process: past it ended streams are forgotten oldest first, and new resumable streams are refused (RESOURCE_EXHAUSTED) while open ones alone fill it.",
         example: "67108864",
       },
     },

@@ -71,7 +71,7 @@ export interface Config {
   /** Caller keys; absent only with AUTH=none, and then every call is let in. */
   auth: { keys: CallerKey[] } | undefined;
   /** Resumable streams: the grace without a caller, how long ended ones are kept, the memory bounds. */
-  resume: { graceMs: number; retentionMs: number; maxStreamBytes: number; maxTotalBytes: number };
+  resume: { graceMs: number; retentionMs: number; leaseMs: number; maxStreamBytes: number; maxTotalBytes: number };
   /** Stored conversations: PostgreSQL when `databaseUrl` is set, else SQLite at `sqlitePath`. */
   conversations: {
     databaseUrl: string | undefined;
@@ -247,6 +247,7 @@ function shapeConfig(e: z.infer<typeof schema>, upstreams: NamedUpstream[], call
     resume: {
       graceMs: e.RESUME_GRACE_MS,
       retentionMs: e.RESUME_RETENTION_MS,
+      leaseMs: e.RESUME_LEASE_MS,
       maxStreamBytes: e.RESUME_MAX_STREAM_BYTES,
       maxTotalBytes: e.RESUME_MAX_TOTAL_BYTES,
     },

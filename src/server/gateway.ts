@@ -6,6 +6,7 @@ import { randomUUID } from "node:crypto";
 import { ServerCredentials, status, type Metadata } from "@grpc/grpc-js";
 import { createMemoryLog } from "../resume/memory-log.js";
 import { Runs } from "../resume/runs.js";
+import { EVENT_OVERHEAD_BYTES, type EventLog } from "../resume/log.js";
 import type { Config } from "./config.js";
 import type { Logger } from "../observability/logger.js";
 import { chatImplementation, createChatService, type ChatService } from "../chat/service.js";
@@ -63,6 +64,10 @@ export async function startGateway(config: Config, logger: Logger, upstream?: Ch
   );
   const upstreams = upstreamFrom(config);
   const conversations = await conversationStoreFrom(config);
+  const resumeLog = await resumeLogFrom(config, logger);
+  const runs = new Runs(config.resume.graceMs, (id) => resumeLog.attachedElsewhere(id));
+  // A cancel asked of another replica stops the generation running here.
+  resumeLog.onCancel((id) => runs.cancel(id));
   chat = createChatService({
     upstream: upstream ?? upstreams.chat,
     defaultModel: config.upstream.model,
@@ -75,10 +80,7 @@ export async function startGateway(config: Config, logger: Logger, upstream?: Ch
     logger,
     secrets,
     bodyKeys,
-    resume: {
-      log: createMemoryLog(config.resume),
-      runs: new Runs(config.resume.graceMs),
-    },
+    resume: { log: resumeLog, runs },
     history: conversationHistory(conversations, {
       maxTurns: config.conversations.maxHistoryTurns,
       leaseMs: config.conversations.leaseMs,
@@ -142,7 +144,13 @@ export async function startGateway(config: Config, logger: Logger, upstream?: Ch
     async shutdown(graceMs, forceAfterMs) {
       const outcome = await server.shutdown(graceMs, forceAfterMs);
       // The store closes last: the streams that drained have stored their replies.
-      await Promise.all([metricsServer?.close(), tracing.shutdown(), budgets.close(), conversations.close()]);
+      await Promise.all([
+        metricsServer?.close(),
+        tracing.shutdown(),
+        budgets.close(),
+        conversations.close(),
+        resumeLog.close(),
+      ]);
       return outcome;
     },
     forceShutdown() {
@@ -151,8 +159,33 @@ export async function startGateway(config: Config, logger: Logger, upstream?: Ch
       void metricsServer?.close();
       void tracing.shutdown();
       void conversations.close();
+      void resumeLog.close();
     },
   };
+}
+
+/**
+ * Resumable streams' events: in Redis when REDIS_URL is set (a resume may land on any replica),
+ * else in this process. As for the budgets, start-up waits for Redis one timeout at most: until it
+ * answers, resumable streams are refused (UNAVAILABLE) and plain streams are served.
+ */
+async function resumeLogFrom(config: Config, logger: Logger): Promise<EventLog> {
+  const { redisUrl, timeoutMs } = config.budgets;
+  if (!redisUrl) return createMemoryLog(config.resume);
+  const password = decodeURIComponent(new URL(redisUrl).password);
+  const logError = createStoreErrorLog(logger, "open", [password]);
+  const log = (await import("../resume/redis-log.js")).createRedisLog({
+    url: redisUrl,
+    retentionMs: config.resume.retentionMs,
+    maxEvents: Math.max(16, Math.floor(config.resume.maxStreamBytes / EVENT_OVERHEAD_BYTES)),
+    leaseMs: config.resume.leaseMs,
+    timeoutMs,
+    onBackgroundError: (operation, error) => logError(`resume ${operation}`, error),
+  });
+  if (!(await log.ready(Math.max(1000, timeoutMs)))) {
+    logger.warn("resumable stream store (Redis) not reachable at start-up; resumable streams refused until it is");
+  }
+  return log;
 }
 
 /**
