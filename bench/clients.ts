@@ -11,12 +11,22 @@ import {
   type ChatResponse,
 } from "../src/gen/chat/v1/chat.js";
 
-export type PathName = "raw" | "direct" | "grpc" | "grpc-conversation" | "http" | "openai" | "responses" | "reference";
+export type PathName =
+  | "raw"
+  | "direct"
+  | "grpc"
+  | "grpc-conversation"
+  | "grpc-resumable"
+  | "http"
+  | "openai"
+  | "responses"
+  | "reference";
 export const PATHS: readonly PathName[] = [
   "raw",
   "direct",
   "grpc",
   "grpc-conversation",
+  "grpc-resumable",
   "http",
   "openai",
   "responses",
@@ -201,9 +211,11 @@ export function grpcClient(
   servicePort: number,
   channels = 4,
   flowControlWindow = 1 << 20,
-  options: { conversations?: boolean } = {},
+  /** `conversations`: each request on a stored conversation; `resumable`: each asks for `resumable` (its events kept, ResumeChat possible). */
+  options: { conversations?: boolean; resumable?: boolean } = {},
 ): PathClient {
   const conversations = options.conversations ? conversationPool(servicePort) : undefined;
+  const resumable = options.resumable ?? false;
   const clients = Array.from(
     { length: channels },
     (_, i) =>
@@ -216,7 +228,7 @@ export function grpcClient(
   );
   let next = 0;
   return {
-    name: conversations ? "grpc-conversation" : "grpc",
+    name: conversations ? "grpc-conversation" : resumable ? "grpc-resumable" : "grpc",
     async chat(prompt, { signal, onFirstToken, onDelta } = {}) {
       // Taken before the clock starts: creating a conversation is not part of the request's time.
       const conversation = await conversations?.take().catch((e: ServiceError) => e);
@@ -228,7 +240,7 @@ export function grpcClient(
         let text = "";
         let ttftMs: number | undefined;
         let finished = false;
-        const request = ChatRequest.fromPartial({ text: prompt, conversationId: conversation?.id ?? "" });
+        const request = ChatRequest.fromPartial({ text: prompt, conversationId: conversation?.id ?? "", resumable });
         const call: ClientReadableStream<ChatResponse> = client.chat(request);
         const onAbort = () => call.cancel();
         signal?.addEventListener("abort", onAbort, { once: true });
