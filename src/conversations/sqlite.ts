@@ -19,7 +19,9 @@ function openDatabase(path: string): SqliteDatabase {
   // each; only an OS crash or power loss can lose the last commits. FULL's fsync per commit ran on
   // the event loop (node:sqlite is synchronous): 0.84 ms p50 / 39 ms p99 / 177 ms max per commit on
   // this machine under load, against 0.013 / 0.032 / 4 ms, and every stream waited through it.
-  db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;");
+  db.exec(
+    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+  );
   return {
     close: () => db.close(),
     prepare(sql) {
