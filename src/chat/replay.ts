@@ -10,7 +10,7 @@ import type { ChatResponse } from "../contract/chat.js";
 import type { LogReader, LoggedEvent, LoggedFailure } from "../resume/log.js";
 import type { GatewayStatus } from "./errors.js";
 import type { AnyCall, Presenter } from "./outbox.js";
-import { errorTrailers, requestIdMetadata } from "./status-details.js";
+import { STREAM_ID_KEY, errorTrailers, requestIdMetadata } from "./status-details.js";
 
 export interface ReplayOptions {
   streamId: string;
@@ -157,7 +157,11 @@ class ReplayWriter {
     if (out === undefined) return;
     if (!this.responding) {
       this.responding = true;
-      this.call.sendMetadata(requestIdMetadata(this.options.requestId));
+      const metadata = requestIdMetadata(this.options.requestId);
+      // Chat's own shape (not another API's presenter): the stream id as a header too, which is
+      // what Envoy's http route looks for before it adds SSE `id:` lines (envoy.yaml).
+      if (presenter === undefined) metadata.set(STREAM_ID_KEY, this.options.streamId);
+      this.call.sendMetadata(metadata);
     }
     this.call.write(out);
   }

@@ -11,6 +11,11 @@ import { RETRY_PUSHBACK_HEADER } from "./errors.js";
 export const ERROR_DOMAIN = "chat-gateway";
 export const STATUS_DETAILS_KEY = "grpc-status-details-bin";
 export const REQUEST_ID_KEY = "x-request-id";
+/**
+ * A resumable stream's id, in the response's headers (initial metadata) as well as on its first
+ * event: Envoy's `http` route adds SSE `id:` lines to the streams that carry it, and only to them.
+ */
+export const STREAM_ID_KEY = "chat-stream-id";
 
 export interface ErrorDescription {
   code: status;

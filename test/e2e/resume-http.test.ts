@@ -126,6 +126,40 @@ describe("resuming over HTTP", () => {
     });
   });
 
+  it("writes an SSE id: line (the sequence) before each positioned event of a resumable stream, and none on a plain one", async () => {
+    const idsOf = (body: string) =>
+      body
+        .split("\n\n")
+        .filter((block) => block.trim() !== "")
+        .map((block) => {
+          const id = /^id: (\d+)\ndata: /.exec(block)?.[1];
+          const sequence = /"sequence":(\d+)/.exec(block)?.[1];
+          return { id, sequence };
+        });
+    const resumable = await post(stack.envoy.httpPort, "/chat", JSON.stringify({ text: "ids", resumable: true }));
+    expect(resumable.headers["chat-stream-id"]).toMatch(/^[0-9a-f-]{36}$/);
+    // Every event has its line, equal to its sequence (deltas merged for a slow reader carry the
+    // last position they cover, so positions may skip, never repeat); the finish is the last.
+    const blocks = idsOf(await resumable.body());
+    expect(blocks.every((b) => b.id !== undefined && b.id === b.sequence)).toBe(true);
+    const ids = blocks.map((b) => Number(b.id));
+    expect(ids).toEqual([...ids].sort((a, b) => a - b));
+    expect(new Set(ids).size).toBe(ids.length);
+    expect(ids.at(-1)).toBe(TOKENS.length + 1);
+    // A resume's events carry them too: what an EventSource reconnecting to it sends back.
+    const streamId = resumable.headers["chat-stream-id"] as string;
+    const resumed = await post(stack.envoy.httpPort, `/chat/streams/${streamId}`, "", { "last-event-id": "38" }, "GET");
+    const resumedIds = idsOf(await resumed.body());
+    expect(resumedIds.every((b) => b.id !== undefined && b.id === b.sequence)).toBe(true);
+    expect(Number(resumedIds[0]!.id)).toBeGreaterThan(38);
+    expect(resumedIds.at(-1)!.id).toBe(String(TOKENS.length + 1));
+    const plain = await post(stack.envoy.httpPort, "/chat", JSON.stringify({ text: "no ids" }));
+    expect(plain.headers["chat-stream-id"]).toBeUndefined();
+    const plainBody = await plain.body();
+    expect(plainBody).toContain("data: ");
+    expect(plainBody).not.toMatch(/^id:/m);
+  });
+
   it("answers an unknown stream with 404 in the transcoder's error shape", async () => {
     const response = await post(stack.envoy.httpPort, "/chat/streams/no-such-stream", "", {}, "GET");
     expect(response.status).toBe(404);
