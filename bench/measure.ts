@@ -114,6 +114,8 @@ export interface LoadResult {
   ttftP99Ms: number;
   /** CPU time of the gateway's processes (service, and Envoy on the HTTP path) per 1,000 tokens. */
   cpuMsPer1kTokens: Record<string, number>;
+  /** The fake model's own CPU time per 1,000 tokens in the same window (when its pid was given). */
+  modelCpuMsPer1kTokens?: number;
   /** Paced replies only: the gaps a client saw between consecutive deltas of a stream, inside the window. */
   gapP50Ms?: number;
   gapP99Ms?: number;
@@ -131,6 +133,8 @@ export async function measureLoad(
   shape: ReplyShape,
   timing: { warmupMs: number; windowMs: number },
   pids: Record<string, number>,
+  /** The upstream's process: its CPU in the same window is what the gateway's is a multiple of. */
+  modelPid?: number,
 ): Promise<LoadResult> {
   const prompt = promptFor(shape);
   const integrity = emptyIntegrity();
@@ -166,10 +170,12 @@ export async function measureLoad(
   const workers = Array.from({ length: concurrency }, () => worker());
   await new Promise((resolve) => setTimeout(resolve, timing.warmupMs));
   for (const [name, pid] of Object.entries(pids)) cpuAtStart[name] = cpuMs(pid);
+  const modelAtStart = modelPid === undefined ? 0 : cpuMs(modelPid);
   windowStart = performance.now();
   windowEnd = windowStart + timing.windowMs;
   await new Promise((resolve) => setTimeout(resolve, timing.windowMs));
   const cpu = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, cpuMs(pid) - cpuAtStart[name]!]));
+  const modelCpu = modelPid === undefined ? undefined : cpuMs(modelPid) - modelAtStart;
   stop.abort();
   await Promise.all(workers);
 
@@ -180,6 +186,7 @@ export async function measureLoad(
     ttftP50Ms: percentile(ttfts, 50),
     ttftP99Ms: percentile(ttfts, 99),
     cpuMsPer1kTokens: Object.fromEntries(Object.entries(cpu).map(([name, ms]) => [name, (ms / tokensInWindow) * 1000])),
+    ...(modelCpu !== undefined && { modelCpuMsPer1kTokens: (modelCpu / tokensInWindow) * 1000 }),
     ...(paced && {
       gapP50Ms: percentile(gaps.filter(Number.isFinite), 50),
       gapP99Ms: percentile(gaps.filter(Number.isFinite), 99),

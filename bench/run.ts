@@ -36,7 +36,7 @@ import {
   type TtftResult,
 } from "./measure.js";
 import { ROOT, startEnvoyFor, startReference, startService, startUpstream, type Proc } from "./procs.js";
-import { renderChart, renderMarkdown } from "./report.js";
+import { renderChart, renderMarkdown, targets, type Target } from "./report.js";
 import { measureFloor, type Floor } from "./floor.js";
 import { measureSlowReaders, type SlowReadersResult } from "./slow.js";
 import type { ReplyShape } from "./tokens.js";
@@ -78,6 +78,8 @@ export interface BenchResult {
   leak?: LeakResult;
   /** Clients that stop reading long replies (gRPC and HTTP only). Absent in runs before it existed. */
   slow?: Partial<Record<PathName, SlowReadersResult>>;
+  /** Issue 24's targets, met or missed, with the figure each was judged on (report.ts). */
+  targets?: Target[];
 }
 
 /**
@@ -207,6 +209,7 @@ async function main(): Promise<void> {
         plan.paced.shape,
         plan.paced,
         pidsOf[client.name],
+        upstream.pid,
       );
     }
     for (const c of clients) c.close();
@@ -285,6 +288,7 @@ async function main(): Promise<void> {
     await stopAll();
   }
 
+  result.targets = targets(result);
   const stamp = result.date.slice(0, 19).replace(/[:T]/g, "-");
   const base = mode === "quick" ? "" : `${mode}-`;
   writeFileSync(join(out, `${base}run-${stamp}.json`), `${JSON.stringify(result, null, 2)}\n`);
