@@ -14,7 +14,7 @@ import {
   type DeepPartial,
 } from "../contract/web.js";
 import { ChatError, GrpcCode, errorFromResponse, type ChatErrorInit } from "./errors.js";
-import { Outage, type ReconnectOptions } from "./reconnect.js";
+import { Outage, type Network, type ReconnectOptions } from "./reconnect.js";
 
 export { ChatError, GrpcCode, grpcCodeName, type GrpcCodeName, type ChatErrorInit } from "./errors.js";
 export { RECONNECT_DEFAULTS, type ReconnectOptions } from "./reconnect.js";
@@ -91,8 +91,8 @@ export async function* streamChat(
   if (resume) message.resumable = true;
   const body = JSON.stringify(ChatRequest.toJSON(message));
   yield* withRequest(options, (signal) =>
-    follow(options, signal, resume, { streamId: undefined, sequence: 0 }, () =>
-      send(options, "/chat", { method: "POST", body, signal }, SSE),
+    follow(options, signal, resume, { streamId: undefined, sequence: 0 }, (connection) =>
+      send(options, "/chat", { method: "POST", body, signal: connection }, SSE),
     ),
   );
 }
@@ -111,7 +111,9 @@ export async function* resumeChat(
 ): AsyncGenerator<ChatResponse, void, undefined> {
   const resume = resumeSettings(options.resume, true);
   yield* withRequest(options, (signal) =>
-    follow(options, signal, resume, { streamId, sequence: after }, () => attach(options, streamId, after, signal)),
+    follow(options, signal, resume, { streamId, sequence: after }, (connection) =>
+      attach(options, streamId, after, connection),
+    ),
   );
 }
 
@@ -148,15 +150,23 @@ async function* follow(
   signal: AbortSignal,
   reconnect: ReconnectOptions | undefined,
   position: Position,
-  open: () => Promise<Response>,
+  open: (connection: AbortSignal) => Promise<Response>,
 ): AsyncGenerator<ChatResponse> {
-  let response = await open();
+  // Each connection can be dropped on its own (the browser going offline) without ending the stream.
+  let connection = new AbortController();
+  let response = await open(AbortSignal.any([signal, connection.signal]));
   let outage: Outage | undefined;
   let ended = false;
   let resumed = false;
   try {
     for (;;) {
       let lost: ChatError;
+      // A browser that says it went offline will not get this response's next bytes (Chromium
+      // leaves the read hanging): drop it now, and re-attach once it is back online.
+      const current = connection;
+      const unwatch = reconnect
+        ? browserNetwork.whenOffline(() => current.abort(new Error("offline")))
+        : () => undefined;
       try {
         for await (const event of read(response, signal)) {
           if (event.sequence !== undefined) {
@@ -191,11 +201,15 @@ async function* follow(
       } catch (error) {
         if (!(error instanceof Dropped) || signal.aborted) throw error;
         lost = error.error;
+      } finally {
+        unwatch();
       }
       const { streamId, sequence } = position;
       if (!reconnect || streamId === undefined) throw lost;
-      outage ??= new Outage(reconnect, online);
-      response = await reattach(options, signal, { streamId, sequence }, outage, lost);
+      outage ??= new Outage(reconnect, browserNetwork);
+      connection = new AbortController();
+      const both = AbortSignal.any([signal, connection.signal]);
+      response = await reattach(options, signal, both, { streamId, sequence }, outage, lost);
       resumed = true;
     }
   } finally {
@@ -208,6 +222,7 @@ async function* follow(
 async function reattach(
   options: ClientOptions,
   signal: AbortSignal,
+  connection: AbortSignal,
   position: { streamId: string; sequence: number },
   outage: Outage,
   lost: ChatError,
@@ -226,7 +241,7 @@ async function reattach(
       });
     await outage.wait(last, signal);
     try {
-      return await attach(options, position.streamId, position.sequence, signal);
+      return await attach(options, position.streamId, position.sequence, connection);
     } catch (error) {
       if (signal.aborted || !worthRetrying(error)) throw error;
       last = error;
@@ -270,21 +285,30 @@ async function cancelQuietly(options: ClientOptions, streamId: string): Promise<
 }
 const CANCEL_TIMEOUT_MS = 2_000;
 
-/** Resolves when the browser says it is online again (never under Node, which has no such event). */
-function online(signal: AbortSignal): Promise<void> {
-  // A browser window (or worker) is an EventTarget with `ononline`; Node's globalThis is neither.
+/**
+ * A browser's word on the network (`navigator.onLine`, the `online` and `offline` events); under
+ * Node, which has none, nothing is ever offline and nothing wakes a backoff early.
+ */
+const browserNetwork: Network & { whenOffline(then: () => void): () => void } = {
+  offline: () => (globalThis as { navigator?: { onLine?: boolean } }).navigator?.onLine === false,
+  online: (signal) =>
+    new Promise((resolve) => {
+      const stop = listen("online", () => {
+        stop();
+        resolve();
+      });
+      signal.addEventListener("abort", stop, { once: true });
+    }),
+  whenOffline: (then) => listen("offline", then),
+};
+
+/** Listens to a window event where there is a window; returns how to stop. */
+function listen(type: "online" | "offline", listener: () => void): () => void {
+  // A browser window (or worker) has `ononline`; Node's globalThis is an EventTarget without it.
   const target = globalThis as unknown as Partial<EventTarget> & { ononline?: unknown };
-  const { addEventListener, removeEventListener } = target;
-  if (!("ononline" in target) || !addEventListener || !removeEventListener) return new Promise(() => undefined);
-  return new Promise((resolve) => {
-    const done = () => {
-      removeEventListener.call(target, "online", done);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    addEventListener.call(target, "online", done);
-    signal.addEventListener("abort", done);
-  });
+  if (!("ononline" in target) || !target.addEventListener || !target.removeEventListener) return () => undefined;
+  target.addEventListener(type, listener);
+  return () => target.removeEventListener?.(type, listener);
 }
 
 /** A connection lost while reading: the stream may be re-attached. */

@@ -38,8 +38,7 @@ export class Outage {
 
   constructor(
     private readonly options: ReconnectOptions,
-    /** Resolves early when the network is back (a browser's `online` event), so it is not waited out. */
-    private readonly wake?: (signal: AbortSignal) => Promise<void>,
+    private readonly network: Network = NO_NETWORK_EVENTS,
   ) {
     this.settings = {
       maxAttempts: options.maxAttempts ?? RECONNECT_DEFAULTS.maxAttempts,
@@ -58,19 +57,37 @@ export class Outage {
     return undefined;
   }
 
-  /** Waits before attempt `attempts + 1` (cut short by `wake`, rejected by `signal`), and counts it. */
+  /**
+   * Waits before attempt `attempts + 1` (rejected by `signal`), and counts it. While the browser
+   * says it is offline, an attempt could only fail: it waits for `online` instead (up to the
+   * give-up time) and spends no attempt; `online` also cuts a backoff short.
+   */
   async wait(cause: unknown, signal: AbortSignal): Promise<void> {
     const { initialDelayMs, maxDelayMs, giveUpAfterMs } = this.settings;
+    const left = Math.max(0, this.since + giveUpAfterMs - Date.now());
+    if (this.network.offline()) {
+      this.options.onReconnecting?.(this.attempts + 1, cause);
+      await sleep(left, signal, this.network.online);
+      return;
+    }
     const backoff = Math.min(maxDelayMs, initialDelayMs * 2 ** this.attempts);
     // Jitter (half to all of the backoff), so the clients a replica's restart cut off do not come
     // back in step; never past the give-up time.
-    const left = this.since + giveUpAfterMs - Date.now();
-    const delay = Math.max(0, Math.min(left, backoff * (0.5 + Math.random() / 2)));
+    const delay = Math.min(left, backoff * (0.5 + Math.random() / 2));
     this.attempts++;
     this.options.onReconnecting?.(this.attempts, cause);
-    await sleep(delay, signal, this.wake);
+    await sleep(delay, signal, this.network.online);
   }
 }
+
+/** What the runtime says about the network: a browser's `navigator.onLine` and `online` event. */
+export interface Network {
+  offline(): boolean;
+  /** Resolves when the network is back (never, where nothing says so); `signal` stops listening. */
+  online(signal: AbortSignal): Promise<void>;
+}
+
+const NO_NETWORK_EVENTS: Network = { offline: () => false, online: () => new Promise(() => undefined) };
 
 function sleep(ms: number, signal: AbortSignal, wake?: (signal: AbortSignal) => Promise<void>): Promise<void> {
   signal.throwIfAborted();
