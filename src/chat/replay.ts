@@ -21,6 +21,8 @@ export interface ReplayOptions {
   heartbeatMs: number;
   /** chat.v1's messages go out as they are without one. */
   presenter?: Presenter | undefined;
+  /** Everything up to this position was written to the caller (it holds the generation back: Runs). */
+  onProgress?: ((sequence: number) => void) | undefined;
   /** The log failed under the reader (the caller was told UNAVAILABLE). */
   onReadError?: (error: unknown) => void;
 }
@@ -71,6 +73,7 @@ export async function replay(call: AnyCall, reader: LogReader, options: ReplayOp
         if (event.message.event?.$case === "finish") return writer.end();
       }
       after = result.events[result.events.length - 1]!.sequence;
+      options.onProgress?.(after);
       // Behind: wait for the transport to take what it holds, then take everything that arrived
       // meanwhile in one read, merged.
       behind = call.writableNeedDrain;

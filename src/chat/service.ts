@@ -16,8 +16,8 @@ import { errorTrailers, requestIdMetadata } from "./status-details.js";
 import { OpenStreams } from "./streams.js";
 import { toUpstreamRequest, type BodyKeys, type RequestLimits } from "./validate.js";
 import { StreamWatchdog } from "./watchdog.js";
-import { LogRefused, type EventLog, type LogWriter } from "../resume/log.js";
-import type { Runs } from "../resume/runs.js";
+import { LogRefused, type EventLog, type LogReader, type LogWriter } from "../resume/log.js";
+import type { RunHandle, Runs } from "../resume/runs.js";
 import { replay } from "./replay.js";
 import { messageOf, type ContentEvent } from "./outbox.js";
 
@@ -312,38 +312,40 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
         full ? error.message : "resumable stream store unavailable; retry, or start the stream without resumable",
       );
     }
-    const reader = await resume.log.open(writer.streamId, context.caller);
+    // The writer's own reader: no owner lookup, so no round trip that could fail after the start.
+    const reader = resume.log.reader(writer.streamId);
     const started = performance.now();
     const stream = streams.startDetached(started);
     stop = stream.stop;
     const run = resume.runs.register(writer.streamId, (why, afterMs) => stream.stop(why, afterMs));
-    const detach = run.attach();
-    void generate(writer, context, request, stored, stream, started).finally(() => run.close());
+    const attached = run.attach();
+    void generate(writer, run, context, request, stored, stream, started).finally(() => run.close());
     try {
-      if (reader)
-        await replay(call, reader, {
-          streamId: writer.streamId,
-          after: 0,
-          requestId: context.requestId,
-          heartbeatMs: limits.heartbeatIntervalMs,
-          presenter,
-          onReadError: logReadError,
-        });
+      await replay(call, reader, {
+        streamId: writer.streamId,
+        after: 0,
+        requestId: context.requestId,
+        heartbeatMs: limits.heartbeatIntervalMs,
+        presenter,
+        onReadError: logReadError,
+        onProgress: attached.at,
+      });
     } finally {
-      detach();
+      attached.detach();
     }
   }
 
   /** A resumable stream's generation: the upstream into its log, ended with its finish or error. */
   async function generate(
     writer: LogWriter,
+    run: RunHandle,
     context: CallContext,
     request: UpstreamRequest,
     stored: { reply: ReplyRecorder | undefined; trimmedTurns: number },
     stream: { signal: AbortSignal; close(): void },
     started: number,
   ): Promise<void> {
-    const sink = logSink(writer, context.observer.sent);
+    const sink = logSink(writer, run, context.observer.sent);
     // Heartbeats are each reader's (replay.ts): they say the connection is alive, not the stream.
     const watchdog = new StreamWatchdog({ ...watchdogLimits, heartbeatMs: 0 }, () => undefined);
     const upstreamCall = callFor(context, stream.signal, watchdog);
@@ -383,7 +385,18 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
     after: number,
     presenter?: Presenter,
   ): Promise<void> {
-    const reader = await resume.log.open(streamId, who.caller);
+    let reader: LogReader | undefined;
+    try {
+      reader = await resume.log.open(streamId, who.caller);
+    } catch (error: unknown) {
+      logReadError(error);
+      const outcome = toGatewayStatus(
+        new CallRefused("resume_unavailable", "resumable stream store unavailable; retry"),
+      );
+      const metadata = errorTrailers(outcome, { requestId: who.requestId });
+      call.emit("error", { code: outcome.code, details: outcome.details, metadata });
+      return;
+    }
     if (!reader) {
       const outcome = toGatewayStatus(new CallRefused("not_found", "stream not found"));
       call.emit("error", {
@@ -394,7 +407,7 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
       return;
     }
     // Attached to a generation running here holds its grace; one running elsewhere is not told.
-    const detach = resume.runs.attach(streamId);
+    const attached = resume.runs.attach(streamId);
     try {
       await replay(call, reader, {
         streamId,
@@ -403,9 +416,10 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
         heartbeatMs: limits.heartbeatIntervalMs,
         presenter,
         onReadError: logReadError,
+        onProgress: attached?.at,
       });
     } finally {
-      detach?.();
+      attached?.detach();
     }
   }
 
@@ -448,16 +462,17 @@ interface EventSink {
 }
 
 /**
- * A resumable stream's events go to its log: the generation never waits for a reader (each reader
- * merges what it could not take in time, replay.ts), and the log's bounds cap what is kept.
+ * A resumable stream's events go to its log; the generation waits only for readers attached in this
+ * process that fell far behind (Runs), never for an absent one, and the log's bounds cap what is kept.
  */
-function logSink(writer: LogWriter, sent: ((message: ChatResponse) => void) | undefined): EventSink {
+function logSink(writer: LogWriter, run: RunHandle, sent: ((message: ChatResponse) => void) | undefined): EventSink {
+  let last = 0;
   return {
     push(event) {
       const message = messageOf(event);
       sent?.(message);
-      writer.append(message);
-      return false;
+      last = writer.append(message);
+      return run.behind(last);
     },
     finish(event, historyTrimmedTurns) {
       const value = {
@@ -470,7 +485,7 @@ function logSink(writer: LogWriter, sent: ((message: ChatResponse) => void) | un
       sent?.(message);
       writer.end(message);
     },
-    drained: () => Promise.resolve(),
+    drained: (signal) => run.caughtUp(last, signal),
   };
 }
 

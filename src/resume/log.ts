@@ -81,6 +81,8 @@ export interface EventLog {
    * or forgotten (its retention window passed), one answer for all so no caller learns of another's.
    */
   open(streamId: string, owner: string): Promise<LogReader | undefined>;
+  /** A reader of a stream this process just created (its owner known): no lookup. */
+  reader(streamId: string): LogReader;
   /** Tells the process generating the stream, wherever it is, to stop it (see `onCancel`). */
   cancelElsewhere(streamId: string): Promise<void>;
   /** `listener` hears each stream another process was asked to cancel (cancelElsewhere). */

@@ -24,8 +24,12 @@ export interface MemoryLogOptions {
 
 interface KeptStream {
   readonly owner: string;
-  /** The kept events, oldest first; those before `events[0]` were dropped past maxStreamBytes. */
-  readonly events: LoggedEvent[];
+  /**
+   * The events, oldest first, kept from `events[head]` on: those before were dropped past
+   * maxStreamBytes (an index moves rather than the array shifting, so a drop costs nothing).
+   */
+  readonly events: (LoggedEvent | undefined)[];
+  head: number;
   bytes: number;
   next: number;
   ended: boolean;
@@ -66,10 +70,15 @@ export function createMemoryLog(options: MemoryLogOptions): EventLog & { readonl
     total += size;
     // The stream's own bound: its oldest events go (a reader still before them is told so), never
     // the last one.
-    while (kept.bytes > options.maxStreamBytes && kept.events.length > 1) {
-      const dropped = sizeOf(kept.events.shift()!.message);
+    while (kept.bytes > options.maxStreamBytes && kept.events.length - kept.head > 1) {
+      const dropped = sizeOf(kept.events[kept.head]!.message);
+      kept.events[kept.head++] = undefined;
       kept.bytes -= dropped;
       total -= dropped;
+    }
+    if (kept.head > 1024 && kept.head * 2 > kept.events.length) {
+      kept.events.splice(0, kept.head);
+      kept.head = 0;
     }
     if (total > options.maxTotalBytes) makeRoom();
     const woken = [...kept.waiting];
@@ -105,10 +114,12 @@ export function createMemoryLog(options: MemoryLogOptions): EventLog & { readonl
   function readNow(id: string, after: number): ReadResult | undefined {
     const kept = streams.get(id);
     if (!kept) return { kind: "gone" };
-    const oldest = kept.events[0]?.sequence ?? kept.next;
+    const oldest = kept.events[kept.head]?.sequence ?? kept.next;
     if (after + 1 < oldest) return { kind: "trimmed", oldest };
-    const from = after + 1 - oldest;
-    if (from < kept.events.length) return { kind: "events", events: kept.events.slice(from), ended: kept.ended };
+    const from = kept.head + after + 1 - oldest;
+    if (from < kept.events.length) {
+      return { kind: "events", events: kept.events.slice(from) as LoggedEvent[], ended: kept.ended };
+    }
     if (kept.ended) return { kind: "events", events: [], ended: true };
     return undefined;
   }
@@ -127,6 +138,7 @@ export function createMemoryLog(options: MemoryLogOptions): EventLog & { readonl
       const kept: KeptStream = {
         owner,
         events: [],
+        head: 0,
         bytes: 0,
         next: 1,
         ended: false,
@@ -151,6 +163,7 @@ export function createMemoryLog(options: MemoryLogOptions): EventLog & { readonl
       };
       return writer;
     },
+    reader: (streamId) => readerOf(streamId),
     async open(streamId, owner) {
       const kept = streams.get(streamId);
       if (!kept || kept.owner !== owner) return undefined;

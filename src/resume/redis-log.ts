@@ -193,6 +193,7 @@ export function createRedisLog(options: RedisLogOptions): EventLog & { ready(wit
       }
       return writerOf(id, onBroken);
     },
+    reader: (streamId) => readerOf(streamId),
     async open(streamId, owner) {
       // Ids are UUIDs: anything else is no stream, without a round trip.
       if (!/^[0-9a-f-]{36}$/.test(streamId)) return undefined;

@@ -313,10 +313,12 @@ export const SERVICE_SECTIONS = [
           "How long a resumable stream's events are kept after it ended, for a late resume; after it, NOT_FOUND.",
         example: "300000",
       },
+      // At least 64 KiB: a live reader holds its generation back at 256 events (src/resume/runs.ts),
+      // which must fit in what is kept, or the reader would be overtaken.
       RESUME_MAX_STREAM_BYTES: {
-        type: bytes.default(1_048_576),
+        type: z.coerce.number().int().min(65_536).default(1_048_576),
         description:
-          "Bytes of one resumable stream's events kept; past it its oldest are dropped (a resume before them: OUT_OF_RANGE). In Redis: MAXLEN ~ this / 128 events.",
+          "Bytes of one resumable stream's events kept (at least 65536); past it its oldest are dropped (a resume before them: OUT_OF_RANGE). In Redis: MAXLEN ~ this / 128 events.",
         example: "1048576",
       },
       RESUME_LEASE_MS: {

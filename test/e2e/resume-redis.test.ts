@@ -3,7 +3,7 @@
 // order; a cancel asked of the other stops the upstream on the first; SIGKILL of the generating
 // replica gives a reader on the other every event it had published, then UNAVAILABLE "the
 // generation was lost", never a hang; and with Redis down, resumable streams are refused
-// (UNAVAILABLE) while plain ones are served.
+// (UNAVAILABLE), and so are resumes, while plain ones are served.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Metadata, status, type ServiceError } from "@grpc/grpc-js";
 import { ChatRequest, type ChatResponse, type ChatServiceClient } from "../../src/gen/chat/v1/chat.js";
@@ -144,6 +144,13 @@ describe("resumable streams with Redis, across replicas", () => {
       expect({ code: refused.code, details: refused.details }).toEqual({
         code: status.UNAVAILABLE,
         details: "resumable stream store unavailable; retry, or start the stream without resumable",
+      });
+      // A resume is answered too, never left hanging.
+      const resumed = await resume(a.client, "6f0c8f0e-3c1e-4f5e-9a57-0b8e1d2f4c11", 0);
+      expect(resumed).toEqual({
+        responses: [],
+        code: status.UNAVAILABLE,
+        details: "resumable stream store unavailable; retry",
       });
       const plain = await collect(a.client, { text: "redis down, plain" });
       expect(plain.code).toBe(status.OK);

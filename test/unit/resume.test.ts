@@ -179,16 +179,60 @@ describe("resumable streams", () => {
   });
 
   it("tell a resume before what is still kept that it was trimmed, never a silent gap", async () => {
+    const many = Array.from({ length: 600 }, (_, i) => `t${i} `);
     harness = await startHarness({
-      env: { RESUME_MAX_STREAM_BYTES: "1000" },
-      upstream: { reply: () => ({ tokens: TOKENS }) },
+      env: { RESUME_MAX_STREAM_BYTES: "65536" },
+      upstream: { reply: () => ({ tokens: many }) },
     });
     const done = await collect(harness.client, { text: "hi", resumable: true });
+    expect(done.text).toBe(many.join(""));
     const streamId = done.responses[0]!.streamId!;
     const rest = await resume(harness.client, streamId, 0);
     expect(rest.code).toBe(status.OUT_OF_RANGE);
     expect(rest.details).toMatch(/^events after 0 are no longer kept \(the oldest kept is \d+\)/);
     expect(rest.responses).toEqual([]);
+  });
+
+  it("hold the generation back for a reader that stops reading, so the bound never overtakes it", async () => {
+    // A burst far larger than what is kept (65,536 bytes, ~500 events), to a caller that pauses.
+    const burst = Array.from({ length: 3_000 }, (_, i) => `${i}${"x".repeat(60)} `);
+    harness = await startHarness({
+      env: { RESUME_MAX_STREAM_BYTES: "65536" },
+      upstream: { reply: () => ({ tokens: burst }) },
+    });
+    const stream = openStream(harness, { text: "hi", resumable: true });
+    await stream.received(1);
+    stream.call.pause();
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    stream.call.resume();
+    expect(await stream.ended).toMatchObject({ code: status.OK });
+    expect(textOf(stream.responses)).toBe(burst.join(""));
+  });
+
+  it("shutdown waits for a detached generation to finish within the grace, and its events stay readable meanwhile", async () => {
+    const { promise: gate, release } = hold();
+    harness = await startHarness({
+      upstream: { reply: () => ({ tokens: TOKENS, gate: (i) => (i === 4 ? gate : undefined) }) },
+    });
+    const first = openStream(harness, { text: "hi", resumable: true });
+    await first.received(4);
+    const streamId = first.responses[0]!.streamId!;
+    first.call.cancel();
+    await first.ended;
+    const shutdown = harness.gateway.shutdown(60_000);
+    let over = false;
+    void shutdown.then(() => (over = true));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    // The caller is gone, but the generation could still finish in the grace period: not cut.
+    expect(over).toBe(false);
+    const resumed = resume(harness.client, streamId, 4);
+    // Attached before the generation can end (once it has, the drain closes the port).
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    release();
+    expect(await shutdown).toBe("drained");
+    const rest = await resumed;
+    expect({ code: rest.code, details: rest.details }).toEqual({ code: status.OK, details: "" });
+    expect(textOf(first.responses.slice(0, 4)) + textOf(rest.responses)).toBe(TOKENS.join(""));
   });
 
   it("refuse a resumable stream before its first event as a plain one (trailers-only status)", async () => {
