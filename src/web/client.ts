@@ -154,7 +154,37 @@ async function* follow(
 ): AsyncGenerator<ChatResponse> {
   // Each connection can be dropped on its own (the browser going offline) without ending the stream.
   let connection = new AbortController();
-  let response = await open(AbortSignal.any([signal, connection.signal]));
+  // Until the first event names the stream, a caller who leaves has nothing to cancel it by: the
+  // first connection then outlives the caller's signal until that event comes, and cancels it.
+  const unnamed = reconnect !== undefined && position.streamId === undefined;
+  const opening = open(unnamed ? connection.signal : AbortSignal.any([signal, connection.signal]));
+  let response: Response;
+  try {
+    response = await untilAborted(opening, signal);
+  } catch (error) {
+    if (unnamed && signal.aborted)
+      void cancelOnceNamed(
+        options,
+        connection,
+        opening.then((r) => streamIdOf(r.body!)),
+      );
+    else connection.abort();
+    throw error;
+  }
+  let body = response.body!;
+  let stopNaming = () => undefined as void;
+  if (unnamed) {
+    const [main, sentinel] = body.tee();
+    body = main;
+    const named = streamIdOf(sentinel);
+    const first = connection;
+    const onAbort = () => {
+      if (position.streamId === undefined) void cancelOnceNamed(options, first, named);
+      else first.abort();
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+    stopNaming = () => signal.removeEventListener("abort", onAbort);
+  }
   let outage: Outage | undefined;
   let ended = false;
   let resumed = false;
@@ -168,7 +198,7 @@ async function* follow(
         ? browserNetwork.whenOffline(() => current.abort(new Error("offline")))
         : () => undefined;
       try {
-        for await (const event of read(response, signal)) {
+        for await (const event of read(body, response, signal)) {
           if (event.sequence !== undefined) {
             // The gateway sends nothing at or before Last-Event-ID; this keeps "each event once" if it did.
             if (event.sequence <= position.sequence) continue;
@@ -210,9 +240,11 @@ async function* follow(
       connection = new AbortController();
       const both = AbortSignal.any([signal, connection.signal]);
       response = await reattach(options, signal, both, { streamId, sequence }, outage, lost);
+      body = response.body!;
       resumed = true;
     }
   } finally {
+    stopNaming();
     // Left early (break, abort, a failure to resume): the generation would go on for nobody.
     if (!ended && reconnect && position.streamId !== undefined) await cancelQuietly(options, position.streamId);
   }
@@ -323,17 +355,17 @@ const where = (response: Response) => ({
   requestId: response.headers.get("x-request-id") ?? undefined,
 });
 
-/** One response's events, decoded; a network error while reading is thrown as `Dropped`. */
-async function* read(response: Response, signal: AbortSignal): AsyncGenerator<ChatResponse> {
-  const events = response
-    .body!.pipeThrough(new TextDecoderStream())
-    .pipeThrough(new EventSourceParserStream({ onError: "terminate" }))
-    .getReader();
+/**
+ * One response's events, decoded; a network error while reading is thrown as `Dropped`, and
+ * `signal` aborting as its reason (at once, though this body's connection may be kept open).
+ */
+async function* read(body: Body, response: Response, signal: AbortSignal): AsyncGenerator<ChatResponse> {
+  const events = sse(body).getReader();
   try {
     for (;;) {
       let next: Awaited<ReturnType<typeof events.read>>;
       try {
-        next = await events.read();
+        next = await untilAborted(events.read(), signal);
       } catch (error) {
         if (signal.aborted) throw error;
         throw new Dropped(
@@ -350,9 +382,69 @@ async function* read(response: Response, signal: AbortSignal): AsyncGenerator<Ch
       yield ChatResponse.fromJSON(parseJson(next.value.data, { ...where(response), inBand: true }));
     }
   } finally {
-    events.releaseLock();
+    void events.cancel().catch(() => undefined);
   }
 }
+
+/** A response's body (the type fetch gives, which TextDecoderStream takes). */
+type Body = NonNullable<Response["body"]>;
+
+const sse = (body: Body) =>
+  body.pipeThrough(new TextDecoderStream()).pipeThrough(new EventSourceParserStream({ onError: "terminate" }));
+
+/** `promise`, or `signal`'s reason as soon as it aborts. */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) {
+    promise.catch(() => undefined);
+    return Promise.reject(signal.reason);
+  }
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
+}
+
+/** The stream id its first event names (undefined if it ends first); reads nothing after it. */
+async function streamIdOf(body: Body): Promise<string | undefined> {
+  const events = sse(body).getReader();
+  try {
+    for (;;) {
+      const next = await events.read();
+      if (next.done) return undefined;
+      const id = (JSON.parse(next.value.data) as { streamId?: unknown }).streamId;
+      return typeof id === "string" ? id : undefined;
+    }
+  } catch {
+    return undefined;
+  } finally {
+    void events.cancel().catch(() => undefined);
+  }
+}
+
+/**
+ * The caller left before the first event named the stream: keep its first connection until that
+ * event comes (at most NAMING_WAIT_MS), then cancel the stream, so the generation does not run on
+ * for nobody; then close the connection.
+ */
+async function cancelOnceNamed(
+  options: ClientOptions,
+  connection: AbortController,
+  named: Promise<string | undefined>,
+): Promise<void> {
+  const timer = setTimeout(() => connection.abort(), NAMING_WAIT_MS);
+  try {
+    const id = await named;
+    if (id !== undefined) await cancelQuietly(options, id);
+  } catch {
+    // The connection failed first: nothing to cancel by.
+  } finally {
+    clearTimeout(timer);
+    connection.abort();
+  }
+}
+/** The gateway's default RESUME_GRACE_MS: past it, it stops an unattended generation itself. */
+const NAMING_WAIT_MS = 60_000;
 
 /** `GET /models`: every model the gateway routes to, and the upstreams that could not list theirs. */
 export async function listModels(options: ClientOptions = {}): Promise<ListModelsResponse> {

@@ -75,6 +75,27 @@ describe("the chat page, its network cut mid-answer", () => {
     await page.close();
   });
 
+  it("Stop before the first token: the generation is cancelled as soon as the first token names the stream", async () => {
+    const gate = hold();
+    reply = () => ({ tokens: TOKENS, tokenDelayMs: TOKEN_DELAY_MS, gate: (i) => (i === 0 ? gate.promise : undefined) });
+    try {
+      const { page, errors } = await openPage();
+      const index = upstream.requests.length;
+      await send(page, "Think first");
+      await upstream.received(index);
+      await page.locator("#stop").click();
+      await page.locator('.turn.assistant[data-state="stopped"]').last().waitFor();
+      gate.release();
+      // Without the cancel the model would write all 60 tokens (`finished`) for nobody.
+      expect(await upstream.ended(index)).toBe("closed");
+      expect(errors).toEqual([]);
+      await page.close();
+    } finally {
+      gate.release();
+      reply = () => ({ tokens: TOKENS, tokenDelayMs: TOKEN_DELAY_MS });
+    }
+  });
+
   it("Stop cancels the resumable stream: the upstream's request is closed at once", async () => {
     const gate = hold();
     reply = () => ({ tokens: ["Partial", " never sent"], gate: (i) => (i === 1 ? gate.promise : undefined) });
