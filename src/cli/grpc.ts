@@ -9,6 +9,11 @@ import { CallFailed, type OpenChat } from "./call.js";
 
 /** How long leaving may wait for CancelChat: best effort, the gateway stops it after RESUME_GRACE_MS anyway. */
 const CANCEL_DEADLINE_MS = 2_000;
+/**
+ * Ctrl-C before the first event: how long the call is kept for that event to name the stream, so
+ * it can be cancelled (a second Ctrl-C does not wait).
+ */
+const NAMING_WAIT_MS = 5_000;
 
 export function grpcChat(target: string, key: string | undefined, resume?: ReconnectOptions): OpenChat {
   return async function* chat(request, signal) {
@@ -24,8 +29,14 @@ export function grpcChat(target: string, key: string | undefined, resume?: Recon
     );
     try {
       for (;;) {
-        // Cancelling sends RST_STREAM: the service stops writing to this call.
-        const cancel = () => call.cancel();
+        // Cancelling sends RST_STREAM: the service stops writing to this call. A resumable stream
+        // not yet named by its first event could not be cancelled after that (its generation would
+        // run on for RESUME_GRACE_MS): the call is kept until that event comes, then CancelChat.
+        let naming: NodeJS.Timeout | undefined;
+        const cancel = () => {
+          if (resume && position.streamId === undefined) naming = setTimeout(() => call.cancel(), NAMING_WAIT_MS);
+          else call.cancel();
+        };
         signal.addEventListener("abort", cancel, { once: true });
         let lost: CallFailed;
         try {
@@ -36,6 +47,8 @@ export function grpcChat(target: string, key: string | undefined, resume?: Recon
               position.sequence = response.sequence;
             }
             position.streamId ??= response.streamId;
+            // Left while the stream was unnamed: now it can be cancelled (below).
+            if (signal.aborted) return;
             outage = undefined;
             const kind = response.event?.$case;
             ended = kind === "finish" || kind === "error";
@@ -50,6 +63,7 @@ export function grpcChat(target: string, key: string | undefined, resume?: Recon
           if (ended || signal.aborted || !resumable(e)) throw failed;
           lost = failed;
         } finally {
+          clearTimeout(naming);
           signal.removeEventListener("abort", cancel);
           // A consumer that stops reading early (its stdout closed) cancels the call too; after the
           // end of the stream this does nothing.

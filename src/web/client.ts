@@ -172,7 +172,7 @@ async function* follow(
     throw error;
   }
   let body = response.body!;
-  let stopNaming = () => undefined as void;
+  let stopNaming: () => void = () => undefined;
   if (unnamed) {
     const [main, sentinel] = body.tee();
     body = main;

@@ -83,6 +83,25 @@ describe("the CLI's gRPC transport, resuming", () => {
     expect(await harness.upstream.ended(0)).toBe("closed");
   });
 
+  it("aborted before the first event: the call is kept until that event names the stream, which is then cancelled", async () => {
+    const gate = hold();
+    const { harness, proxy } = await start(() => ({
+      tokens: TOKENS,
+      tokenDelayMs: 20,
+      gate: (i) => (i === 0 ? gate.promise : undefined),
+    }));
+    const chat = grpcChat(`127.0.0.1:${proxy.port}`, undefined, QUICK);
+    const controller = new AbortController();
+    const done = run(chat(request, controller.signal));
+    await harness.upstream.received(0);
+    controller.abort();
+    gate.release();
+    const { events } = await done;
+    expect(events).toEqual([]);
+    // Without the cancel the model writes all its tokens (`finished`) for nobody.
+    expect(await harness.upstream.ended(0)).toBe("closed");
+  });
+
   it("an in-band error is the stream's end: thrown, never resumed", async () => {
     const { harness, proxy } = await start(() => ({ tokens: ["a", "b"], tokenDelayMs: 50, end: "cut" }));
     const chat = grpcChat(`127.0.0.1:${proxy.port}`, undefined, QUICK);
