@@ -62,7 +62,8 @@ describe.each(ways)("chat-gateway over $name, its connection dropped mid-answer"
       expect(await cli.exited).toBe(0);
       expect(Buffer.from(cli.stdout())).toEqual(Buffer.from(`${TEXT}\n`));
       expect(cli.stderr()).toMatch(/^stop · fake-model · /);
-      expect(proxy.connections).toBe(2);
+      // At least one re-attach (a second one when the first came too early under load is fine).
+      expect(proxy.connections).toBeGreaterThanOrEqual(2);
       // One generation: the upstream was asked once.
       expect(upstream.requests.filter((r) => JSON.stringify(r.body.messages).includes(key))).toHaveLength(1);
     } finally {

