@@ -2,7 +2,7 @@
 // it (gRPC straight to each): a stream started on one is resumed through the other, whole and in
 // order; a cancel asked of the other stops the upstream on the first; SIGKILL of the generating
 // replica gives a reader on the other every event it had published, then UNAVAILABLE "the
-// generation was lost", never a hang; and with Redis down, resumable streams are refused
+// generation was lost", never a hang; Redis dying mid-stream ends it UNAVAILABLE; and with Redis down, resumable streams are refused
 // (UNAVAILABLE), and so are resumes, while plain ones are served.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Metadata, status, type ServiceError } from "@grpc/grpc-js";
@@ -46,7 +46,12 @@ beforeAll(async () => {
     reply: (request) => {
       const prompt = JSON.stringify(request.body.messages);
       const gate = [...gates.entries()].find(([key]) => prompt.includes(key))?.[1];
-      return { tokens: TOKENS, gate: (i) => (i === HELD_AT ? gate?.promise : undefined) };
+      return {
+        tokens: TOKENS,
+        gate: (i) => (i === HELD_AT ? gate?.promise : undefined),
+        // Paced, so Redis is seen gone while the reply is still coming.
+        ...(prompt.includes("redis-dies") && { tokenDelayMs: 30 }),
+      };
     },
   });
 });
@@ -102,7 +107,7 @@ describe("resumable streams with Redis, across replicas", () => {
     await new Promise((resolve) => setTimeout(resolve, 300));
     stream.release();
     const rest = await resumed;
-    expect(rest.code).toBe(status.OK);
+    expect({ code: rest.code, details: rest.details }).toEqual({ code: status.OK, details: "" });
     // In order from the one after the last seen (a delta merged for this reader carries the last
     // position it joins, so positions may skip, never repeat), to the finish.
     const positions = content(rest.responses).map((r) => r.sequence!);
@@ -135,6 +140,19 @@ describe("resumable streams with Redis, across replicas", () => {
     });
     expect(rest.code).toBe(status.UNAVAILABLE);
     expect(rest.details).toMatch(/^the generation was lost/);
+  });
+
+  it("Redis dying mid-stream stops the generation and ends the stream with UNAVAILABLE, never a hang", async () => {
+    const stream = await held(a.client, "redis-dies");
+    await redis.stop();
+    try {
+      stream.release();
+      const ended = await stream.ended;
+      expect(ended).toEqual({ code: status.UNAVAILABLE, details: "resumable stream store failed mid-stream" });
+      expect(stream.responses.length).toBeLessThan(TOKENS.length);
+    } finally {
+      await redis.restart();
+    }
   });
 
   it("with Redis down, refuses resumable streams (UNAVAILABLE) and serves plain ones", async () => {
