@@ -11,6 +11,8 @@ export interface CliOptions {
   json: boolean;
   /** Envoy's URL: call POST /chat through it instead of gRPC. */
   http: string | undefined;
+  /** Send the request resumable and re-attach when the connection drops (default; --no-resume). */
+  resume: boolean;
 }
 
 export type Parsed = { options: CliOptions } | { exit: number };
@@ -86,6 +88,10 @@ export function parseArgs(argv: readonly string[], output: HelpOutput, version: 
         .argParser(httpUrl)
         .conflicts("target"),
     )
+    .option(
+      "--no-resume",
+      "do not re-attach when the connection drops mid-answer (by default the request is resumable and a drop costs a pause, not the answer)",
+    )
     .version(version, "-V, --version")
     .helpOption("-h, --help", "show this help")
     .addHelpText("after", EXAMPLES)
@@ -109,6 +115,7 @@ export function parseArgs(argv: readonly string[], output: HelpOutput, version: 
     key?: string;
     json?: boolean;
     http?: string;
+    resume: boolean;
   }>();
   const words = program.args;
   return {
@@ -120,6 +127,7 @@ export function parseArgs(argv: readonly string[], output: HelpOutput, version: 
       key: opts.key,
       json: opts.json === true,
       http: opts.http,
+      resume: opts.resume,
     },
   };
 }

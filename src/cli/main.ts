@@ -75,8 +75,10 @@ export async function run(argv: readonly string[], io: Io): Promise<number> {
 
 /** The transport, loaded only when used: grpc-js alone takes longer to load than the rest. */
 async function open(options: CliOptions): Promise<OpenChat> {
-  if (options.http) return (await import("./http.js")).httpChat(options.http, options.key);
-  return (await import("./grpc.js")).grpcChat(options.target, options.key);
+  // Resumed by default: a dropped connection costs a pause, not the answer.
+  const resume = options.resume ? {} : undefined;
+  if (options.http) return (await import("./http.js")).httpChat(options.http, options.key, resume);
+  return (await import("./grpc.js")).grpcChat(options.target, options.key, resume);
 }
 
 function interrupted(code: number, render: { close(): void }, io: Io): number {

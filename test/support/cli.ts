@@ -40,9 +40,10 @@ export function startCli(args: string[], options: { stdin?: string; env?: Record
     for (const check of waiting) check();
   });
   // A process killed by a signal has no exit status: it resolves with the signal's name, which no
-  // expected status equals (a client that died of SIGINT did not handle it).
+  // expected status equals (a client that died of SIGINT did not handle it). On "close", not
+  // "exit": "exit" can come before the last bytes it wrote to stdout have been read here.
   const exited = new Promise<number | string>((resolve) =>
-    child.once("exit", (code, signal) => resolve(code ?? String(signal))),
+    child.once("close", (code, signal) => resolve(code ?? String(signal))),
   );
   child.stdin!.on("error", () => undefined);
   child.stdin!.end(options.stdin ?? "");

@@ -242,7 +242,10 @@ async function send(text: string): Promise<void> {
     }
     // Only the new turn: the gateway sends the stored ones before it, and stores this one and the reply.
     const request = { conversationId: id, text, model: modelSelect.value };
-    for await (const { event } of streamChat(request, { signal: controller.signal, apiKey: savedKey() })) {
+    // Resumable: a dropped connection (a train's tunnel, a Wi-Fi switch) re-attaches by itself and
+    // the answer carries on where it stopped; Stop (aborting) cancels the generation (DELETE).
+    const resume = { onReconnecting: () => turn.reconnecting(), onReconnected: () => turn.reconnected() };
+    for await (const { event } of streamChat(request, { signal: controller.signal, apiKey: savedKey(), resume })) {
       started = true;
       switch (event?.$case) {
         case "delta":

@@ -104,6 +104,18 @@ export class AssistantTurn {
     this.status.textContent = `thinking… ${Math.round(waitedMs / 1000)} s`;
   }
 
+  /** The connection dropped mid-answer and the client is re-attaching: said quietly, the answer stays. */
+  reconnecting(): void {
+    this.root.dataset.connection = "reconnecting";
+    this.status.textContent = "reconnecting…";
+  }
+
+  /** The stream is back: the answer carries on where it stopped. */
+  reconnected(): void {
+    delete this.root.dataset.connection;
+    if (this.root.dataset.state === "streaming") this.status.textContent = "";
+  }
+
   /** Whatever the model sends ends the wait: "waiting for the model…" or "thinking… N s" goes. */
   private contentCame(): void {
     if (this.root.dataset.state === "streaming") this.status.textContent = "";
@@ -134,6 +146,7 @@ export class AssistantTurn {
   }
 
   private setState(state: TurnState, status: string): void {
+    delete this.root.dataset.connection;
     this.root.dataset.state = state;
     this.root.setAttribute("aria-busy", String(state === "streaming"));
     this.status.textContent = status;
