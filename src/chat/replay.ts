@@ -25,6 +25,11 @@ export interface ReplayOptions {
   onProgress?: ((sequence: number) => void) | undefined;
   /** The log failed under the reader (the caller was told UNAVAILABLE). */
   onReadError?: (error: unknown) => void;
+  /**
+   * The caller left before anything was written to it: it never learned the stream's id (no
+   * header, no event), so nobody can resume the stream.
+   */
+  onLeftUnanswered?: () => void;
 }
 
 /** Longest wait for the log when heartbeats are off: a read is cheap, and it notices a lost run. */
@@ -81,7 +86,9 @@ export async function replay(call: AnyCall, reader: LogReader, options: ReplayOp
     }
   } catch (error: unknown) {
     // The caller left: nothing to write to. Anything else is the log failing under the reader.
-    if (!cancelled.signal.aborted) {
+    if (cancelled.signal.aborted) {
+      if (!writer.responding) options.onLeftUnanswered?.();
+    } else {
       writer.fail({
         code: status.UNAVAILABLE,
         details: "resumable stream store unavailable; retry",
@@ -104,7 +111,10 @@ function trimmed(after: number, oldest: number): GatewayStatus {
 }
 
 class ReplayWriter {
-  private responding = false;
+  /** Something (headers, a heartbeat, an event) was written to the call. */
+  responding = false;
+  /** The stream id went on an event: the first positioned one, even when a heartbeat came before it. */
+  private named = false;
 
   constructor(
     private readonly call: AnyCall,
@@ -113,7 +123,10 @@ class ReplayWriter {
 
   write(event: LoggedEvent): void {
     const message: ChatResponse = { ...event.message, sequence: event.sequence };
-    if (!this.responding) message.streamId = this.options.streamId;
+    if (!this.named) {
+      message.streamId = this.options.streamId;
+      this.named = true;
+    }
     this.send(message);
   }
 

@@ -337,6 +337,9 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
         presenter,
         onReadError: logReadError,
         onProgress: attached.at,
+        // Left before its first byte (Stop while the model was silent): nobody knows the stream's
+        // id, so no one could resume it; the generation stops as a plain stream's would.
+        onLeftUnanswered: () => resume.runs.cancel(writer.streamId),
       });
     } finally {
       attached.detach();

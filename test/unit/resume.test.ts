@@ -116,6 +116,37 @@ describe("resumable streams", () => {
     });
   });
 
+  it("stop the generation at once when its caller left before anything was written to it (nobody knows its id)", async () => {
+    harness = await startHarness({
+      upstream: {
+        reply: () => ({ tokens: TOKENS, gate: (i) => (i === 0 ? new Promise(() => undefined) : undefined) }),
+      },
+    });
+    const first = openStream(harness, { text: "hi", resumable: true });
+    await harness.upstream.received(0);
+    first.call.cancel();
+    await first.ended;
+    // The default grace is a minute: "closed" now is the gateway stopping it, not the grace.
+    expect(await harness.upstream.ended(0)).toBe("closed");
+    expect(first.responses).toEqual([]);
+  });
+
+  it("name the stream on its first event even when a heartbeat was written before it", async () => {
+    const { promise: gate, release } = hold();
+    harness = await startHarness({
+      env: { HEARTBEAT_INTERVAL_MS: "50" },
+      upstream: { reply: () => ({ tokens: TOKENS, gate: (i) => (i === 0 ? gate : undefined) }) },
+    });
+    const first = openStream(harness, { text: "hi", resumable: true });
+    await first.received(1);
+    expect(first.responses[0]!.event?.$case).toBe("heartbeat");
+    release();
+    await first.ended;
+    const firstEvent = first.responses.find((r) => r.event?.$case !== "heartbeat")!;
+    expect(firstEvent.sequence).toBe(1);
+    expect(firstEvent.streamId).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
   it("stop the generation when no caller attached within the grace", async () => {
     harness = await startHarness({
       env: { RESUME_GRACE_MS: "300" },
