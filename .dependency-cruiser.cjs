@@ -4,7 +4,8 @@
 //   contract/       chat.v1 for Node (chat.ts) and browsers (web.ts), the descriptor set
 //   upstream/       the provider-neutral port: ChatUpstream, request, events, errors; router, fallback
 //   providers/X/    one upstream provider each (openai/): imports the port only
-//   chat/           the Chat and ListModels handlers: contract/ and upstream/ only, no provider
+//   resume/         resumable streams' event log (memory, Redis) and this process's generations: contract/ only
+//   chat/           the Chat and ListModels handlers: contract/, upstream/, resume/; no provider
 //   limits/         caller budgets: contract/, upstream/, chat/ (error details)
 //   observability/  logs, metrics, tracing: contract/, upstream/, chat/ (types)
 //   conversations/  the conversation store (SQLite, PostgreSQL) and ConversationService: contract/, upstream/ (types)
@@ -54,12 +55,13 @@ module.exports = {
     only("contract", ["gen"], "The contract knows only the generated code."),
     only("upstream", [], "The port knows no provider, no gRPC handler, no server."),
     only("providers", ["upstream"], "A provider implements the port and knows nothing else of the gateway."),
-    only("chat", ["contract", "upstream"], "The handler speaks to the port, never to a provider or the bookkeeping."),
+    only("resume", ["contract"], "The event log keeps chat.v1 messages; it knows no handler, no upstream."),
+    only("chat", ["contract", "upstream", "resume"], "The handler speaks to the ports, never to a provider or the bookkeeping."),
     only("limits", ["contract", "upstream", "chat"], "Budgets sit beside the handler, below the server."),
     only("observability", ["contract", "upstream", "chat"], "Logs, metrics and traces are told things; they call nothing above."),
     only("conversations", ["contract", "upstream"], "The store keeps turns in the port's terms; it knows no handler."),
-    only("api", ["contract", "upstream", "chat"], "An API shape translates to and from the chat pipeline."),
-    only("server", ["contract", "upstream", "providers", "chat", "limits", "observability", "api", "conversations"], "The composition root."),
+    only("api", ["contract", "upstream", "chat", "resume"], "An API shape translates to and from the chat pipeline."),
+    only("server", ["contract", "upstream", "providers", "chat", "limits", "observability", "api", "conversations", "resume"], "The composition root."),
     only("dev", ["server", "demo", "observability"], "The local launcher wraps the server."),
     only("demo", [], "The demo model stands alone: it is a separate server."),
     only("web", ["contract"], "The browser client needs no Node and nothing of the server."),

@@ -5,8 +5,17 @@ import OpenAI from "openai";
 import { credentials, type ClientReadableStream, type ServiceError } from "@grpc/grpc-js";
 import { ChatRequest, ChatServiceClient, type ChatResponse } from "../src/gen/chat/v1/chat.js";
 
-export type PathName = "raw" | "direct" | "grpc" | "http" | "openai" | "responses" | "reference";
-export const PATHS: readonly PathName[] = ["raw", "direct", "grpc", "http", "openai", "responses", "reference"];
+export type PathName = "raw" | "direct" | "grpc" | "grpc-resumable" | "http" | "openai" | "responses" | "reference";
+export const PATHS: readonly PathName[] = [
+  "raw",
+  "direct",
+  "grpc",
+  "grpc-resumable",
+  "http",
+  "openai",
+  "responses",
+  "reference",
+];
 
 export interface Reply {
   text: string;
@@ -177,7 +186,13 @@ export function directClient(upstreamPort: number): PathClient {
  * streams) lets only a few hundred bytes per stream be in flight at 1,000 streams, and the
  * service then waits on the client's WINDOW_UPDATEs rather than on anything of its own.
  */
-export function grpcClient(servicePort: number, channels = 4, flowControlWindow = 1 << 20): PathClient {
+export function grpcClient(
+  servicePort: number,
+  channels = 4,
+  flowControlWindow = 1 << 20,
+  /** `grpc-resumable`: every request asks for `resumable` (its events kept, ResumeChat possible). */
+  resumable = false,
+): PathClient {
   const clients = Array.from(
     { length: channels },
     (_, i) =>
@@ -190,7 +205,7 @@ export function grpcClient(servicePort: number, channels = 4, flowControlWindow 
   );
   let next = 0;
   return {
-    name: "grpc",
+    name: resumable ? "grpc-resumable" : "grpc",
     chat(prompt, { signal, onFirstToken, onDelta } = {}) {
       const started = performance.now();
       const client = clients[next++ % clients.length]!;
@@ -198,7 +213,9 @@ export function grpcClient(servicePort: number, channels = 4, flowControlWindow 
         let text = "";
         let ttftMs: number | undefined;
         let finished = false;
-        const call: ClientReadableStream<ChatResponse> = client.chat(ChatRequest.fromPartial({ text: prompt }));
+        const call: ClientReadableStream<ChatResponse> = client.chat(
+          ChatRequest.fromPartial({ text: prompt, resumable }),
+        );
         const onAbort = () => call.cancel();
         signal?.addEventListener("abort", onAbort, { once: true });
         const done = (complete: boolean, error?: string) => {

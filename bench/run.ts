@@ -2,7 +2,7 @@
 //   --quick (default)  a few minutes on 2 cores: RSS at 1,000 streams
 //   --full             longer windows, more samples, RSS at 1,000 and 10,000 streams
 //   --smoke            the smallest run, Node paths only (the test suite runs it)
-//   --paths a,b        a subset of raw,direct,grpc,http,reference
+//   --paths a,b        a subset of raw,direct,grpc,grpc-resumable,http,openai,responses,reference
 //   --sections a,b     a subset of ttft,single,load,paced,rss,leak,slow (for quick A/B runs while optimising)
 //   --out DIR          where the results go (default bench/results)
 import { execFileSync } from "node:child_process";
@@ -156,6 +156,7 @@ async function main(): Promise<void> {
       raw: {},
       direct: {},
       grpc: { service: service.pid },
+      "grpc-resumable": { service: service.pid },
       http: { service: service.pid, ...(envoy && { envoy: envoy.pid }) },
       openai: { service: service.pid, ...(envoy && { envoy: envoy.pid }) },
       responses: { service: service.pid, ...(envoy && { envoy: envoy.pid }) },
@@ -298,6 +299,8 @@ function clientFor(
       return directClient(procs.upstream.port);
     case "grpc":
       return grpcClient(procs.service!.port, channels);
+    case "grpc-resumable":
+      return grpcClient(procs.service!.port, channels, undefined, true);
     case "http":
       return httpClient("http", procs.envoy!.port);
     // The same reader as `raw`, of the gateway's OpenAI API instead of the upstream's.

@@ -13,7 +13,15 @@ import {
 /** A call refused before it became a stream. `detail` is the caller-facing reason for bad input. */
 export class CallRefused extends Error {
   constructor(
-    readonly why: "invalid" | "concurrency" | "draining" | "not_found" | "busy" | "unavailable",
+    readonly why:
+      | "invalid"
+      | "concurrency"
+      | "draining"
+      | "not_found"
+      | "busy"
+      | "unavailable"
+      | "resume_full"
+      | "resume_unavailable",
     readonly detail: string,
   ) {
     super(`call refused: ${why}`);
@@ -72,6 +80,10 @@ function refusedStatus(error: CallRefused): GatewayStatus {
         cause: "draining",
         retryElsewhere: true,
       };
+    case "resume_full":
+      return { code: status.RESOURCE_EXHAUSTED, details: error.detail, cause: "resume_full" };
+    case "resume_unavailable":
+      return { code: status.UNAVAILABLE, details: error.detail, cause: "resume_store" };
   }
 }
 
@@ -98,6 +110,15 @@ function stoppedStatus(error: StreamStopped): GatewayStatus {
       };
     case "shutdown":
       return { code: status.UNAVAILABLE, details: "gateway is shutting down; retry", cause: "shutdown" };
+    case "abandoned":
+      // A resumable stream nobody resumed within RESUME_GRACE_MS: `afterMs` is that grace.
+      return {
+        code: status.CANCELLED,
+        details: `no caller attached for ${seconds}s: generation stopped`,
+        cause: "abandoned",
+      };
+    case "store":
+      return { code: status.UNAVAILABLE, details: "resumable stream store failed mid-stream", cause: "resume_store" };
   }
 }
 

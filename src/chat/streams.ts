@@ -45,21 +45,36 @@ export class OpenStreams {
 
   /** Starts watching a new stream's stop conditions; `close()` it when the stream has ended. */
   start(call: Call, started: number): OpenStream {
+    const stream = this.startDetached(started);
+    const onCancelled = () => stream.stop(deadlinePassed(call) ? "deadline" : "cancelled");
+    call.on("cancelled", onCancelled);
+    return {
+      signal: stream.signal,
+      close: () => {
+        // grpc-js emits 'cancelled' when the HTTP/2 stream closes, after a normal end too: aborting
+        // then would build an error and abort a finished upstream request for nothing.
+        call.off("cancelled", onCancelled);
+        stream.close();
+      },
+    };
+  }
+
+  /**
+   * A stream no call's end stops (a resumable stream's generation): stopped by the maximum
+   * duration, shutdown, or `stop` (an explicit cancel, no caller attached for the grace).
+   */
+  startDetached(started: number): OpenStream & { stop(why: StreamStopped["why"], afterMs?: number): void } {
     const controller = new AbortController();
     const stop = (why: StreamStopped["why"], afterMs = performance.now() - started) => {
       if (!controller.signal.aborted) controller.abort(new StreamStopped(why, afterMs));
     };
     this.open.add(stop);
-    const onCancelled = () => stop(deadlinePassed(call) ? "deadline" : "cancelled");
-    call.on("cancelled", onCancelled);
     const maxMs = this.limits.maxStreamDurationMs;
     const durationTimer = maxMs > 0 ? setTimeout(() => stop("max-duration", maxMs), maxMs) : undefined;
     return {
       signal: controller.signal,
+      stop,
       close: () => {
-        // grpc-js emits 'cancelled' when the HTTP/2 stream closes, after a normal end too: aborting
-        // then would build an error and abort a finished upstream request for nothing.
-        call.off("cancelled", onCancelled);
         clearTimeout(durationTimer);
         this.open.delete(stop);
         if (this.open.size === 0) this.allClosed?.();

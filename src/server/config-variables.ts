@@ -297,6 +297,46 @@ export const SERVICE_SECTIONS = [
   }),
 
   section({
+    title: "Resumable streams",
+    about:
+      "Streams a request marks `resumable`: their events are kept so a caller that lost its connection resumes (ResumeChat, `GET /chat/streams/{id}`), and their generation outlives the caller's connection. In Redis when REDIS_URL is set (a resume may land on any replica), else in this process (see docs/resuming.md for the bounds).",
+    variables: {
+      RESUME_GRACE_MS: {
+        type: positiveMs.default(60_000),
+        description:
+          "How long a resumable stream keeps generating with no caller attached before it is stopped (CANCELLED in its log).",
+        example: "60000",
+      },
+      RESUME_RETENTION_MS: {
+        type: positiveMs.default(300_000),
+        description:
+          "How long a resumable stream's events are kept after it ended, for a late resume; after it, NOT_FOUND.",
+        example: "300000",
+      },
+      // At least 64 KiB: a live reader holds its generation back at 256 events (src/resume/runs.ts),
+      // which must fit in what is kept, or the reader would be overtaken.
+      RESUME_MAX_STREAM_BYTES: {
+        type: z.coerce.number().int().min(65_536).default(1_048_576),
+        description:
+          "Bytes of one resumable stream's events kept (at least 65536); past it its oldest are dropped (a resume before them: OUT_OF_RANGE). In Redis: MAXLEN ~ this / 128 events.",
+        example: "1048576",
+      },
+      RESUME_LEASE_MS: {
+        type: positiveMs.default(5_000),
+        description:
+          'With REDIS_URL: a replica generating a resumable stream renews its lease every third of this; a reader finding it expired ends with UNAVAILABLE "the generation was lost".',
+        example: "5000",
+      },
+      RESUME_MAX_TOTAL_BYTES: {
+        type: bytes.default(67_108_864),
+        description:
+          "Without Redis: bytes of every resumable stream's events kept by this process: past it ended streams are forgotten oldest first, and new resumable streams are refused (RESOURCE_EXHAUSTED) while open ones alone fill it.",
+        example: "67108864",
+      },
+    },
+  }),
+
+  section({
     title: "Logs",
     variables: {
       LOG_LEVEL: {

@@ -70,6 +70,8 @@ export interface Config {
   tracing: { otlpEndpoint: string | undefined; serviceName: string };
   /** Caller keys; absent only with AUTH=none, and then every call is let in. */
   auth: { keys: CallerKey[] } | undefined;
+  /** Resumable streams: the grace without a caller, how long ended ones are kept, the memory bounds. */
+  resume: { graceMs: number; retentionMs: number; leaseMs: number; maxStreamBytes: number; maxTotalBytes: number };
   /** Stored conversations: PostgreSQL when `databaseUrl` is set, else SQLite at `sqlitePath`. */
   conversations: {
     databaseUrl: string | undefined;
@@ -242,6 +244,13 @@ function shapeConfig(e: z.infer<typeof schema>, upstreams: NamedUpstream[], call
     metrics: e.METRICS_PORT === undefined ? undefined : { host: e.METRICS_HOST, port: e.METRICS_PORT },
     tracing: { otlpEndpoint: e.OTEL_EXPORTER_OTLP_ENDPOINT, serviceName: e.OTEL_SERVICE_NAME },
     auth: e.AUTH === "keys" ? { keys: callerKeys } : undefined,
+    resume: {
+      graceMs: e.RESUME_GRACE_MS,
+      retentionMs: e.RESUME_RETENTION_MS,
+      leaseMs: e.RESUME_LEASE_MS,
+      maxStreamBytes: e.RESUME_MAX_STREAM_BYTES,
+      maxTotalBytes: e.RESUME_MAX_TOTAL_BYTES,
+    },
     conversations: {
       databaseUrl: e.DATABASE_URL,
       sqlitePath: join(e.DATA_DIR, "conversations.db"),

@@ -2,7 +2,11 @@
 // path of a Chat call: server.ts (grpc-js) → auth.ts, limits/interceptor.ts, metrics (interceptors)
 // → call-context.ts (its context) → chat/service.ts (validate → upstream → events → write).
 import { readFileSync } from "node:fs";
+import { randomUUID } from "node:crypto";
 import { ServerCredentials, status, type Metadata } from "@grpc/grpc-js";
+import { createMemoryLog } from "../resume/memory-log.js";
+import { Runs } from "../resume/runs.js";
+import { EVENT_OVERHEAD_BYTES, type EventLog } from "../resume/log.js";
 import type { Config } from "./config.js";
 import type { Logger } from "../observability/logger.js";
 import { chatImplementation, createChatService, type ChatService } from "../chat/service.js";
@@ -71,6 +75,10 @@ export async function startGateway(config: Config, logger: Logger, upstream?: Ch
   const ownerOf = (metadata: Metadata) => callerOf(metadata) ?? "anonymous";
   const onStoreError = (operation: string, error: unknown) =>
     logger.error({ err: error, operation }, "conversation store failed");
+  const resumeLog = await resumeLogFrom(config, logger);
+  const runs = new Runs(config.resume.graceMs, (id) => resumeLog.attachedElsewhere(id));
+  // A cancel asked of another replica stops the generation running here.
+  resumeLog.onCancel((id) => runs.cancel(id));
   chat = createChatService({
     upstream: upstream ?? upstreams.chat,
     defaultModel: config.upstream.model,
@@ -84,6 +92,7 @@ export async function startGateway(config: Config, logger: Logger, upstream?: Ch
     secrets,
     bodyKeys,
     history,
+    resume: { log: resumeLog, runs },
   });
   const contextOf = callContexts({
     logger,
@@ -96,6 +105,11 @@ export async function startGateway(config: Config, logger: Logger, upstream?: Ch
     knownModels,
     logPrompts: config.log.prompts,
   });
+  // ResumeChat's and CancelChat's caller: the key auth named, and the request id Envoy gave.
+  const whoOf = (metadata: Metadata) => ({
+    caller: callerOf(metadata) ?? "anonymous",
+    requestId: String(metadata.get("x-request-id")[0] ?? "").slice(0, 128) || randomUUID(),
+  });
   const catalog = createModelCatalog({
     sources: upstreams.sources,
     configured: [...knownModels],
@@ -107,7 +121,7 @@ export async function startGateway(config: Config, logger: Logger, upstream?: Ch
     ...config.grpc,
     credentials: credentialsFrom(config),
     interceptors: interceptorsFrom(config, { callers, budgets, metrics, logRefusal }),
-    chat: chatImplementation(chat, contextOf, logger).chat,
+    chat: chatImplementation(chat, contextOf, whoOf, logger),
     openai: openAIService({
       chat,
       catalog,
@@ -151,7 +165,13 @@ export async function startGateway(config: Config, logger: Logger, upstream?: Ch
     async shutdown(graceMs, forceAfterMs) {
       const outcome = await server.shutdown(graceMs, forceAfterMs);
       // The store closes last: the streams that drained have stored their replies.
-      await Promise.all([metricsServer?.close(), tracing.shutdown(), budgets.close(), conversations.close()]);
+      await Promise.all([
+        metricsServer?.close(),
+        tracing.shutdown(),
+        budgets.close(),
+        conversations.close(),
+        resumeLog.close(),
+      ]);
       return outcome;
     },
     forceShutdown() {
@@ -160,8 +180,33 @@ export async function startGateway(config: Config, logger: Logger, upstream?: Ch
       void metricsServer?.close();
       void tracing.shutdown();
       void conversations.close();
+      void resumeLog.close();
     },
   };
+}
+
+/**
+ * Resumable streams' events: in Redis when REDIS_URL is set (a resume may land on any replica),
+ * else in this process. As for the budgets, start-up waits for Redis one timeout at most: until it
+ * answers, resumable streams are refused (UNAVAILABLE) and plain streams are served.
+ */
+async function resumeLogFrom(config: Config, logger: Logger): Promise<EventLog> {
+  const { redisUrl, timeoutMs } = config.budgets;
+  if (!redisUrl) return createMemoryLog(config.resume);
+  const password = decodeURIComponent(new URL(redisUrl).password);
+  const logError = createStoreErrorLog(logger, "open", [password]);
+  const log = (await import("../resume/redis-log.js")).createRedisLog({
+    url: redisUrl,
+    retentionMs: config.resume.retentionMs,
+    maxEvents: Math.max(16, Math.floor(config.resume.maxStreamBytes / EVENT_OVERHEAD_BYTES)),
+    leaseMs: config.resume.leaseMs,
+    timeoutMs,
+    onBackgroundError: (operation, error) => logError(`resume ${operation}`, error),
+  });
+  if (!(await log.ready(Math.max(1000, timeoutMs)))) {
+    logger.warn("resumable stream store (Redis) not reachable at start-up; resumable streams refused until it is");
+  }
+  return log;
 }
 
 /**

@@ -12,6 +12,7 @@ import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation } from "grpc-health-check";
 import {
   ChatServiceService,
+  type ChatServiceServer,
   ConversationServiceService,
   type ConversationServiceServer,
   OpenAIServiceService,
@@ -22,7 +23,6 @@ import {
   type ListModelsResponse,
 } from "../contract/chat.js";
 import type { ChatService } from "../chat/service.js";
-import type { Call } from "../chat/outbox.js";
 import { chatRequestDecoder } from "../chat/decode.js";
 import { readDescriptorSet, reflectionDefinition } from "../contract/descriptor.js";
 
@@ -79,8 +79,8 @@ export interface ServerOptions {
   credentials?: ServerCredentials;
   /** Run on every call, first to last from the network to the handler (auth, metrics). */
   interceptors?: ServerInterceptor[];
-  /** Chat's grpc-js handler (chat/service.ts's `chatImplementation`). */
-  chat: (call: Call) => void;
+  /** Chat's, ResumeChat's and CancelChat's grpc-js handlers (chat/service.ts's `chatImplementation`). */
+  chat: Pick<ChatServiceServer, "chat" | "resumeChat" | "cancelChat">;
   /** The OpenAI API (src/api/openai/service.ts). */
   openai: OpenAIServiceServer;
   /** The ListModels handler (src/chat/models.ts). */
@@ -104,7 +104,7 @@ export async function startServer(chat: ChatService, options: ServerOptions): Pr
     ...ChatServiceService,
     chat: { ...ChatServiceService.chat, requestDeserialize: chatRequestDecoder() },
   };
-  server.addService(definition, { chat: options.chat, listModels: options.listModels, getUsage: options.getUsage });
+  server.addService(definition, { ...options.chat, listModels: options.listModels, getUsage: options.getUsage });
   server.addService(OpenAIServiceService, options.openai);
   server.addService(ConversationServiceService, options.conversations);
 

@@ -8,7 +8,15 @@
  */
 export class StreamStopped extends Error {
   constructor(
-    readonly why: "cancelled" | "deadline" | "first-token" | "idle" | "max-duration" | "shutdown",
+    readonly why:
+      | "cancelled"
+      | "deadline"
+      | "first-token"
+      | "idle"
+      | "max-duration"
+      | "shutdown"
+      | "abandoned"
+      | "store",
     readonly afterMs: number,
   ) {
     super(`stream stopped: ${why}`);

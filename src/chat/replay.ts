@@ -1,0 +1,211 @@
+// A resumable stream's events, read from its log (src/resume/), written to one call: from the
+// position the caller asks for, each event once and in order with its sequence number, then the
+// live tail, then the stream's one finish or error. A caller that keeps up gets one message per
+// event; one that fell behind gets what accumulated meanwhile merged by kind (as the outbox merges),
+// each merged message carrying the position of the last event it joins, so a resume from it never
+// repeats text. The stream id goes on the first message the call writes only: it is what a
+// resume needs, and on every delta it would cost more bytes than the delta's text (docs/resuming.md).
+import { status } from "@grpc/grpc-js";
+import type { ChatResponse } from "../contract/chat.js";
+import type { LogReader, LoggedEvent, LoggedFailure } from "../resume/log.js";
+import type { GatewayStatus } from "./errors.js";
+import type { AnyCall, Presenter } from "./outbox.js";
+import { errorTrailers, requestIdMetadata } from "./status-details.js";
+
+export interface ReplayOptions {
+  streamId: string;
+  /** The last sequence the caller saw (0: from the first event). */
+  after: number;
+  requestId: string;
+  /** Silence after which the caller gets a heartbeat, and again every as long (0: none). */
+  heartbeatMs: number;
+  /** chat.v1's messages go out as they are without one. */
+  presenter?: Presenter | undefined;
+  /** Everything up to this position was written to the caller (it holds the generation back: Runs). */
+  onProgress?: ((sequence: number) => void) | undefined;
+  /** The log failed under the reader (the caller was told UNAVAILABLE). */
+  onReadError?: (error: unknown) => void;
+}
+
+/** Longest wait for the log when heartbeats are off: a read is cheap, and it notices a lost run. */
+const IDLE_READ_MS = 5_000;
+
+/** Writes the stream to `call` until its end, the caller leaving, or a failure to read it. */
+export async function replay(call: AnyCall, reader: LogReader, options: ReplayOptions): Promise<void> {
+  const cancelled = new AbortController();
+  const onCancelled = () => cancelled.abort(new Error("caller left"));
+  call.on("cancelled", onCancelled);
+  const writer = new ReplayWriter(call, options);
+  let after = options.after;
+  let lastEventAt = performance.now();
+  let behind = false;
+  try {
+    for (;;) {
+      const waitMs = options.heartbeatMs > 0 ? options.heartbeatMs : IDLE_READ_MS;
+      const result = await reader.read(after, waitMs, cancelled.signal);
+      switch (result.kind) {
+        case "idle":
+          if (options.heartbeatMs > 0 && !call.writableNeedDrain) writer.heartbeat(performance.now() - lastEventAt);
+          continue;
+        case "trimmed":
+          return writer.fail(trimmed(after, result.oldest));
+        case "gone":
+          return writer.fail({
+            code: status.NOT_FOUND,
+            details: "stream not found: its retention window passed",
+            cause: "stream_expired",
+          });
+        case "lost":
+          return writer.fail({
+            code: status.UNAVAILABLE,
+            details: "the generation was lost: the replica generating it stopped; start the request again",
+            cause: "generation_lost",
+          });
+        case "events":
+          break;
+      }
+      if (result.events.length === 0) return writer.endQuietly();
+      lastEventAt = performance.now();
+      const events = behind ? merged(result.events) : result.events;
+      for (const event of events) {
+        if (event.failure) return writer.fail(event.failure, event);
+        writer.write(event);
+        if (event.message.event?.$case === "finish") return writer.end();
+      }
+      after = result.events[result.events.length - 1]!.sequence;
+      options.onProgress?.(after);
+      // Behind: wait for the transport to take what it holds, then take everything that arrived
+      // meanwhile in one read, merged.
+      behind = call.writableNeedDrain;
+      if (behind) await drained(call, cancelled.signal);
+    }
+  } catch (error: unknown) {
+    // The caller left: nothing to write to. Anything else is the log failing under the reader.
+    if (!cancelled.signal.aborted) {
+      writer.fail({
+        code: status.UNAVAILABLE,
+        details: "resumable stream store unavailable; retry",
+        cause: "resume_store",
+      });
+      throw error;
+    }
+  } finally {
+    call.off("cancelled", onCancelled);
+    reader.close();
+  }
+}
+
+function trimmed(after: number, oldest: number): GatewayStatus {
+  return {
+    code: status.OUT_OF_RANGE,
+    details: `events after ${after} are no longer kept (the oldest kept is ${oldest}): start the request again`,
+    cause: "resume_trimmed",
+  };
+}
+
+class ReplayWriter {
+  private responding = false;
+
+  constructor(
+    private readonly call: AnyCall,
+    private readonly options: ReplayOptions,
+  ) {}
+
+  write(event: LoggedEvent): void {
+    const message: ChatResponse = { ...event.message, sequence: event.sequence };
+    if (!this.responding) message.streamId = this.options.streamId;
+    this.send(message);
+  }
+
+  heartbeat(waitedMs: number): void {
+    this.send({ event: { $case: "heartbeat", value: { waitedMs: Math.min(Math.round(waitedMs), 0xffffffff) } } });
+  }
+
+  end(): void {
+    this.call.end(requestIdMetadata(this.options.requestId));
+  }
+
+  /** The caller asked from the stream's end: it has seen everything. */
+  endQuietly(): void {
+    this.end();
+  }
+
+  /**
+   * The stream's error: in-band (with its position when it is the log's) once something was
+   * written, and as the call's status, as Chat's own errors (service.ts).
+   */
+  fail(failure: LoggedFailure, event?: LoggedEvent): void {
+    if (this.call.cancelled) return;
+    if (this.responding) {
+      const value = { code: failure.code, status: status[failure.code] ?? "UNKNOWN", message: failure.details };
+      this.send({
+        event: { $case: "error", value },
+        ...(event && { sequence: event.sequence }),
+      });
+      if (this.options.presenter?.errorsInBand) {
+        this.end();
+        return;
+      }
+    }
+    const metadata = errorTrailers(failure, { requestId: this.options.requestId, upstream: failure.upstream });
+    this.call.emit("error", { code: failure.code, details: failure.details, metadata });
+  }
+
+  private send(message: ChatResponse): void {
+    const presenter = this.options.presenter;
+    const out = presenter === undefined ? message : presenter.present(message);
+    if (out === undefined) return;
+    if (!this.responding) {
+      this.responding = true;
+      this.call.sendMetadata(requestIdMetadata(this.options.requestId));
+    }
+    this.call.write(out);
+  }
+}
+
+/** Consecutive events of one kind (and one tool call) joined, each carrying the last position it covers. */
+export function merged(events: LoggedEvent[]): LoggedEvent[] {
+  const out: LoggedEvent[] = [];
+  for (const event of events) {
+    const last = out[out.length - 1];
+    const joined = last && !last.failure && !event.failure ? join(last.message, event.message) : undefined;
+    if (joined && last) out[out.length - 1] = { sequence: event.sequence, message: joined };
+    else out.push(event);
+  }
+  return out;
+}
+
+function join(a: ChatResponse, b: ChatResponse): ChatResponse | undefined {
+  const x = a.event;
+  const y = b.event;
+  if (x === undefined || y === undefined) return undefined;
+  if (x.$case === "delta" && y.$case === "delta")
+    return { event: { $case: "delta", value: { text: x.value.text + y.value.text } } };
+  if (x.$case === "reasoning" && y.$case === "reasoning")
+    return { event: { $case: "reasoning", value: { text: x.value.text + y.value.text } } };
+  if (x.$case === "refusal" && y.$case === "refusal")
+    return { event: { $case: "refusal", value: { text: x.value.text + y.value.text } } };
+  // A call's first piece (its id and name) is never merged into anything before it.
+  if (
+    x.$case === "toolCall" &&
+    y.$case === "toolCall" &&
+    x.value.index === y.value.index &&
+    !y.value.id &&
+    !y.value.name
+  )
+    return { event: { $case: "toolCall", value: { ...x.value, arguments: x.value.arguments + y.value.arguments } } };
+  return undefined;
+}
+
+function drained(call: AnyCall, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const done = () => {
+      call.off("drain", done);
+      signal.removeEventListener("abort", done);
+      if (signal.aborted) reject(signal.reason as Error);
+      else resolve();
+    };
+    call.on("drain", done);
+    signal.addEventListener("abort", done);
+  });
+}
