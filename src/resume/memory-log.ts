@@ -129,12 +129,12 @@ export function createMemoryLog(options: MemoryLogOptions): EventLog & { readonl
     get bytes() {
       return total;
     },
-    async create(owner, _onBroken) {
+    async create(owner, _onBroken, chosen) {
       if (total > options.maxTotalBytes) makeRoom();
       if (total > options.maxTotalBytes) {
         throw new LogRefused("full", "too many resumable streams kept now; retry later");
       }
-      const id = randomUUID();
+      const id = chosen ?? randomUUID();
       const kept: KeptStream = {
         owner,
         events: [],
