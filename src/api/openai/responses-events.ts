@@ -187,6 +187,15 @@ class ResponseBuilder {
     });
   }
 
+  /**
+   * A background response's events, read again on each resume, must be the same bytes every time:
+   * the log keeps no time, so `response.completed` carries no `completed_at` (the stored response,
+   * which is not re-presented, has it).
+   */
+  private get replayable(): boolean {
+    return this.streaming && this.options.background !== undefined;
+  }
+
   /** The response the finish made, if it came. */
   finished: Record<string, unknown> | undefined;
 
@@ -209,7 +218,8 @@ class ResponseBuilder {
       finishReason === "length" ? "max_output_tokens" : finishReason === "content_filter" ? "content_filter" : null;
     this.closeAll(incomplete === null ? "completed" : "incomplete");
     const response = this.response(incomplete === null ? "completed" : "incomplete", model || this.options.model, {
-      completed_at: incomplete === null ? Math.floor((this.options.now ?? Date.now)() / 1000) : null,
+      completed_at:
+        incomplete === null && !this.replayable ? Math.floor((this.options.now ?? Date.now)() / 1000) : null,
       incomplete_details: incomplete === null ? null : { reason: incomplete },
       usage: usage ? usageOf(usage) : null,
     });
