@@ -4,6 +4,7 @@
 //   --smoke            the smallest run, Node paths only (the test suite runs it)
 //   --paths a,b        a subset of raw,direct,grpc,grpc-resumable,http,openai,responses,reference
 //   --sections a,b     a subset of ttft,single,load,paced,rss,leak,slow (for quick A/B runs while optimising)
+//   --redis URL        REDIS_URL for the service processes (resumable streams kept in Redis)
 //   --out DIR          where the results go (default bench/results)
 import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -98,8 +99,12 @@ async function main(): Promise<void> {
       paths: { type: "string" },
       sections: { type: "string" },
       out: { type: "string" },
+      redis: { type: "string" },
     },
   });
+  // `--redis URL`: every service process gets REDIS_URL (resumable streams' events, and the caller
+  // budgets, kept there): the cost of resumable streams across replicas.
+  const serviceEnv: Record<string, string> = values.redis ? { REDIS_URL: values.redis } : {};
   const mode: Mode = values.smoke ? "smoke" : values.full ? "full" : "quick";
   const plan = PLANS[mode];
   const paths = (values.paths?.split(",") ??
@@ -147,7 +152,7 @@ async function main(): Promise<void> {
   try {
     log(`mode ${mode}, paths ${paths.join(", ")}`);
     const upstream = await start(startUpstream());
-    const service = await start(startService(upstream.port));
+    const service = await start(startService(upstream.port, serviceEnv));
     const envoy = ["http", "openai", "responses"].some((p) => paths.includes(p as PathName))
       ? await start(startEnvoyFor(service.port))
       : undefined;
@@ -209,7 +214,7 @@ async function main(): Promise<void> {
       const { cycles, streams, shape, settleMs } = plan.leak;
       log(`leak: ${cycles} cycles of ${streams} gRPC streams, the service's idle RSS after each`);
       const up = await start(startUpstream());
-      const svc = await start(startService(up.port));
+      const svc = await start(startService(up.port, serviceEnv));
       const client = clientFor("grpc", { upstream: up, service: svc }, Math.ceil(streams / 1_000));
       await measureTtft([client], 20, TTFT_SHAPE);
       await new Promise((resolve) => setTimeout(resolve, 500));
@@ -230,7 +235,7 @@ async function main(): Promise<void> {
         }
         log(`rss: ${path} with ${streams} slow streams`);
         const up = await start(startUpstream());
-        const svc = path === "reference" ? undefined : await start(startService(up.port));
+        const svc = path === "reference" ? undefined : await start(startService(up.port, serviceEnv));
         const env =
           path === "http" || path === "openai" || path === "responses"
             ? await start(startEnvoyFor(svc!.port))
@@ -262,7 +267,7 @@ async function main(): Promise<void> {
       const up = await start(startUpstream());
       // The idle watchdog off: a stalled reader is not a stalled upstream (issue 8), and here the
       // readers stay stalled for longer than its 60 s default.
-      const svc = await start(startService(up.port, { UPSTREAM_IDLE_TIMEOUT_MS: "0" }));
+      const svc = await start(startService(up.port, { ...serviceEnv, UPSTREAM_IDLE_TIMEOUT_MS: "0" }));
       const env = path === "http" ? await start(startEnvoyFor(svc.port)) : undefined;
       const probe = clientFor(path, { upstream: up, service: svc, envoy: env }, 1);
       await measureTtft([probe], 20, TTFT_SHAPE);

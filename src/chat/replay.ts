@@ -87,7 +87,7 @@ export async function replay(call: AnyCall, reader: LogReader, options: ReplayOp
         details: "resumable stream store unavailable; retry",
         cause: "resume_store",
       });
-      throw error;
+      options.onReadError?.(error);
     }
   } finally {
     call.off("cancelled", onCancelled);

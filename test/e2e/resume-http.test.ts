@@ -67,13 +67,18 @@ async function startHeld(port: number, key: string): Promise<{ response: HttpRes
   return { response, seen };
 }
 
-async function resumeAfter(streamId: string, seen: Positioned[]): Promise<Positioned[]> {
+/** `via`: the position as `Last-Event-ID` (as EventSource sends it) or as the `after` query parameter. */
+async function resumeAfter(
+  streamId: string,
+  seen: Positioned[],
+  via: "header" | "query" = "header",
+): Promise<Positioned[]> {
   const last = seen[seen.length - 1]!.sequence!;
   const response = await post(
     stack.envoy.httpPort,
-    `/chat/streams/${streamId}`,
+    via === "header" ? `/chat/streams/${streamId}` : `/chat/streams/${streamId}?after=${last}`,
     "",
-    { "last-event-id": String(last) },
+    via === "header" ? { "last-event-id": String(last) } : {},
     "GET",
   );
   expect(response.status).toBe(200);
@@ -94,13 +99,13 @@ describe("resuming over HTTP", () => {
     expect(Buffer.from(textOf(seen) + textOf(rest))).toEqual(Buffer.from(TOKENS.join("")));
   });
 
-  it("after a proxy in between dropped the connection, gets the rest, and the text is the upstream's", async () => {
+  it("after a proxy in between dropped the connection, gets the rest (asked with ?after=), and the text is the upstream's", async () => {
     const proxy = await dropProxy(stack.envoy.httpPort);
     try {
       const { seen } = await startHeld(proxy.port, "proxy-dropped");
       proxy.drop();
       gates.get("proxy-dropped")!.release();
-      const rest = await resumeAfter(seen[0]!.streamId!, seen);
+      const rest = await resumeAfter(seen[0]!.streamId!, seen, "query");
       expect(Buffer.from(textOf(seen) + textOf(rest))).toEqual(Buffer.from(TOKENS.join("")));
     } finally {
       proxy.server.close();

@@ -2,7 +2,7 @@
 // it (gRPC straight to each): a stream started on one is resumed through the other, whole and in
 // order; a cancel asked of the other stops the upstream on the first; SIGKILL of the generating
 // replica gives a reader on the other every event it had published, then UNAVAILABLE "the
-// generation was lost", never a hang; and with Redis down, resumable streams are refused
+// generation was lost", never a hang; Redis dying mid-stream ends it UNAVAILABLE; and with Redis down, resumable streams are refused
 // (UNAVAILABLE), and so are resumes, while plain ones are served.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Metadata, status, type ServiceError } from "@grpc/grpc-js";
@@ -135,6 +135,19 @@ describe("resumable streams with Redis, across replicas", () => {
     });
     expect(rest.code).toBe(status.UNAVAILABLE);
     expect(rest.details).toMatch(/^the generation was lost/);
+  });
+
+  it("Redis dying mid-stream ends the stream with UNAVAILABLE, never a hang", async () => {
+    const stream = await held(a.client, "redis-dies");
+    await redis.stop();
+    try {
+      stream.release();
+      const ended = await stream.ended;
+      expect(ended.code).toBe(status.UNAVAILABLE);
+      expect(ended.details).toMatch(/^resumable stream store/);
+    } finally {
+      await redis.restart();
+    }
   });
 
   it("with Redis down, refuses resumable streams (UNAVAILABLE) and serves plain ones", async () => {

@@ -14,7 +14,7 @@ import {
 } from "../../src/gen/chat/v1/chat.js";
 import { collect, openStream, startHarness, type Harness } from "../support/grpc.js";
 import { type RecordedRequest, type Reply, wire } from "../support/fake-model.js";
-import { never } from "../support/gates.js";
+import { hold, never } from "../support/gates.js";
 
 let harness: Harness | undefined;
 let conversations: ConversationServiceClient;
@@ -295,5 +295,30 @@ describe("stored conversations", () => {
       status.INVALID_ARGUMENT,
       "conversation_id: must be a conversation's id (a UUID)",
     ]);
+  });
+});
+
+describe("a resumable stream on a stored conversation", () => {
+  it("stores the whole reply although its caller left mid-stream (the generation outlives the call)", async () => {
+    const { promise: gate, release } = hold();
+    const h = await start({
+      upstream: {
+        reply: () => ({ tokens: ["Once ", "upon ", "a ", "time."], gate: (i) => (i === 2 ? gate : undefined) }),
+      },
+    });
+    const id = await create();
+    const stream = openStream(h, { conversationId: id, text: "A story?", resumable: true });
+    await stream.received(2);
+    stream.call.cancel();
+    await stream.ended;
+    await sleep(200);
+    release();
+    await vi.waitFor(async () => {
+      const got = await get(id);
+      expect(got.turns.map((t) => [t.role, t.content])).toEqual([
+        ["user", "A story?"],
+        ["assistant", "Once upon a time."],
+      ]);
+    });
   });
 });

@@ -209,6 +209,32 @@ describe("resumable streams", () => {
     expect(textOf(stream.responses)).toBe(burst.join(""));
   });
 
+  it("shutdown waits for a detached generation to finish within the grace, and its events stay readable meanwhile", async () => {
+    const { promise: gate, release } = hold();
+    harness = await startHarness({
+      upstream: { reply: () => ({ tokens: TOKENS, gate: (i) => (i === 4 ? gate : undefined) }) },
+    });
+    const first = openStream(harness, { text: "hi", resumable: true });
+    await first.received(4);
+    const streamId = first.responses[0]!.streamId!;
+    first.call.cancel();
+    await first.ended;
+    const shutdown = harness.gateway.shutdown(60_000);
+    let over = false;
+    void shutdown.then(() => (over = true));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    // The caller is gone, but the generation could still finish in the grace period: not cut.
+    expect(over).toBe(false);
+    const resumed = resume(harness.client, streamId, 4);
+    // Attached before the generation can end (once it has, the drain closes the port).
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    release();
+    expect(await shutdown).toBe("drained");
+    const rest = await resumed;
+    expect({ code: rest.code, details: rest.details }).toEqual({ code: status.OK, details: "" });
+    expect(textOf(first.responses.slice(0, 4)) + textOf(rest.responses)).toBe(TOKENS.join(""));
+  });
+
   it("refuse a resumable stream before its first event as a plain one (trailers-only status)", async () => {
     harness = await startHarness({ upstream: { reply: () => ({ status: 429, errorMessage: "slow down" }) } });
     const result = await collect(harness.client, ChatRequest.fromPartial({ text: "hi", resumable: true }));
