@@ -187,6 +187,16 @@ describe("background responses", () => {
     expect((await client.responses.cancel(created.id)).status).toBe("cancelled");
   });
 
+  it("delete of a running background response stops its upstream, and it stays deleted", async () => {
+    held("bg-delete"); // never released
+    const created = await client.responses.create({ model: "fake-model", input: "bg-delete", background: true });
+    const index = requestOf("bg-delete");
+    await upstream.received(index);
+    expect((await client.responses.delete(created.id)).deleted).toBe(true);
+    expect(await upstream.ended(index)).toBe("closed");
+    expect((await failure(client.responses.retrieve(created.id))).status).toBe(404);
+  });
+
   it("refuses background without store, and stream on a response that is not background (400)", async () => {
     const noStore = await failure(
       client.responses.create({ model: "fake-model", input: "x", background: true, store: false }),
