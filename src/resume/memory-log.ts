@@ -38,7 +38,16 @@ interface KeptStream {
   expiry: NodeJS.Timeout | undefined;
 }
 
-export function createMemoryLog(options: MemoryLogOptions): EventLog & { readonly bytes: number } {
+export interface MemoryLog extends EventLog {
+  /** Bytes counted toward the bounds now. */
+  readonly bytes: number;
+  /** A stream under an id given elsewhere (a copy of a Redis stream: tee-log.ts); rejects with LogRefused. */
+  createWithId(id: string, owner: string): LogWriter;
+  /** Whether the stream is kept here. */
+  has(streamId: string): boolean;
+}
+
+export function createMemoryLog(options: MemoryLogOptions): MemoryLog {
   const streams = new Map<string, KeptStream>();
   /** Ended streams, in the order they ended: the first to forget when memory is short. */
   const ended = new Set<string>();
@@ -124,45 +133,50 @@ export function createMemoryLog(options: MemoryLogOptions): EventLog & { readonl
     return undefined;
   }
 
+  function createWithId(id: string, owner: string): LogWriter {
+    if (total > options.maxTotalBytes) makeRoom();
+    if (total > options.maxTotalBytes) {
+      throw new LogRefused("full", "too many resumable streams kept now; retry later");
+    }
+    const kept: KeptStream = {
+      owner,
+      events: [],
+      head: 0,
+      bytes: 0,
+      next: 1,
+      ended: false,
+      waiting: new Set(),
+      expiry: undefined,
+    };
+    streams.set(id, kept);
+    const writer: LogWriter = {
+      streamId: id,
+      append: (message) => (kept.ended ? 0 : add(kept, message)),
+      end(message, failure) {
+        if (kept.ended) return 0;
+        kept.ended = true;
+        const sequence = add(kept, message, failure);
+        // Forgotten whole after the window (unref'd: a timer must not keep the process up).
+        if (streams.has(id)) {
+          ended.add(id);
+          kept.expiry = setTimeout(() => forget(id), options.retentionMs).unref();
+        }
+        return sequence;
+      },
+    };
+    return writer;
+  }
+
   return {
     kind: "memory",
     get bytes() {
       return total;
     },
     async create(owner, _onBroken, chosen) {
-      if (total > options.maxTotalBytes) makeRoom();
-      if (total > options.maxTotalBytes) {
-        throw new LogRefused("full", "too many resumable streams kept now; retry later");
-      }
-      const id = chosen ?? randomUUID();
-      const kept: KeptStream = {
-        owner,
-        events: [],
-        head: 0,
-        bytes: 0,
-        next: 1,
-        ended: false,
-        waiting: new Set(),
-        expiry: undefined,
-      };
-      streams.set(id, kept);
-      const writer: LogWriter = {
-        streamId: id,
-        append: (message) => (kept.ended ? 0 : add(kept, message)),
-        end(message, failure) {
-          if (kept.ended) return 0;
-          kept.ended = true;
-          const sequence = add(kept, message, failure);
-          // Forgotten whole after the window (unref'd: a timer must not keep the process up).
-          if (streams.has(id)) {
-            ended.add(id);
-            kept.expiry = setTimeout(() => forget(id), options.retentionMs).unref();
-          }
-          return sequence;
-        },
-      };
-      return writer;
+      return createWithId(chosen ?? randomUUID(), owner);
     },
+    createWithId,
+    has: (streamId) => streams.has(streamId),
     reader: (streamId) => readerOf(streamId),
     async open(streamId, owner) {
       const kept = streams.get(streamId);

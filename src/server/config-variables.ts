@@ -330,7 +330,7 @@ export const SERVICE_SECTIONS = [
       RESUME_MAX_TOTAL_BYTES: {
         type: bytes.default(67_108_864),
         description:
-          "Without Redis: bytes of every resumable stream's events kept by this process: past it ended streams are forgotten oldest first, and new resumable streams are refused (RESOURCE_EXHAUSTED) while open ones alone fill it.",
+          "Bytes of resumable streams' events kept in this process's memory (with Redis: the copies of the streams it generates): past it ended streams are forgotten oldest first; while open ones alone fill it, new resumable streams are refused (RESOURCE_EXHAUSTED), or with Redis kept in Redis only.",
         example: "67108864",
       },
     },

@@ -6,6 +6,7 @@ import { randomUUID } from "node:crypto";
 import { ServerCredentials, status, type Metadata } from "@grpc/grpc-js";
 import { createMemoryLog } from "../resume/memory-log.js";
 import { Runs } from "../resume/runs.js";
+import { teeLog } from "../resume/tee-log.js";
 import { EVENT_OVERHEAD_BYTES, type EventLog } from "../resume/log.js";
 import type { Config } from "./config.js";
 import type { Logger } from "../observability/logger.js";
@@ -206,7 +207,8 @@ async function resumeLogFrom(config: Config, logger: Logger): Promise<EventLog> 
   if (!(await log.ready(Math.max(1000, timeoutMs)))) {
     logger.warn("resumable stream store (Redis) not reachable at start-up; resumable streams refused until it is");
   }
-  return log;
+  // This replica's own streams are read from its memory by the readers here (tee-log.ts).
+  return teeLog(createMemoryLog(config.resume), log);
 }
 
 /**
