@@ -58,11 +58,16 @@ function held(name: string) {
   return gate;
 }
 
-/** The index at the fake model of the request whose prompt names `name`. */
-function requestOf(name: string): number {
-  const index = upstream.requests.findIndex((r) => JSON.stringify(r.body.messages).includes(name));
-  expect(index).toBeGreaterThanOrEqual(0);
-  return index;
+/**
+ * The index at the fake model of the request whose prompt names `name`, once it arrived (a
+ * background create answers before its upstream request is sent).
+ */
+async function requestOf(name: string): Promise<number> {
+  for (;;) {
+    const index = upstream.requests.findIndex((r) => JSON.stringify(r.body.messages).includes(name));
+    if (index >= 0) return index;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
 }
 
 const textOf = (events: ResponseStreamEvent[]) =>
@@ -108,7 +113,7 @@ describe("background responses", () => {
     expect(created?.type === "response.created" && created.response.background).toBe(true);
     // The generation outlives the connection: released now, it runs to its end with nobody attached.
     gate.release();
-    expect(await upstream.ended(requestOf("bg-resume"))).toBe("finished");
+    expect(await upstream.ended(await requestOf("bg-resume"))).toBe("finished");
 
     const last = seen.at(-1)!.sequence_number;
     const rest: ResponseStreamEvent[] = [];
@@ -161,8 +166,7 @@ describe("background responses", () => {
   it("cancel stops the upstream at once and answers cancelled; another key's retrieve and cancel are 404", async () => {
     held("bg-cancel"); // never released
     const created = await client.responses.create({ model: "fake-model", input: "bg-cancel", background: true });
-    const index = requestOf("bg-cancel");
-    await upstream.received(index);
+    const index = await requestOf("bg-cancel");
 
     // Another key: not found, as an unknown id (and the generation runs on).
     const message = `No response with id '${created.id}' found.`;
@@ -190,8 +194,7 @@ describe("background responses", () => {
   it("delete of a running background response stops its upstream, and it stays deleted", async () => {
     held("bg-delete"); // never released
     const created = await client.responses.create({ model: "fake-model", input: "bg-delete", background: true });
-    const index = requestOf("bg-delete");
-    await upstream.received(index);
+    const index = await requestOf("bg-delete");
     await client.responses.delete(created.id);
     expect(await upstream.ended(index)).toBe("closed");
     expect((await failure(client.responses.retrieve(created.id))).status).toBe(404);

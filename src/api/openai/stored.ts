@@ -180,24 +180,23 @@ export function storedHandlers(storage: OpenAIStorage, chat: Pick<ChatService, "
     run("get_response", async () => {
       if (request.include.length > 0) throw invalid("include: extra output is not available");
       const { response } = await ownedResponse(owner, request.responseId);
-      if (request.stream !== true) return response;
+      if (request.stream !== true) return { row: response, after: undefined };
       if (response.background !== true) throw invalid("stream: only background responses can be streamed again");
       const after = request.startingAfter ?? -1;
       if (after < -1) throw invalid("starting_after: must be a sequence number (0 or more)");
-      return { resume: { row: response, after } };
+      return { row: response, after };
     }).then((outcome) => {
       if ("error" in outcome) {
         call.emit("error", outcome.error);
         return;
       }
-      const value = outcome.value as { resume?: { row: Record<string, unknown>; after: number } };
-      if (value.resume === undefined) {
-        call.write(jsonBody(outcome.value));
+      const { row, after } = outcome.value as { row: Record<string, unknown>; after: number | undefined };
+      if (after === undefined) {
+        call.write(jsonBody(row));
         call.end();
         return;
       }
       // The stream's events from its first, re-presented; those up to `starting_after` not written (background.ts).
-      const { row, after } = value.resume;
       const who = { caller: owner, requestId: requestIdOf(call.metadata) };
       const presenter = new ResponseEventPresenter(optionsOfRow(row, after));
       const notFound = running(row)
