@@ -200,7 +200,7 @@ export function storedHandlers(storage: OpenAIStorage, chat: Pick<ChatService, "
       const who = { caller: owner, requestId: requestIdOf(call.metadata) };
       const presenter = new ResponseEventPresenter(optionsOfRow(row, after));
       const notFound = running(row)
-        ? `No events kept for response '${request.responseId}': its generation was lost; create it again.`
+        ? `No events of response '${request.responseId}' are kept here: its generation was lost, or runs on another replica (replicas share them with REDIS_URL).`
         : `The events of response '${request.responseId}' are no longer kept: its retention window passed. Retrieve it without stream for the response itself.`;
       chat
         .resume(call as AnyCall, who, streamIdOf(request.responseId), 0, presenter, notFound)
