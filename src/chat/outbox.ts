@@ -29,6 +29,12 @@ export interface Presenter {
    * converting statuses (Envoy's transcoder) could otherwise answer for in place of what was sent.
    */
   readonly errorsInBand?: boolean;
+  /**
+   * The shape numbers each event it writes from the stream's own events (the Responses API's
+   * `sequence_number`, re-presented on a resume): a resumable stream's reader then never merges
+   * events for it, which would change the numbers between one reading and another (replay.ts).
+   */
+  readonly numbersEvents?: boolean;
 }
 export type ContentEvent = Exclude<UpstreamEvent, UpstreamFinish>;
 

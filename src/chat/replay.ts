@@ -71,7 +71,7 @@ export async function replay(call: AnyCall, reader: LogReader, options: ReplayOp
       }
       if (result.events.length === 0) return writer.endQuietly();
       lastEventAt = performance.now();
-      const events = behind ? merged(result.events) : result.events;
+      const events = behind && !options.presenter?.numbersEvents ? merged(result.events) : result.events;
       for (const event of events) {
         if (event.failure) return writer.fail(event.failure, event);
         writer.write(event);

@@ -50,6 +50,19 @@ export interface ChatServiceDeps {
   resume: { log: EventLog; runs: Runs };
 }
 
+/** A resumable stream another API starts under an id of its own (the OpenAI API's background responses). */
+export interface ChosenStream {
+  /** The stream's id in the log (a UUID). */
+  streamId: string;
+  /**
+   * No first reader: once the generation runs, `started` is called (the call is the API's to
+   * answer and end), and the generation holds itself attached, so no grace runs out while nobody
+   * reads it (a client polling for the result never attaches). Cancel and the maximum duration
+   * still stop it.
+   */
+  detached?: { started(): void };
+}
+
 /** A caller of ResumeChat or CancelChat: its key's name and the call's request id. */
 export interface StreamCaller {
   caller: string;
@@ -73,12 +86,21 @@ export interface ChatService {
     presenter: Presenter,
     problem?: string,
     history?: ConversationHistory,
+    chosen?: ChosenStream,
   ): Promise<void>;
   /**
    * ResumeChat: the stream's events after `after` written to `call`, then its live tail and end.
-   * `presenter`: another API's shape, as in `serve`.
+   * `presenter`: another API's shape, as in `serve`; `notFound`: its NOT_FOUND message, when it
+   * knows better why there is no stream (a background response past its retention window).
    */
-  resume(call: AnyCall, who: StreamCaller, streamId: string, after: number, presenter?: Presenter): Promise<void>;
+  resume(
+    call: AnyCall,
+    who: StreamCaller,
+    streamId: string,
+    after: number,
+    presenter?: Presenter,
+    notFound?: string,
+  ): Promise<void>;
   /** CancelChat: stops the stream's generation; false when `caller` has no such stream (NOT_FOUND). */
   cancel(streamId: string, caller: string): Promise<boolean>;
   /** Streams in flight now. */
@@ -169,6 +191,7 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
     presenter?: Presenter,
     problem?: string,
     ownHistory?: ConversationHistory,
+    chosen?: ChosenStream,
   ): Promise<void> {
     const model = decoded.model || deps.defaultModel;
     if (problem !== undefined) return refuse(call, context, model, "invalid", problem);
@@ -192,7 +215,7 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
       if (!opened.ok) return refuse(call, context, model, opened.why, opened.detail);
       ({ request, trimmedTurns, reply } = opened);
     }
-    if (decoded.resumable) return resumable(call, context, request, { reply, trimmedTurns }, presenter);
+    if (decoded.resumable) return resumable(call, context, request, { reply, trimmedTurns }, presenter, chosen);
 
     const started = performance.now();
     const stream = streams.start(call, started);
@@ -299,15 +322,20 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
     request: UpstreamRequest,
     stored: { reply: ReplyRecorder | undefined; trimmedTurns: number },
     presenter: Presenter | undefined,
+    chosen: ChosenStream | undefined,
   ): Promise<void> {
     let writer: LogWriter;
     // The store failing under the generation stops it: what came next could not be kept without a gap.
     let stop: ((why: "store") => void) | undefined;
     try {
-      writer = await resume.log.create(context.caller, (error) => {
-        deps.logger.error({ err: error }, "resumable stream store failed mid-stream");
-        stop?.("store");
-      });
+      writer = await resume.log.create(
+        context.caller,
+        (error) => {
+          deps.logger.error({ err: error }, "resumable stream store failed mid-stream");
+          stop?.("store");
+        },
+        chosen?.streamId,
+      );
     } catch (error: unknown) {
       await stored.reply?.end(status.UNAVAILABLE, "resume_store");
       const full = error instanceof LogRefused && error.why === "full";
@@ -328,6 +356,13 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
     const run = resume.runs.register(writer.streamId, (why, afterMs) => stream.stop(why, afterMs));
     const attached = run.attach();
     void generate(writer, run, context, request, stored, stream, started).finally(() => run.close());
+    if (chosen?.detached) {
+      // Attached for its whole run (see ChosenStream), as a reader that has seen everything: it
+      // holds off the grace, never the generation. run.close() forgets it.
+      attached.at(Number.MAX_SAFE_INTEGER);
+      chosen.detached.started();
+      return;
+    }
     try {
       await replay(call, reader, {
         streamId: writer.streamId,
@@ -395,6 +430,7 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
     streamId: string,
     after: number,
     presenter?: Presenter,
+    notFound = "stream not found",
   ): Promise<void> {
     let reader: LogReader | undefined;
     try {
@@ -409,7 +445,7 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
       return;
     }
     if (!reader) {
-      const outcome = toGatewayStatus(new CallRefused("not_found", "stream not found"));
+      const outcome = toGatewayStatus(new CallRefused("not_found", notFound));
       call.emit("error", {
         code: outcome.code,
         details: outcome.details,
@@ -447,8 +483,8 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
 
   return {
     chat: (call, context) => chat(call as AnyCall, context, call.request),
-    serve: (call, context, request, presenter, problem, history) =>
-      chat(call, context, request, presenter, problem, history),
+    serve: (call, context, request, presenter, problem, history, chosen) =>
+      chat(call, context, request, presenter, problem, history, chosen),
     get active() {
       return streams.active;
     },

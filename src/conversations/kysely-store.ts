@@ -195,6 +195,16 @@ class KyselyConversationStore implements ConversationStore {
       .execute();
   }
 
+  async updateResponse(owner: string, id: string, ended: Pick<StoredResponse, "output" | "response">) {
+    const result = await this.db
+      .updateTable("responses")
+      .set({ output: JSON.stringify(ended.output), response: JSON.stringify(ended.response) })
+      .where("id", "=", id)
+      .where("owner", "=", owner)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) > 0;
+  }
+
   async getResponse(owner: string, id: string) {
     const row = await this.db
       .selectFrom("responses")

@@ -98,6 +98,11 @@ export interface ConversationStore {
     edit: (turn: Turn) => NewTurn | undefined,
   ): Promise<EditOutcome<boolean>>;
   saveResponse(response: StoredResponse): Promise<void>;
+  /**
+   * A kept response's output and object rewritten (a background response's as it ends); false when
+   * there is no such row (deleted meanwhile: it stays deleted).
+   */
+  updateResponse(owner: string, id: string, ended: Pick<StoredResponse, "output" | "response">): Promise<boolean>;
   /** The owner's response, or undefined (unknown, deleted, or another owner's). */
   getResponse(owner: string, id: string): Promise<StoredResponse | undefined>;
   deleteResponse(owner: string, id: string): Promise<boolean>;

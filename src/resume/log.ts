@@ -73,9 +73,10 @@ export interface EventLog {
   /**
    * A new stream owned by `owner`; rejects with LogRefused when it cannot be kept. `onBroken`: an
    * append failed (the store went away), so what follows could not be kept without a gap; the
-   * generation must stop.
+   * generation must stop. `id`: the stream's id when the caller chose it (a UUID: a background
+   * response's id is its stream's, src/api/openai/background.ts); a new random one otherwise.
    */
-  create(owner: string, onBroken: (error: Error) => void): Promise<LogWriter>;
+  create(owner: string, onBroken: (error: Error) => void, id?: string): Promise<LogWriter>;
   /**
    * A reader of the stream, or undefined when there is none for `owner`: unknown, another owner's,
    * or forgotten (its retention window passed), one answer for all so no caller learns of another's.

@@ -172,8 +172,8 @@ export function createMemoryLog(options: MemoryLogOptions): MemoryLog {
     get bytes() {
       return total;
     },
-    async create(owner, _onBroken) {
-      return createWithId(randomUUID(), owner);
+    async create(owner, _onBroken, chosen) {
+      return createWithId(chosen ?? randomUUID(), owner);
     },
     createWithId,
     has: (streamId) => streams.has(streamId),

@@ -182,8 +182,8 @@ export function createRedisLog(options: RedisLogOptions): EventLog & { ready(wit
   return {
     kind: "redis",
     ready: (withinMs) => waitUntilReady(redis, withinMs),
-    async create(owner, onBroken) {
-      const id = randomUUID();
+    async create(owner, onBroken, chosen) {
+      const id = chosen ?? randomUUID();
       const k = keysOf(id);
       try {
         await redis.multi().set(k.owner, owner, "PX", liveMs).set(k.lease, "1", "PX", options.leaseMs).exec();

@@ -9,8 +9,8 @@ import type { MemoryLog } from "./memory-log.js";
 export function teeLog(local: MemoryLog, shared: EventLog): EventLog {
   return {
     kind: shared.kind,
-    async create(owner, onBroken) {
-      const remote = await shared.create(owner, onBroken);
+    async create(owner, onBroken, id) {
+      const remote = await shared.create(owner, onBroken, id);
       let copy: LogWriter;
       try {
         copy = local.createWithId(remote.streamId, owner);

@@ -6,10 +6,10 @@
 // then the request's own input. The history is trimmed to the newest `maxTurns` turns as Chat's is.
 // With `store`, the response's row is written when the stream ends: its own input, its output and
 // the `response` object the caller was given.
-import type { status } from "@grpc/grpc-js";
+import { status } from "@grpc/grpc-js";
 import type { ConversationHistory, HistoryOpened, HistoryRefused, ReplyRecorder } from "../chat/history.js";
 import type { ResponseHistoryOptions } from "../api/openai/stored.js";
-import type { ConversationStore } from "../conversations/store.js";
+import type { ConversationStore, StoredResponse } from "../conversations/store.js";
 import type { Logger } from "../observability/logger.js";
 import type { UpstreamEvent } from "../upstream/events.js";
 import { ReplyTurn, toNewTurn, toUpstreamMessages, trimHistory } from "./conversation-history.js";
@@ -67,7 +67,17 @@ export function responseHistory(deps: ResponseHistoryDeps, options: ResponseHist
         opened = { ok: true, request, trimmedTurns: 0, reply: NOTHING };
       }
       if (!options.store) return opened;
-      return { ...opened, reply: new StoredResponseRecorder(deps, options, caller, own.map(toNewTurn), opened.reply) };
+      const recorder = new StoredResponseRecorder(deps, options, caller, own.map(toNewTurn), opened.reply);
+      if (options.background) {
+        try {
+          await recorder.start();
+        } catch (error) {
+          deps.logger.error({ err: error, operation: "save_response" }, "conversation store failed");
+          await opened.reply.end(status.UNAVAILABLE, "conversation_store");
+          return { ok: false, why: "unavailable", detail: "conversation store unavailable" };
+        }
+      }
+      return { ...opened, reply: recorder };
     },
   };
 }
@@ -92,6 +102,25 @@ class StoredResponseRecorder implements ReplyRecorder {
   event(event: UpstreamEvent): void {
     this.reply.event(event);
     this.inner.event(event);
+    this.options.background?.follow(event);
+  }
+
+  /** A background response's row as it starts: in progress, its input, no output yet. */
+  start(): Promise<void> {
+    return this.deps.store.saveResponse(this.row([], this.options.presenter.initial()));
+  }
+
+  private row(output: StoredResponse["output"], response: Record<string, unknown>): StoredResponse {
+    return {
+      id: this.options.responseId,
+      owner: this.owner,
+      conversationId: this.options.conversationUuid,
+      previousResponseId: this.options.previousResponseId,
+      input: this.input,
+      output,
+      response,
+      createdAt: this.createdAt,
+    };
   }
 
   end(code: status, cause: string | undefined): Promise<void> {
@@ -99,16 +128,11 @@ class StoredResponseRecorder implements ReplyRecorder {
       const failed = code !== 0;
       const response = this.options.presenter.final(code, cause ?? "failed");
       try {
-        await this.deps.store.saveResponse({
-          id: this.options.responseId,
-          owner: this.owner,
-          conversationId: this.options.conversationUuid,
-          previousResponseId: this.options.previousResponseId,
-          input: this.input,
-          output: this.reply.empty ? [] : [this.reply.turn(failed ? (cause ?? "failed") : undefined)],
-          response,
-          createdAt: this.createdAt,
-        });
+        const output = this.reply.empty ? [] : [this.reply.turn(failed ? (cause ?? "failed") : undefined)];
+        // A background response's row exists since it started; deleted meanwhile, it stays deleted.
+        if (this.options.background)
+          await this.deps.store.updateResponse(this.owner, this.options.responseId, { output, response });
+        else await this.deps.store.saveResponse(this.row(output, response));
       } catch (error) {
         // The response is not kept; the stream ends as it would have.
         this.deps.logger.error({ err: error, operation: "save_response" }, "conversation store failed");

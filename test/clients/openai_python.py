@@ -2,6 +2,7 @@
 per run (argv: scenario, base URL, key), its outcome printed as one JSON line for the test to read."""
 import json
 import sys
+import time
 
 import openai
 
@@ -84,6 +85,33 @@ def outcome():
             "metadata": [updated.metadata, retrieved.metadata],
             "deleted": deleted.deleted,
             "gone": gone,
+        }
+    if scenario == "responses-background":
+        # A background stream dropped after three pieces of text, resumed from the last event seen.
+        stream = client.responses.create(model="fake-model", input="hi", background=True, stream=True)
+        seen = []
+        for event in stream:
+            seen.append(event)
+            if sum(e.type == "response.output_text.delta" for e in seen) == 3:
+                break
+        stream.close()
+        response_id = seen[0].response.id
+        rest = list(client.responses.retrieve(response_id, stream=True, starting_after=seen[-1].sequence_number))
+        events = seen + rest
+        # Polled: a background response without stream, then cancelling it once it ended.
+        polled = client.responses.create(model="fake-model", input="hi", background=True)
+        first_status = polled.status
+        while polled.status in ("queued", "in_progress"):
+            time.sleep(0.05)
+            polled = client.responses.retrieve(polled.id)
+        return {
+            "text": "".join(e.delta for e in events if e.type == "response.output_text.delta"),
+            "numbered": [e.sequence_number for e in events] == list(range(len(events))),
+            "last": events[-1].type,
+            "background": seen[0].response.background,
+            "first_status": first_status,
+            "polled": [polled.status, polled.output_text],
+            "cancel_after_end": client.responses.cancel(polled.id).status,
         }
     try:
         if scenario == "bad-request":

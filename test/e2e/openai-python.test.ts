@@ -112,6 +112,24 @@ describe("the openai Python SDK", () => {
     ]);
   });
 
+  it("resumes a dropped background stream with retrieve(stream=True, starting_after=...), polls one and cancels it once ended", async () => {
+    const tokens = Array.from({ length: 12 }, (_, i) => `${i}:«ü» `);
+    reply = () => ({ tokens, tokenDelayMs: 20 });
+    try {
+      expect(await python("responses-background")).toEqual({
+        text: tokens.join(""),
+        numbered: true,
+        last: "response.completed",
+        background: true,
+        first_status: "in_progress",
+        polled: ["completed", tokens.join("")],
+        cancel_after_end: "completed",
+      });
+    } finally {
+      reply = () => ({ tokens: ["Hello", " Python"] });
+    }
+  });
+
   it("raises BadRequestError for a malformed previous_response_id, and a response's failure mid-stream", async () => {
     expect(await python("responses-refused")).toMatchObject({
       raised: "BadRequestError",

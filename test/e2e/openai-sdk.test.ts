@@ -484,7 +484,7 @@ describe("Responses with the openai SDK", () => {
     expect(response.incomplete_details?.reason).toBe("max_output_tokens");
   });
 
-  it("refuses background responses, malformed stored ids, and hosted tools, as BadRequestError naming the field", async () => {
+  it("refuses background responses without store, malformed stored ids, and hosted tools, as BadRequestError naming the field", async () => {
     const refused = async (body: Record<string, unknown>) => {
       const error = await client.responses
         .create({ model: "fake-model", input: "hi", ...body } as never)
@@ -497,13 +497,13 @@ describe("Responses with the openai SDK", () => {
     expect(stored.message).toMatch(/must be a response's id/);
     expect((await refused({ store: "yes" })).param).toBe("store");
     expect((await refused({ conversation: "conv_1" })).param).toBe("conversation");
-    expect((await refused({ background: true })).param).toBe("background");
+    expect((await refused({ background: true, store: false })).param).toBe("background");
     const hosted = await refused({ tools: [{ type: "web_search" }] });
     expect(hosted.param).toBe("tools[0].type");
     expect(hosted.message).toMatch(/"web_search" tools are not supported/);
     // Streamed requests are refused the same way, before the first byte.
     const streamed = await client.responses
-      .create({ model: "fake-model", input: "hi", background: true, stream: true })
+      .create({ model: "fake-model", input: "hi", background: true, store: false, stream: true })
       .catch((e: unknown) => e);
     expect(streamed).toBeInstanceOf(OpenAI.BadRequestError);
   });

@@ -66,6 +66,19 @@ describe.each(databases)("the store's OpenAI parts on $name", ({ open }) => {
     expect(await store.getResponse("ada", r.id)).toBeUndefined();
   });
 
+  it("rewrites a background response's output and object as it ends, for its owner; a deleted one stays deleted", async () => {
+    const r = response("ada", undefined, "hi", "");
+    await store.saveResponse({ ...r, output: [], response: { object: "response", status: "in_progress" } });
+    const ended = { output: r.output, response: { object: "response", status: "completed" } };
+    expect(await store.updateResponse("bob", r.id, ended)).toBe(false);
+    expect((await store.getResponse("ada", r.id))?.response.status).toBe("in_progress");
+    expect(await store.updateResponse("ada", r.id, ended)).toBe(true);
+    expect(await store.getResponse("ada", r.id)).toEqual({ ...r, ...ended });
+    await store.deleteResponse("ada", r.id);
+    expect(await store.updateResponse("ada", r.id, ended)).toBe(false);
+    expect(await store.getResponse("ada", r.id)).toBeUndefined();
+  });
+
   it("walks a chain oldest first; branches are apart; another owner's or an unknown id is undefined", async () => {
     const a = response("ada", undefined, "q1", "r1");
     const b = response("ada", a.id, "q2", "r2");

@@ -29,6 +29,14 @@ export interface ResponseOptions {
   id?: string;
   /** How the response is kept, as the `response` object says (not stored, no history by default). */
   storage?: ResponseStorage;
+  /**
+   * A background response (background.ts): `background: true` on the object, `queued` on
+   * `response.created`, `cancelled` (not `failed`) when it was cancelled; its `created_at` given
+   * (seconds), so a resume presents the very events the first reading did.
+   */
+  background?: { createdAt: number };
+  /** A resume's `starting_after`: events numbered up to it are built but not written. */
+  after?: number;
 }
 
 export interface ResponseStorage {
@@ -42,6 +50,8 @@ export interface ResponseStorage {
 export interface FinalResponse {
   /** The response as the stream ended: as `response.completed` or `.incomplete` carried it, or failed with `message`. */
   final(code: status, message: string): Record<string, unknown>;
+  /** The response as it starts (in progress, no output): a background response's row until it ends. */
+  initial(): Record<string, unknown>;
 }
 
 type Status = "in_progress" | "completed" | "incomplete";
@@ -100,7 +110,7 @@ class ResponseBuilder {
     private readonly streaming: boolean,
   ) {
     this.id = options.id ?? this.newId("resp");
-    this.createdAt = Math.floor((options.now ?? Date.now)() / 1000);
+    this.createdAt = options.background?.createdAt ?? Math.floor((options.now ?? Date.now)() / 1000);
   }
 
   /** SSE text of everything emitted since the last call. */
@@ -161,7 +171,7 @@ class ResponseBuilder {
         id: this.newId("fc"),
         type: "function_call",
         status: "in_progress",
-        call_id: callId || `call_${randomBytes(12).toString("hex")}`,
+        call_id: callId || (this.options.newId?.("call") ?? `call_${randomBytes(12).toString("hex")}`),
         name,
         arguments: "",
       };
@@ -177,6 +187,15 @@ class ResponseBuilder {
     });
   }
 
+  /**
+   * A background response's events, read again on each resume, must be the same bytes every time:
+   * the log keeps no time, so `response.completed` carries no `completed_at` (the stored response,
+   * which is not re-presented, has it).
+   */
+  private get replayable(): boolean {
+    return this.streaming && this.options.background !== undefined;
+  }
+
   /** The response the finish made, if it came. */
   finished: Record<string, unknown> | undefined;
 
@@ -187,6 +206,7 @@ class ResponseBuilder {
   }
 
   private failed(code: status, message: string): Record<string, unknown> {
+    if (this.options.background && code === status.CANCELLED) return this.response("cancelled", this.options.model, {});
     return this.response("failed", this.options.model, {
       error: { code: code === status.RESOURCE_EXHAUSTED ? "rate_limit_exceeded" : "server_error", message },
     });
@@ -198,7 +218,8 @@ class ResponseBuilder {
       finishReason === "length" ? "max_output_tokens" : finishReason === "content_filter" ? "content_filter" : null;
     this.closeAll(incomplete === null ? "completed" : "incomplete");
     const response = this.response(incomplete === null ? "completed" : "incomplete", model || this.options.model, {
-      completed_at: incomplete === null ? Math.floor((this.options.now ?? Date.now)() / 1000) : null,
+      completed_at:
+        incomplete === null && !this.replayable ? Math.floor((this.options.now ?? Date.now)() / 1000) : null,
       incomplete_details: incomplete === null ? null : { reason: incomplete },
       usage: usage ? usageOf(usage) : null,
     });
@@ -222,8 +243,14 @@ class ResponseBuilder {
     if (this.started) return;
     this.started = true;
     const response = this.response("in_progress", this.options.model, {});
-    this.emit("response.created", { response });
+    const created = this.options.background ? { ...response, status: "queued" } : response;
+    this.emit("response.created", { response: created });
     this.emit("response.in_progress", { response });
+  }
+
+  /** The response as it starts: what a background response's create answers, and is stored as until it ends. */
+  initial(): Record<string, unknown> {
+    return this.response("in_progress", this.options.model, {});
   }
 
   private response(state: string, model: string, fields: Record<string, unknown>): Record<string, unknown> {
@@ -234,7 +261,7 @@ class ResponseBuilder {
       object: "response",
       created_at: this.createdAt,
       status: state,
-      background: false,
+      background: this.options.background !== undefined,
       completed_at: null,
       error: null,
       incomplete_details: null,
@@ -337,7 +364,7 @@ class ResponseBuilder {
   /** Serialized at once: the items it names change after. */
   private emit(type: string, fields: Record<string, unknown>): void {
     const sequence_number = this.sequence++;
-    if (this.streaming)
+    if (this.streaming && sequence_number > (this.options.after ?? -1))
       this.text += `event: ${type}\ndata: ${JSON.stringify({ type, ...fields, sequence_number })}\n\n`;
   }
 
@@ -349,10 +376,16 @@ class ResponseBuilder {
 /** Streams the Responses events. */
 export class ResponseEventPresenter implements Presenter, FinalResponse {
   readonly errorsInBand = true;
+  /** `sequence_number` counts the events built from the stream's: a resume re-presents them all (background.ts). */
+  readonly numbersEvents = true;
   private readonly builder: ResponseBuilder;
 
   final(code: status, message: string) {
     return this.builder.final(code, message);
+  }
+
+  initial() {
+    return this.builder.initial();
   }
 
   constructor(options: ResponseOptions) {
@@ -386,7 +419,9 @@ export class ResponseEventPresenter implements Presenter, FinalResponse {
         builder.fail(event.value.code, event.value.message);
         break;
     }
-    return sseBody(builder.take());
+    const text = builder.take();
+    // A resume's events up to `starting_after` are built, not written.
+    return text === "" ? undefined : sseBody(text);
   }
 }
 
@@ -396,6 +431,10 @@ export class ResponseObjectPresenter implements Presenter, FinalResponse {
 
   final(code: status, message: string) {
     return this.builder.final(code, message);
+  }
+
+  initial() {
+    return this.builder.initial();
   }
 
   constructor(options: ResponseOptions) {

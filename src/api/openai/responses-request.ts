@@ -3,9 +3,9 @@
 // the model's function calls and their outputs) becomes the conversation, `instructions` its first
 // system message, function tools and `text.format` Chat's tools and response format. The chat
 // service then validates it as it validates Chat's: one set of checks and limits for all three.
-// `store`, `previous_response_id` and `conversation` are read here and acted on by the service
-// (stored.ts); `background`, hosted tools, and what the gateway could not give back are refused by
-// name, never dropped.
+// `store`, `previous_response_id`, `conversation` and `background` are read here and acted on by
+// the service (stored.ts, background.ts); hosted tools, and what the gateway could not give back,
+// are refused by name, never dropped.
 import { ChatRequest, type ChatMessage, type ContentPart, type Tool } from "../../contract/chat.js";
 import { fail, integer, numberField, optionalObject, optionalString, parseBody, Problem } from "./fields.js";
 import { conversationUuid, isResponseId } from "./items.js";
@@ -24,6 +24,8 @@ export interface DecodedResponseRequest {
   conversation?: { id: string; uuid: string };
   /** Whether `instructions` is the request's first message (never carried to the next response). */
   hasInstructions: boolean;
+  /** `background: true`: the generation runs detached, resumable (background.ts); needs `store`. */
+  background: boolean;
 }
 
 /** What a `response` object says about the request that made it (OpenAI's fields, as sent or their defaults). */
@@ -48,7 +50,6 @@ const NEEDS_STORAGE = "needs stored items by reference, which the gateway does n
  * for something; the others, the SDKs' defaults, are accepted).
  */
 const REFUSED: Record<string, { why: string; refuse: (value: unknown) => boolean }> = {
-  background: { why: "true is not served yet (background responses)", refuse: (v) => v === true },
   prompt: { why: "stored prompt templates are not served", refuse: (v) => v !== null && v !== undefined },
   include: {
     why: "extra output (encrypted reasoning, log probabilities, hosted tools' results) is not available",
@@ -83,6 +84,7 @@ const KNOWN = new Set([
   "store",
   "previous_response_id",
   "conversation",
+  "background",
 ]);
 
 const DEFAULT_ECHO: ResponseEcho = {
@@ -105,6 +107,7 @@ export function decodeResponseRequest(data: Uint8Array): DecodedResponseRequest 
     echo: DEFAULT_ECHO,
     store: false,
     hasInstructions: false,
+    background: false,
   };
   const body = parseBody(data);
   if (typeof body === "string") return { ...empty, problem: body };
@@ -175,7 +178,17 @@ function translate(body: Record<string, unknown>): DecodedResponseRequest {
     top_p: request.topP ?? null,
     ...(user !== undefined && { user }),
   };
-  return { request, stream: body.stream === true, echo, ...storageOf(body), hasInstructions: !!instructions };
+  const storage = storageOf(body);
+  const background = optionalBoolean(body.background, "background") === true;
+  // As OpenAI: a background response is kept, so it can be polled, resumed and cancelled.
+  if (background && !storage.store) fail("background", "requires store to be true (a background response is kept)");
+  if (background) request.resumable = true;
+  return { request, stream: body.stream === true, echo, ...storage, hasInstructions: !!instructions, background };
+}
+
+function optionalBoolean(value: unknown, field: string): boolean | undefined {
+  if (value === undefined || value === null) return undefined;
+  return typeof value === "boolean" ? value : fail(field, "must be a boolean");
 }
 
 /** `store`, `previous_response_id` and `conversation`: what the response is kept with. */

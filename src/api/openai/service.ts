@@ -20,8 +20,9 @@ import type {
 import { ChatChunkPresenter, ChatCompletionPresenter } from "./chat-chunks.js";
 import { decodeChatCompletion } from "./chat-request.js";
 import { modelList, modelOf } from "./models.js";
-import { ResponseEventPresenter, ResponseObjectPresenter } from "./responses-events.js";
-import { decodeResponseRequest } from "./responses-request.js";
+import { ResponseEventPresenter, ResponseObjectPresenter, type ResponseOptions } from "./responses-events.js";
+import { decodeResponseRequest, type DecodedResponseRequest } from "./responses-request.js";
+import { followerOf, idsFor, streamIdOf } from "./background.js";
 import { storedHandlers, type OpenAIStorage } from "./stored.js";
 import { randomBytes } from "node:crypto";
 
@@ -38,6 +39,52 @@ export interface OpenAIServiceDeps {
 
 export function openAIService(deps: OpenAIServiceDeps): OpenAIServiceServer {
   const { chat, catalog, contextOf, logger } = deps;
+  /**
+   * `background: true`: a resumable stream under the response's own id (background.ts), its row
+   * written before it starts. Streamed, this call is its first reader; not streamed, it answers at
+   * once with the response in progress, and the generation runs on.
+   */
+  function background(call: ServerWritableStream<HttpBody, HttpBody>, decoded: DecodedResponseRequest, id: string) {
+    const createdAt = Math.floor(Date.now() / 1000);
+    // Each presenter names the items itself: ids from the response id, the same in every reading.
+    const optionsOf = (): ResponseOptions => ({
+      id,
+      model: decoded.request.model || deps.defaultModel,
+      echo: decoded.echo,
+      newId: idsFor(id),
+      storage: {
+        store: true,
+        ...(decoded.previousResponseId !== undefined && { previousResponseId: decoded.previousResponseId }),
+        ...(decoded.conversation !== undefined && { conversation: decoded.conversation.id }),
+      },
+      background: { createdAt },
+    });
+    const follower = followerOf(optionsOf());
+    const history = deps.storage.historyFor({
+      responseId: id,
+      store: true,
+      previousResponseId: decoded.previousResponseId,
+      conversationUuid: decoded.conversation?.uuid,
+      hasInstructions: decoded.hasInstructions,
+      presenter: follower.presenter,
+      background: { follow: follower.follow },
+    });
+    const presenter = decoded.stream
+      ? new ResponseEventPresenter(optionsOf())
+      : new ResponseObjectPresenter(optionsOf());
+    const started = () => {
+      call.write(jsonBody(follower.presenter.initial()));
+      call.end();
+    };
+    const anyCall = call as AnyCall;
+    chat
+      .serve(anyCall, contextOf(anyCall, decoded.request), decoded.request, presenter, undefined, history, {
+        streamId: streamIdOf(id),
+        ...(!decoded.stream && { detached: { started } }),
+      })
+      .catch((error: unknown) => logger.error({ err: error }, "background response handler failed"));
+  }
+
   return {
     createChatCompletion(call: ServerWritableStream<HttpBody, HttpBody>) {
       const decoded = decodeChatCompletion(call.request.data);
@@ -53,6 +100,7 @@ export function openAIService(deps: OpenAIServiceDeps): OpenAIServiceServer {
     createResponse(call: ServerWritableStream<HttpBody, HttpBody>) {
       const decoded = decodeResponseRequest(call.request.data);
       const id = `resp_${randomBytes(16).toString("hex")}`;
+      if (decoded.background && decoded.problem === undefined) return background(call, decoded, id);
       const options = {
         id,
         model: decoded.request.model || deps.defaultModel,
@@ -82,7 +130,7 @@ export function openAIService(deps: OpenAIServiceDeps): OpenAIServiceServer {
         .serve(anyCall, contextOf(anyCall, decoded.request), decoded.request, presenter, decoded.problem, history)
         .catch((error: unknown) => logger.error({ err: error }, "response handler failed"));
     },
-    ...storedHandlers(deps.storage),
+    ...storedHandlers(deps.storage, chat),
     listOpenAiModels: models(catalog, logger, () => modelList),
     retrieveOpenAiModel: models(catalog, logger, (request: RetrieveOpenAIModelRequest) => modelOf(request.model)),
   };

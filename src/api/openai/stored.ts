@@ -35,7 +35,12 @@ import {
   type ItemTurn,
   type NewItemTurn,
 } from "./items.js";
-import type { FinalResponse } from "./responses-events.js";
+import { ResponseEventPresenter, type FinalResponse } from "./responses-events.js";
+import type { AnyCall } from "../../chat/outbox.js";
+import type { ChatService } from "../../chat/service.js";
+import { optionsOfRow, running, streamIdOf } from "./background.js";
+import { randomUUID } from "node:crypto";
+import type { UpstreamEvent } from "../../upstream/events.js";
 import { inputOf } from "./responses-request.js";
 
 /** OpenAI's limits on metadata: 16 pairs, keys up to 64 characters, values up to 512. */
@@ -91,6 +96,12 @@ export interface ResponseHistoryOptions {
   /** The request's first message is `instructions`: put first, never stored as input. */
   hasInstructions: boolean;
   presenter: FinalResponse;
+  /**
+   * A background response: its row is written before the generation starts (`presenter.initial()`,
+   * so a poll or a resume finds it at once) and rewritten as it ends; `presenter` is then one of its
+   * own that `follow` feeds with every event (no reader may be there to see them).
+   */
+  background?: { follow(event: UpstreamEvent): void };
 }
 
 export interface OpenAIStorage {
@@ -117,7 +128,11 @@ const itemNotFound = (id: string) => new Refusal(status.NOT_FOUND, `No item with
 const busy = () =>
   new Refusal(status.FAILED_PRECONDITION, "conversation busy: a response or Chat stream on it has not ended");
 
-export function storedHandlers(storage: OpenAIStorage) {
+/** How long a cancel waits for the generation to write its row as cancelled, and how often it looks. */
+const CANCEL_WAIT_MS = 2_000;
+const CANCEL_POLL_MS = 25;
+
+export function storedHandlers(storage: OpenAIStorage, chat: Pick<ChatService, "resume" | "cancel">) {
   const { store } = storage;
 
   /** A unary handler: its JSON answer, or the refusal, or UNAVAILABLE when the store failed. */
@@ -161,20 +176,49 @@ export function storedHandlers(storage: OpenAIStorage) {
 
   const retrieveResponse: handleServerStreamingCall<RetrieveResponseRequest, HttpBody> = (call) => {
     const request = call.request;
+    const owner = storage.ownerOf(call.metadata);
     run("get_response", async () => {
-      if (request.stream === true)
-        throw invalid("stream: only background responses stream, and background responses are not served yet");
       if (request.include.length > 0) throw invalid("include: extra output is not available");
-      return (await ownedResponse(storage.ownerOf(call.metadata), request.responseId)).response;
+      const { response } = await ownedResponse(owner, request.responseId);
+      if (request.stream !== true) return { row: response, after: undefined };
+      if (response.background !== true) throw invalid("stream: only background responses can be streamed again");
+      const after = request.startingAfter ?? -1;
+      if (after < -1) throw invalid("starting_after: must be a sequence number (0 or more)");
+      return { row: response, after };
     }).then((outcome) => {
       if ("error" in outcome) {
         call.emit("error", outcome.error);
         return;
       }
-      call.write(jsonBody(outcome.value));
-      call.end();
+      const { row, after } = outcome.value as { row: Record<string, unknown>; after: number | undefined };
+      if (after === undefined) {
+        call.write(jsonBody(row));
+        call.end();
+        return;
+      }
+      // The stream's events from its first, re-presented; those up to `starting_after` not written (background.ts).
+      const who = { caller: owner, requestId: requestIdOf(call.metadata) };
+      const presenter = new ResponseEventPresenter(optionsOfRow(row, after));
+      const notFound = running(row)
+        ? `No events of response '${request.responseId}' are kept here: its generation was lost, or runs on another replica (replicas share them with REDIS_URL).`
+        : `The events of response '${request.responseId}' are no longer kept: its retention window passed. Retrieve it without stream for the response itself.`;
+      chat
+        .resume(call as AnyCall, who, streamIdOf(request.responseId), 0, presenter, notFound)
+        .catch((error: unknown) => storage.onStoreError("resume_response", error));
     });
   };
+
+  /** Stops a running background response; resolves with its row once it says how it ended (or as it is after the wait). */
+  async function cancelRunning(owner: string, id: string, response: Record<string, unknown>) {
+    await chat.cancel(streamIdOf(id), owner);
+    // The generation writes its row as it stops (here or on another replica): wait for it, briefly.
+    for (let waited = 0; waited < CANCEL_WAIT_MS; waited += CANCEL_POLL_MS) {
+      await new Promise((resolve) => setTimeout(resolve, CANCEL_POLL_MS));
+      const now = await store.getResponse(owner, id);
+      if (now === undefined || !running(now.response)) return now?.response;
+    }
+    return response;
+  }
 
   return {
     retrieveResponse,
@@ -182,13 +226,22 @@ export function storedHandlers(storage: OpenAIStorage) {
     deleteResponse: unary("delete_response", async (request: DeleteResponseRequest, owner) => {
       const id = request.responseId;
       if (!isResponseId(id)) throw invalid("response_id: must be a response's id (resp_ and 32 hex digits)");
+      // A background response still running is stopped first: nothing generates for a deleted response.
+      const kept = await store.getResponse(owner, id);
+      if (kept !== undefined && running(kept.response)) await cancelRunning(owner, id, kept.response);
       if (!(await store.deleteResponse(owner, id))) throw responseNotFound(id);
       return { id, object: "response", deleted: true };
     }),
 
     cancelResponse: unary("cancel_response", async (request: CancelResponseRequest, owner) => {
-      await ownedResponse(owner, request.responseId);
-      throw invalid("Only responses created with background=true can be cancelled.");
+      const { response } = await ownedResponse(owner, request.responseId);
+      if (response.background !== true) throw invalid("Only responses created with background=true can be cancelled.");
+      // A finished one is answered as it is, as OpenAI does.
+      if (!running(response)) return response;
+      return (
+        (await cancelRunning(owner, request.responseId, response)) ??
+        Promise.reject(responseNotFound(request.responseId))
+      );
     }),
 
     listResponseInputItems: unary("input_items", async (request: ListResponseInputItemsRequest, owner) => {
@@ -278,6 +331,11 @@ export function storedHandlers(storage: OpenAIStorage) {
       return conversationObject(conversation);
     }),
   };
+}
+
+/** The request id Envoy gave the call (a new one without it), for a resumed stream's metadata. */
+function requestIdOf(metadata: Metadata): string {
+  return String(metadata.get("x-request-id")[0] ?? "").slice(0, 128) || randomUUID();
 }
 
 /** The store's id for a conversation id in the path, or the 400 naming it. */

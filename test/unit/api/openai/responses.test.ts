@@ -138,7 +138,10 @@ describe("decodeResponseRequest", () => {
   it("refuses by name what needs stored responses, hosted tools, and what it could not give back", () => {
     const refused = (extra: Record<string, unknown>) => decode({ model: "m", input: "hi", ...extra }).problem;
     expect(refused({ store: false })).toBeUndefined();
-    expect(refused({ background: true })).toMatch(/^background: /);
+    // Background needs store, as OpenAI's (store is true unless false).
+    expect(refused({ background: true })).toBeUndefined();
+    expect(refused({ background: true, store: false })).toMatch(/^background: requires store/);
+    expect(refused({ background: "yes" })).toMatch(/^background: must be a boolean/);
     expect(refused({ background: false })).toBeUndefined();
     expect(refused({ include: ["reasoning.encrypted_content"] })).toMatch(/^include: /);
     expect(refused({ include: [] })).toBeUndefined();
