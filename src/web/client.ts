@@ -154,19 +154,40 @@ async function* follow(
 ): AsyncGenerator<ChatResponse> {
   // Each connection can be dropped on its own (the browser going offline) without ending the stream.
   let connection = new AbortController();
+  // Until the first event names the stream, a caller who leaves has nothing to cancel it by: the
+  // first connection then outlives the caller's signal until that event comes, and cancels it.
+  const unnamed = reconnect !== undefined && position.streamId === undefined;
+  const opening = open(unnamed ? connection.signal : AbortSignal.any([signal, connection.signal]));
   let response: Response;
   try {
-    response = await untilAborted(open(AbortSignal.any([signal, connection.signal])), signal);
+    response = await untilAborted(opening, signal);
   } catch (error) {
-    // Left before the response's headers: the gateway had written nothing to this caller, so it
-    // stops the generation itself (nobody knows the stream's id to resume it).
-    connection.abort();
+    if (unnamed && signal.aborted)
+      void cancelOnceNamed(
+        options,
+        connection,
+        opening.then((r) => r.headers.get("chat-stream-id") ?? streamIdOf(r.body!)),
+      );
+    else connection.abort();
     throw error;
   }
-  // A resumable stream's id is in its headers as well as on its first event, so a caller who leaves
-  // before that event (Stop while the model is silent) can still cancel the generation (below).
+  // A resumable stream's id is in its headers as well as on its first event: a caller who leaves
+  // after they came can cancel it at once.
   if (reconnect) position.streamId ??= response.headers.get("chat-stream-id") ?? undefined;
   let body = response.body!;
+  let stopNaming: () => void = () => undefined;
+  if (unnamed) {
+    const [main, sentinel] = body.tee();
+    body = main;
+    const named = streamIdOf(sentinel);
+    const first = connection;
+    const onAbort = () => {
+      if (position.streamId === undefined) void cancelOnceNamed(options, first, named);
+      else first.abort();
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+    stopNaming = () => signal.removeEventListener("abort", onAbort);
+  }
   let outage: Outage | undefined;
   let ended = false;
   let resumed = false;
@@ -226,6 +247,7 @@ async function* follow(
       resumed = true;
     }
   } finally {
+    stopNaming();
     // Left early (break, abort, a failure to resume): the generation would go on for nobody.
     if (!ended && reconnect && position.streamId !== undefined) await cancelQuietly(options, position.streamId);
   }
@@ -385,6 +407,53 @@ function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
     promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
   });
 }
+
+/** The stream id its first event names (undefined if it ends first); reads nothing after it. */
+async function streamIdOf(body: Body): Promise<string | undefined> {
+  const events = sse(body).getReader();
+  try {
+    for (;;) {
+      const next = await events.read();
+      if (next.done) return undefined;
+      const id = (JSON.parse(next.value.data) as { streamId?: unknown }).streamId;
+      return typeof id === "string" ? id : undefined;
+    }
+  } catch {
+    return undefined;
+  } finally {
+    void events.cancel().catch(() => undefined);
+  }
+}
+
+/**
+ * The caller left before the first event named the stream: keep its first connection until that
+ * event comes (at most NAMING_WAIT_MS), then cancel the stream, so the generation does not run on
+ * for nobody; then close the connection.
+ */
+async function cancelOnceNamed(
+  options: ClientOptions,
+  connection: AbortController,
+  named: Promise<string | undefined>,
+): Promise<void> {
+  const timer = setTimeout(() => connection.abort(), NAMING_WAIT_MS);
+  try {
+    const id = await named;
+    if (id !== undefined) await cancelQuietly(options, id);
+  } catch {
+    // The connection failed first: nothing to cancel by.
+  } finally {
+    clearTimeout(timer);
+    connection.abort();
+  }
+}
+/**
+ * How long a caller who left before the stream was named keeps its first connection. The gateway
+ * stops a generation whose caller left before anything was written to it; this covers the other
+ * case, a first event already on its way when the caller left (the gateway counts it as seen), which
+ * then names the stream to cancel. A model silent past it is stopped by the gateway once the
+ * connection closes.
+ */
+const NAMING_WAIT_MS = 1_000;
 
 /** `GET /models`: every model the gateway routes to, and the upstreams that could not list theirs. */
 export async function listModels(options: ClientOptions = {}): Promise<ListModelsResponse> {
