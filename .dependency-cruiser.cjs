@@ -4,9 +4,10 @@
 //   contract/       chat.v1 for Node (chat.ts) and browsers (web.ts), the descriptor set
 //   upstream/       the provider-neutral port: ChatUpstream, request, events, errors; router, fallback
 //   providers/X/    one upstream provider each (openai/): imports the port only
-//   resume/         resumable streams' event log (memory, Redis) and this process's generations: contract/ only
+//   redis/          what the Redis users share about an ioredis connection: stands alone
+//   resume/         resumable streams' event log (memory, Redis) and this process's generations: contract/, redis/
 //   chat/           the Chat and ListModels handlers: contract/, upstream/, resume/; no provider
-//   limits/         caller budgets: contract/, upstream/, chat/ (error details)
+//   limits/         caller budgets: contract/, upstream/, chat/ (error details), redis/
 //   observability/  logs, metrics, tracing: contract/, upstream/, chat/ (types)
 //   conversations/  the conversation store (SQLite, PostgreSQL) and ConversationService: contract/, upstream/ (types)
 //   api/X/          one API shape each (openai/: Chat Completions, models): contract/, upstream/, chat/
@@ -55,9 +56,10 @@ module.exports = {
     only("contract", ["gen"], "The contract knows only the generated code."),
     only("upstream", [], "The port knows no provider, no gRPC handler, no server."),
     only("providers", ["upstream"], "A provider implements the port and knows nothing else of the gateway."),
-    only("resume", ["contract"], "The event log keeps chat.v1 messages; it knows no handler, no upstream."),
+    only("redis", [], "Connection helpers for ioredis: nothing of the gateway."),
+    only("resume", ["contract", "redis"], "The event log keeps chat.v1 messages; it knows no handler, no upstream."),
     only("chat", ["contract", "upstream", "resume"], "The handler speaks to the ports, never to a provider or the bookkeeping."),
-    only("limits", ["contract", "upstream", "chat"], "Budgets sit beside the handler, below the server."),
+    only("limits", ["contract", "upstream", "chat", "redis"], "Budgets sit beside the handler, below the server."),
     only("observability", ["contract", "upstream", "chat"], "Logs, metrics and traces are told things; they call nothing above."),
     only("conversations", ["contract", "upstream"], "The store keeps turns in the port's terms; it knows no handler."),
     only("api", ["contract", "upstream", "chat", "resume"], "An API shape translates to and from the chat pipeline."),

@@ -17,6 +17,7 @@
 // The deadline is the caller's, converted with what this replica knows of Redis's clock (RedisClock
 // below), so the replicas' clocks need not agree with Redis's.
 import { Redis } from "ioredis";
+import { waitUntilReady } from "../redis/ready.js";
 import { ADMIT, CHARGE, REFRESH, REPORT, UNDO } from "./redis-scripts.js";
 import {
   CheckTooLate,
@@ -288,21 +289,6 @@ export class RedisClock {
     const offset = Math.max(this.current, this.previous);
     return Math.floor(local + (Number.isFinite(offset) ? offset : performance.timeOrigin));
   }
-}
-
-/** Resolves true once `redis` is connected, or false after `withinMs` without. */
-function waitUntilReady(redis: Redis, withinMs: number): Promise<boolean> {
-  if (redis.status === "ready") return Promise.resolve(true);
-  return new Promise((resolve) => {
-    const done = (ok: boolean) => {
-      clearTimeout(timer);
-      redis.off("ready", onReady);
-      resolve(ok);
-    };
-    const onReady = () => done(true);
-    const timer = setTimeout(() => done(false), withinMs);
-    redis.once("ready", onReady);
-  });
 }
 
 /** The usage hash's [field, count] pairs from HGETALL's flat list, keeping only the usage fields. */

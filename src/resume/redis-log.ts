@@ -18,6 +18,7 @@
 // Each waiting reader holds a connection of its own for XREAD BLOCK (a blocked connection serves
 // nothing else): one connection per reader attached and waiting (docs/resuming.md).
 import { Redis } from "ioredis";
+import { waitUntilReady } from "../redis/ready.js";
 import { randomUUID } from "node:crypto";
 import { ChatResponse } from "../contract/chat.js";
 import {
@@ -258,18 +259,4 @@ function connect(options: RedisLogOptions, name: string, queued = false): Redis 
   });
   redis.on("error", (error: Error) => options.onBackgroundError("connection", error));
   return redis;
-}
-
-function waitUntilReady(redis: Redis, withinMs: number): Promise<boolean> {
-  if (redis.status === "ready") return Promise.resolve(true);
-  return new Promise((resolve) => {
-    const done = (ok: boolean) => {
-      clearTimeout(timer);
-      redis.off("ready", onReady);
-      resolve(ok);
-    };
-    const onReady = () => done(true);
-    const timer = setTimeout(() => done(false), withinMs);
-    redis.once("ready", onReady);
-  });
 }
