@@ -18,6 +18,9 @@ import type { ChatResponse, HttpBody, Usage } from "../../contract/chat.js";
 import { openAIError } from "./errors.js";
 import type { ResponseEcho } from "./responses-request.js";
 
+type ChatEvent = NonNullable<ChatResponse["event"]>;
+type ContentOrFinish = Exclude<ChatEvent, { $case: "heartbeat" | "error" }>;
+
 export interface ResponseOptions {
   /** The model named on the response until the upstream's finish names its own. */
   model: string;
@@ -213,6 +216,26 @@ class ResponseBuilder {
   }
 
   /** The end: open items closed, then `response.completed`, or `response.incomplete` when the output was cut. */
+  /** One of the stream's content events, or its finish (which returns the whole response). */
+  add(event: ContentOrFinish): Record<string, unknown> | undefined {
+    switch (event.$case) {
+      case "delta":
+        this.outputText(event.value.text);
+        return undefined;
+      case "reasoning":
+        this.reasoningText(event.value.text);
+        return undefined;
+      case "refusal":
+        this.refusal(event.value.text);
+        return undefined;
+      case "toolCall":
+        this.toolCall(event.value.index, event.value.id, event.value.name, event.value.arguments);
+        return undefined;
+      case "finish":
+        return this.finish(event.value.finishReason, event.value.model, event.value.usage);
+    }
+  }
+
   finish(finishReason: string, model: string, usage: Usage | undefined): Record<string, unknown> {
     const incomplete =
       finishReason === "length" ? "max_output_tokens" : finishReason === "content_filter" ? "content_filter" : null;
@@ -399,26 +422,8 @@ export class ResponseEventPresenter implements Presenter, FinalResponse {
     // A heartbeat says only that the model is still quiet: no event, so nothing to number.
     if (event.$case === "heartbeat") return heartbeatBody(event.value.waitedMs);
     builder.start();
-    switch (event.$case) {
-      case "delta":
-        builder.outputText(event.value.text);
-        break;
-      case "reasoning":
-        builder.reasoningText(event.value.text);
-        break;
-      case "refusal":
-        builder.refusal(event.value.text);
-        break;
-      case "toolCall":
-        builder.toolCall(event.value.index, event.value.id, event.value.name, event.value.arguments);
-        break;
-      case "finish":
-        builder.finish(event.value.finishReason, event.value.model, event.value.usage);
-        break;
-      case "error":
-        builder.fail(event.value.code, event.value.message);
-        break;
-    }
+    if (event.$case === "error") builder.fail(event.value.code, event.value.message);
+    else builder.add(event);
     const text = builder.take();
     // A resume's events up to `starting_after` are built, not written.
     return text === "" ? undefined : sseBody(text);
@@ -443,27 +448,10 @@ export class ResponseObjectPresenter implements Presenter, FinalResponse {
 
   present(message: ChatResponse): HttpBody | undefined {
     const event = message.event;
-    switch (event?.$case) {
-      case "delta":
-        this.builder.outputText(event.value.text);
-        return undefined;
-      case "reasoning":
-        this.builder.reasoningText(event.value.text);
-        return undefined;
-      case "refusal":
-        this.builder.refusal(event.value.text);
-        return undefined;
-      case "toolCall":
-        this.builder.toolCall(event.value.index, event.value.id, event.value.name, event.value.arguments);
-        return undefined;
-      case "finish": {
-        const response = this.builder.finish(event.value.finishReason, event.value.model, event.value.usage);
-        return jsonBody(response);
-      }
-      // Nothing was written before the end, so a failure is the call's status: an HTTP error.
-      default:
-        return undefined;
-    }
+    // Nothing was written before the end, so a failure is the call's status: an HTTP error.
+    if (event === undefined || event.$case === "heartbeat" || event.$case === "error") return undefined;
+    const response = this.builder.add(event);
+    return response === undefined ? undefined : jsonBody(response);
   }
 }
 
