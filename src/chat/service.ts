@@ -256,16 +256,7 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
       stream.close();
     }
 
-    context.observer.ended({
-      model: request.model,
-      code: outcome?.code ?? status.OK,
-      cause: outcome?.cause,
-      ...timing,
-      durationMs: performance.now() - started,
-      finishReason: finish?.finishReason,
-      usage: finish?.usage,
-      peakBufferedChars: outbox.peakBuffered,
-    });
+    reportEnded(context, request.model, { outcome, finish, timing, started, peakBufferedChars: outbox.peakBuffered });
   }
 
   /**
@@ -412,16 +403,8 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
       watchdog.close();
       stream.close();
     }
-    context.observer.ended({
-      model: request.model,
-      code: outcome?.code ?? status.OK,
-      cause: outcome?.cause,
-      ...timing,
-      durationMs: performance.now() - started,
-      finishReason: finish?.finishReason,
-      usage: finish?.usage,
-      peakBufferedChars: 0,
-    });
+    // A reader's merging is its own (replay.ts): the generation buffers nothing for a caller.
+    reportEnded(context, request.model, { outcome, finish, timing, started, peakBufferedChars: 0 });
   }
 
   async function resumeStream(
@@ -495,6 +478,30 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
 }
 
 /** What the data path reports of the stream's content events, for the stream's summary. */
+/** The stream's line in the log, metrics, budget and trace (the call's observer), once it has ended. */
+function reportEnded(
+  context: CallContext,
+  model: string,
+  ended: {
+    outcome: GatewayStatus | undefined;
+    finish: UpstreamFinish | undefined;
+    timing: Timing;
+    started: number;
+    peakBufferedChars: number;
+  },
+): void {
+  context.observer.ended({
+    model,
+    code: ended.outcome?.code ?? status.OK,
+    cause: ended.outcome?.cause,
+    ...ended.timing,
+    durationMs: performance.now() - ended.started,
+    finishReason: ended.finish?.finishReason,
+    usage: ended.finish?.usage,
+    peakBufferedChars: ended.peakBufferedChars,
+  });
+}
+
 interface Timing {
   deltas: number;
   firstDeltaMs: number | undefined;
