@@ -3,40 +3,27 @@
 // connection once mid-answer. What the person sees on stdout must be the upstream's text exactly,
 // and the exit status 0; with --no-resume the drop is the UNAVAILABLE it always was.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startFakeUpstream, type FakeUpstream } from "../support/fake-model.js";
-import { startStack, type Stack } from "../support/processes.js";
+import type { FakeUpstream } from "../support/fake-model.js";
+import type { Stack } from "../support/processes.js";
+import { startGatedStack, unicodeTokens, type GatedStack } from "../support/gated-stack.js";
 import { startCli } from "../support/cli.js";
 import { hold } from "../support/gates.js";
 import { startDropProxy } from "../support/drop-proxy.js";
 
-/** Multi-byte text on purpose: a cut or a repeat inside a character would show. */
-const TOKENS = Array.from({ length: 30 }, (_, i) => `${i}:héllo 🌍 «ünïcode» `);
+const TOKENS = unicodeTokens(30);
 const TEXT = TOKENS.join("");
 const CUT_AFTER = 10;
 
 let upstream: FakeUpstream;
 let stack: Stack;
-const gates = new Map<string, ReturnType<typeof hold>>();
+let gates: GatedStack["gates"];
 
+let gated: GatedStack | undefined;
 beforeAll(async () => {
-  upstream = await startFakeUpstream({
-    reply: (request) => {
-      const prompt = JSON.stringify(request.body.messages);
-      const gate = [...gates.entries()].find(([key]) => prompt.includes(key))?.[1];
-      return { tokens: TOKENS, gate: (i) => (i === CUT_AFTER ? gate?.promise : undefined) };
-    },
-  });
-  stack = await startStack({
-    OPENAI_BASE_URL: upstream.baseURL,
-    OPENAI_API_KEY: "sk-cli-resume",
-    CHAT_MODEL: "fake-model",
-    UPSTREAM_MAX_RETRIES: "0",
-  });
+  gated = await startGatedStack({ tokens: TOKENS, cutAfter: CUT_AFTER, apiKey: "sk-cli-resume" });
+  ({ upstream, stack, gates } = gated);
 });
-afterAll(async () => {
-  await stack?.stop();
-  await upstream?.close();
-});
+afterAll(() => gated?.stop());
 
 const ways = [
   { name: "gRPC (ResumeChat)", port: () => stack.service.port, args: (port: number) => ["-t", `127.0.0.1:${port}`] },

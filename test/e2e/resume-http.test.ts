@@ -3,15 +3,15 @@
 // connection) resumes with `GET /chat/streams/{id}` and `Last-Event-ID`, and the text it joins is
 // the upstream's, byte for byte; `DELETE` stops the upstream; unknown ids are a 404 in the
 // transcoder's JSON error shape.
-import { createConnection, createServer, type Server, type Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startFakeUpstream, type FakeUpstream } from "../support/fake-model.js";
-import { startStack, type Stack } from "../support/processes.js";
+import type { FakeUpstream } from "../support/fake-model.js";
+import type { Stack } from "../support/processes.js";
+import { startGatedStack, unicodeTokens, type GatedStack } from "../support/gated-stack.js";
 import { allEvents, errorBody, post, type HttpResponse } from "../support/http.js";
 import { hold } from "../support/gates.js";
+import { startDropProxy } from "../support/drop-proxy.js";
 
-/** Multi-byte text on purpose: a cut or a repeat inside a character would show. */
-const TOKENS = Array.from({ length: 40 }, (_, i) => `${i}:héllo 🌍 «ünïcode» `);
+const TOKENS = unicodeTokens(40);
 const CUT_AFTER = 10;
 
 interface Positioned {
@@ -24,28 +24,14 @@ interface Positioned {
 
 let upstream: FakeUpstream;
 let stack: Stack;
-let gates: Map<string, { promise: Promise<void>; release: () => void }>;
+let gates: GatedStack["gates"];
 
+let gated: GatedStack | undefined;
 beforeAll(async () => {
-  gates = new Map();
-  upstream = await startFakeUpstream({
-    reply: (request) => {
-      const prompt = JSON.stringify(request.body.messages);
-      const gate = [...gates.entries()].find(([key]) => prompt.includes(key))?.[1];
-      return { tokens: TOKENS, gate: (i) => (i === CUT_AFTER ? gate?.promise : undefined) };
-    },
-  });
-  stack = await startStack({
-    OPENAI_BASE_URL: upstream.baseURL,
-    OPENAI_API_KEY: "sk-e2e",
-    CHAT_MODEL: "fake-model",
-    UPSTREAM_MAX_RETRIES: "0",
-  });
+  gated = await startGatedStack({ tokens: TOKENS, cutAfter: CUT_AFTER, apiKey: "sk-e2e" });
+  ({ upstream, stack, gates } = gated);
 });
-afterAll(async () => {
-  await stack?.stop();
-  await upstream?.close();
-});
+afterAll(() => gated?.stop());
 
 /** Reads SSE events until `count` have arrived; returns them (the response is left open). */
 async function firstEvents(response: HttpResponse, count: number): Promise<Positioned[]> {
@@ -100,7 +86,7 @@ describe("resuming over HTTP", () => {
   });
 
   it("after a proxy in between dropped the connection, gets the rest (asked with ?after=), and the text is the upstream's", async () => {
-    const proxy = await dropProxy(stack.envoy.httpPort);
+    const proxy = await startDropProxy(stack.envoy.httpPort);
     try {
       const { seen } = await startHeld(proxy.port, "proxy-dropped");
       proxy.drop();
@@ -108,7 +94,7 @@ describe("resuming over HTTP", () => {
       const rest = await resumeAfter(seen[0]!.streamId!, seen, "query");
       expect(Buffer.from(textOf(seen) + textOf(rest))).toEqual(Buffer.from(TOKENS.join("")));
     } finally {
-      proxy.server.close();
+      await proxy.close();
     }
   });
 
@@ -166,27 +152,3 @@ describe("resuming over HTTP", () => {
     expect(JSON.parse(await response.body())).toEqual(errorBody(5, "stream not found", "NOT_FOUND"));
   });
 });
-
-/** A TCP proxy whose `drop()` cuts every connection through it at once, both sides. */
-async function dropProxy(target: number): Promise<{ server: Server; port: number; drop(): void }> {
-  const sockets = new Set<Socket>();
-  const server = createServer((client) => {
-    const upstreamSocket = createConnection({ host: "127.0.0.1", port: target });
-    for (const s of [client, upstreamSocket]) {
-      sockets.add(s);
-      s.on("error", () => undefined);
-      s.on("close", () => sockets.delete(s));
-    }
-    client.pipe(upstreamSocket);
-    upstreamSocket.pipe(client);
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const address = server.address();
-  return {
-    server,
-    port: typeof address === "object" && address ? address.port : 0,
-    drop: () => {
-      for (const s of sockets) s.resetAndDestroy();
-    },
-  };
-}

@@ -12,38 +12,25 @@ import {
   type ChatResponse,
   type ClientOptions,
 } from "../../src/web/client.js";
-import { startFakeUpstream, type FakeUpstream } from "../support/fake-model.js";
-import { startStack, type Stack } from "../support/processes.js";
+import type { FakeUpstream } from "../support/fake-model.js";
+import type { Stack } from "../support/processes.js";
+import { startGatedStack, unicodeTokens, type GatedStack } from "../support/gated-stack.js";
 import { hold } from "../support/gates.js";
 import { startDropProxy, type DropProxy } from "../support/drop-proxy.js";
 
-/** Multi-byte text on purpose: a cut or a repeat inside a character would show. */
-const TOKENS = Array.from({ length: 40 }, (_, i) => `${i}:héllo 🌍 «ünïcode» `);
+const TOKENS = unicodeTokens(40);
 const CUT_AFTER = 10;
 
 let upstream: FakeUpstream;
 let stack: Stack;
-const gates = new Map<string, ReturnType<typeof hold>>();
+let gates: GatedStack["gates"];
 
+let gated: GatedStack | undefined;
 beforeAll(async () => {
-  upstream = await startFakeUpstream({
-    reply: (request) => {
-      const prompt = JSON.stringify(request.body.messages);
-      const gate = [...gates.entries()].find(([key]) => prompt.includes(key))?.[1];
-      return { tokens: TOKENS, gate: (i) => (i === CUT_AFTER ? gate?.promise : undefined) };
-    },
-  });
-  stack = await startStack({
-    OPENAI_BASE_URL: upstream.baseURL,
-    OPENAI_API_KEY: "sk-e2e",
-    CHAT_MODEL: "fake-model",
-    UPSTREAM_MAX_RETRIES: "0",
-  });
+  gated = await startGatedStack({ tokens: TOKENS, cutAfter: CUT_AFTER, apiKey: "sk-e2e" });
+  ({ upstream, stack, gates } = gated);
 });
-afterAll(async () => {
-  await stack?.stop();
-  await upstream?.close();
-});
+afterAll(() => gated?.stop());
 
 const textOf = (events: ChatResponse[]) =>
   events.map((e) => (e.event?.$case === "delta" ? e.event.value.text : "")).join("");
