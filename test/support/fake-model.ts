@@ -28,6 +28,8 @@ export interface RecordedRequest {
   readonly index: number;
   readonly headers: IncomingMessage["headers"];
   readonly body: ChatCompletionBody;
+  /** The client's port of the connection it came on: one per connection the gateway opened. */
+  readonly remotePort: number | undefined;
 }
 
 /** What the server does with one request. Every field is optional; the defaults stream a short reply. */
@@ -181,7 +183,12 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
   }
 
   async function completions(req: IncomingMessage, res: ServerResponse, body: ChatCompletionBody): Promise<void> {
-    const recorded: RecordedRequest = { index: requests.length, headers: req.headers, body };
+    const recorded: RecordedRequest = {
+      index: requests.length,
+      headers: req.headers,
+      body,
+      remotePort: req.socket.remotePort,
+    };
     requests.push(recorded);
     for (const w of arrivals.get(recorded.index) ?? []) w(recorded);
     arrivals.delete(recorded.index);

@@ -12,6 +12,7 @@ import { toUpstreamError, UpstreamStreamError } from "./errors.js";
 import { ChunkTranslator } from "./chunks.js";
 import { SseChunkDecoder } from "./sse-chunks.js";
 import { CALL_OPTION, upstreamFetch } from "./fetch.js";
+import { HttpTransport } from "./http-transport.js";
 
 export interface OpenAIUpstreamOptions {
   baseURL: string;
@@ -19,7 +20,7 @@ export interface OpenAIUpstreamOptions {
   /** Retries before the first token, the SDK's and the gateway's own (in-stream errors) together. */
   maxRetries: number;
   timeoutMs: number;
-  /** Used instead of the global fetch (tests; undici's dispatcher options). */
+  /** Used instead of node:http (tests). */
   fetch?: typeof fetch;
 }
 
@@ -29,10 +30,12 @@ export class OpenAIUpstream implements ChatUpstream, ModelLister {
   private sendStreamOptions = true;
   /** How many times the SDK had retried before each response it got (the request's retry-count header). */
   private readonly retriesBefore = new WeakMap<Response, number>();
+  /** The connections to the upstream, and the reader of their bodies (http-transport.ts). */
+  private readonly transport = new HttpTransport();
 
   constructor(private readonly options: OpenAIUpstreamOptions) {
     // Reports the SDK's own retries to the call that made them (see fetch.ts).
-    const base = upstreamFetch(options.fetch ?? globalThis.fetch);
+    const base = upstreamFetch(options.fetch ?? this.transport.fetch);
     this.client = new OpenAI({
       baseURL: options.baseURL,
       // The SDK insists on a key; local servers (Ollama, llama.cpp) ignore whatever is sent.
@@ -74,10 +77,9 @@ export class OpenAIUpstream implements ChatUpstream, ModelLister {
         watch.opened();
         // The SDK built, sent, authenticated and retried the request and mapped an error status;
         // the body it would decode through five async generators per event is read here, one
-        // network read per await (see sse-chunks.ts).
-        const body = response.body;
-        if (body === null) throw new UpstreamProtocolError("cut");
-        const reader = body.getReader();
+        // network read per await (see sse-chunks.ts), from Node's stream (http-transport.ts).
+        if (response.body === null) throw new UpstreamProtocolError("cut");
+        const body = this.transport.chunks(response);
         const decoder = new SseChunkDecoder(response.headers);
         const translator = new ChunkTranslator(request.model);
         let ended = false;
@@ -85,7 +87,7 @@ export class OpenAIUpstream implements ChatUpstream, ModelLister {
           while (!decoder.done) {
             let chunks: readonly unknown[];
             try {
-              const read = await reader.read();
+              const read = await body.next();
               if (read.done) ended = true;
               chunks = read.done ? decoder.end() : decoder.read(read.value);
             } catch (error: unknown) {
@@ -116,10 +118,14 @@ export class OpenAIUpstream implements ChatUpstream, ModelLister {
             if (signal.aborted) throw signal.reason;
             if (ended) break;
           }
+          // [DONE] before the body's end: the connection goes back to the pool for the next request.
+          if (!ended) {
+            ended = true;
+            await body.finish();
+          }
         } finally {
-          // Stopped early (an error, the caller gone, [DONE] before the body's end): the body is
-          // cancelled, which closes the upstream connection unless it had already ended.
-          if (!ended) reader.cancel().catch(() => undefined);
+          // Stopped early (an error, the caller gone): the connection is closed.
+          if (!ended) body.close();
         }
         const last = [...translator.finish()];
         progress.sent = true;

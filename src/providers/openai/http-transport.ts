@@ -1,0 +1,240 @@
+// The fetch the openai SDK sends through by default: `node:http`/`node:https` with a keep-alive
+// pool, instead of the global fetch (undici). The SDK still builds, authenticates, times out and
+// retries each request, and reads an error's body through the Response it gets; a streamed body is
+// read by the provider straight from Node's response stream (`bodyOf`), one network read per await.
+//
+// Why: paced, every token is its own network read, and through fetch each read went through undici's
+// fetch controller and two WHATWG streams before the body decoder saw it (15% of the service's CPU
+// per token in issue 24's profile), and a stalled caller left ~4 × 64 KiB of the upstream's bytes in
+// those streams' buffers. Node's HTTP/1.1 parser and one Readable hold one high-water mark.
+import { Agent as HttpAgent, type IncomingMessage, request as httpRequest } from "node:http";
+import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
+import { isIP } from "node:net";
+
+/** A free pooled connection is closed after this long (undici's default keep-alive timeout). */
+const FREE_SOCKET_TIMEOUT_MS = 4_000;
+
+/** Statuses whose response has no body (the Response constructor refuses one). */
+const NULL_BODY = new Set([101, 204, 205, 304]);
+
+export class HttpTransport {
+  private readonly http = new HttpAgent({
+    keepAlive: true,
+    timeout: FREE_SOCKET_TIMEOUT_MS,
+    scheduling: "lifo",
+  });
+  private readonly https = new HttpsAgent({
+    keepAlive: true,
+    timeout: FREE_SOCKET_TIMEOUT_MS,
+    scheduling: "lifo",
+  });
+  /** The Node response behind each Response this transport made, until it is collected. */
+  private readonly bodies = new WeakMap<Response, IncomingMessage>();
+
+  /** A fetch for the SDK: method, headers, a string or bytes body, an abort signal. */
+  readonly fetch = (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+    const url = new URL(input instanceof Request ? input.url : input);
+    const secure = url.protocol === "https:";
+    const body = init?.body;
+    if (body != null && typeof body !== "string" && !(body instanceof Uint8Array))
+      return Promise.reject(new TypeError("HttpTransport sends string or byte bodies only"));
+    return new Promise((resolve, reject) => {
+      const request = (secure ? httpsRequest : httpRequest)(url, {
+        method: init?.method ?? "GET",
+        headers: headersOf(init?.headers),
+        agent: secure ? this.https : this.http,
+        signal: init?.signal ?? undefined,
+        // No SNI for an address (RFC 6066; Node warns), as fetch does.
+        ...(secure && isIP(url.hostname.replace(/^\[|\]$/g, "")) !== 0 && { servername: "" }),
+      });
+      let responded = false;
+      // After the response, a failure (an abort, a cut socket) reaches its reader through the body.
+      request.on("error", (error) => {
+        if (!responded) reject(error);
+      });
+      request.once("response", (message) => {
+        responded = true;
+        const response = new Response(NULL_BODY.has(message.statusCode ?? 0) ? null : lazyBody(message), {
+          status: message.statusCode ?? 502,
+          statusText: message.statusMessage ?? "",
+          headers: responseHeaders(message.rawHeaders),
+        });
+        this.bodies.set(response, message);
+        resolve(response);
+      });
+      request.end(body ?? undefined);
+    });
+  };
+
+  /**
+   * The network reads of a response's body, one per `next()`: straight from Node's stream for a
+   * Response this transport made, through `response.body` for any other (a fetch given in tests).
+   */
+  chunks(response: Response): BodyChunks {
+    const message = this.bodies.get(response);
+    if (message !== undefined) return new NodeBodyChunks(message);
+    if (response.body === null) throw new TypeError("the response has no body");
+    return new WebBodyChunks(response.body.getReader());
+  }
+
+  /** Closes the pooled connections (the process is stopping). */
+  close(): void {
+    this.http.destroy();
+    this.https.destroy();
+  }
+}
+
+export type BodyRead = { done: false; value: Uint8Array } | { done: true; value?: Uint8Array | undefined };
+
+/** A body read one network read at a time. */
+export interface BodyChunks {
+  /** The bytes of the next read (everything that arrived since the last), or done at the body's end. */
+  next(): Promise<BodyRead>;
+  /**
+   * The upstream said it is done ([DONE]) before the body's end: the rest is read away so the
+   * connection goes back to the pool. Resolves once it has when the end is already in (so the next
+   * request finds it free), at once otherwise; a server slow to end its body is cut off.
+   */
+  finish(): Promise<void>;
+  /** The reader stops early (an error, the caller gone): the connection is closed. */
+  close(): void;
+}
+
+/**
+ * The most bytes one `next()` hands over (one socket read's worth): everything a read takes is
+ * decoded and merged for the caller at once, so this bounds what a stalled caller's stream holds
+ * beyond Node's buffer.
+ */
+const MAX_READ_BYTES = 64 * 1024;
+
+/** A server that sent `[DONE]` has this long to end its body before its connection is closed. */
+const DRAIN_MS = 1_000;
+
+class NodeBodyChunks implements BodyChunks {
+  private ended = false;
+  private failure: Error | undefined;
+  private wake: (() => void) | undefined;
+  private readonly notify = () => {
+    const wake = this.wake;
+    this.wake = undefined;
+    wake?.();
+  };
+  private readonly onEnd = () => {
+    this.ended = true;
+    this.notify();
+  };
+  private readonly onError = (error: Error) => {
+    this.failure ??= error;
+    this.notify();
+  };
+  // A socket closed mid-body errors the message on most paths; 'close' before 'end' covers the rest.
+  private readonly onClose = () => this.onError(new Error("terminated"));
+
+  constructor(private readonly message: IncomingMessage) {
+    message.on("readable", this.notify);
+    message.on("end", this.onEnd);
+    message.on("error", this.onError);
+    message.on("close", this.onClose);
+  }
+
+  async next(): Promise<BodyRead> {
+    for (;;) {
+      const chunk = this.message.read() as Buffer | null;
+      if (chunk !== null) {
+        if (chunk.length <= MAX_READ_BYTES) return { done: false, value: chunk };
+        // The rest goes back into the stream's buffer, where it counts against its high-water
+        // mark: Node reads no more from the socket meanwhile.
+        this.message.unshift(chunk.subarray(MAX_READ_BYTES));
+        return { done: false, value: chunk.subarray(0, MAX_READ_BYTES) };
+      }
+      if (this.ended) return { done: true, value: undefined };
+      if (this.failure !== undefined) throw this.failure;
+      await new Promise<void>((resolve) => {
+        this.wake = resolve;
+      });
+    }
+  }
+
+  finish(): Promise<void> {
+    const message = this.unlisten();
+    if (this.ended || message.readableEnded) return Promise.resolve();
+    if (this.failure !== undefined) {
+      message.destroy();
+      return Promise.resolve();
+    }
+    // Node's agent takes the socket back at the body's 'end' (a tick later for the pool).
+    const end = new Promise<void>((resolve) => message.once("end", resolve));
+    message.resume();
+    if (message.complete) return end;
+    const timer = setTimeout(() => message.destroy(), DRAIN_MS);
+    timer.unref();
+    void end.then(() => clearTimeout(timer));
+    return Promise.resolve();
+  }
+
+  close(): void {
+    const message = this.unlisten();
+    if (!this.ended && !message.readableEnded) message.destroy();
+  }
+
+  private unlisten(): IncomingMessage {
+    const message = this.message;
+    message.off("readable", this.notify);
+    message.off("end", this.onEnd);
+    message.off("close", this.onClose);
+    // onError stays: a message destroyed from now on must not throw an unhandled 'error'.
+    return message;
+  }
+}
+
+class WebBodyChunks implements BodyChunks {
+  constructor(private readonly reader: ReadableStreamDefaultReader<Uint8Array>) {}
+
+  next(): Promise<BodyRead> {
+    return this.reader.read();
+  }
+
+  finish(): Promise<void> {
+    this.close();
+    return Promise.resolve();
+  }
+
+  close(): void {
+    this.reader.cancel().catch(() => undefined);
+  }
+}
+
+function headersOf(headers: ConstructorParameters<typeof Headers>[0]): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (headers === undefined) return out;
+  for (const [name, value] of new Headers(headers)) out[name] = value;
+  return out;
+}
+
+function responseHeaders(raw: readonly string[]): Headers {
+  const headers = new Headers();
+  for (let i = 0; i + 1 < raw.length; i += 2) headers.append(raw[i] as string, raw[i + 1] as string);
+  return headers;
+}
+
+/**
+ * A web stream over the Node one that starts reading only when read: the SDK reads an error's body
+ * through it, while a streamed body the provider reads from Node's stream never passes through it.
+ */
+function lazyBody(message: IncomingMessage): ReadableStream<Uint8Array> {
+  let iterator: AsyncIterator<Buffer> | undefined;
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        iterator ??= message[Symbol.asyncIterator]();
+        const next = await iterator.next();
+        if (next.done) controller.close();
+        else controller.enqueue(new Uint8Array(next.value.buffer, next.value.byteOffset, next.value.byteLength));
+      },
+      cancel() {
+        message.destroy();
+      },
+    },
+    { highWaterMark: 0 },
+  );
+}
