@@ -24,9 +24,11 @@ const services = { A: await service(roots.A), B: await service(roots.B) };
 const single: ReplyShape = { tokens: 20_000, size: 4, firstMs: 0, delayMs: 0 };
 const load: ReplyShape = { tokens: 200, size: 4, firstMs: 0, delayMs: 0 };
 const paced: ReplyShape = { tokens: 64, size: 4, firstMs: 0, delayMs: 20 };
-const results: Record<"A" | "B", { single: number[]; load: number[]; paced: number[]; singleTps: number[] }> = {
-  A: { single: [], load: [], paced: [], singleTps: [] },
-  B: { single: [], load: [], paced: [], singleTps: [] },
+const tiny: ReplyShape = { tokens: 1, size: 4, firstMs: 0, delayMs: 0 };
+type Section = "single" | "load" | "paced" | "request";
+const results: Record<"A" | "B", Record<Section | "singleTps", number[]>> = {
+  A: { single: [], load: [], paced: [], request: [], singleTps: [] },
+  B: { single: [], load: [], paced: [], request: [], singleTps: [] },
 };
 
 /** CPU ms the service spent per 1,000 tokens on `run`, and the tokens/s it took. */
@@ -57,11 +59,20 @@ const hundredPaced = (s: (typeof services)["A"]) =>
     }),
   ).then(() => undefined);
 
+// 100 streams at once, 20 one-token replies each: the cost of a request.
+const requests = (s: (typeof services)["A"]) =>
+  Promise.all(
+    Array.from({ length: 100 }, async () => {
+      for (let i = 0; i < 20; i++) await s.client.chat(promptFor(tiny));
+    }),
+  ).then(() => undefined);
+
 // Each section in rounds of A B B A (after a warm-up of both), so drift hits both sides alike.
 for (const [section, tokens, run] of [
   ["single", single.tokens, oneStream],
   ["load", 100 * 20 * load.tokens, hundredStreams],
   ["paced", 100 * 5 * paced.tokens, hundredPaced],
+  ["request", 100 * 20, requests],
 ] as const) {
   for (const side of ["A", "B"] as const) await run(services[side]);
   for (let round = 0; round < rounds; round++) {
@@ -78,13 +89,16 @@ for (const side of ["A", "B"] as const) {
   console.log(
     `${side} ${roots[side]}: CPU ms/1k tokens single ${r.single.map((x) => x.toFixed(1)).join(" ")} (median ${median(r.single).toFixed(2)}), ` +
       `@100 ${r.load.map((x) => x.toFixed(1)).join(" ")} (median ${median(r.load).toFixed(2)}), ` +
-      `paced @100 ${r.paced.map((x) => x.toFixed(1)).join(" ")} (median ${median(r.paced).toFixed(2)}); single tokens/s median ${median(r.singleTps).toFixed(0)}`,
+      `paced @100 ${r.paced.map((x) => x.toFixed(1)).join(" ")} (median ${median(r.paced).toFixed(2)}); ` +
+      `CPU ms per request ${r.request.map((x) => (x / 1000).toFixed(3)).join(" ")} (median ${(median(r.request) / 1000).toFixed(3)}); ` +
+      `single tokens/s median ${median(r.singleTps).toFixed(0)}`,
   );
 }
 const sum = (v: number[]) => v.reduce((a, b) => a + b, 0);
 console.log(
   `B/A, total CPU over all rounds: single ${(sum(results.B.single) / sum(results.A.single)).toFixed(3)}, ` +
-    `@100 ${(sum(results.B.load) / sum(results.A.load)).toFixed(3)}, paced @100 ${(sum(results.B.paced) / sum(results.A.paced)).toFixed(3)}`,
+    `@100 ${(sum(results.B.load) / sum(results.A.load)).toFixed(3)}, paced @100 ${(sum(results.B.paced) / sum(results.A.paced)).toFixed(3)}, ` +
+    `per request ${(sum(results.B.request) / sum(results.A.request)).toFixed(3)}`,
 );
 for (const s of Object.values(services)) {
   s.client.close();
