@@ -360,8 +360,18 @@ export function httpClient(name: "http" | "reference", port: number): PathClient
   };
 }
 
+/**
+ * HTTP keep-alive (connections reused), without TCP keepalive probes while a reply is open. With
+ * `keepAlive`, Node turns on TCP keepalive on every socket it connects, with `keepAliveMsecs` (1 s
+ * by default) as the idle time, and its libuv sends the probes 1 s apart and gives up after 10
+ * unanswered (setsockopt TCP_KEEPIDLE 1, TCP_KEEPINTVL 1, TCP_KEEPCNT 10). The RSS section's
+ * 10,000 streams sit 15 s between tokens: 10,000 probes a second on loopback, more than the
+ * kernel's per-CPU input queue takes in a burst (net.core.netdev_max_backlog, 1,000), so some
+ * probes or their ACKs were dropped, and a connection whose ten in a row were ended with
+ * `read ETIMEDOUT` (docs/performance.md). No silence in the bench lasts a minute.
+ */
 function pooledAgent(): Agent {
-  return new Agent({ keepAlive: true, maxSockets: Infinity, maxFreeSockets: 20_000 });
+  return new Agent({ keepAlive: true, keepAliveMsecs: 60_000, maxSockets: Infinity, maxFreeSockets: 20_000 });
 }
 
 /** How an HTTP path's body turns into tokens. */
