@@ -4,32 +4,13 @@
 // 10,000 streams, 15 s between tokens; the kernel dropped some, and connections ended with
 // `read ETIMEDOUT` (docs/performance.md). Read from the kernel's own table (/proc/net/tcp, Linux):
 // the client socket's keepalive timer, while its reply is silent for longer than a second.
-import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { once } from "node:events";
 import type { AddressInfo } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, describe, expect, it } from "vitest";
 import { httpClient } from "../../bench/clients.js";
-
-const ESTABLISHED = "01";
-/** /proc/net/tcp's timer kinds: 2 is the socket timer, which is keepalive's on an established socket. */
-const KEEPALIVE_TIMER = 2;
-/** /proc/net/tcp gives a timer's time left in clock ticks (USER_HZ), 100 a second. */
-const TICKS_PER_SECOND = 100;
-
-/** The timer of each established socket whose remote port is `port`: the clients' ends. */
-function clientTimers(port: number): { kind: number; secondsLeft: number }[] {
-  return readFileSync("/proc/net/tcp", "utf8")
-    .split("\n")
-    .slice(1)
-    .map((line) => line.trim().split(/\s+/))
-    .filter((f) => f[3] === ESTABLISHED && parseInt(f[2]!.split(":")[1]!, 16) === port)
-    .map((f) => {
-      const [kind, left] = f[5]!.split(":").map((hex) => parseInt(hex, 16)) as [number, number];
-      return { kind, secondsLeft: left / TICKS_PER_SECOND };
-    });
-}
+import { clientTimers, KEEPALIVE_TIMER } from "../support/tcp-timers.js";
 
 const cleanups: (() => void)[] = [];
 afterEach(() => {

@@ -17,17 +17,24 @@ const FREE_SOCKET_TIMEOUT_MS = 4_000;
 /** Statuses whose response has no body (the Response constructor refuses one). */
 const NULL_BODY = new Set([101, 204, 205, 304]);
 
+/**
+ * Silence on a connection before TCP keepalive probes it (undici's default). Node's agent would
+ * probe after 1 s, every second: with thousands of streams waiting on a slow model, a flood of
+ * probes that loopback's input queue drops, and connections reset by their own keepalive timer
+ * (the bench's client hit exactly that; docs/performance.md).
+ */
+const KEEPALIVE_PROBE_AFTER_MS = 60_000;
+
+const POOL = {
+  keepAlive: true,
+  keepAliveMsecs: KEEPALIVE_PROBE_AFTER_MS,
+  timeout: FREE_SOCKET_TIMEOUT_MS,
+  scheduling: "lifo",
+} as const;
+
 export class HttpTransport {
-  private readonly http = new HttpAgent({
-    keepAlive: true,
-    timeout: FREE_SOCKET_TIMEOUT_MS,
-    scheduling: "lifo",
-  });
-  private readonly https = new HttpsAgent({
-    keepAlive: true,
-    timeout: FREE_SOCKET_TIMEOUT_MS,
-    scheduling: "lifo",
-  });
+  private readonly http = new HttpAgent(POOL);
+  private readonly https = new HttpsAgent(POOL);
   /** The Node response behind each Response this transport made, until it is collected. */
   private readonly bodies = new WeakMap<Response, IncomingMessage>();
 

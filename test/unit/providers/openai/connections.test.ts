@@ -9,6 +9,7 @@ import { OpenAIUpstream } from "../../../../src/providers/openai/upstream.js";
 import type { UpstreamCall, UpstreamEvent } from "../../../../src/upstream/port.js";
 import { UpstreamHttpError } from "../../../../src/upstream/errors.js";
 import { startFakeUpstream, type FakeUpstream } from "../../../support/fake-model.js";
+import { clientTimers, KEEPALIVE_TIMER } from "../../../support/tcp-timers.js";
 
 const request = { model: "demo", messages: [{ role: "user" as const, content: "hi" }] };
 
@@ -60,6 +61,19 @@ describe("the upstream's connections", () => {
     expect(await model.ended(0)).toBe("closed");
     await read(upstream);
     expect(model.requests[1]?.remotePort).not.toBe(model.requests[0]?.remotePort);
+  });
+
+  it("sends no TCP keepalive probe while a reply is silent for over a second", { timeout: 10_000 }, async () => {
+    // Node's agent would probe after 1 s, every second: thousands of waiting streams flood loopback.
+    model = await startFakeUpstream({ reply: () => ({ tokens: ["a", "b"], tokenDelayMs: 2_500 }) });
+    const upstream = new OpenAIUpstream({ baseURL: model.baseURL, apiKey: "k", maxRetries: 0, timeoutMs: 5_000 });
+    const reply = read(upstream);
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    const timers = clientTimers(Number(new URL(model.baseURL).port));
+    expect(timers).toHaveLength(1);
+    expect(timers[0]!.kind).toBe(KEEPALIVE_TIMER);
+    expect(timers[0]!.secondsLeft).toBeGreaterThan(30);
+    expect(text(await reply)).toBe("ab");
   });
 
   it("reads an error status's body through the SDK: its message and status reach the gateway", async () => {
