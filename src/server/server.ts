@@ -24,6 +24,7 @@ import {
 } from "../contract/chat.js";
 import type { ChatService } from "../chat/service.js";
 import { chatRequestDecoder } from "../chat/decode.js";
+import { encodeChatResponse } from "../chat/encode.js";
 import { readDescriptorSet, reflectionDefinition } from "../contract/descriptor.js";
 
 export const CHAT_SERVICE_NAME = "chat.v1.ChatService";
@@ -99,10 +100,16 @@ export async function startServer(chat: ChatService, options: ServerOptions): Pr
     interceptors: options.interceptors ?? [],
   });
   setHttp2Settings(server, { maxHeaderListSize: MAX_METADATA_BYTES, maxFrameSize: MAX_FRAME_SIZE });
-  // The generated deserializer, but noticing invalid UTF-8 (see chat/decode.ts).
+  // The generated deserializer, but noticing invalid UTF-8 (see chat/decode.ts); the generated
+  // serializer's bytes, written in one allocation per token (see chat/encode.ts).
   const definition = {
     ...ChatServiceService,
-    chat: { ...ChatServiceService.chat, requestDeserialize: chatRequestDecoder() },
+    chat: {
+      ...ChatServiceService.chat,
+      requestDeserialize: chatRequestDecoder(),
+      responseSerialize: encodeChatResponse,
+    },
+    resumeChat: { ...ChatServiceService.resumeChat, responseSerialize: encodeChatResponse },
   };
   server.addService(definition, { ...options.chat, listModels: options.listModels, getUsage: options.getUsage });
   server.addService(OpenAIServiceService, options.openai);
