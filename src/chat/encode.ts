@@ -7,6 +7,7 @@
 // it; that was ~6% of the service's busy CPU per paced delta (issue 24's profile). The bytes are
 // the same, field for field (test/unit/encode.test.ts compares both encoders).
 import { ChatResponse } from "../contract/chat.js";
+import { varintSize, writeVarint } from "../contract/varint.js";
 
 /** ChatResponse's field tags (field number << 3 | wire type 2, length-delimited; 0 for varint). */
 const TAG = { delta: 10, reasoning: 34, refusal: 50, streamId: 66, sequence: 72 } as const;
@@ -48,22 +49,4 @@ export function encodeChatResponse(message: ChatResponse): Buffer {
     at = writeVarint(out, at, sequence);
   }
   return out;
-}
-
-function varintSize(value: number): number {
-  let size = 1;
-  while (value >= 0x80) {
-    value = Math.floor(value / 128);
-    size++;
-  }
-  return size;
-}
-
-function writeVarint(out: Buffer, at: number, value: number): number {
-  while (value >= 0x80) {
-    out[at++] = (value % 128) | 0x80;
-    value = Math.floor(value / 128);
-  }
-  out[at++] = value;
-  return at;
 }

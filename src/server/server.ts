@@ -25,6 +25,7 @@ import {
 import type { ChatService } from "../chat/service.js";
 import { chatRequestDecoder } from "../chat/decode.js";
 import { encodeChatResponse } from "../chat/encode.js";
+import { encodeHttpBody } from "../api/openai/bodies.js";
 import { readDescriptorSet, reflectionDefinition } from "../contract/descriptor.js";
 
 export const CHAT_SERVICE_NAME = "chat.v1.ChatService";
@@ -112,7 +113,14 @@ export async function startServer(chat: ChatService, options: ServerOptions): Pr
     resumeChat: { ...ChatServiceService.resumeChat, responseSerialize: encodeChatResponse },
   };
   server.addService(definition, { ...options.chat, listModels: options.listModels, getUsage: options.getUsage });
-  server.addService(OpenAIServiceService, options.openai);
+  // Every OpenAIService method answers google.api.HttpBody (test/unit/encode.test.ts checks the proto).
+  const openai = Object.fromEntries(
+    Object.entries(OpenAIServiceService).map(([name, method]) => [
+      name,
+      { ...method, responseSerialize: encodeHttpBody },
+    ]),
+  ) as typeof OpenAIServiceService;
+  server.addService(openai, options.openai);
   server.addService(ConversationServiceService, options.conversations);
 
   const health = new HealthImplementation({ "": "SERVING", [CHAT_SERVICE_NAME]: "SERVING" });

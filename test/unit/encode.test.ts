@@ -1,8 +1,13 @@
-// Chat's response serializer writes the same bytes as ts-proto's generated encoder, for every kind
-// of event, with and without a resumable stream's position; and what it writes decodes back.
+// The serializers on every token's path write the same bytes as ts-proto's generated encoders:
+// Chat's responses for every kind of event, with and without a resumable stream's position, and
+// the OpenAI routes' HttpBody messages.
 import { describe, expect, it } from "vitest";
-import { ChatResponse } from "../../src/contract/chat.js";
+import { fromBinary } from "@bufbuild/protobuf";
+import { FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
+import { ChatResponse, HttpBody } from "../../src/contract/chat.js";
+import { readDescriptorSet } from "../../src/contract/descriptor.js";
 import { encodeChatResponse } from "../../src/chat/encode.js";
+import { encodeHttpBody, heartbeatBody, jsonBody, sseBody } from "../../src/api/openai/bodies.js";
 
 const texts = [
   "",
@@ -55,5 +60,35 @@ describe("encodeChatResponse", () => {
       { streamId: "s", sequence: 2 } as ChatResponse,
     ];
     for (const message of others) expect(encodeChatResponse(message).equals(generated(message))).toBe(true);
+  });
+});
+
+describe("encodeHttpBody", () => {
+  it("writes HttpBody.encode's bytes for the OpenAI routes' bodies", () => {
+    const bodies: HttpBody[] = [
+      sseBody('event: response.output_text.delta\ndata: {"delta":"héllo 🙂"}\n\n'),
+      sseBody("x".repeat(200_000)),
+      jsonBody({ object: "list", data: [] }),
+      heartbeatBody(15_000),
+      { contentType: "", data: Buffer.alloc(0), extensions: [] },
+      { contentType: "text/plain", data: Buffer.alloc(0), extensions: [] },
+      { contentType: "", data: Buffer.from("raw"), extensions: [] },
+      {
+        contentType: "a",
+        data: Buffer.from("b"),
+        extensions: [{ typeUrl: "type.googleapis.com/x", value: Buffer.from([1]) }],
+      },
+    ];
+    for (const body of bodies)
+      expect(encodeHttpBody(body).equals(Buffer.from(HttpBody.encode(body).finish())), body.contentType).toBe(true);
+  });
+
+  it("serves every OpenAIService method, each of which answers google.api.HttpBody", () => {
+    const set = fromBinary(FileDescriptorSetSchema, readDescriptorSet());
+    const service = set.file
+      .find((f) => f.package === "chat.v1" && f.service.some((s) => s.name === "OpenAIService"))
+      ?.service.find((s) => s.name === "OpenAIService");
+    expect(service?.method.length).toBeGreaterThan(0);
+    for (const method of service!.method) expect(method.outputType, method.name).toBe(".google.api.HttpBody");
   });
 });

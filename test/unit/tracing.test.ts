@@ -10,7 +10,7 @@ describe("propagatingTracing", () => {
     const traces = new Set<string>();
     const spans = new Set<string>();
     for (let i = 0; i < 2_000; i++) {
-      const span = tracing.start(new Metadata());
+      const span = tracing.start(new Metadata(), "m");
       const [version, traceId, spanId, flags] = span.traceparent.split("-");
       expect([version, flags]).toEqual(["00", "00"]);
       expect(traceId).toMatch(/^[0-9a-f]{32}$/);
@@ -26,7 +26,7 @@ describe("propagatingTracing", () => {
   it("keeps the caller's trace id and flags, with a new span id of its own", () => {
     const metadata = new Metadata();
     metadata.set("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
-    const span = propagatingTracing().start(metadata);
+    const span = propagatingTracing().start(metadata, "m");
     expect(span.traceparent).toMatch(/^00-4bf92f3577b34da6a3ce929d0e0e4736-(?!00f067aa0ba902b7)[0-9a-f]{16}-01$/);
   });
 });
