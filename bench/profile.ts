@@ -133,8 +133,12 @@ function hopOf(url: string, fn: string): string {
     // Builtins without a script: JSON.parse, TextDecoder, Buffer copies, and the like.
     return "native builtins called from JS (JSON.parse, TextDecoder, Buffer, ...)";
   }
-  if (/undici|node:internal\/deps\/(undici|llhttp)|node:internal\/webstreams/.test(url))
-    return "upstream read: undici fetch, HTTP/1.1 parse, web streams";
+  if (
+    /undici|node:internal\/deps\/(undici|llhttp)|node:internal\/webstreams|node:_http_|\/providers\/openai\/http-transport/.test(
+      url,
+    )
+  )
+    return "upstream read: the HTTP/1.1 client (Node's; undici's fetch before), its parser, the body reader";
   if (/node_modules\/openai\//.test(url)) return "openai SDK: request building, send, headers";
   if (/eventsource-parser|\/providers\/openai\/sse-chunks/.test(url))
     return "SSE parse (eventsource-parser, the body decoder)";
