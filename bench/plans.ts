@@ -8,7 +8,8 @@ export interface Plan {
   ttftSamples: number;
   single: { shape: ReplyShape; runs: number };
   load: { levels: number[]; shape: ReplyShape; warmupMs: number; windowMs: number };
-  rss: { streams: number[]; shape: (streams: number) => ReplyShape };
+  /** settleMs: how long after the last stream opened RSS is read (500 ms when absent). */
+  rss: { streams: number[]; shape: (streams: number) => ReplyShape; settleMs?: number };
   /** Streams whose tokens come `delayMs` apart, as a model writes them: CPU per token and added gaps. */
   paced: { concurrency: number; shape: ReplyShape; warmupMs: number; windowMs: number };
   /** The leak curve: idle RSS after each of `cycles` rounds of `streams` replies. */
@@ -66,6 +67,10 @@ export const PLANS: Record<Mode, Plan> = {
       streams: [1_000, 10_000],
       // Long enough between tokens that every stream is still open once the last one has started.
       shape: (n) => ({ tokens: 4, size: 4, firstMs: 0, delayMs: n > 2_000 ? 15_000 : 3_000 }),
+      // Read once the process has settled, not in the burst of opening them: 0.5 s after the last
+      // stream opened, ~17 KiB per stream was the opening's garbage, collected a few seconds later
+      // (the idle collection, src/server/heap-trim.ts). Every stream is still open at 5 s.
+      settleMs: 5_000,
     },
     paced: { concurrency: 100, shape: PACED_SHAPE, warmupMs: 2_000, windowMs: 10_000 },
     leak: { cycles: 5, streams: 5_000, shape: LEAK_SHAPE, settleMs: 2_000 },

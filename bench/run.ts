@@ -259,7 +259,9 @@ async function main(): Promise<void> {
           ...(env && { envoy: env.pid }),
           ...(ref && { reference: ref.pid }),
         };
-        (result.rss[path] ??= []).push(await measureRss(client, streams, plan.rss.shape(streams), pids));
+        (result.rss[path] ??= []).push(
+          await measureRss(client, streams, plan.rss.shape(streams), pids, plan.rss.settleMs),
+        );
         client.close();
         await stopAll();
       }
