@@ -300,6 +300,17 @@ describe("response metadata and error details", () => {
     expect(result.trailers?.get("x-request-id")[0]).toMatch(/^[0-9a-f-]{36}$/);
   });
 
+  it("adds RetryInfo from the response's retry-after when a 429 comes as an error event in the stream", async () => {
+    // The provider keeps no copy of the response's headers while it reads the body: made again here.
+    const errorEvent = { error: { message: "Too many requests", type: "RateLimitError", param: null, code: 429 } };
+    harness = await startHarness({
+      upstream: { reply: () => ({ tokens: [], end: "error-event", errorEvent, headers: { "retry-after": "7" } }) },
+    });
+    const result = await collect(harness.client, { text: "hi" });
+    expect(result.code).toBe(status.RESOURCE_EXHAUSTED);
+    expect(result.trailers?.get("retry-after")).toEqual(["7"]);
+  });
+
   it("adds RetryInfo when the upstream said retry-after, and names the upstream", async () => {
     harness = await startHarness({ upstream: { reply: () => ({ status: 429, headers: { "retry-after": "7" } }) } });
     const result = await collect(harness.client, { text: "hi" });

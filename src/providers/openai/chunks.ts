@@ -60,18 +60,26 @@ interface Call {
 
 type TextKind = "reasoning" | "text" | "refusal";
 
+interface ToolCalls {
+  /** Calls by the upstream's id, and by the upstream's index (the call that index last named). */
+  byId: Map<string, Call>;
+  byUpstreamIndex: Map<number, Call>;
+  latest: Call | undefined;
+  /** In the order they came: a call's gateway index is its place here. */
+  inOrder: Call[];
+}
+
 export class ChunkTranslator {
   private finishReason = "";
   private model: string;
   private usage: UpstreamUsage | undefined;
-  /** Calls by the upstream's id, and by the upstream's index (the call that index last named). */
-  private readonly callsById = new Map<string, Call>();
-  private readonly callsByUpstreamIndex = new Map<number, Call>();
-  private latestCall: Call | undefined;
-  private calls = 0;
+  /**
+   * The tool calls, made at the first: most replies have none, and a translator lives as long as
+   * its stream (issue 24: thousands open at once).
+   */
+  private tools: ToolCalls | undefined;
   /** Per kind, a high surrogate that ended the kind's last piece, or "": see the header. */
   private readonly held: Record<TextKind, string> = { reasoning: "", text: "", refusal: "" };
-  private readonly callsInOrder: Call[] = [];
   /**
    * The events of the last chunk read. Reused from chunk to chunk, so a chunk costs no allocation
    * beyond its events: read them before reading the next chunk.
@@ -117,7 +125,7 @@ export class ChunkTranslator {
     for (const kind of ["reasoning", "text", "refusal"] as const) {
       if (this.held[kind] !== "") out.push({ type: kind, text: this.held[kind] });
     }
-    for (const call of this.callsInOrder) {
+    for (const call of this.tools?.inOrder ?? []) {
       if (call.held !== "") out.push({ type: "tool_call", index: call.index, id: "", name: "", arguments: call.held });
     }
     const finish: UpstreamFinish = {
@@ -144,20 +152,22 @@ export class ChunkTranslator {
     const upstreamIndex = typeof wire.index === "number" ? wire.index : undefined;
     const name = nonEmpty(wire.function?.name) ?? "";
     const piece = nonEmpty(wire.function?.arguments) ?? "";
+    this.tools ??= { byId: new Map(), byUpstreamIndex: new Map(), latest: undefined, inOrder: [] };
+    const tools = this.tools;
     let call =
       id !== ""
-        ? this.callsById.get(id)
+        ? tools.byId.get(id)
         : upstreamIndex !== undefined
-          ? this.callsByUpstreamIndex.get(upstreamIndex)
-          : this.latestCall;
+          ? tools.byUpstreamIndex.get(upstreamIndex)
+          : tools.latest;
     const first = call === undefined;
     if (call === undefined) {
-      call = { index: this.calls++, id, held: "" };
-      this.callsInOrder.push(call);
-      if (id !== "") this.callsById.set(id, call);
+      call = { index: tools.inOrder.length, id, held: "" };
+      tools.inOrder.push(call);
+      if (id !== "") tools.byId.set(id, call);
     }
-    if (upstreamIndex !== undefined) this.callsByUpstreamIndex.set(upstreamIndex, call);
-    this.latestCall = call;
+    if (upstreamIndex !== undefined) tools.byUpstreamIndex.set(upstreamIndex, call);
+    tools.latest = call;
     let args = "";
     if (piece !== "") [args, call.held] = holdHalf(call.held + piece);
     // A call's id and name go out once, on its first event; servers that repeat them on every

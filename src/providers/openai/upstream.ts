@@ -12,7 +12,7 @@ import { toUpstreamError, UpstreamStreamError } from "./errors.js";
 import { ChunkTranslator } from "./chunks.js";
 import { SseChunkDecoder } from "./sse-chunks.js";
 import { CALL_OPTION, upstreamFetch } from "./fetch.js";
-import { HttpTransport } from "./http-transport.js";
+import { HttpTransport, type BodyChunks } from "./http-transport.js";
 
 export interface OpenAIUpstreamOptions {
   baseURL: string;
@@ -68,19 +68,11 @@ export class OpenAIUpstream implements ChatUpstream, ModelLister {
       }
       const signal = watch.begin(parent);
       try {
-        let response: Response;
-        try {
-          response = await this.open(request, call, signal, progress);
-        } catch (error: unknown) {
-          throw signal.aborted ? signal.reason : error;
-        }
-        watch.opened();
         // The SDK built, sent, authenticated and retried the request and mapped an error status;
         // the body it would decode through five async generators per event is read here, one
         // network read per await (see sse-chunks.ts), from Node's stream (http-transport.ts).
-        if (response.body === null) throw new UpstreamProtocolError("cut");
-        const body = this.transport.chunks(response);
-        const decoder = new SseChunkDecoder(response.headers);
+        const body = await this.connect(request, call, signal, progress);
+        const decoder = new SseChunkDecoder(body);
         const translator = new ChunkTranslator(request.model);
         let ended = false;
         try {
@@ -140,6 +132,28 @@ export class OpenAIUpstream implements ChatUpstream, ModelLister {
         watch.end();
       }
     }
+  }
+
+  /**
+   * The attempt's response, from which only its body's reads are kept: the Response (its Headers,
+   * its web stream, the SDK's abort bookkeeping tied to it) is left to the collector once its
+   * headers are in, rather than living as long as the stream does (issue 24).
+   */
+  private async connect(
+    request: UpstreamRequest,
+    call: UpstreamCall,
+    signal: AbortSignal,
+    progress: Progress,
+  ): Promise<BodyChunks> {
+    let response: Response;
+    try {
+      response = await this.open(request, call, signal, progress);
+    } catch (error: unknown) {
+      throw signal.aborted ? signal.reason : error;
+    }
+    call.watch.opened();
+    if (response.body === null) throw new UpstreamProtocolError("cut");
+    return this.transport.chunks(response);
   }
 
   /** Sends the request and waits for the response headers, through the SDK's timeout and retries. */

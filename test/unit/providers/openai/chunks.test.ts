@@ -68,6 +68,12 @@ describe("edge cases", () => {
     ]);
   });
 
+  it("makes no tool-call bookkeeping for a reply without tool calls: a translator lives as long as its stream", () => {
+    const translator = new ChunkTranslator("m");
+    for (const piece of ["a", "b"]) translator.read(chunk({ content: piece }) as ChatCompletionChunk);
+    expect(Object.values(translator).filter((value) => value instanceof Map)).toEqual([]);
+  });
+
   it("puts reasoning before content when one chunk carries both, then refusal", () => {
     expect(
       translate([chunk({ content: "answer", reasoning_content: "thought", refusal: "no" }), done]).slice(0, 3),

@@ -11,7 +11,7 @@ const headers = new Headers({ "x-request-id": "req-1" });
 
 /** Every chunk the decoder gives for `reads`, then what the body's end adds. */
 function decode(reads: (string | Uint8Array)[]): { chunks: unknown[][]; tail: unknown[]; decoder: SseChunkDecoder } {
-  const decoder = new SseChunkDecoder(headers);
+  const decoder = new SseChunkDecoder({ headers: () => headers });
   const chunks = reads.map((r) => [...decoder.read(typeof r === "string" ? bytes(r) : r)]);
   return { chunks, tail: [...decoder.end()], decoder };
 }
@@ -25,6 +25,15 @@ describe("SseChunkDecoder", () => {
     expect(chunks).toEqual([[{ n: 1 }, { n: 2 }], [{ n: 3 }]]);
     expect(decoder.done).toBe(true);
     expect(decoder.failure).toBeUndefined();
+  });
+
+  it("hands each read's chunks over and keeps none of them: the last would otherwise live until the next read", () => {
+    const decoder = new SseChunkDecoder({ headers: () => headers });
+    const first = decoder.read(bytes('data: {"n":1}\n\n'));
+    const second = decoder.read(bytes('data: {"n":2}\n\n'));
+    expect(first).toEqual([{ n: 1 }]);
+    expect(second).toEqual([{ n: 2 }]);
+    expect(Object.values(decoder)).not.toContain(second);
   });
 
   it("decodes a character split between two reads, and CRLF line ends", () => {
