@@ -46,6 +46,14 @@ export class SseChunkDecoder {
     return this.out;
   }
 
+  /**
+   * Drops the last read's payloads once they have been handled: a stream whose caller stopped
+   * reading stays suspended after its read, and would otherwise hold every chunk of it, parsed.
+   */
+  release(): void {
+    this.out.length = 0;
+  }
+
   /** The body has ended: what it still held (an event without its closing blank line). */
   end(): readonly unknown[] {
     this.out.length = 0;

@@ -109,6 +109,7 @@ export class OpenAIUpstream implements ChatUpstream, ModelLister {
               watch.chunk(events.length);
               if (events.length > 0) (batch ??= []).push(...events);
             }
+            decoder.release();
             // What came before a failure goes out first, as it did on the upstream's wire.
             if (batch !== undefined) {
               progress.sent = true;
