@@ -123,7 +123,10 @@ export interface BodyChunks {
 /**
  * The most bytes one `next()` hands over (one socket read's worth): everything a read takes is
  * decoded and merged for the caller at once, so this bounds what a stalled caller's stream holds
- * beyond Node's buffer.
+ * beyond Node's buffer. Not less than a socket read (64 KiB): `read()` empties the stream, which lets
+ * Node read from the socket again before the rest is put back, so each `next()` may let in up to a
+ * socket read; handing over less than that, the buffer grows with every call. At 16 KiB the
+ * slow-reader bench's service read all 811 KiB of every reply, none left in the kernel.
  */
 const MAX_READ_BYTES = 64 * 1024;
 
