@@ -33,11 +33,11 @@ const UPSTREAM_BYTES_PER_CHAR = 2;
 // The bound, as docs/streaming.md derives it: what each buffer on the path may hold of one stream. The
 // kernel's socket queues are read from /proc at the plateau; everything else is a constant.
 
-/** The service's read-ahead, in the upstream's bytes: the response stream's 64 KiB high-water mark
- * in Node's HTTP client and the one 64 KiB socket read that may run over it; and the read taken
- * before the service stopped reading (at most 64 KiB, src/providers/openai/http-transport.ts), whose
- * events were merged at once. */
-const SERVICE_READ_AHEAD = 3 * 64 * KiB;
+/** The service's read-ahead, in the upstream's bytes: in Node's HTTP client, the socket's and the
+ * response stream's 16 KiB high-water marks, each crossed by at most one 64 KiB socket read
+ * (READ_AHEAD_BYTES, src/providers/openai/http-transport.ts); and the read taken before the service
+ * stopped reading (at most 64 KiB, MAX_READ_BYTES there), whose events were merged at once. */
+const SERVICE_READ_AHEAD = 2 * (16 * KiB + 64 * KiB) + 64 * KiB;
 /** Delta text in the service: grpc-js's queue (16 messages) and the one being written, each at most
  * a merge of MAX_MERGED_CHARS plus one delta, and the merge in progress. */
 const SERVICE_TEXT = 18 * (MAX_MERGED_CHARS + TOKEN_CHARS);

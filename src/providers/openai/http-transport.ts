@@ -25,11 +25,24 @@ const NULL_BODY = new Set([101, 204, 205, 304]);
  */
 const KEEPALIVE_PROBE_AFTER_MS = 60_000;
 
+/**
+ * What Node reads from an upstream's connection before anyone asks for it: the socket's high-water
+ * mark, and the response stream's (IncomingMessage takes its socket's). Node 24's default is 64 KiB.
+ * A caller that stops reading leaves both full, each with the socket read that crossed its mark (up
+ * to 64 KiB, whatever the mark): with 300 stalled callers that was 290 KiB of Buffers per stream in
+ * the service at the default, 160 KiB at this; the rest of the reply waits in the kernel's receive
+ * buffer, outside the process. Reads are not smaller for it: a socket read still takes what has
+ * arrived, up to 64 KiB.
+ */
+const READ_AHEAD_BYTES = 16 * 1024;
+
 const POOL = {
   keepAlive: true,
   keepAliveMsecs: KEEPALIVE_PROBE_AFTER_MS,
   timeout: FREE_SOCKET_TIMEOUT_MS,
   scheduling: "lifo",
+  // Passed on to each socket the agent connects, and so to its responses.
+  highWaterMark: READ_AHEAD_BYTES,
 } as const;
 
 export class HttpTransport {
@@ -130,7 +143,10 @@ export interface BodyChunks {
 /**
  * The most bytes one `next()` hands over (one socket read's worth): everything a read takes is
  * decoded and merged for the caller at once, so this bounds what a stalled caller's stream holds
- * beyond Node's buffer.
+ * beyond Node's buffer. Not less than a socket read (64 KiB): `read()` empties the stream, which lets
+ * Node read from the socket again before the rest is put back, so each `next()` may let in up to a
+ * socket read; handing over less than that, the buffer grows with every call. At 16 KiB the
+ * slow-reader bench's service read all 811 KiB of every reply, none left in the kernel.
  */
 const MAX_READ_BYTES = 64 * 1024;
 

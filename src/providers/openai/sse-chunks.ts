@@ -33,7 +33,18 @@ export class SseChunkDecoder {
 
   /** The JSON payloads of the events `bytes` completes, in order. */
   read(bytes: Uint8Array): readonly unknown[] {
-    if (!this.done && this.failure === undefined) this.parser.feed(this.text.decode(bytes, { stream: true }));
+    if (this.done || this.failure !== undefined) return NONE;
+    // The bytes after the last line break are decoded on their own: the parser keeps an unfinished
+    // line until the next read as a slice of the string it was fed, and V8's slice keeps that whole
+    // string alive, so a stalled caller's stream would hold the whole read's text (up to 64 KiB)
+    // for the sake of a few hundred bytes.
+    const end = lastLineBreak(bytes) + 1;
+    if (end === 0 || end === bytes.length) {
+      this.parser.feed(this.text.decode(bytes, { stream: true }));
+    } else {
+      this.parser.feed(this.text.decode(bytes.subarray(0, end), { stream: true }));
+      this.parser.feed(this.text.decode(bytes.subarray(end), { stream: true }));
+    }
     return this.take();
   }
 
@@ -81,4 +92,12 @@ export class SseChunkDecoder {
       this.out.push(data);
     }
   }
+}
+
+/** The index of the last LF or CR in `bytes`, -1 if there is none. */
+function lastLineBreak(bytes: Uint8Array): number {
+  // From the end: a read usually ends within an event's length of its last line break.
+  let i = bytes.length - 1;
+  while (i >= 0 && bytes[i] !== 0x0a && bytes[i] !== 0x0d) i--;
+  return i;
 }

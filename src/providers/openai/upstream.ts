@@ -14,6 +14,8 @@ import { SseChunkDecoder } from "./sse-chunks.js";
 import { CALL_OPTION, upstreamFetch } from "./fetch.js";
 import { HttpTransport, type BodyChunks } from "./http-transport.js";
 
+const NO_CHUNKS: readonly unknown[] = [];
+
 export interface OpenAIUpstreamOptions {
   baseURL: string;
   apiKey: string | undefined;
@@ -101,6 +103,9 @@ export class OpenAIUpstream implements ChatUpstream, ModelLister {
               watch.chunk(events.length);
               if (events.length > 0) (batch ??= []).push(...events);
             }
+            // The read's parsed chunks go now, not when the stream resumes: a caller that stopped
+            // reading keeps this generator suspended at its batch (~100 KiB per stalled reader).
+            chunks = NO_CHUNKS;
             // What came before a failure goes out first, as it did on the upstream's wire.
             if (batch !== undefined) {
               progress.sent = true;

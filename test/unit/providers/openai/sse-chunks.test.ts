@@ -42,6 +42,26 @@ describe("SseChunkDecoder", () => {
     expect(chunks.flat()).toEqual([{ t: "é✓" }]);
   });
 
+  it("gives the same events however a body is cut into reads: after a line break, before one, within a CRLF, a character or a line", () => {
+    // LF, CRLF and CR line ends, a comment, a character of 3 bytes, and a line longer than a read.
+    const body = bytes(
+      'data: {"n":1}\n\ndata: {"t":"✓✓"}\r\n\r\n: hi\rdata: {"n":3}\r\rdata: {"n":4,"pad":"' +
+        "p".repeat(40) +
+        '"}\n\n',
+    );
+    const whole = decode([body]).chunks.flat();
+    expect(whole).toHaveLength(4);
+    for (let cut = 1; cut < body.length; cut++) {
+      expect(decode([body.slice(0, cut), body.slice(cut)]).chunks.flat(), `cut at ${cut}`).toEqual(whole);
+    }
+    for (const size of [1, 3, 7]) {
+      const reads = Array.from({ length: Math.ceil(body.length / size) }, (_, i) =>
+        body.slice(i * size, (i + 1) * size),
+      );
+      expect(decode(reads).chunks.flat(), `reads of ${size}`).toEqual(whole);
+    }
+  });
+
   it("ignores everything after [DONE]", () => {
     const { chunks, tail } = decode(['data: {"n":1}\n\ndata: [DONE]\n\ndata: {"n":2}\n\n', 'data: {"n":3}\n\n']);
     expect([...chunks.flat(), ...tail]).toEqual([{ n: 1 }]);
