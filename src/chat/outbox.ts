@@ -133,17 +133,7 @@ export class Outbox {
 
   /** Resolves at the call's next 'drain'; rejects with the signal's reason if it aborts first. */
   drained(signal: AbortSignal): Promise<void> {
-    const call = this.call;
-    return new Promise((resolve, reject) => {
-      const done = () => {
-        call.off("drain", done);
-        signal.removeEventListener("abort", done);
-        if (signal.aborted) reject(signal.reason as Error);
-        else resolve();
-      };
-      call.on("drain", done);
-      signal.addEventListener("abort", done);
-    });
+    return drained(this.call, signal);
   }
 
   /** Writes what is held, in order. */
@@ -178,11 +168,30 @@ export class Outbox {
 
   private hold(event: ContentEvent, size: number): void {
     this.heldChars += size;
-    const last = this.held[this.held.length - 1];
-    if (last !== undefined && mergeInto(last, event)) return;
+    const message = messageOf(event);
+    const last = this.held.length - 1;
+    const merged = last >= 0 ? joined(this.held[last]!, message) : undefined;
+    if (merged !== undefined) {
+      this.held[last] = merged;
+      return;
+    }
     if (this.held.length === 0) this.call.on("drain", this.flushHeld);
-    this.held.push(messageOf(event));
+    this.held.push(message);
   }
+}
+
+/** Resolves at `call`'s next 'drain'; rejects with the signal's reason if it aborts first. */
+export function drained(call: AnyCall, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const done = () => {
+      call.off("drain", done);
+      signal.removeEventListener("abort", done);
+      if (signal.aborted) reject(signal.reason as Error);
+      else resolve();
+    };
+    call.on("drain", done);
+    signal.addEventListener("abort", done);
+  });
 }
 
 export function messageOf(event: ContentEvent): ChatResponse {
@@ -203,29 +212,31 @@ export function messageOf(event: ContentEvent): ChatResponse {
   }
 }
 
-/** Joins `event` to the held message `last` when both are of one kind (and one tool call); false otherwise. */
-function mergeInto(last: ChatResponse, event: ContentEvent): boolean {
-  const held = last.event;
-  switch (event.type) {
-    case "text":
-      if (held?.$case !== "delta") return false;
-      held.value.text += event.text;
-      return true;
-    case "reasoning":
-      if (held?.$case !== "reasoning") return false;
-      held.value.text += event.text;
-      return true;
-    case "refusal":
-      if (held?.$case !== "refusal") return false;
-      held.value.text += event.text;
-      return true;
-    case "tool_call":
-      // A call's first piece (its id and name) is never merged into anything before it.
-      if (held?.$case !== "toolCall" || held.value.index !== event.index || event.id !== "" || event.name !== "")
-        return false;
-      held.value.arguments += event.arguments;
-      return true;
-  }
+/**
+ * Two consecutive messages as one, when both are of one kind (and, for tool calls, one call); else
+ * undefined: never text into reasoning, never pieces of two calls. The outbox merges what is held
+ * for a caller behind; a resumable stream's reader merges what it replays (replay.ts).
+ */
+export function joined(a: ChatResponse, b: ChatResponse): ChatResponse | undefined {
+  const x = a.event;
+  const y = b.event;
+  if (x === undefined || y === undefined) return undefined;
+  if (x.$case === "delta" && y.$case === "delta")
+    return { event: { $case: "delta", value: { text: x.value.text + y.value.text } } };
+  if (x.$case === "reasoning" && y.$case === "reasoning")
+    return { event: { $case: "reasoning", value: { text: x.value.text + y.value.text } } };
+  if (x.$case === "refusal" && y.$case === "refusal")
+    return { event: { $case: "refusal", value: { text: x.value.text + y.value.text } } };
+  // A call's first piece (its id and name) is never merged into anything before it.
+  if (
+    x.$case === "toolCall" &&
+    y.$case === "toolCall" &&
+    x.value.index === y.value.index &&
+    !y.value.id &&
+    !y.value.name
+  )
+    return { event: { $case: "toolCall", value: { ...x.value, arguments: x.value.arguments + y.value.arguments } } };
+  return undefined;
 }
 
 /** The characters a content message holds (for the buffer accounting). */

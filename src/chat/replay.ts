@@ -9,7 +9,7 @@ import { status } from "@grpc/grpc-js";
 import type { ChatResponse } from "../contract/chat.js";
 import type { LogReader, LoggedEvent, LoggedFailure } from "../resume/log.js";
 import type { GatewayStatus } from "./errors.js";
-import type { AnyCall, Presenter } from "./outbox.js";
+import { drained, joined, type AnyCall, type Presenter } from "./outbox.js";
 import { STREAM_ID_KEY, errorTrailers, requestIdMetadata } from "./status-details.js";
 
 export interface ReplayOptions {
@@ -185,44 +185,9 @@ export function merged(events: LoggedEvent[]): LoggedEvent[] {
   const out: LoggedEvent[] = [];
   for (const event of events) {
     const last = out[out.length - 1];
-    const joined = last && !last.failure && !event.failure ? join(last.message, event.message) : undefined;
-    if (joined && last) out[out.length - 1] = { sequence: event.sequence, message: joined };
+    const message = last && !last.failure && !event.failure ? joined(last.message, event.message) : undefined;
+    if (message && last) out[out.length - 1] = { sequence: event.sequence, message };
     else out.push(event);
   }
   return out;
-}
-
-function join(a: ChatResponse, b: ChatResponse): ChatResponse | undefined {
-  const x = a.event;
-  const y = b.event;
-  if (x === undefined || y === undefined) return undefined;
-  if (x.$case === "delta" && y.$case === "delta")
-    return { event: { $case: "delta", value: { text: x.value.text + y.value.text } } };
-  if (x.$case === "reasoning" && y.$case === "reasoning")
-    return { event: { $case: "reasoning", value: { text: x.value.text + y.value.text } } };
-  if (x.$case === "refusal" && y.$case === "refusal")
-    return { event: { $case: "refusal", value: { text: x.value.text + y.value.text } } };
-  // A call's first piece (its id and name) is never merged into anything before it.
-  if (
-    x.$case === "toolCall" &&
-    y.$case === "toolCall" &&
-    x.value.index === y.value.index &&
-    !y.value.id &&
-    !y.value.name
-  )
-    return { event: { $case: "toolCall", value: { ...x.value, arguments: x.value.arguments + y.value.arguments } } };
-  return undefined;
-}
-
-function drained(call: AnyCall, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const done = () => {
-      call.off("drain", done);
-      signal.removeEventListener("abort", done);
-      if (signal.aborted) reject(signal.reason as Error);
-      else resolve();
-    };
-    call.on("drain", done);
-    signal.addEventListener("abort", done);
-  });
 }
