@@ -6,25 +6,15 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { OpenAIUpstream } from "../../../../src/providers/openai/upstream.js";
-import type { UpstreamCall, UpstreamEvent } from "../../../../src/upstream/port.js";
+import type { UpstreamEvent } from "../../../../src/upstream/port.js";
 import { UpstreamHttpError } from "../../../../src/upstream/errors.js";
+import { callWith, shortRequest } from "../../../support/upstream-call.js";
 import { startFakeUpstream, type FakeUpstream } from "../../../support/fake-model.js";
 import { clientTimers, KEEPALIVE_TIMER } from "../../../support/tcp-timers.js";
 
-const request = { model: "demo", messages: [{ role: "user" as const, content: "hi" }] };
-
-function callWith(signal: AbortSignal): UpstreamCall {
-  return {
-    signal,
-    headers: {},
-    watch: { begin: (parent) => parent, opened() {}, chunk() {}, end() {} },
-    observer: { routed() {}, fellBack() {}, retried() {} },
-  };
-}
-
 async function read(upstream: OpenAIUpstream, signal = new AbortController().signal): Promise<UpstreamEvent[]> {
   const events: UpstreamEvent[] = [];
-  for await (const batch of upstream.stream(request, callWith(signal))) events.push(...batch);
+  for await (const batch of upstream.stream(shortRequest, callWith(signal))) events.push(...batch);
   return events;
 }
 
@@ -54,7 +44,7 @@ describe("the upstream's connections", () => {
     });
     const upstream = new OpenAIUpstream({ baseURL: model.baseURL, apiKey: "k", maxRetries: 0, timeoutMs: 5_000 });
     const leaving = new AbortController();
-    const stream = upstream.stream(request, callWith(leaving.signal))[Symbol.asyncIterator]();
+    const stream = upstream.stream(shortRequest, callWith(leaving.signal))[Symbol.asyncIterator]();
     await stream.next();
     leaving.abort(new Error("the caller left"));
     await expect(stream.next()).rejects.toThrow();

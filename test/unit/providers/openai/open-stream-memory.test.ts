@@ -5,19 +5,9 @@
 import { queryObjects } from "node:v8";
 import { afterEach, describe, expect, it } from "vitest";
 import { OpenAIUpstream } from "../../../../src/providers/openai/upstream.js";
-import type { UpstreamCall, UpstreamEvent } from "../../../../src/upstream/port.js";
+import type { UpstreamEvent } from "../../../../src/upstream/port.js";
+import { callWith, shortRequest } from "../../../support/upstream-call.js";
 import { startFakeUpstream, type FakeUpstream } from "../../../support/fake-model.js";
-
-const request = { model: "demo", messages: [{ role: "user" as const, content: "hi" }] };
-
-function callWith(signal: AbortSignal): UpstreamCall {
-  return {
-    signal,
-    headers: {},
-    watch: { begin: (parent) => parent, opened() {}, chunk() {}, end() {} },
-    observer: { routed() {}, fellBack() {}, retried() {} },
-  };
-}
 
 /** Live objects of a class, after a full collection (queryObjects collects first). */
 function live(type: abstract new (...args: never[]) => object): number {
@@ -39,7 +29,7 @@ describe("an open stream between tokens", () => {
     const leaving = new AbortController();
     const [responses, headers] = [live(Response), live(Headers)];
     const open = Array.from({ length: streams }, () =>
-      upstream.stream(request, callWith(leaving.signal))[Symbol.asyncIterator](),
+      upstream.stream(shortRequest, callWith(leaving.signal))[Symbol.asyncIterator](),
     );
     const firsts = await Promise.all(open.map((stream) => stream.next()));
     expect(

@@ -6,7 +6,8 @@ import { getHeapSpaceStatistics, setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { afterEach, describe, expect, it } from "vitest";
 import { OpenAIUpstream } from "../../../../src/providers/openai/upstream.js";
-import type { UpstreamCall, UpstreamBatch } from "../../../../src/upstream/port.js";
+import type { UpstreamBatch } from "../../../../src/upstream/port.js";
+import { callWith, shortRequest } from "../../../support/upstream-call.js";
 import { startFakeUpstream, type FakeUpstream } from "../../../support/fake-model.js";
 
 const KiB = 1024;
@@ -31,14 +32,6 @@ const BUFFERS_PER_STREAM = 2 * (16 * KiB + 64 * KiB) + 64 * KiB;
  * high-water marks (more buffered slices), ~145 KiB.
  */
 const HEAP_PER_STREAM = 128 * KiB;
-
-const request = { model: "demo", messages: [{ role: "user" as const, content: "hi" }] };
-const callWith = (signal: AbortSignal): UpstreamCall => ({
-  signal,
-  headers: {},
-  watch: { begin: (parent) => parent, opened() {}, chunk() {}, end() {} },
-  observer: { routed() {}, fellBack() {}, retried() {} },
-});
 
 /** V8's full collection (as src/server/heap-trim.ts makes it available without `--expose-gc`). */
 function collector(): () => void {
@@ -76,7 +69,7 @@ describe("a stream whose caller stopped reading", () => {
     const stall = async (streams: number) => {
       const first = stalled.length;
       for (let i = 0; i < streams; i++) {
-        const stream = upstream.stream(request, callWith(signal))[Symbol.asyncIterator]();
+        const stream = upstream.stream(shortRequest, callWith(signal))[Symbol.asyncIterator]();
         expect((await stream.next()).done).toBe(false);
         stalled.push(stream);
       }
