@@ -9,9 +9,14 @@ export const CALL_OPTION = Symbol("chat-gateway.upstream-call");
 export function upstreamFetch(base: typeof fetch): typeof fetch {
   return (input, init) => {
     const call = (init as { [CALL_OPTION]?: UpstreamCall } | undefined)?.[CALL_OPTION];
-    if (call !== undefined) {
-      if (Number(new Headers(init?.headers).get("x-stainless-retry-count") ?? 0) > 0) call.observer.retried();
-    }
+    if (call !== undefined && retriesOf(init) > 0) call.observer.retried();
     return base(input, init);
   };
+}
+
+/** How many times the SDK had tried before this attempt (its `x-stainless-retry-count`). */
+export function retriesOf(init: RequestInit | undefined): number {
+  // The SDK passes a Headers: read as it is rather than copied, once per request.
+  const headers = init?.headers instanceof Headers ? init.headers : new Headers(init?.headers);
+  return Number(headers.get("x-stainless-retry-count") ?? 0);
 }

@@ -1,7 +1,7 @@
 // The fetch the openai SDK sends through by default: `node:http`/`node:https` with a keep-alive
 // pool, instead of the global fetch (undici). The SDK still builds, authenticates, times out and
 // retries each request, and reads an error's body through the Response it gets; a streamed body is
-// read by the provider straight from Node's response stream (`bodyOf`), one network read per await.
+// read by the provider straight from Node's response stream (`chunks`), one network read per await.
 //
 // Why: paced, every token is its own network read, and through fetch each read went through undici's
 // fetch controller and two WHATWG streams before the body decoder saw it (15% of the service's CPU
@@ -115,7 +115,7 @@ export class HttpTransport {
     return new WebBodyChunks(response.body.getReader(), response.headers);
   }
 
-  /** Closes the pooled connections (the process is stopping). */
+  /** Closes the pooled connections. */
   close(): void {
     this.http.destroy();
     this.https.destroy();

@@ -11,7 +11,7 @@ import { statusOfStreamError } from "./stream-error.js";
 import { toUpstreamError, UpstreamStreamError } from "./errors.js";
 import { ChunkTranslator } from "./chunks.js";
 import { SseChunkDecoder } from "./sse-chunks.js";
-import { CALL_OPTION, upstreamFetch } from "./fetch.js";
+import { CALL_OPTION, retriesOf, upstreamFetch } from "./fetch.js";
 import { HttpTransport, type BodyChunks } from "./http-transport.js";
 
 const NO_CHUNKS: readonly unknown[] = [];
@@ -50,8 +50,7 @@ export class OpenAIUpstream implements ChatUpstream, ModelLister {
       project: null,
       fetch: async (input, init) => {
         const response = await base(input, init);
-        const headers = init?.headers instanceof Headers ? init.headers : new Headers(init?.headers);
-        this.retriesBefore.set(response, Number(headers.get("x-stainless-retry-count") ?? 0));
+        this.retriesBefore.set(response, retriesOf(init));
         return response;
       },
     });
