@@ -129,12 +129,7 @@ export function chatImplementation(
       const who = whoOf(call.metadata);
       const problem = resumeProblem(call.request, call.metadata);
       if (typeof problem === "string") {
-        const outcome = toGatewayStatus(new CallRefused("invalid", problem));
-        call.emit("error", {
-          code: outcome.code,
-          details: outcome.details,
-          metadata: errorTrailers(outcome, { requestId: who.requestId }),
-        });
+        endRefused(call, "invalid", problem, who.requestId);
         return;
       }
       service
@@ -420,20 +415,11 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
       reader = await resume.log.open(streamId, who.caller);
     } catch (error: unknown) {
       logReadError(error);
-      const outcome = toGatewayStatus(
-        new CallRefused("resume_unavailable", "resumable stream store unavailable; retry"),
-      );
-      const metadata = errorTrailers(outcome, { requestId: who.requestId });
-      call.emit("error", { code: outcome.code, details: outcome.details, metadata });
+      endRefused(call, "resume_unavailable", "resumable stream store unavailable; retry", who.requestId);
       return;
     }
     if (!reader) {
-      const outcome = toGatewayStatus(new CallRefused("not_found", notFound));
-      call.emit("error", {
-        code: outcome.code,
-        details: outcome.details,
-        metadata: errorTrailers(outcome, { requestId: who.requestId }),
-      });
+      endRefused(call, "not_found", notFound, who.requestId);
       return;
     }
     // Attached to a generation running here holds its grace; one running elsewhere is not told.
@@ -544,11 +530,17 @@ function logSink(writer: LogWriter, run: RunHandle, sent: ((message: ChatRespons
   };
 }
 
-/** Ends a call before anything was written: a trailers-only response Envoy can map to an HTTP status. */
-function refuse(call: AnyCall, context: CallContext, model: string, why: CallRefused["why"], detail: string): void {
+/** Ends a call before anything was written, refused: a trailers-only response Envoy maps to an HTTP status. */
+function endRefused(call: AnyCall, why: CallRefused["why"], detail: string, requestId: string): GatewayStatus {
   const outcome = toGatewayStatus(new CallRefused(why, detail));
-  const metadata = errorTrailers(outcome, { requestId: context.requestId });
+  const metadata = errorTrailers(outcome, { requestId });
   call.emit("error", { code: outcome.code, details: outcome.details, metadata });
+  return outcome;
+}
+
+/** A chat call refused before it became a stream: ended (endRefused) and told to its observer. */
+function refuse(call: AnyCall, context: CallContext, model: string, why: CallRefused["why"], detail: string): void {
+  const outcome = endRefused(call, why, detail, context.requestId);
   context.observer.refused({
     model,
     code: outcome.code,
